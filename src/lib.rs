@@ -1,0 +1,7 @@
+//! modbridge: Cativa `post_created` webhooks in, moderation cards out.
+//!
+//! See ARCHITECTURE.md for the map. Data flows one way:
+//! intake → dedupe → rules → card → sinks.
+
+pub mod destination;
+pub mod post;

@@ -5,3 +5,5 @@
 
 pub mod destination;
 pub mod post;
+pub mod dedupe;
+pub mod intake;

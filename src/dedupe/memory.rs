@@ -1,0 +1,205 @@
+//! In-memory dedupe store: no infrastructure, one process, bounded.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Claim, DedupeStore, ExecutionId, Lease, StoreError, Ttl};
+
+#[derive(Debug)]
+enum Record {
+    Claimed { token: String, until: Instant },
+    Done { until: Instant },
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<String, Record>,
+    /// Done records in the order written; with one TTL for all, that is also
+    /// the order they expire in.
+    done_order: VecDeque<String>,
+}
+
+/// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+    ttl: Ttl,
+    capacity: usize,
+}
+
+impl MemoryStore {
+    pub fn new(ttl: Ttl, capacity: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-written in
+        // a way that matters here; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn holds(&self, lease: &Lease, now: Instant) -> bool {
+        matches!(
+            self.records.get(lease.id.as_str()),
+            Some(Record::Claimed { token, until }) if *token == lease.token && *until > now
+        )
+    }
+
+    fn evict(&mut self, now: Instant, capacity: usize) {
+        while let Some(key) = self.done_order.front() {
+            let expired = match self.records.get(key) {
+                Some(Record::Done { until }) => *until <= now,
+                _ => true, // stale queue entry
+            };
+            if !(expired || self.records.len() >= capacity) {
+                break;
+            }
+            if let Some(key) = self.done_order.pop_front()
+                && matches!(self.records.get(&key), Some(Record::Done { .. }))
+            {
+                self.records.remove(&key);
+            }
+        }
+        if self.records.len() >= capacity {
+            // Only claims left: drop the expired ones.
+            self.records.retain(|_, r| match r {
+                Record::Claimed { until, .. } | Record::Done { until } => *until > now,
+            });
+        }
+    }
+}
+
+impl DedupeStore for MemoryStore {
+    async fn claim(&self, id: &ExecutionId) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.records.get(id.as_str()) {
+            Some(Record::Done { until }) if *until > now => return Ok(Claim::Done),
+            Some(Record::Claimed { until, .. }) if *until > now => {
+                return Ok(Claim::InFlight {
+                    retry_after: *until - now,
+                });
+            }
+            _ => {}
+        }
+        inner.evict(now, self.capacity);
+        let lease = Lease::new(id.clone());
+        inner.records.insert(
+            id.as_str().to_owned(),
+            Record::Claimed {
+                token: lease.token.clone(),
+                until: now + self.ttl.lease,
+            },
+        );
+        Ok(Claim::First(lease))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !inner.holds(lease, now) {
+            return Ok(false);
+        }
+        inner.records.insert(
+            lease.id.as_str().to_owned(),
+            Record::Claimed {
+                token: lease.token.clone(),
+                until: now + self.ttl.lease,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if matches!(inner.records.get(lease.id.as_str()), Some(Record::Claimed { token, .. }) if *token == lease.token)
+        {
+            inner.records.remove(lease.id.as_str());
+        }
+        Ok(())
+    }
+
+    async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.evict(now, self.capacity);
+        let key = lease.id.as_str().to_owned();
+        inner.records.insert(
+            key.clone(),
+            Record::Done {
+                until: now + self.ttl.done,
+            },
+        );
+        inner.done_order.push_back(key);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// For tests: a store whose leases last `lease`.
+pub fn short_lived(lease: Duration) -> MemoryStore {
+    MemoryStore::new(
+        Ttl {
+            lease,
+            done: Duration::from_secs(3600),
+        },
+        10_000,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::suite;
+
+    #[tokio::test]
+    async fn memory_store_follows_the_protocol() {
+        let lease = Duration::from_millis(300);
+        suite::run(&short_lived(lease), "mem", lease).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_has_one_winner_under_contention() {
+        suite::concurrent(&short_lived(Duration::from_secs(5)), "mem").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_stays_bounded() {
+        let store = MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            100,
+        );
+        for i in 0..1_000 {
+            let id = ExecutionId::parse(&format!("e{i}")).unwrap();
+            let Claim::First(lease) = store.claim(&id).await.unwrap() else {
+                panic!("fresh id not first")
+            };
+            store.complete(&lease).await.unwrap();
+        }
+        assert!(store.len() <= 100, "{} records", store.len());
+        // The newest are still remembered.
+        let last = ExecutionId::parse("e999").unwrap();
+        assert_eq!(store.claim(&last).await.unwrap(), Claim::Done);
+    }
+}

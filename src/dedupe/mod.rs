@@ -1,0 +1,248 @@
+//! Dedupe: Cativa delivers at least once, so every execution ID is claimed
+//! before work starts and recorded as done after it succeeds.
+//!
+//! Two kinds of record:
+//! - a **claim** is a lease: set atomically with a random token and a short
+//!   TTL, renewed while work runs, released by compare-and-delete (only the
+//!   holder's token deletes it). A crashed worker's claim expires by itself.
+//! - a **done** record keeps for days so late retries are recognised.
+//!
+//! [`DedupeStore`] is implemented by [`MemoryStore`] (one process, bounded) and
+//! [`RedisStore`] (shared by replicas); [`Store`] picks one at start-up.
+
+mod memory;
+mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// `X-Cativa-Execution-Id`: unique per event, the same on every retry.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ExecutionId(String);
+
+impl ExecutionId {
+    /// Visible ASCII only, 1 to 200 bytes: it becomes part of a Redis key.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            Err("missing X-Cativa-Execution-Id header")
+        } else if raw.len() > 200 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            Err("X-Cativa-Execution-Id must be 1 to 200 visible ASCII characters")
+        } else {
+            Ok(Self(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExecutionId({:?})", self.0)
+    }
+}
+
+/// Proof of holding a claim: the execution ID and the holder's random token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    id: ExecutionId,
+    token: String,
+}
+
+impl Lease {
+    fn new(id: ExecutionId) -> Self {
+        let token = format!("{:032x}", rand::random::<u128>());
+        Self { id, token }
+    }
+
+    pub fn execution_id(&self) -> &ExecutionId {
+        &self.id
+    }
+}
+
+/// The answer to "may I process this execution?"
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody has done it and nobody is doing it: it is yours.
+    First(Lease),
+    /// Already processed successfully.
+    Done,
+    /// Someone holds a live lease; ask again after about `retry_after`.
+    InFlight { retry_after: Duration },
+}
+
+/// How long records live.
+#[derive(Debug, Clone, Copy)]
+pub struct Ttl {
+    /// A claim's lease: the processing deadline plus a margin.
+    pub lease: Duration,
+    /// How long a done record is kept.
+    pub done: Duration,
+}
+
+/// The store could not be reached or answered nonsense: nothing was decided,
+/// the caller must ask Cativa to retry.
+#[derive(Debug, thiserror::Error)]
+#[error("dedupe store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// The claim/lease/done protocol. Every operation is atomic on its own.
+pub trait DedupeStore: Send + Sync {
+    fn claim(&self, id: &ExecutionId) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// Extends a lease still held; `false` when it was lost (expired and taken).
+    fn renew(&self, lease: &Lease) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives the claim up so a retry can do the work (compare-and-delete).
+    fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records the execution as done and drops the claim.
+    fn complete(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether the store answers (for `/readyz`).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store in use, chosen at start-up.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl Store {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+}
+
+impl DedupeStore for Store {
+    async fn claim(&self, id: &ExecutionId) -> Result<Claim, StoreError> {
+        match self {
+            Store::Memory(s) => s.claim(id).await,
+            Store::Redis(s) => s.claim(id).await,
+        }
+    }
+    async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.renew(lease).await,
+            Store::Redis(s) => s.renew(lease).await,
+        }
+    }
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.release(lease).await,
+            Store::Redis(s) => s.release(lease).await,
+        }
+    }
+    async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.complete(lease).await,
+            Store::Redis(s) => s.complete(lease).await,
+        }
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+}
+
+/// One suite of semantics, run against every implementation (the memory store
+/// in unit tests, Redis in `tests/dedupe_redis.rs`).
+#[doc(hidden)]
+pub mod suite {
+    use super::*;
+
+    fn id(s: &str) -> ExecutionId {
+        ExecutionId::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn first(claim: Claim) -> Lease {
+        match claim {
+            Claim::First(lease) => lease,
+            other => panic!("expected First, got {other:?}"),
+        }
+    }
+
+    /// Runs every check; `prefix` keeps IDs apart between runs. The store's
+    /// lease must be short (≤ 1 s) for the expiry check.
+    pub async fn run<S: DedupeStore>(store: &S, prefix: &str, lease: Duration) {
+        let a = id(&format!("{prefix}-a"));
+        let lease_a = first(store.claim(&a).await.unwrap());
+        match store.claim(&a).await.unwrap() {
+            Claim::InFlight { retry_after } => assert!(retry_after <= lease + Duration::from_secs(1)),
+            other => panic!("second claim while held: {other:?}"),
+        }
+        assert!(store.renew(&lease_a).await.unwrap());
+        store.complete(&lease_a).await.unwrap();
+        assert_eq!(store.claim(&a).await.unwrap(), Claim::Done);
+        assert!(!store.renew(&lease_a).await.unwrap(), "renewing a completed claim");
+
+        // Release lets a retry do the work.
+        let b = id(&format!("{prefix}-b"));
+        let lease_b = first(store.claim(&b).await.unwrap());
+        store.release(&lease_b).await.unwrap();
+        let lease_b2 = first(store.claim(&b).await.unwrap());
+        // Only the holder's token deletes the claim.
+        store.release(&lease_b).await.unwrap();
+        assert!(matches!(store.claim(&b).await.unwrap(), Claim::InFlight { .. }));
+        store.release(&lease_b2).await.unwrap();
+
+        // A holder that dies (stops renewing) loses the claim by expiry.
+        let c = id(&format!("{prefix}-c"));
+        let dead = first(store.claim(&c).await.unwrap());
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        let retry = first(store.claim(&c).await.unwrap());
+        assert!(!store.renew(&dead).await.unwrap(), "an expired lease renewed");
+        store.release(&dead).await.unwrap();
+        assert!(matches!(store.claim(&c).await.unwrap(), Claim::InFlight { .. }));
+        store.complete(&retry).await.unwrap();
+        assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
+
+        store.ping().await.unwrap();
+    }
+
+    /// Many concurrent claims of one ID: exactly one wins.
+    pub async fn concurrent<S: DedupeStore + Clone + 'static>(store: &S, prefix: &str) {
+        let e = id(&format!("{prefix}-race"));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (store, e) = (store.clone(), e.clone());
+            tasks.push(tokio::spawn(async move { store.claim(&e).await.unwrap() }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Claim::First(_)) {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_are_checked() {
+        assert!(ExecutionId::parse("").is_err());
+        assert!(ExecutionId::parse("a b").is_err());
+        assert!(ExecutionId::parse(&"x".repeat(201)).is_err());
+        assert!(ExecutionId::parse("ünï").is_err());
+        assert_eq!(ExecutionId::parse(" 01HQ-exec ").unwrap().as_str(), "01HQ-exec");
+    }
+}

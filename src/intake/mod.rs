@@ -1,0 +1,2 @@
+pub mod payload;
+pub mod signature;

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Claim, DedupeStore, ExecutionId, Lease, StoreError, Ttl};
 
@@ -155,11 +155,12 @@ impl DedupeStore for MemoryStore {
 }
 
 /// For tests: a store whose leases last `lease`.
-pub fn short_lived(lease: Duration) -> MemoryStore {
+#[cfg(test)]
+pub fn short_lived(lease: std::time::Duration) -> MemoryStore {
     MemoryStore::new(
         Ttl {
             lease,
-            done: Duration::from_secs(3600),
+            done: std::time::Duration::from_secs(3600),
         },
         10_000,
     )
@@ -167,6 +168,8 @@ pub fn short_lived(lease: Duration) -> MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::dedupe::suite;
 

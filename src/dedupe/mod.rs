@@ -183,13 +183,18 @@ pub mod suite {
         let a = id(&format!("{prefix}-a"));
         let lease_a = first(store.claim(&a).await.unwrap());
         match store.claim(&a).await.unwrap() {
-            Claim::InFlight { retry_after } => assert!(retry_after <= lease + Duration::from_secs(1)),
+            Claim::InFlight { retry_after } => {
+                assert!(retry_after <= lease + Duration::from_secs(1))
+            }
             other => panic!("second claim while held: {other:?}"),
         }
         assert!(store.renew(&lease_a).await.unwrap());
         store.complete(&lease_a).await.unwrap();
         assert_eq!(store.claim(&a).await.unwrap(), Claim::Done);
-        assert!(!store.renew(&lease_a).await.unwrap(), "renewing a completed claim");
+        assert!(
+            !store.renew(&lease_a).await.unwrap(),
+            "renewing a completed claim"
+        );
 
         // Release lets a retry do the work.
         let b = id(&format!("{prefix}-b"));
@@ -198,7 +203,10 @@ pub mod suite {
         let lease_b2 = first(store.claim(&b).await.unwrap());
         // Only the holder's token deletes the claim.
         store.release(&lease_b).await.unwrap();
-        assert!(matches!(store.claim(&b).await.unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            store.claim(&b).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         store.release(&lease_b2).await.unwrap();
 
         // A holder that dies (stops renewing) loses the claim by expiry.
@@ -206,9 +214,15 @@ pub mod suite {
         let dead = first(store.claim(&c).await.unwrap());
         tokio::time::sleep(lease + Duration::from_millis(150)).await;
         let retry = first(store.claim(&c).await.unwrap());
-        assert!(!store.renew(&dead).await.unwrap(), "an expired lease renewed");
+        assert!(
+            !store.renew(&dead).await.unwrap(),
+            "an expired lease renewed"
+        );
         store.release(&dead).await.unwrap();
-        assert!(matches!(store.claim(&c).await.unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            store.claim(&c).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         store.complete(&retry).await.unwrap();
         assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
 
@@ -243,6 +257,9 @@ mod tests {
         assert!(ExecutionId::parse("a b").is_err());
         assert!(ExecutionId::parse(&"x".repeat(201)).is_err());
         assert!(ExecutionId::parse("ünï").is_err());
-        assert_eq!(ExecutionId::parse(" 01HQ-exec ").unwrap().as_str(), "01HQ-exec");
+        assert_eq!(
+            ExecutionId::parse(" 01HQ-exec ").unwrap().as_str(),
+            "01HQ-exec"
+        );
     }
 }

@@ -52,8 +52,8 @@ impl Event {
 fn post_from(root: &mut Map<String, Value>) -> Result<Post, PayloadError> {
     let customer_id = required_id(root, "CustomerId", CustomerId::parse)?;
     let post_id = required_id(root, "PostId", PostId::parse)?;
-    let group_id = optional_string(root, "GroupId", "GroupId")?
-        .and_then(|g| GroupId::parse(g).ok());
+    let group_id =
+        optional_string(root, "GroupId", "GroupId")?.and_then(|g| GroupId::parse(g).ok());
     let created_at = required_time(root, "CreatedAt", "CreatedAt")?;
     let content = optional_string(root, "Content", "Content")?;
     let image_url = optional_string(root, "ImageUrl", "ImageUrl")?.filter(|u| !u.trim().is_empty());
@@ -187,7 +187,10 @@ mod tests {
     fn the_docs_sample_parses_into_a_post() {
         let p = post(SAMPLE);
         assert_eq!(p.post_id.as_str(), "01HQ8POST1234567890ABCDEFG");
-        assert_eq!(p.group_id.as_ref().map(|g| g.as_str()), Some("01HQ2GROUP1234567890XYZAB"));
+        assert_eq!(
+            p.group_id.as_ref().map(|g| g.as_str()),
+            Some("01HQ2GROUP1234567890XYZAB")
+        );
         assert_eq!(p.author.username.as_deref(), Some("mary.smith"));
         assert_eq!(p.author.badges.len(), 1);
         assert!(p.author.joined_at.is_some());
@@ -224,7 +227,10 @@ mod tests {
             r#"{"CustomerId":"c","PostId":"p","CommentId":"x"}"#,
             r#"{}"#,
         ] {
-            assert!(matches!(Event::parse(body.as_bytes()), Ok(Event::Other)), "{body}");
+            assert!(
+                matches!(Event::parse(body.as_bytes()), Ok(Event::Other)),
+                "{body}"
+            );
         }
     }
 
@@ -233,14 +239,38 @@ mod tests {
         let cases = [
             ("nope", "not JSON"),
             ("[1]", "not a JSON object"),
-            (r#"{"PostId":"p","User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#, "CustomerId"),
-            (r#"{"CustomerId":"c","PostId":"p","CreatedAt":"2026-05-08T14:32:01Z"}"#, "User.Id"),
-            (r#"{"CustomerId":"c","PostId":"p","User":{},"CreatedAt":"2026-05-08T14:32:01Z"}"#, "User.Id"),
-            (r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"}}"#, "CreatedAt"),
-            (r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"},"CreatedAt":"soon"}"#, "ISO 8601"),
-            (r#"{"CustomerId":"c","PostId":7,"User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#, "PostId is not a string"),
-            (r#"{"CustomerId":"","PostId":"p","User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#, "CustomerId is empty"),
-            (r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"},"Content":5,"CreatedAt":"2026-05-08T14:32:01Z"}"#, "Content"),
+            (
+                r#"{"PostId":"p","User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "CustomerId",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":"p","CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "User.Id",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":"p","User":{},"CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "User.Id",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"}}"#,
+                "CreatedAt",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"},"CreatedAt":"soon"}"#,
+                "ISO 8601",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":7,"User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "PostId is not a string",
+            ),
+            (
+                r#"{"CustomerId":"","PostId":"p","User":{"Id":"u"},"CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "CustomerId is empty",
+            ),
+            (
+                r#"{"CustomerId":"c","PostId":"p","User":{"Id":"u"},"Content":5,"CreatedAt":"2026-05-08T14:32:01Z"}"#,
+                "Content",
+            ),
         ];
         for (body, want) in cases {
             let err = Event::parse(body.as_bytes()).unwrap_err().to_string();

@@ -30,7 +30,9 @@ impl Secret {
         if raw.trim().is_empty() {
             Err("a webhook secret is empty")
         } else if raw.trim() != raw {
-            Err("a webhook secret has leading or trailing white space (copy it again from Console > Webhooks)")
+            Err(
+                "a webhook secret has leading or trailing white space (copy it again from Console > Webhooks)",
+            )
         } else {
             Ok(Self(raw))
         }
@@ -81,8 +83,13 @@ pub enum SignatureError {
     Malformed(&'static str),
     #[error("signature timestamp is stale ({age_secs} s old, tolerance {tolerance_secs} s)")]
     Stale { age_secs: i64, tolerance_secs: u64 },
-    #[error("signature timestamp is from the future ({ahead_secs} s ahead, tolerance {tolerance_secs} s)")]
-    FromTheFuture { ahead_secs: i64, tolerance_secs: u64 },
+    #[error(
+        "signature timestamp is from the future ({ahead_secs} s ahead, tolerance {tolerance_secs} s)"
+    )]
+    FromTheFuture {
+        ahead_secs: i64,
+        tolerance_secs: u64,
+    },
     #[error("signature does not match any configured secret")]
     Mismatch,
 }
@@ -256,7 +263,10 @@ mod tests {
         ));
         assert!(matches!(
             header.verify(b"x", [&s], 699, 300),
-            Err(SignatureError::FromTheFuture { ahead_secs: 301, .. })
+            Err(SignatureError::FromTheFuture {
+                ahead_secs: 301,
+                ..
+            })
         ));
         assert!(header.verify(b"x", [&s], 1_301, 0).is_err());
     }
@@ -273,7 +283,10 @@ mod tests {
             ("t=1,v1=é", "64 hex"),
             (&format!("t=١٢٣,v1={good}"), "unix time"),
             (&format!("t=1,garbage,v1={good}"), "key=value"),
-            (&format!("t=1,{}", format!("v1={good},").repeat(9)), "more than 8"),
+            (
+                &format!("t=1,{}", format!("v1={good},").repeat(9)),
+                "more than 8",
+            ),
             (&format!("t=1,v1={good},{}", "x".repeat(3000)), "2048"),
             (&format!("t=99999999999999999999,v1={good}"), "unix time"),
         ] {

@@ -1,0 +1,178 @@
+//! The platform-neutral moderation card: what a moderator needs to judge a
+//! post, built from the post, the destination's options and the reasons the
+//! rules gave. Sinks turn it into Block Kit or an embed (and escape there:
+//! everything here is raw, untrusted text).
+
+use std::ops::Range;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::destination::Destination;
+use crate::post::Post;
+use crate::rules::{Delivery, ReasonKind};
+
+/// Why a card exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Text matched a rule: a moderator should look now.
+    Flagged,
+    /// Every post in a sensitive group is forwarded.
+    SensitiveGroup,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthorView {
+    pub name: String,
+    pub username: Option<String>,
+    pub user_id: String,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub badges: usize,
+    /// Only when the destination allows it (`show_email`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Only when the destination allows it (`show_phone`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonView {
+    /// The rules file's `name`.
+    pub rules: String,
+    /// `sensitive` or the match's name.
+    pub name: String,
+    /// The text that matched, as written in the post.
+    pub terms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Card {
+    pub destination: String,
+    pub target: String,
+    pub severity: Severity,
+    /// "Flagged post · Parents support".
+    pub headline: String,
+    /// Where it was posted: the group's display name or "Main feed".
+    pub place: String,
+    pub author: AuthorView,
+    /// `None` for media-only posts.
+    pub content: Option<String>,
+    /// Byte ranges of `content` to highlight, sorted, not overlapping.
+    pub highlights: Vec<Range<usize>>,
+    /// Only http(s) URLs.
+    pub image_url: Option<String>,
+    pub reasons: Vec<ReasonView>,
+    pub customer_id: String,
+    pub post_id: String,
+    pub group_id: Option<String>,
+    pub posted_at: DateTime<Utc>,
+    pub post_url: Option<String>,
+    /// The destination's configured mention, when a match asked for it.
+    pub mention: Option<String>,
+}
+
+/// What a card needs besides the post and the reasons.
+#[derive(Debug, Clone, Default)]
+pub struct CardContext<'a> {
+    pub post_url_template: Option<&'a str>,
+    pub group_names: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+impl Card {
+    pub fn build(post: &Post, delivery: &Delivery, ctx: &CardContext<'_>) -> Card {
+        let dest: &Destination = &delivery.destination;
+        let severity = if delivery
+            .reasons
+            .iter()
+            .any(|r| matches!(r.kind, ReasonKind::Match { .. }))
+        {
+            Severity::Flagged
+        } else {
+            Severity::SensitiveGroup
+        };
+        let rules_name = delivery
+            .reasons
+            .first()
+            .map(|r| r.rules_name.clone())
+            .unwrap_or_default();
+        let place = match &post.group_id {
+            None => "Main feed".to_owned(),
+            Some(g) => ctx
+                .group_names
+                .and_then(|names| names.get(g.as_str()).cloned())
+                .unwrap_or_else(|| rules_name.clone()),
+        };
+        let headline = match severity {
+            Severity::Flagged => format!("Flagged post · {place}"),
+            Severity::SensitiveGroup => format!("New post in sensitive group · {place}"),
+        };
+        let mut highlights: Vec<Range<usize>> = delivery
+            .reasons
+            .iter()
+            .flat_map(|r| r.matched.iter().map(|h| h.range.clone()))
+            .collect();
+        highlights.sort_by_key(|r| (r.start, r.end));
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(highlights.len());
+        for r in highlights {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        let image_url = post
+            .image_url
+            .clone()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+        let post_url = ctx.post_url_template.map(|t| {
+            t.replace("{post_id}", post.post_id.as_str())
+                .replace("{customer_id}", post.customer_id.as_str())
+                .replace(
+                    "{group_id}",
+                    post.group_id.as_ref().map_or("", |g| g.as_str()),
+                )
+        });
+        Card {
+            destination: dest.name.clone(),
+            target: dest.target.to_string(),
+            severity,
+            headline,
+            place,
+            author: AuthorView {
+                name: post.author.shown_name(),
+                username: post.author.username.clone(),
+                user_id: post.author.id.to_string(),
+                joined_at: post.author.joined_at,
+                badges: post.author.badges.len(),
+                email: dest.show_email.then(|| post.author.email.clone()).flatten(),
+                phone: dest
+                    .show_phone
+                    .then(|| post.author.phone_number.clone())
+                    .flatten(),
+            },
+            content: post.content.clone(),
+            highlights: merged,
+            image_url,
+            reasons: delivery
+                .reasons
+                .iter()
+                .map(|r| ReasonView {
+                    rules: r.rules_name.clone(),
+                    name: r.name().to_owned(),
+                    terms: r.matched.iter().map(|h| h.text.clone()).collect(),
+                })
+                .collect(),
+            customer_id: post.customer_id.to_string(),
+            post_id: post.post_id.to_string(),
+            group_id: post.group_id.as_ref().map(|g| g.to_string()),
+            posted_at: post.created_at,
+            post_url,
+            mention: if delivery.mention {
+                dest.mention.clone()
+            } else {
+                None
+            },
+        }
+    }
+}

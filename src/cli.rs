@@ -1,0 +1,52 @@
+//! Command-line definitions: raw values only. `commands/` turns them into
+//! settings and runs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "modbridge",
+    version,
+    about = "Forwards Cativa posts that match your rules to Slack and Discord moderators",
+    after_help = "Exit codes: 0 success; 1 check/test found problems or a command failed; 2 configuration or rules errors at start-up."
+)]
+pub struct Cli {
+    /// Configuration file (default: modbridge.toml in the current directory, if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve {
+        /// Print cards to standard output instead of sending them (no tokens,
+        /// no secret, no Redis needed). Also MODBRIDGE_DRY_RUN=1.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sign a payload exactly as Cativa does and send it to a running modbridge.
+    Send {
+        /// The JSON payload, like examples/post_created.json.
+        file: PathBuf,
+        /// Where to send it.
+        #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/cativa")]
+        url: String,
+        /// Reuse an execution ID (to see duplicate handling); default: a new one.
+        #[arg(long)]
+        execution_id: Option<String>,
+    },
+    /// Validate the configuration and every rules file.
+    Check,
+    /// Show how the rules treat a payload, and the cards that would be sent.
+    Explain {
+        /// The JSON payload, like examples/post_created.json.
+        payload: PathBuf,
+    },
+    /// Run every [[test]] in every rules file.
+    Test,
+}

@@ -1,0 +1,73 @@
+//! `modbridge explain PAYLOAD.json`: how the rules treat a payload, and the
+//! cards that would be sent.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{ProcessEnv, Settings};
+use crate::intake::payload::Event;
+use crate::pipeline::Pipeline;
+use crate::rules::{LiveRules, RuleSet};
+use crate::sinks::{DryRun, Sinks};
+
+pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
+    let settings = match Settings::load(config, true, &ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("modbridge: configuration errors:\n{e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let rules = match RuleSet::load_dir(&settings.rules_dir, &settings.destinations) {
+        Ok(l) => l.rules,
+        Err(e) => {
+            eprintln!("modbridge: the rules do not load:\n{e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let body = match std::fs::read(payload) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("modbridge: cannot read {}: {e}", payload.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let post = match Event::parse(&body) {
+        Ok(Event::Post(p)) => *p,
+        Ok(Event::Other) => {
+            println!(
+                "not a post_created payload (no PostId, or a CommentId): modbridge would answer 200 and ignore it"
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("modbridge: {}: {e}", payload.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", rules.explain(&post));
+    let verdict = rules.evaluate(&post);
+    let live = LiveRules::new(
+        rules,
+        settings.rules_dir.clone(),
+        settings.destinations.clone(),
+    );
+    let pipeline = Pipeline::new(
+        live,
+        Sinks::DryRun(DryRun),
+        settings.post_url.clone(),
+        settings.groups.clone(),
+    );
+    let cards = pipeline.cards(&post, &verdict);
+    if cards.is_empty() {
+        println!("\nno card would be sent");
+    }
+    for card in cards {
+        println!("\ncard for {} ({}):", card.destination, card.target);
+        match serde_json::to_string_pretty(&card) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("modbridge: cannot show the card: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
+}

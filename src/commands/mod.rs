@@ -1,0 +1,30 @@
+//! One file per command: each turns raw CLI values into settings, does its
+//! job, and returns the process exit code.
+
+pub mod check;
+pub mod explain;
+pub mod send;
+pub mod serve;
+pub mod test;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for configuration or rules errors found at start-up.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { dry_run } => serve::main(config, dry_run),
+        Command::Send {
+            file,
+            url,
+            execution_id,
+        } => send::main(&file, &url, execution_id.as_deref()),
+        Command::Check => check::main(config),
+        Command::Explain { payload } => explain::main(config, &payload),
+        Command::Test => test::main(config),
+    }
+}

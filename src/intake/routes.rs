@@ -1,0 +1,366 @@
+//! The poem routes: `POST /webhooks/cativa`, `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::Data;
+use poem::{Body, EndpointExt, IntoEndpoint, Request, Response, Route, get, handler, post};
+use serde_json::{Value, json};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::payload::{Event, PayloadError};
+use super::signature::{SignatureError, SignatureHeader};
+use crate::config::Settings;
+use crate::dedupe::{Claim, DedupeStore, ExecutionId, Lease, Store};
+use crate::pipeline::Pipeline;
+use crate::telemetry::Outcome;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub metrics: PrometheusHandle,
+}
+
+/// The public listener. `/metrics` and the detailed `/readyz` are served here
+/// only when there is no admin listener.
+pub fn public_routes(state: AppState) -> impl IntoEndpoint {
+    let detailed = state.settings.admin_listen.is_none();
+    let mut route = Route::new()
+        .at("/webhooks/cativa", post(webhook))
+        .at("/healthz", get(healthz));
+    if detailed {
+        route = route
+            .at("/readyz", get(readyz_detailed))
+            .at("/metrics", get(metrics_text));
+    } else {
+        route = route.at("/readyz", get(readyz_public));
+    }
+    route.data(state)
+}
+
+/// The admin listener (`MODBRIDGE_ADMIN_LISTEN`): metrics and detailed readiness.
+pub fn admin_routes(state: AppState) -> impl IntoEndpoint {
+    Route::new()
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz_detailed))
+        .at("/metrics", get(metrics_text))
+        .data(state)
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn error_reply(status: StatusCode, outcome: Outcome, message: &str) -> Response {
+    outcome.count();
+    reply(status, json!({ "error": message }))
+}
+
+fn retry_later(outcome: Outcome, message: &str, after: Duration) -> Response {
+    outcome.count();
+    let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "error": message, "retry_after_secs": secs }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[handler]
+async fn healthz() -> Response {
+    reply(StatusCode::OK, json!({ "status": "alive" }))
+}
+
+#[handler]
+async fn metrics_text(Data(state): Data<&AppState>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Value) {
+    let store = state.store.ping().await;
+    let rules = state.pipeline.rules().status();
+    let mut problems = Vec::new();
+    if let Some(e) = &rules.last_error {
+        problems.push(format!(
+            "rules reload failed, the last good rules are still in use: {e}"
+        ));
+    }
+    let (status, word) = match &store {
+        Ok(()) if problems.is_empty() => (StatusCode::OK, "ready"),
+        Ok(()) => (StatusCode::OK, "degraded"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    let last_success = rules
+        .last_success
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = json!({
+        "status": word,
+        "dedupe": {
+            "store": state.store.kind(),
+            "ok": store.is_ok(),
+            "error": store.err().map(|e| e.to_string()),
+        },
+        "rules": {
+            "files": rules.files,
+            "last_reload_success_unix": last_success,
+            "last_error": rules.last_error,
+        },
+        "degraded": problems,
+        "dry_run": state.settings.dry_run,
+    });
+    (status, body)
+}
+
+#[handler]
+async fn readyz_detailed(Data(state): Data<&AppState>) -> Response {
+    let (status, body) = readiness(state).await;
+    reply(status, body)
+}
+
+#[handler]
+async fn readyz_public(Data(state): Data<&AppState>) -> Response {
+    let (status, body) = readiness(state).await;
+    reply(status, json!({ "status": body["status"] }))
+}
+
+#[handler]
+async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Response {
+    let started = Instant::now();
+    let limit = state.settings.max_body_bytes;
+
+    // 1. Size, before reading: a declared length over the limit is refused at once.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large(limit);
+    }
+    let body = match body.into_bytes_limit(limit).await {
+        Ok(b) => b,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(limit),
+        Err(e) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                Outcome::BadRequest,
+                &format!("could not read the body: {e}"),
+            );
+        }
+    };
+
+    // 2. Signature, on the raw bytes.
+    let header_value = req.headers().get("x-cativa-signature").map(|v| {
+        v.to_str()
+            .map_err(|_| SignatureError::Malformed("not ASCII"))
+    });
+    let verified = match header_value {
+        None => Err(SignatureError::Missing),
+        Some(Err(e)) => Err(e),
+        Some(Ok(raw)) => SignatureHeader::parse(raw).and_then(|h| {
+            h.verify(
+                &body,
+                state.settings.secrets.iter().map(|s| &s.secret),
+                unix_now(),
+                state.settings.signature_tolerance_secs,
+            )
+        }),
+    };
+    let secret_index = match verified {
+        Ok(i) => i,
+        Err(e) => {
+            let outcome = match e {
+                SignatureError::Stale { .. } | SignatureError::FromTheFuture { .. } => {
+                    Outcome::Stale
+                }
+                _ => Outcome::BadSignature,
+            };
+            warn!(reason = %e, "rejected webhook: not genuine");
+            return error_reply(StatusCode::UNAUTHORIZED, outcome, &e.to_string());
+        }
+    };
+
+    // 3. Execution ID.
+    let execution_id = match req
+        .headers()
+        .get("x-cativa-execution-id")
+        .and_then(|v| v.to_str().ok())
+        .map(ExecutionId::parse)
+    {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return error_reply(StatusCode::BAD_REQUEST, Outcome::BadRequest, e),
+        None => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                Outcome::BadRequest,
+                "missing X-Cativa-Execution-Id header",
+            );
+        }
+    };
+
+    // 4. Payload.
+    let post = match Event::parse(&body) {
+        Ok(Event::Post(post)) => Arc::new(*post),
+        Ok(Event::Other) => {
+            info!(execution_id = %execution_id, "ignored: not a post_created event (subscribe this listener to post_created only)");
+            Outcome::IgnoredEvent.count();
+            return reply(StatusCode::OK, json!({ "status": "ignored" }));
+        }
+        Err(e) => {
+            let message = match &e {
+                // serde's message may quote input: keep only its position.
+                PayloadError::NotJson(_) => "body is not valid JSON".to_owned(),
+                other => other.to_string(),
+            };
+            warn!(execution_id = %execution_id, reason = %message, "rejected webhook: bad payload");
+            return error_reply(StatusCode::BAD_REQUEST, Outcome::BadRequest, &message);
+        }
+    };
+
+    let span = info_span!(
+        "webhook",
+        execution_id = %execution_id,
+        post_id = %post.post_id,
+        customer_id = %post.customer_id,
+    );
+    async move {
+        // 5. Tenant binding.
+        let listener = &state.settings.secrets[secret_index];
+        if !listener.allows(&post.customer_id) {
+            warn!(listener = %listener.source, "rejected webhook: customer not bound to the secret that signed it");
+            return error_reply(
+                StatusCode::FORBIDDEN,
+                Outcome::Forbidden,
+                "CustomerId is not bound to the listener secret that signed this request",
+            );
+        }
+
+        // 6. Dedupe claim.
+        let lease = match state.store.claim(&execution_id).await {
+            Ok(Claim::First(lease)) => lease,
+            Ok(Claim::Done) => {
+                Outcome::Duplicate.count();
+                info!("duplicate delivery: already processed");
+                return reply(StatusCode::OK, json!({ "status": "duplicate" }));
+            }
+            Ok(Claim::InFlight { retry_after }) => {
+                info!("delivery in flight elsewhere: asking for a retry");
+                return retry_later(
+                    Outcome::InFlight,
+                    "this execution is being processed; retry later",
+                    retry_after,
+                );
+            }
+            Err(e) => {
+                error!(error = %e, "dedupe store unavailable");
+                metrics::counter!("modbridge_dedupe_errors_total", "op" => "claim").increment(1);
+                return retry_later(
+                    Outcome::Unavailable,
+                    "dedupe store unavailable; retry later",
+                    Duration::from_secs(5),
+                );
+            }
+        };
+
+        // 7. Process under the lease.
+        let result = process_with_lease(state, post, &lease).await;
+        match result {
+            Ok(processed) => {
+                if let Err(e) = state.store.complete(&lease).await {
+                    // The cards went out; a retry may resend them (the delivery
+                    // records of a later version close this window).
+                    error!(error = %e, "could not record the execution as done");
+                    metrics::counter!("modbridge_dedupe_errors_total", "op" => "complete").increment(1);
+                    return retry_later(
+                        Outcome::Unavailable,
+                        "dedupe store unavailable; retry later",
+                        Duration::from_secs(5),
+                    );
+                }
+                Outcome::Accepted.count();
+                metrics::histogram!("modbridge_webhook_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                info!(cards = processed.cards, "accepted");
+                reply(
+                    StatusCode::OK,
+                    json!({ "status": "accepted", "cards": processed.cards }),
+                )
+            }
+            Err(message) => {
+                if let Err(e) = state.store.release(&lease).await {
+                    warn!(error = %e, "could not release the claim; it expires by itself");
+                }
+                retry_later(Outcome::Unavailable, &message, Duration::from_secs(30))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn too_large(limit: usize) -> Response {
+    error_reply(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Outcome::TooLarge,
+        &format!("body is larger than {limit} bytes"),
+    )
+}
+
+/// Runs the pipeline within the deadline, renewing the lease meanwhile.
+async fn process_with_lease(
+    state: &AppState,
+    post: Arc<crate::post::Post>,
+    lease: &Lease,
+) -> Result<crate::pipeline::Processed, String> {
+    let renew_every = (state.settings.dedupe.lease / 3).max(Duration::from_millis(100));
+    let work = tokio::time::timeout(state.settings.deadline, state.pipeline.process(post));
+    tokio::pin!(work);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                return match done {
+                    Ok(Ok(p)) => Ok(p),
+                    Ok(Err(e)) => {
+                        error!(error = %e, "delivery failed; Cativa will retry");
+                        Err(format!("delivery failed: {e}; retry later"))
+                    }
+                    Err(_) => {
+                        error!("processing passed its deadline; Cativa will retry");
+                        Err("processing passed its deadline; retry later".into())
+                    }
+                };
+            }
+            _ = ticker.tick() => {
+                match state.store.renew(lease).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!("lease lost while processing"),
+                    Err(e) => warn!(error = %e, "could not renew the lease"),
+                }
+            }
+        }
+    }
+}

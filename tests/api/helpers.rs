@@ -1,0 +1,269 @@
+//! Spawns the real app on port 0 with test settings, and a real
+//! `redis-server` on a free port when a test needs Redis.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use modbridge::commands::serve::{Running, start_with};
+use modbridge::config::Settings;
+use modbridge::intake::signature::Secret;
+use modbridge::rules::RuleSet;
+use modbridge::sinks::{Recorder, Sinks};
+
+pub const SECRET: &str = "whsec_1111111111111111111111111111111111111111111111111111111111111111";
+pub const TENANT_SECRET: &str =
+    "whsec_2222222222222222222222222222222222222222222222222222222222222222";
+
+/// Rules used unless a test brings its own: one keyword match everywhere.
+pub const DEFAULT_RULES: &str = r#"
+name = "Everywhere"
+groups = ["*"]
+to = ["slack:C0123ABCD"]
+
+[[match]]
+name = "forbidden"
+keywords = ["forbidden phrase"]
+"#;
+
+pub struct AppOptions {
+    pub redis_url: Option<String>,
+    pub rules: String,
+    pub config: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            rules: DEFAULT_RULES.into(),
+            config: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub running: Option<Running>,
+    pub base: String,
+    pub admin: Option<String>,
+    pub client: reqwest::Client,
+    pub recorder: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(AppOptions::default()).await
+}
+
+pub async fn spawn_with(opts: AppOptions) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("test.toml"), &opts.rules).unwrap();
+    let config = dir.path().join("modbridge.toml");
+    std::fs::write(&config, &opts.config).unwrap();
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("CATIVA_WEBHOOK_SECRET".into(), SECRET.into());
+    env.insert("MODBRIDGE_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("MODBRIDGE_RULES".into(), rules.display().to_string());
+    if let Some(url) = &opts.redis_url {
+        env.insert("REDIS_URL".into(), url.clone());
+    }
+    for (k, v) in opts.env {
+        env.insert(k.into(), v);
+    }
+    let settings = Settings::load(Some(&config), false, &env).expect("test settings load");
+    let ruleset = RuleSet::load_dir(&settings.rules_dir, &settings.destinations)
+        .expect("test rules load")
+        .rules;
+    let recorder = Recorder::default();
+    let running = start_with(settings, ruleset, false, Sinks::Recorder(recorder.clone()))
+        .await
+        .expect("app starts");
+    TestApp {
+        base: format!("http://{}", running.addr),
+        admin: running.admin_addr.map(|a| format!("http://{a}")),
+        running: Some(running),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        recorder,
+        _dir: dir,
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
+    Secret::new(secret).unwrap().sign(t, body)
+}
+
+/// A `post_created` body; `content` is the post text.
+pub fn post_body(post_id: &str, content: &str) -> String {
+    serde_json::json!({
+        "CustomerId": "01HQ0ABCDEF1234567890XYZ",
+        "PostId": post_id,
+        "GroupId": null,
+        "User": {"Id": "U1", "DisplayName": "Mary Smith", "Username": "mary", "Email": "mary@example.com",
+                 "CreatedAt": "2026-04-12T14:32:01Z", "Badges": []},
+        "Content": content,
+        "ImageUrl": null,
+        "CreatedAt": "2026-05-08T14:32:01Z"
+    })
+    .to_string()
+}
+
+impl TestApp {
+    pub fn webhook_url(&self) -> String {
+        format!("{}/webhooks/cativa", self.base)
+    }
+
+    /// Posts `body` signed with the test secret, now, as `execution_id`.
+    pub async fn deliver(&self, body: &str, execution_id: &str) -> reqwest::Response {
+        self.deliver_signed(body, execution_id, SECRET).await
+    }
+
+    pub async fn deliver_signed(
+        &self,
+        body: &str,
+        execution_id: &str,
+        secret: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.webhook_url())
+            .header("content-type", "application/json")
+            .header("x-cativa-signature", sign(secret, now(), body.as_bytes()))
+            .header("x-cativa-execution-id", execution_id)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request answered")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn answer(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
+
+/// A `redis-server` of our own on a free port, stopped on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one, or explains why not. Under `CI=true` a missing
+    /// `redis-server` fails the test; elsewhere the test is skipped with a notice.
+    pub fn start() -> Option<Self> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "redis-server is not installed, and CI=true requires the Redis tests to run (.ci/run installs it)"
+                );
+            }
+            eprintln!(
+                "NOTICE: redis-server not found: skipping this Redis test (install redis-server to run it)"
+            );
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            url: format!("redis://127.0.0.1:{port}/"),
+            dir: tmp.path().to_path_buf(),
+            _tmp: tmp,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: it keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

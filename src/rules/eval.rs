@@ -1,0 +1,943 @@
+//! Evaluating a post against a compiled rule set. Pure: no IO, no async, no
+//! clock (except `run_tests`, whose posts default to "now").
+//!
+//! One pass over the normalised text with the keyword automaton, one with the
+//! pattern set; then only the patterns the set reported are confirmed. Work is
+//! linear in the text, which is capped at [`MAX_TEXT_BYTES`].
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use regex_automata::{Anchored, Input, PatternSet};
+
+use super::compile::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns, TestCase};
+use super::normalize::{Normalized, is_word_char, normalize};
+use super::{
+    Delivery, Diagnostic, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind,
+    TestReport, TestResult, Verdict,
+};
+use crate::destination::Destination;
+use crate::post::{Author, BadgeId, Post};
+
+/// Why a file does not apply to a post.
+enum NotApplied {
+    Group,
+    Customer,
+    ExemptBadge(BadgeId),
+    ExemptUser,
+}
+
+fn applies(file: &CompiledFile, post: &Post) -> Result<(), NotApplied> {
+    if !file.scope.covers(post.group_id.as_ref()) {
+        return Err(NotApplied::Group);
+    }
+    if let Some(customers) = &file.customers {
+        if !customers.contains(&post.customer_id) {
+            return Err(NotApplied::Customer);
+        }
+    }
+    if let Some(b) = file.exempt_badges.iter().find(|b| post.author.has_badge(b)) {
+        return Err(NotApplied::ExemptBadge(b.clone()));
+    }
+    if file.exempt_users.contains(&post.author.id) {
+        return Err(NotApplied::ExemptUser);
+    }
+    Ok(())
+}
+
+fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> String {
+    match why {
+        NotApplied::Group => {
+            let place = post
+                .group_id
+                .as_ref()
+                .map_or("the main feed".to_owned(), |g| format!("group {g}"));
+            format!(
+                "wrong group: the post is in {place}; this file covers {}",
+                file.scope.describe()
+            )
+        }
+        NotApplied::Customer => {
+            let list = file
+                .customers
+                .iter()
+                .flatten()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "wrong customer: the post is from {}; this file covers {list}",
+                post.customer_id
+            )
+        }
+        NotApplied::ExemptBadge(b) => format!("author exempt: holds badge {b}"),
+        NotApplied::ExemptUser => {
+            format!("author exempt: user {} is in exempt_users", post.author.id)
+        }
+    }
+}
+
+/// Why a match that found its words does not fire anyway.
+enum Narrowed {
+    TooOld { days: i64, limit: u32 },
+    JoinUnknown,
+    NeedsImage,
+    NeedsNoImage,
+}
+
+fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
+    if let Some(limit) = rule.max_account_age_days {
+        let joined = post.author.joined_at.ok_or(Narrowed::JoinUnknown)?;
+        let age = post.created_at - joined;
+        if age > Duration::days(i64::from(limit)) {
+            return Err(Narrowed::TooOld {
+                days: age.num_days(),
+                limit,
+            });
+        }
+    }
+    match (rule.has_image, post.image_url.is_some()) {
+        (Some(true), false) => Err(Narrowed::NeedsImage),
+        (Some(false), true) => Err(Narrowed::NeedsNoImage),
+        _ => Ok(()),
+    }
+}
+
+/// Everything found in one post.
+struct Scan {
+    applies: Vec<Result<(), NotApplied>>,
+    /// Per rule, sorted: original ranges that matched.
+    hits: Vec<(u32, Vec<Highlight>)>,
+    /// (rule, phrase, where) for `unless` phrases found.
+    unless: Vec<(u32, u32, Highlight)>,
+    truncated: bool,
+}
+
+impl Scan {
+    fn cancelled(&self, rule: u32) -> Option<&(u32, u32, Highlight)> {
+        self.unless.iter().find(|u| u.0 == rule)
+    }
+}
+
+/// The first `MAX_TEXT_BYTES` of `text`, cut on a character boundary.
+fn capped(text: &str) -> (&str, bool) {
+    if text.len() <= MAX_TEXT_BYTES {
+        return (text, false);
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// With `detail`, every rule of an applicable file is searched (to explain
+/// near misses); without, rules that cannot fire are skipped.
+fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
+    let applies: Vec<_> = c.files.iter().map(|f| applies(f, post)).collect();
+    let mut out = Scan {
+        applies,
+        hits: Vec::new(),
+        unless: Vec::new(),
+        truncated: false,
+    };
+    let Some(content) = post.content.as_deref() else {
+        return out;
+    };
+    let live: Vec<bool> = c
+        .matches
+        .iter()
+        .map(|m| out.applies[m.file].is_ok() && (detail || narrow(m, post).is_ok()))
+        .collect();
+    if !live.contains(&true) {
+        return out;
+    }
+    let (text, truncated) = capped(content);
+    out.truncated = truncated;
+    let folded = normalize(text, true);
+    let mut hits: Vec<(u32, Range<usize>)> = Vec::new();
+    if let Some(k) = &c.keywords {
+        let t = folded.text.as_str();
+        for m in k.automaton.find_overlapping_iter(t) {
+            let info = &k.info[m.pattern().as_usize()];
+            if (info.word_start && t[..m.start()].chars().next_back().is_some_and(is_word_char))
+                || (info.word_end && t[m.end()..].chars().next().is_some_and(is_word_char))
+            {
+                continue;
+            }
+            let range = folded.original_range(m.start()..m.end());
+            for owner in &info.owners {
+                match *owner {
+                    Owner::Match(rule) if live[rule as usize] => hits.push((rule, range.clone())),
+                    Owner::Unless { rule, phrase } if live[rule as usize] => {
+                        out.unless
+                            .push((rule, phrase, highlight(content, range.clone())))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let wanted =
+        |rule: u32| live[rule as usize] && (detail || !out.unless.iter().any(|u| u.0 == rule));
+    if let Some(p) = &c.folded {
+        search_patterns(p, &folded, &wanted, &mut hits);
+    }
+    if let Some(p) = &c.exact {
+        search_patterns(p, &normalize(text, false), &wanted, &mut hits);
+    }
+    out.hits = group(hits, content);
+    out
+}
+
+fn search_patterns(
+    p: &Patterns,
+    norm: &Normalized,
+    wanted: &dyn Fn(u32) -> bool,
+    hits: &mut Vec<(u32, Range<usize>)>,
+) {
+    let mut which = PatternSet::new(p.set.pattern_len());
+    p.set
+        .which_overlapping_matches(&Input::new(&norm.text), &mut which);
+    let mut found = Vec::new();
+    for id in which.iter() {
+        let member = &p.members[id.as_usize()];
+        if !wanted(member.rule) {
+            continue;
+        }
+        found.clear();
+        confirm(member, &norm.text, &mut found);
+        hits.extend(
+            found
+                .iter()
+                .map(|r| (member.rule, norm.original_range(r.clone()))),
+        );
+    }
+}
+
+/// Finds up to [`MAX_HIGHLIGHTS`] matches of the real regex, the same ones
+/// `find_iter` would give. With Unicode word boundaries, the relaxed regex
+/// proposes each start and the real one is run anchored there, so the slow
+/// engines only ever look at candidate spans.
+fn confirm(member: &PatternRule, text: &str, found: &mut Vec<Range<usize>>) {
+    let Some(relaxed) = &member.relaxed else {
+        found.extend(
+            member
+                .real
+                .find_iter(text)
+                .take(MAX_HIGHLIGHTS)
+                .map(|m| m.range()),
+        );
+        return;
+    };
+    let mut at = 0;
+    while at < text.len() && found.len() < MAX_HIGHLIGHTS {
+        let Some(candidate) = relaxed.search(&Input::new(text).range(at..)) else {
+            break;
+        };
+        let start = candidate.start();
+        let anchored = Input::new(text).range(start..).anchored(Anchored::Yes);
+        match member.real.search(&anchored) {
+            Some(m) if m.end() > m.start() => {
+                found.push(m.range());
+                at = m.end();
+            }
+            _ => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+}
+
+fn highlight(content: &str, range: Range<usize>) -> Highlight {
+    Highlight {
+        text: content.get(range.clone()).unwrap_or_default().to_owned(),
+        range,
+    }
+}
+
+/// Sorts hits by rule and position; drops ranges inside another of the same
+/// rule; keeps at most [`MAX_HIGHLIGHTS`] per rule.
+fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Highlight>)> {
+    hits.sort_by(|a, b| {
+        (a.0, a.1.start, std::cmp::Reverse(a.1.end)).cmp(&(
+            b.0,
+            b.1.start,
+            std::cmp::Reverse(b.1.end),
+        ))
+    });
+    let mut out: Vec<(u32, Vec<Highlight>)> = Vec::new();
+    for (rule, range) in hits {
+        match out.last_mut() {
+            Some((r, list)) if *r == rule => {
+                let inside = list.last().is_some_and(|h| h.range.end >= range.end);
+                if !inside && list.len() < MAX_HIGHLIGHTS {
+                    list.push(highlight(content, range));
+                }
+            }
+            _ => out.push((rule, vec![highlight(content, range)])),
+        }
+    }
+    out
+}
+
+/// Why a rule with an applicable file did not fire.
+enum NotFired<'s> {
+    NoHit,
+    Unless(&'s str, &'s Highlight),
+    Narrowed(Narrowed),
+}
+
+fn decide<'s>(
+    c: &'s Compiled,
+    s: &'s Scan,
+    post: &Post,
+    rule: u32,
+    hit: bool,
+) -> Result<(), NotFired<'s>> {
+    let m = &c.matches[rule as usize];
+    if !hit {
+        return Err(NotFired::NoHit);
+    }
+    if let Some((_, phrase, at)) = s.cancelled(rule) {
+        let phrase = m.unless.get(*phrase as usize).map_or("", String::as_str);
+        return Err(NotFired::Unless(phrase, at));
+    }
+    narrow(m, post).map_err(NotFired::Narrowed)
+}
+
+fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention: bool) {
+    for d in to {
+        match verdict
+            .deliveries
+            .iter_mut()
+            .find(|x| x.destination.name == d.name)
+        {
+            Some(existing) => {
+                existing.reasons.push(reason.clone());
+                existing.mention |= mention;
+            }
+            None => verdict.deliveries.push(Delivery {
+                destination: d.clone(),
+                reasons: vec![reason.clone()],
+                mention,
+            }),
+        }
+    }
+}
+
+fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut hits = s.hits.iter().peekable();
+    for (fi, file) in c.files.iter().enumerate() {
+        let reason = |kind, matched| Reason {
+            rules_name: file.name.clone(),
+            rules_file: file.file_name.clone(),
+            kind,
+            matched,
+        };
+        if s.applies[fi].is_ok() && file.sensitive {
+            add(
+                &mut verdict,
+                &file.to,
+                &reason(ReasonKind::SensitiveGroup, Vec::new()),
+                false,
+            );
+        }
+        while let Some((rule, highlights)) =
+            hits.next_if(|(r, _)| c.matches[*r as usize].file == fi)
+        {
+            if s.applies[fi].is_err() || decide(c, s, post, *rule, true).is_err() {
+                continue;
+            }
+            let m = &c.matches[*rule as usize];
+            let r = reason(
+                ReasonKind::Match {
+                    name: m.name.clone(),
+                },
+                highlights.clone(),
+            );
+            add(&mut verdict, &m.to, &r, m.mention);
+        }
+    }
+    verdict
+}
+
+pub fn evaluate(c: &Compiled, post: &Post) -> Verdict {
+    verdict_of(c, &scan(c, post, false), post)
+}
+
+/// How every file treated a post. `Display` prints it for people.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub files: Vec<FileExplanation>,
+    /// What `evaluate` returns for the same post.
+    pub verdict: Verdict,
+    /// The content was longer than [`MAX_TEXT_BYTES`]; only its start was read.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileExplanation {
+    pub file: String,
+    pub name: String,
+    /// `Err` says why the file does not apply (wrong group, author exempt...).
+    pub applies: Result<(), String>,
+    pub sensitive: bool,
+    pub to: Vec<String>,
+    pub matches: Vec<MatchExplanation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchExplanation {
+    pub name: String,
+    pub fired: bool,
+    /// What was found, whether or not it fired.
+    pub matched: Vec<Highlight>,
+    /// Why it did not fire.
+    pub why_not: Option<String>,
+    pub to: Vec<String>,
+    pub mention: bool,
+}
+
+pub fn explain(c: &Compiled, post: &Post) -> Explanation {
+    let s = scan(c, post, true);
+    let files = c
+        .files
+        .iter()
+        .enumerate()
+        .map(|(fi, file)| {
+            let applies = s.applies[fi]
+                .as_ref()
+                .map_err(|why| describe_not_applied(why, file, post))
+                .copied();
+            let matches = if applies.is_ok() {
+                file.matches
+                    .clone()
+                    .map(|ri| explain_match(c, &s, post, ri as u32))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            FileExplanation {
+                file: file.file_name.clone(),
+                name: file.name.clone(),
+                applies,
+                sensitive: file.sensitive,
+                to: names(&file.to),
+                matches,
+            }
+        })
+        .collect();
+    Explanation {
+        files,
+        verdict: verdict_of(c, &s, post),
+        truncated: s.truncated,
+    }
+}
+
+fn names(to: &[Arc<Destination>]) -> Vec<String> {
+    to.iter().map(|d| d.name.clone()).collect()
+}
+
+fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplanation {
+    let m = &c.matches[rule as usize];
+    let matched = s
+        .hits
+        .iter()
+        .find(|(r, _)| *r == rule)
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default();
+    let why_not = match decide(c, s, post, rule, !matched.is_empty()) {
+        Ok(()) => None,
+        Err(NotFired::NoHit) if post.content.is_none() => Some("the post has no text".to_owned()),
+        Err(NotFired::NoHit) => Some("no keyword or pattern found".to_owned()),
+        Err(NotFired::Unless(phrase, at)) => Some(format!(
+            "cancelled by `unless` phrase {phrase:?} (found {:?})",
+            at.text
+        )),
+        Err(NotFired::Narrowed(Narrowed::TooOld { days, limit })) => Some(format!(
+            "the author joined {days} days before the post; this match is for accounts up to {limit} days old"
+        )),
+        Err(NotFired::Narrowed(Narrowed::JoinUnknown)) => Some(
+            "the author's join date is unknown, so max_account_age_days cannot hold".to_owned(),
+        ),
+        Err(NotFired::Narrowed(Narrowed::NeedsImage)) => {
+            Some("the post has no image (has_image = true)".to_owned())
+        }
+        Err(NotFired::Narrowed(Narrowed::NeedsNoImage)) => {
+            Some("the post has an image (has_image = false)".to_owned())
+        }
+    };
+    MatchExplanation {
+        name: m.name.clone(),
+        fired: why_not.is_none(),
+        matched,
+        why_not,
+        to: names(&m.to),
+        mention: m.mention,
+    }
+}
+
+fn quoted(h: &[Highlight]) -> String {
+    h.iter()
+        .map(|h| format!("{:?}", h.text))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for FileExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}): ", self.file, self.name)?;
+        match &self.applies {
+            Err(why) => return writeln!(f, "does not apply: {why}"),
+            Ok(()) => writeln!(f, "applies")?,
+        }
+        if self.sensitive {
+            writeln!(
+                f,
+                "  sensitive group: every post goes to {}",
+                self.to.join(", ")
+            )?;
+        }
+        for m in &self.matches {
+            match (&m.why_not, m.matched.is_empty()) {
+                (None, _) => {
+                    let mention = if m.mention { " with a mention" } else { "" };
+                    writeln!(
+                        f,
+                        "  {}: fired on {} → {}{mention}",
+                        m.name,
+                        quoted(&m.matched),
+                        m.to.join(", ")
+                    )?
+                }
+                (Some(why), true) => writeln!(f, "  {}: not fired: {why}", m.name)?,
+                (Some(why), false) => writeln!(
+                    f,
+                    "  {}: found {} but not fired: {why}",
+                    m.name,
+                    quoted(&m.matched)
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.files.is_empty() {
+            writeln!(f, "no rules files loaded")?;
+        }
+        for file in &self.files {
+            write!(f, "{file}")?;
+        }
+        if self.truncated {
+            writeln!(
+                f,
+                "(only the first {} KiB of the post were read)",
+                MAX_TEXT_BYTES / 1024
+            )?;
+        }
+        if self.verdict.is_empty() {
+            return write!(f, "result: nothing forwarded");
+        }
+        write!(f, "result:")?;
+        for d in &self.verdict.deliveries {
+            let reasons = d
+                .reasons
+                .iter()
+                .map(|r| format!("{} ({})", r.name(), r.rules_file))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mention = if d.mention { ", with a mention" } else { "" };
+            write!(f, "\n  → {}: {reasons}{mention}", d.destination.name)?;
+        }
+        Ok(())
+    }
+}
+
+fn test_post(t: &TestCase) -> Post {
+    let created_at = t.posted_at.unwrap_or_else(Utc::now);
+    let joined_at = t.author_joined.or_else(|| {
+        t.author_age_days
+            .map(|d| created_at - Duration::days(i64::from(d)))
+    });
+    Post {
+        customer_id: t.customer.clone(),
+        post_id: t.post_id.clone(),
+        group_id: t.group.clone(),
+        author: Author {
+            id: t.user.clone(),
+            email: None,
+            first_name: None,
+            last_name: None,
+            display_name: None,
+            username: None,
+            phone_number: None,
+            joined_at,
+            badge_id: None,
+            badges: t.badges.clone(),
+        },
+        content: t.content.clone(),
+        image_url: t
+            .image
+            .then(|| "https://example.com/test-image.png".to_owned()),
+        created_at,
+    }
+}
+
+pub fn run_tests(c: &Compiled) -> TestReport {
+    let mut results = Vec::new();
+    for (fi, file) in c.files.iter().enumerate() {
+        for t in &file.tests {
+            let post = test_post(t);
+            let verdict = evaluate(c, &post);
+            let mut actual: Vec<String> = verdict
+                .deliveries
+                .iter()
+                .flat_map(|d| &d.reasons)
+                .filter(|r| r.rules_file == file.file_name)
+                .map(|r| r.name().to_owned())
+                .collect();
+            actual.sort();
+            actual.dedup();
+            let explanation = if actual == t.expect {
+                String::new()
+            } else {
+                let mut e = explain(c, &post);
+                let content = post
+                    .content
+                    .as_deref()
+                    .map_or("(no text)".to_owned(), |c| format!("{c:?}"));
+                let mut s = format!("post: {content}\n");
+                if let Some(fe) = e.files.get_mut(fi) {
+                    s.push_str(&fe.to_string());
+                }
+                s
+            };
+            results.push(TestResult {
+                at: Diagnostic {
+                    path: file.path.clone(),
+                    line: t.line,
+                    col: t.col,
+                    message: String::new(),
+                },
+                name: t.name.clone(),
+                expected: t.expect.clone(),
+                actual,
+                explanation,
+            });
+        }
+    }
+    TestReport { results }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::destination::{Destinations, DiscordChannel, SlackChannel, Target};
+    use crate::post::{CustomerId, GroupId, PostId, UserId};
+    use crate::rules::RuleSet;
+
+    const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
+
+    fn destinations() -> Destinations {
+        let d = |name: &str, target| Destination {
+            name: name.into(),
+            target,
+            show_email: false,
+            show_phone: false,
+            mention: None,
+        };
+        Destinations::new([
+            d(
+                "trust-safety",
+                Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
+            ),
+            d(
+                "urgent",
+                Target::Discord(DiscordChannel::parse("112233445566778899").unwrap()),
+            ),
+        ])
+    }
+
+    fn rules(files: &[(&str, &str)]) -> RuleSet {
+        let sources = files.iter().map(|(n, t)| (*n, t.as_bytes()));
+        match RuleSet::from_sources(Path::new("rules"), sources, &destinations()) {
+            Ok(l) => l.rules,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn one(body: &str) -> RuleSet {
+        rules(&[(
+            "t.toml",
+            &format!("groups = [\"*\"]\nto = [\"trust-safety\"]\n{body}"),
+        )])
+    }
+
+    fn post(content: &str) -> Post {
+        Post {
+            customer_id: CustomerId::parse("C1").unwrap(),
+            post_id: PostId::parse("P1").unwrap(),
+            group_id: Some(GroupId::parse(GROUP).unwrap()),
+            author: Author {
+                id: UserId::parse("U1").unwrap(),
+                email: None,
+                first_name: None,
+                last_name: None,
+                display_name: None,
+                username: None,
+                phone_number: None,
+                joined_at: None,
+                badge_id: None,
+                badges: vec![],
+            },
+            content: Some(content.into()),
+            image_url: None,
+            created_at: Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+        }
+    }
+
+    /// `destination: reason, reason` per delivery.
+    fn summary(v: &Verdict) -> Vec<String> {
+        v.deliveries
+            .iter()
+            .map(|d| {
+                let r: Vec<&str> = d.reasons.iter().map(|r| r.name()).collect();
+                format!("{}: {}", d.destination.name, r.join(", "))
+            })
+            .collect()
+    }
+
+    fn fires(r: &RuleSet, content: &str) -> bool {
+        !r.evaluate(&post(content)).is_empty()
+    }
+
+    #[test]
+    fn keywords_match_whole_words_on_unicode_boundaries() {
+        let r = one("[[match]]\nname = \"m\"\nkeywords = [\"ass\", \"Über\", \"kill myself\"]\n");
+        assert!(!fires(&r, "this class is great"));
+        assert!(!fires(&r, "passé"));
+        assert!(fires(&r, "what an ass."));
+        assert!(fires(&r, "ÜBER alles"));
+        assert!(fires(&r, "ich bin über"));
+        assert!(!fires(&r, "überall"));
+        assert!(!fires(&r, "xüber"));
+        assert!(fires(&r, "I will KILL\n\t  myself"));
+        assert!(!fires(&r, "kill myselfish"));
+    }
+
+    #[test]
+    fn keywords_with_symbols_need_no_boundary_on_the_symbol_side() {
+        let r = one("[[match]]\nname = \"m\"\nkeywords = [\"@everyone\", \"$$$\"]\n");
+        assert!(fires(&r, "hey@everyone"));
+        assert!(fires(&r, "cash$$$now"));
+        assert!(!fires(&r, "@everyoneelse"));
+    }
+
+    #[test]
+    fn zero_width_and_fullwidth_evasions_match() {
+        let r = one(
+            "[[match]]\nname = \"m\"\nkeywords = [\"suicide\"]\npatterns = ['\\bk[i1]ll\\b']\n",
+        );
+        assert!(fires(
+            &r,
+            "s\u{200B}u\u{200C}i\u{200D}c\u{2060}i\u{FEFF}d\u{AD}e"
+        ));
+        assert!(fires(&r, "ｓｕｉｃｉｄｅ"));
+        assert!(fires(&r, "ＫＩ\u{200B}ＬＬ"));
+        assert!(!fires(&r, "skill"));
+    }
+
+    #[test]
+    fn highlights_point_into_the_original_text() {
+        let r = one(
+            "[[match]]\nname = \"m\"\nkeywords = [\"end it all\"]\npatterns = ['\\bsu[i1!]c[i1!]d[e3]\\b']\n",
+        );
+        let content = "Não aguento 😢 vou END it \n all, ｓｕｉ\u{200B}ｃｉｄｅ amanhã";
+        let v = r.evaluate(&post(content));
+        let h = &v.deliveries[0].reasons[0].matched;
+        let texts: Vec<&str> = h.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(texts, ["END it \n all", "ｓｕｉ\u{200B}ｃｉｄｅ"]);
+        for h in h {
+            assert_eq!(&content[h.range.clone()], h.text);
+        }
+    }
+
+    #[test]
+    fn patterns_fold_case_unless_case_sensitive() {
+        let r = one(
+            "[[match]]\nname = \"shout\"\npatterns = ['BUY NOW']\ncase_sensitive = true\n[[match]]\nname = \"any\"\npatterns = ['free\\s+money']\n",
+        );
+        assert_eq!(
+            summary(&r.evaluate(&post("BUY NOW"))),
+            ["trust-safety: shout"]
+        );
+        assert!(r.evaluate(&post("buy now")).is_empty());
+        assert_eq!(
+            summary(&r.evaluate(&post("ＢＵＹ ＮＯＷ"))),
+            ["trust-safety: shout"]
+        );
+        assert_eq!(
+            summary(&r.evaluate(&post("FREE   Money"))),
+            ["trust-safety: any"]
+        );
+    }
+
+    #[test]
+    fn unicode_word_boundaries_in_patterns_hold_on_any_script() {
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bcão\\b']\n");
+        assert!(fires(&r, "meu CÃO é bravo"));
+        assert!(!fires(&r, "cãozinho"));
+        assert!(!fires(&r, "écão"));
+        // The relaxed candidate inside a word must not hide a real match after it.
+        assert!(fires(&r, "xcão cão"));
+    }
+
+    #[test]
+    fn unless_cancels_only_its_match() {
+        let r = one(
+            "[[match]]\nname = \"self-harm\"\nkeywords = [\"suicide\"]\nunless = [\"suicide prevention\", \"hotline\"]\n[[match]]\nname = \"other\"\nkeywords = [\"suicide\"]\n",
+        );
+        assert_eq!(
+            summary(&r.evaluate(&post("thinking about suicide"))),
+            ["trust-safety: self-harm, other"]
+        );
+        assert_eq!(
+            summary(&r.evaluate(&post("Suicide  Prevention week"))),
+            ["trust-safety: other"]
+        );
+        assert_eq!(
+            summary(&r.evaluate(&post("suicide? call the HOTLINE"))),
+            ["trust-safety: other"]
+        );
+        let e = r
+            .explain(&post("call the hotline about suicide"))
+            .to_string();
+        assert!(
+            e.contains("cancelled by `unless` phrase \"hotline\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exemptions_and_customers_scope_a_file() {
+        let r = one(
+            "exempt_badges = [\"MOD\"]\nexempt_users = [\"U9\"]\ncustomers = [\"C1\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n",
+        );
+        let mut p = post("spam");
+        assert!(!r.evaluate(&p).is_empty());
+        p.author.badges = vec![BadgeId::parse("MOD").unwrap()];
+        assert!(r.evaluate(&p).is_empty());
+        assert!(
+            r.explain(&p)
+                .to_string()
+                .contains("author exempt: holds badge MOD")
+        );
+        p.author.badges.clear();
+        p.author.badge_id = Some(BadgeId::parse("MOD").unwrap());
+        assert!(r.evaluate(&p).is_empty());
+        p.author.badge_id = None;
+        p.author.id = UserId::parse("U9").unwrap();
+        assert!(r.evaluate(&p).is_empty());
+        p.author.id = UserId::parse("U1").unwrap();
+        p.customer_id = CustomerId::parse("C2").unwrap();
+        assert!(r.evaluate(&p).is_empty());
+        assert!(r.explain(&p).to_string().contains("wrong customer"));
+    }
+
+    #[test]
+    fn feed_star_and_group_ids_scope_a_file() {
+        let file = |groups: &str| {
+            format!(
+                "groups = {groups}\nto = [\"trust-safety\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n"
+            )
+        };
+        let feed = rules(&[("f.toml", &file("[\"feed\"]"))]);
+        let group = rules(&[("g.toml", &file(&format!("[\"{GROUP}\"]")))]);
+        let star = rules(&[("s.toml", &file("[\"*\"]"))]);
+        let mut p = post("spam");
+        assert!(feed.evaluate(&p).is_empty());
+        assert!(!group.evaluate(&p).is_empty());
+        assert!(!star.evaluate(&p).is_empty());
+        p.group_id = None;
+        assert!(!feed.evaluate(&p).is_empty());
+        assert!(group.evaluate(&p).is_empty());
+        assert!(!star.evaluate(&p).is_empty());
+        assert!(
+            group
+                .explain(&p)
+                .to_string()
+                .contains("wrong group: the post is in the main feed")
+        );
+    }
+
+    #[test]
+    fn account_age_and_image_narrow_a_match() {
+        let r = one(
+            "[[match]]\nname = \"new-links\"\npatterns = ['https?://']\nmax_account_age_days = 7\n[[match]]\nname = \"pic\"\nkeywords = [\"look\"]\nhas_image = true\n[[match]]\nname = \"nopic\"\nkeywords = [\"look\"]\nhas_image = false\n",
+        );
+        let mut p = post("look at https://x.example");
+        assert_eq!(
+            summary(&r.evaluate(&p)),
+            ["trust-safety: nopic"],
+            "join date unknown: no new-links"
+        );
+        p.author.joined_at = Some(p.created_at - Duration::days(3));
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: new-links, nopic"]);
+        p.author.joined_at = Some(p.created_at - Duration::days(30));
+        p.image_url = Some("https://img".into());
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: pic"]);
+        let e = r.explain(&p).to_string();
+        assert!(e.contains("joined 30 days before the post"), "{e}");
+    }
+
+    #[test]
+    fn one_delivery_per_destination_with_mention_and_sensitive() {
+        let a = format!(
+            "name = \"Parents\"\ngroups = [\"{GROUP}\"]\nto = [\"trust-safety\"]\nsensitive = true\n[[match]]\nname = \"self-harm\"\nkeywords = [\"end it all\"]\nto = [\"urgent\", \"trust-safety\"]\nmention = true\n[[match]]\nname = \"quiet\"\nkeywords = [\"end\"]\n"
+        );
+        let b = "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"general\"\nkeywords = [\"end it all\"]\n";
+        let r = rules(&[("a.toml", &a), ("b.toml", b)]);
+        let v = r.evaluate(&post("I want to end it all"));
+        assert_eq!(
+            summary(&v),
+            [
+                "trust-safety: sensitive, self-harm, quiet, general",
+                "urgent: self-harm"
+            ]
+        );
+        assert!(v.deliveries.iter().all(|d| d.mention));
+        let quiet = r.evaluate(&post("the end"));
+        assert_eq!(summary(&quiet), ["trust-safety: sensitive, quiet"]);
+        assert!(!quiet.deliveries[0].mention);
+        assert_eq!(v.deliveries[0].reasons[0].rules_name, "Parents");
+        assert_eq!(v.deliveries[0].reasons[3].rules_name, "b");
+        assert_eq!(v.deliveries[0].reasons[3].rules_file, "b.toml");
+    }
+
+    #[test]
+    fn media_only_posts_still_reach_sensitive_groups() {
+        let r = one("sensitive = true\n[[match]]\nname = \"m\"\nkeywords = [\"x\"]\n");
+        let mut p = post("");
+        p.content = None;
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: sensitive"]);
+    }
+
+    #[test]
+    fn long_posts_are_read_up_to_the_cap() {
+        let r = one("[[match]]\nname = \"m\"\nkeywords = [\"needle\"]\n");
+        let early = format!("needle {}", "é".repeat(MAX_TEXT_BYTES));
+        let late = format!("{} needle", "é".repeat(MAX_TEXT_BYTES));
+        assert!(fires(&r, &early));
+        assert!(!fires(&r, &late));
+        assert!(r.explain(&post(&late)).truncated);
+    }
+}

@@ -1,0 +1,309 @@
+//! The rules engine: which posts moderators see, and where.
+//!
+//! Owns the rules files admins write (`rules/*.toml`): their TOML model
+//! (`file`), compiling every file of a directory into one immutable [`RuleSet`]
+//! (`compile`), evaluating a [`Post`] against it (`eval`, pure: no IO, no
+//! async), the normalisation that defeats evasion (`normalize`), and live
+//! reload of the directory (`reload`).
+//!
+//! Architecture invariant: rules know nothing of HTTP, Redis, Slack or Discord.
+//! They name destinations and hand back [`Verdict`]s; cards and sinks do the rest.
+//!
+//! How matching works, and its limits:
+//! - The post's content is normalised (NFKC, lower-cased, zero-width characters
+//!   and soft hyphens removed, whitespace runs as one space) and only its first
+//!   [`MAX_TEXT_BYTES`] bytes are evaluated, which keeps evaluation time bounded
+//!   whatever the post length. Match positions are mapped back to the original.
+//! - All keywords and `unless` phrases of all files are one Aho-Corasick
+//!   automaton; word boundaries are checked at each hit.
+//! - All patterns are one regex set with Unicode word boundaries removed (so the
+//!   lazy DFA runs on any script); only the patterns the set reports are then
+//!   confirmed with their real regex, anchored where the relaxed one matched.
+//!   `case_sensitive` patterns are a second set over the text before folding.
+//! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled.
+
+mod compile;
+mod eval;
+mod file;
+mod normalize;
+pub mod reload;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::destination::{Destination, Destinations};
+use crate::post::Post;
+
+pub use eval::{Explanation, FileExplanation, MatchExplanation};
+pub use reload::{LiveRules, ReloadStatus, WatchGuard};
+
+/// Only this many bytes of a post's content are evaluated (the start of the post).
+pub const MAX_TEXT_BYTES: usize = 200 * 1024;
+/// The most a single pattern may take once compiled.
+pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
+/// The most highlights one reason carries (cards show a few; the rest is noise).
+pub const MAX_HIGHLIGHTS: usize = 32;
+
+/// Every rules file of a directory, compiled. Immutable; share it in an `Arc`.
+pub struct RuleSet {
+    compiled: compile::Compiled,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("files", &self.compiled.files.len())
+            .field("matches", &self.compiled.matches.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    /// No rules: nothing is forwarded.
+    pub fn empty() -> Self {
+        Self {
+            compiled: compile::Compiled::default(),
+        }
+    }
+
+    /// Reads every `*.toml` in `dir` (sorted by name; other files and names
+    /// starting with `.` are ignored) and compiles them all. Collects every
+    /// error of every file.
+    pub fn load_dir(dir: &Path, destinations: &Destinations) -> Result<Loaded, LoadErrors> {
+        compile::load_dir(dir, destinations)
+    }
+
+    /// Compiles rules given as `(file name, contents)` pairs, as if they were
+    /// the files of `dir`.
+    pub fn from_sources<'a>(
+        dir: &Path,
+        sources: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        destinations: &Destinations,
+    ) -> Result<Loaded, LoadErrors> {
+        compile::from_sources(dir, sources, destinations)
+    }
+
+    /// What to forward for `post`, and why.
+    pub fn evaluate(&self, post: &Post) -> Verdict {
+        eval::evaluate(&self.compiled, post)
+    }
+
+    /// A human-readable account of how every file treats `post`.
+    pub fn explain(&self, post: &Post) -> Explanation {
+        eval::explain(&self.compiled, post)
+    }
+
+    /// How many rules files were loaded.
+    pub fn files(&self) -> usize {
+        self.compiled.files.len()
+    }
+
+    /// Every destination some file or match sends to, once each by name.
+    pub fn destinations(&self) -> Vec<Arc<Destination>> {
+        let mut seen = std::collections::BTreeMap::new();
+        for file in &self.compiled.files {
+            for d in &file.to {
+                seen.entry(d.name.clone()).or_insert_with(|| d.clone());
+            }
+        }
+        for m in &self.compiled.matches {
+            for d in &m.to {
+                seen.entry(d.name.clone()).or_insert_with(|| d.clone());
+            }
+        }
+        seen.into_values().collect()
+    }
+
+    /// Runs every `[[test]]` of every file.
+    pub fn run_tests(&self) -> TestReport {
+        eval::run_tests(&self.compiled)
+    }
+
+    /// Heap bytes held by the compiled automata (keyword automaton, regex sets
+    /// and per-pattern regexes; search caches, created on first use, excluded).
+    pub fn memory_usage(&self) -> usize {
+        self.compiled.memory_usage()
+    }
+
+    /// How many keywords and `unless` phrases (distinct, after normalisation)
+    /// and patterns were compiled.
+    pub fn counts(&self) -> (usize, usize) {
+        self.compiled.counts()
+    }
+}
+
+/// The outcome of a successful load.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: RuleSet,
+    /// Things that load but are probably mistakes: matches that can never fire,
+    /// files with nothing to do.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Every error found while loading a rules directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+/// A message about a place in a rules file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    /// 1-based; 0 when the message is about the whole file or directory.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
+    }
+}
+
+/// What to do with a post: one delivery per destination. Empty: nothing to forward.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Verdict {
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+}
+
+/// One card to one destination, with every reason that sent it there.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub destination: Arc<Destination>,
+    pub reasons: Vec<Reason>,
+    /// Whether the card pings the destination's configured mention.
+    pub mention: bool,
+}
+
+/// Why a post is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// The file's `name`, or its stem.
+    pub rules_name: String,
+    /// The file name, like `parents-support.toml`.
+    pub rules_file: String,
+    pub kind: ReasonKind,
+    /// What matched in the post (empty for a sensitive group).
+    pub matched: Vec<Highlight>,
+}
+
+impl Reason {
+    /// `sensitive` or the match's name: what `[[test]] expect` lists.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            ReasonKind::SensitiveGroup => "sensitive",
+            ReasonKind::Match { name } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasonKind {
+    /// The file forwards every post of its groups.
+    SensitiveGroup,
+    /// A `[[match]]` fired.
+    Match { name: String },
+}
+
+/// A span of the original post content that matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Highlight {
+    /// Byte range into `post.content`.
+    pub range: Range<usize>,
+    pub text: String,
+}
+
+/// The outcome of every `[[test]]`.
+#[derive(Debug, Clone, Default)]
+pub struct TestReport {
+    pub results: Vec<TestResult>,
+}
+
+/// One `[[test]]` run.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// Where the test is written.
+    pub at: Diagnostic,
+    pub name: Option<String>,
+    /// Sorted reason names.
+    pub expected: Vec<String>,
+    /// Sorted reason names the test's own file produced.
+    pub actual: Vec<String>,
+    /// How the test's file treated the post (printed for failures).
+    pub explanation: String,
+}
+
+impl TestResult {
+    pub fn passed(&self) -> bool {
+        self.expected == self.actual
+    }
+}
+
+impl TestReport {
+    pub fn passed(&self) -> usize {
+        self.results.iter().filter(|r| r.passed()).count()
+    }
+    pub fn failed(&self) -> usize {
+        self.results.len() - self.passed()
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in self.results.iter().filter(|r| !r.passed()) {
+            let name = r
+                .name
+                .as_deref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "{}:{}:{}: test{name} failed: expected [{}], got [{}]",
+                r.at.path.display(),
+                r.at.line,
+                r.at.col,
+                r.expected.join(", "),
+                r.actual.join(", ")
+            )?;
+            for line in r.explanation.lines() {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}

@@ -1,0 +1,221 @@
+//! Live rules: the current [`RuleSet`], swapped atomically when the rules
+//! directory changes (watched with notify) or on demand (`SIGHUP`).
+//!
+//! A reload that fails keeps the last good set running, logs every error and
+//! records it in [`ReloadStatus`] (shown by `/readyz`) and in metrics. Any event
+//! in the directory triggers a reload, debounced: Kubernetes ConfigMaps swap a
+//! `..data` symlink instead of writing `*.toml` files, and editors write
+//! several times per save.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use notify::{EventKind, RecursiveMode, Watcher as _};
+
+use super::{LoadErrors, RuleSet};
+use crate::destination::Destinations;
+
+/// Quiet time after the last event before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// How the last reloads went.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// When the rules now running were loaded.
+    pub last_success: SystemTime,
+    /// The errors of the last reload, when it failed (cleared by a success).
+    pub last_error: Option<String>,
+    /// Rules files in the running set.
+    pub files: usize,
+}
+
+/// The rules in force, shared by every request.
+pub struct LiveRules {
+    current: RwLock<Arc<RuleSet>>,
+    status: Mutex<ReloadStatus>,
+    /// Serialises reloads from the watcher and from `SIGHUP`.
+    reloading: Mutex<()>,
+    dir: PathBuf,
+    destinations: Destinations,
+}
+
+impl std::fmt::Debug for LiveRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveRules")
+            .field("dir", &self.dir)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+fn record_success(files: usize) {
+    metrics::counter!("modbridge_rules_reloads_total", "outcome" => "success").increment(1);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!("modbridge_rules_last_reload_success_timestamp_seconds").set(now);
+    metrics::gauge!("modbridge_rules_files").set(files as f64);
+}
+
+impl LiveRules {
+    /// Starts with `initial` (already loaded from `dir`, which later reloads read).
+    pub fn new(initial: RuleSet, dir: PathBuf, destinations: Destinations) -> Arc<Self> {
+        let files = initial.files();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("modbridge_rules_last_reload_success_timestamp_seconds").set(now);
+        metrics::gauge!("modbridge_rules_files").set(files as f64);
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(initial)),
+            status: Mutex::new(ReloadStatus {
+                last_success: SystemTime::now(),
+                last_error: None,
+                files,
+            }),
+            reloading: Mutex::new(()),
+            dir,
+            destinations,
+        })
+    }
+
+    /// The rules in force now. Hold the `Arc` for a whole evaluation: a reload
+    /// never changes a set in use.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Reloads the directory now. On failure logs every error, keeps the
+    /// running rules and returns the errors.
+    pub fn reload_now(&self) -> Result<(), LoadErrors> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match RuleSet::load_dir(&self.dir, &self.destinations) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let files = loaded.rules.files();
+                if files == 0 {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        "no rules files left in the rules directory: nothing will be forwarded until *.toml files are added"
+                    );
+                }
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Arc::new(loaded.rules);
+                *self.status.lock().unwrap_or_else(PoisonError::into_inner) = ReloadStatus {
+                    last_success: SystemTime::now(),
+                    last_error: None,
+                    files,
+                };
+                record_success(files);
+                tracing::info!(files, dir = %self.dir.display(), "rules reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    errors = errors.0.len(),
+                    dir = %self.dir.display(),
+                    "rules reload failed: the previous rules keep running; fix the errors above and save again"
+                );
+                self.status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_error = Some(errors.to_string());
+                metrics::counter!("modbridge_rules_reloads_total", "outcome" => "failure")
+                    .increment(1);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Watches the rules directory and reloads after any change. Dropping the
+    /// guard stops watching.
+    pub fn watch(self: &Arc<Self>) -> anyhow::Result<WatchGuard> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                // Reading the files (our own reloads included) is not a change.
+                Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
+                Ok(_) => {
+                    let _ = tx.send(());
+                }
+                Err(e) => tracing::warn!(error = %e, "watching the rules directory failed"),
+            })
+            .context("cannot start watching the rules directory")?;
+        watcher
+            .watch(&self.dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch the rules directory {}", self.dir.display()))?;
+        let live = Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("rules-watch".into())
+            .spawn(move || watch_loop(&rx, &live))
+            .context("cannot start the rules watcher thread")?;
+        Ok(WatchGuard {
+            watcher: Some(watcher),
+            thread: Some(thread),
+        })
+    }
+}
+
+fn watch_loop(rx: &mpsc::Receiver<()>, live: &Weak<LiveRules>) {
+    while rx.recv().is_ok() {
+        loop {
+            match rx.recv_timeout(DEBOUNCE) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let Some(live) = live.upgrade() else { return };
+        // Errors are logged and recorded by reload_now.
+        let _ = live.reload_now();
+    }
+}
+
+/// Keeps the watcher running; dropping it stops the watcher and waits for its
+/// thread.
+pub struct WatchGuard {
+    watcher: Option<notify::RecommendedWatcher>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WatchGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        // Dropping the watcher drops the sender, which ends the thread's loop.
+        drop(self.watcher.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The real binary, as a newcomer and an admin use it.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_modbridge");
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn modbridge(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(repo())
+        .env_remove("CATIVA_WEBHOOK_SECRET")
+        .env_remove("REDIS_URL")
+        .env_remove("SLACK_BOT_TOKEN")
+        .env_remove("DISCORD_BOT_TOKEN")
+        .env_remove("MODBRIDGE_DRY_RUN")
+        .env_remove("MODBRIDGE_LISTEN")
+        .env_remove("MODBRIDGE_ADMIN_LISTEN")
+        .env_remove("MODBRIDGE_RULES");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn dry_run_serves_on_defaults_and_send_produces_a_card_on_stdout() {
+    let port = free_port();
+    let mut server = modbridge(&["serve", "--dry-run"])
+        .env("MODBRIDGE_LISTEN", format!("0.0.0.0:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/webhooks/cativa");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let out = modbridge(&["send", "examples/post_created.json", "--url", &url, "--execution-id", "cli-1"])
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let answer = String::from_utf8_lossy(&sent.stdout);
+    assert!(sent.status.success(), "send failed: {answer} {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(answer.starts_with("200 "), "{answer}");
+    assert!(answer.contains("accepted"), "{answer}");
+    // The same execution again is a duplicate.
+    let again = modbridge(&["send", "examples/post_created.json", "--url", &url, "--execution-id", "cli-1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("duplicate"));
+
+    // Stop it like an orchestrator does, then read what it printed.
+    unsafe_kill(server.id(), "TERM");
+    let status = wait_timeout(&mut server, Duration::from_secs(15));
+    assert_eq!(status, Some(0), "exit status after SIGTERM");
+    let stdout = BufReader::new(server.stdout.take().unwrap());
+    let cards: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).expect("stdout is JSON lines"))
+        .collect();
+    assert!(!cards.is_empty(), "no card printed");
+    assert!(cards.iter().all(|c| c["post_id"] == "01HQ8POST1234567890ABCDEFG"));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("INSECURE"), "no loud warning about the development secret:\n{stderr}");
+    assert!(stderr.contains("127.0.0.1"), "not bound to loopback:\n{stderr}");
+    assert!(!stderr.contains("mary@example.com") && !stderr.contains("+15551234567"), "personal data in logs");
+    assert!(!stderr.contains("highly recommend"), "post content in logs");
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+}
+
+fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret() {
+    let out = modbridge(&["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CATIVA_WEBHOOK_SECRET") && err.contains("--dry-run"), "{err}");
+}
+
+#[test]
+fn serve_refuses_to_start_when_a_used_platform_has_no_token() {
+    let out = modbridge(&["serve"])
+        .env("CATIVA_WEBHOOK_SECRET", "whsec_x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SLACK_BOT_TOKEN"), "{err}");
+}
+
+#[test]
+fn serve_exits_2_with_every_rules_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), "to = [\"slack:C0123ABCD\"]\ngroups = [\"*\"]\n[[match]]\nname = \"x\"\npatterns = ['(']\n").unwrap();
+    std::fs::write(dir.path().join("b.toml"), "keyword = 1\n").unwrap();
+    let out = modbridge(&["serve", "--dry-run"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .env("MODBRIDGE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a.toml:5:"), "{err}");
+    assert!(err.contains("b.toml:1:1"), "{err}");
+}
+
+#[test]
+fn check_and_test_pass_on_the_shipped_rules() {
+    let check = modbridge(&["check"]).output().unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(out.contains("ok:"), "{out}");
+    let test = modbridge(&["test"]).output().unwrap();
+    let out = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{out}");
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn check_reports_errors_with_places_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("typo.toml"), "to = [\"nowhere\"]\ngroups = [\"*\"]\nsensitive = true\n").unwrap();
+    let out = modbridge(&["check"]).env("MODBRIDGE_RULES", dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("typo.toml:1:"), "{text}");
+    assert!(text.contains("nowhere"), "{text}");
+}
+
+#[test]
+fn explain_shows_each_file_and_the_cards() {
+    let out = modbridge(&["explain", "examples/post_created.json"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("card for"), "{text}");
+}

@@ -19,7 +19,9 @@ impl SlackChannel {
         let ok = raw.len() >= 7
             && raw.len() <= 24
             && matches!(raw.as_bytes()[0], b'C' | b'G' | b'D')
-            && raw.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -59,7 +61,9 @@ pub enum Target {
     Discord(DiscordChannel),
     /// A Discord incoming webhook whose URL (it holds a token) is read from this
     /// environment variable.
-    DiscordWebhook { env: String },
+    DiscordWebhook {
+        env: String,
+    },
 }
 
 impl Target {
@@ -140,7 +144,9 @@ fn check_mention(target: &Target, mention: &str) -> Result<(), String> {
             matches!(mention, "here" | "channel")
                 || (mention.starts_with('S')
                     && mention.len() > 1
-                    && mention.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+                    && mention
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
         }
         Target::Discord(_) | Target::DiscordWebhook { .. } => {
             !mention.is_empty() && mention.bytes().all(|b| b.is_ascii_digit())
@@ -164,7 +170,10 @@ pub struct Destinations {
 impl Destinations {
     pub fn new(named: impl IntoIterator<Item = Destination>) -> Self {
         Self {
-            named: named.into_iter().map(|d| (d.name.clone(), Arc::new(d))).collect(),
+            named: named
+                .into_iter()
+                .map(|d| (d.name.clone(), Arc::new(d)))
+                .collect(),
         }
     }
 
@@ -216,14 +225,29 @@ mod tests {
     #[test]
     fn inline_specs_resolve_and_bad_ones_explain() {
         let d = Destinations::default();
-        assert_eq!(d.resolve("slack:C0123ABCD").unwrap().target.platform(), "slack");
+        assert_eq!(
+            d.resolve("slack:C0123ABCD").unwrap().target.platform(),
+            "slack"
+        );
         assert_eq!(
             d.resolve("discord:112233445566778899").unwrap().target,
             Target::Discord(DiscordChannel(112233445566778899))
         );
-        assert!(d.resolve("slack:general").unwrap_err().contains("not a Slack channel ID"));
-        assert!(d.resolve("discord:12").unwrap_err().contains("not a Discord channel ID"));
-        assert!(d.resolve("urgent").unwrap_err().contains("[destinations.urgent]"));
+        assert!(
+            d.resolve("slack:general")
+                .unwrap_err()
+                .contains("not a Slack channel ID")
+        );
+        assert!(
+            d.resolve("discord:12")
+                .unwrap_err()
+                .contains("not a Discord channel ID")
+        );
+        assert!(
+            d.resolve("urgent")
+                .unwrap_err()
+                .contains("[destinations.urgent]")
+        );
     }
 
     #[test]
@@ -233,7 +257,11 @@ mod tests {
             discord: Some("112233445566778899".into()),
             ..Default::default()
         };
-        assert!(Destination::from_raw("x", both).unwrap_err().contains("only one"));
+        assert!(
+            Destination::from_raw("x", both)
+                .unwrap_err()
+                .contains("only one")
+        );
         assert!(Destination::from_raw("x", RawDestination::default()).is_err());
         let bad_mention = RawDestination {
             slack: Some("C0123ABCD".into()),

@@ -116,7 +116,11 @@ impl Author {
     /// The name to show: display name, else first + last name, else username,
     /// else the user ID.
     pub fn shown_name(&self) -> String {
-        if let Some(name) = self.display_name.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let Some(name) = self
+            .display_name
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             return name.to_owned();
         }
         let full = [self.first_name.as_deref(), self.last_name.as_deref()]
@@ -159,7 +163,10 @@ mod tests {
     fn ids_reject_blank() {
         assert_eq!(PostId::parse(""), Err(EmptyId));
         assert_eq!(PostId::parse("  "), Err(EmptyId));
-        assert_eq!(PostId::parse("01HQ").map(|p| p.to_string()), Ok("01HQ".into()));
+        assert_eq!(
+            PostId::parse("01HQ").map(|p| p.to_string()),
+            Ok("01HQ".into())
+        );
     }
 
     #[test]

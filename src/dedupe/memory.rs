@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, StoreError, Ttl};
+use super::{Claim, DedupeStore, ExecutionId, Lease, SentKey, StoreError, Ttl};
 
 #[derive(Debug)]
 enum Record {
@@ -43,6 +43,19 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn mark_done(&self, key: String) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.evict(now, self.capacity);
+        inner.records.insert(
+            key.clone(),
+            Record::Done {
+                until: now + self.ttl.done,
+            },
+        );
+        inner.done_order.push_back(key);
+    }
+
     pub fn len(&self) -> usize {
         self.lock().records.len()
     }
@@ -50,6 +63,12 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Sent records share the map with execution records; execution IDs are
+/// visible ASCII, so a control character keeps the two apart.
+fn sent_key(key: &SentKey) -> String {
+    format!("\u{1e}sent{}", key.as_str())
 }
 
 impl Inner {
@@ -135,17 +154,20 @@ impl DedupeStore for MemoryStore {
     }
 
     async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.mark_done(lease.id.as_str().to_owned());
+        Ok(())
+    }
+
+    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
         let now = Instant::now();
-        let mut inner = self.lock();
-        inner.evict(now, self.capacity);
-        let key = lease.id.as_str().to_owned();
-        inner.records.insert(
-            key.clone(),
-            Record::Done {
-                until: now + self.ttl.done,
-            },
-        );
-        inner.done_order.push_back(key);
+        Ok(matches!(
+            self.lock().records.get(&sent_key(key)),
+            Some(Record::Done { until }) if *until > now
+        ))
+    }
+
+    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
+        self.mark_done(sent_key(key));
         Ok(())
     }
 

@@ -17,6 +17,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::destination::Target;
+use crate::post::{CustomerId, PostId};
+
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -83,6 +86,23 @@ pub enum Claim {
     InFlight { retry_after: Duration },
 }
 
+/// A card the platform confirmed: (CustomerId, PostId, resolved channel).
+/// Keyed by what was posted where, not by execution ID or destination name, so
+/// a replay with a new execution ID, a second listener, or two destination
+/// names for one channel never produce a second card.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct SentKey(String);
+
+impl SentKey {
+    pub fn new(customer: &CustomerId, post: &PostId, target: &Target) -> Self {
+        Self(format!("{}\u{1f}{}\u{1f}{target}", customer.as_str(), post.as_str()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// How long records live.
 #[derive(Debug, Clone, Copy)]
 pub struct Ttl {
@@ -107,6 +127,10 @@ pub trait DedupeStore: Send + Sync {
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records the execution as done and drops the claim.
     fn complete(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether this card was already confirmed by the platform.
+    fn was_sent(&self, key: &SentKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a confirmed card (kept as long as done records).
+    fn record_sent(&self, key: &SentKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -150,6 +174,18 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.complete(lease).await,
             Store::Redis(s) => s.complete(lease).await,
+        }
+    }
+    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.was_sent(key).await,
+            Store::Redis(s) => s.was_sent(key).await,
+        }
+    }
+    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.record_sent(key).await,
+            Store::Redis(s) => s.record_sent(key).await,
         }
     }
     async fn ping(&self) -> Result<(), StoreError> {
@@ -225,6 +261,16 @@ pub mod suite {
         ));
         store.complete(&retry).await.unwrap();
         assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
+
+        // Sent records.
+        let target = Target::Slack(crate::destination::SlackChannel::parse("C0123ABCD").unwrap());
+        let customer = CustomerId::parse(format!("{prefix}-cust")).unwrap();
+        let sent = SentKey::new(&customer, &PostId::parse("P1").unwrap(), &target);
+        let other = SentKey::new(&customer, &PostId::parse("P2").unwrap(), &target);
+        assert!(!store.was_sent(&sent).await.unwrap());
+        store.record_sent(&sent).await.unwrap();
+        assert!(store.was_sent(&sent).await.unwrap());
+        assert!(!store.was_sent(&other).await.unwrap());
 
         store.ping().await.unwrap();
     }

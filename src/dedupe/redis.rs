@@ -3,7 +3,8 @@
 //!
 //! Keys (`{}` is a Redis Cluster hash tag, so both keys of an execution live
 //! on one shard): `<prefix>exec:{<id>}:claim` holds the lease token with a
-//! millisecond TTL; `<prefix>exec:{<id>}:done` marks it processed.
+//! millisecond TTL; `<prefix>exec:{<id>}:done` marks it processed;
+//! `<prefix>sent:<customer>␟<post>␟<platform:channel>` marks a confirmed card.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, StoreError, Ttl};
+use super::{Claim, DedupeStore, ExecutionId, Lease, SentKey, StoreError, Ttl};
 
 /// No request waits longer than this for Redis.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -121,6 +122,10 @@ impl RedisStore {
         }
     }
 
+    fn sent_key(&self, key: &SentKey) -> String {
+        format!("{}sent:{}", self.prefix, key.as_str())
+    }
+
     fn ms(d: Duration) -> String {
         d.as_millis().max(1).to_string()
     }
@@ -176,6 +181,33 @@ impl DedupeStore for RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.sent_key(key));
+        let exists = cmd.query_async::<i64>(&mut conn);
+        match tokio::time::timeout(OP_TIMEOUT, exists).await {
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
+            Err(_) => Err(StoreError("redis did not answer EXISTS".into())),
+        }
+    }
+
+    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.sent_key(key))
+            .arg("1")
+            .arg("PX")
+            .arg(Self::ms(self.ttl.done));
+        let set = cmd.query_async::<()>(&mut conn);
+        match tokio::time::timeout(OP_TIMEOUT, set).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
+            Err(_) => Err(StoreError("redis did not answer SET".into())),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

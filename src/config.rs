@@ -33,6 +33,7 @@ struct RawConfig {
     dry_run: Option<bool>,
     post_url: Option<String>,
     log_format: Option<String>,
+    slack_api_url: Option<String>,
     #[serde(default)]
     intake: RawIntake,
     #[serde(default)]
@@ -107,6 +108,25 @@ pub struct DedupeSettings {
     pub key_prefix: String,
 }
 
+/// A platform token (`SLACK_BOT_TOKEN`): never printed by `Debug`.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// The Slack Web API base used unless `SLACK_API_URL` says otherwise.
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+
 /// Everything `serve` needs, checked.
 #[derive(Clone)]
 pub struct Settings {
@@ -128,6 +148,10 @@ pub struct Settings {
     pub post_url: Option<String>,
     pub alerts_to: Option<String>,
     pub log_format: LogFormat,
+    /// `SLACK_BOT_TOKEN` (xoxb-…), when set.
+    pub slack_bot_token: Option<Token>,
+    /// Slack Web API base, without a trailing `/` (`SLACK_API_URL`).
+    pub slack_api_url: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -391,6 +415,19 @@ impl Settings {
             ));
         }
 
+        let slack_api_url = env
+            .var("SLACK_API_URL")
+            .or(raw.slack_api_url)
+            .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_owned())
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://")) {
+            errors.push(format!(
+                "SLACK_API_URL / {file_name}: slack_api_url: {slack_api_url:?} must start with https:// (like {DEFAULT_SLACK_API_URL})"
+            ));
+        }
+
         match (listen, errors.is_empty()) {
             (Some(listen), true) => Ok(Settings {
                 listen,
@@ -414,6 +451,10 @@ impl Settings {
                 post_url: raw.post_url,
                 alerts_to,
                 log_format,
+                slack_bot_token: env
+                    .var("SLACK_BOT_TOKEN")
+                    .map(|t| Token(t.trim().to_owned())),
+                slack_api_url,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -548,6 +589,30 @@ mod tests {
             err.contains(":2:1:") && err.contains("unknown field"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn slack_api_url_defaults_and_overrides() {
+        let s = Settings::load(None, true, &env(&[])).unwrap();
+        assert_eq!(s.slack_api_url, "https://slack.com/api");
+        assert!(s.slack_bot_token.is_none());
+        let f = write("slack_api_url = \"http://127.0.0.1:9/api/\"\n");
+        let s =
+            Settings::load(Some(f.path()), true, &env(&[("SLACK_BOT_TOKEN", "xoxb-1")])).unwrap();
+        assert_eq!(s.slack_api_url, "http://127.0.0.1:9/api");
+        assert_eq!(
+            s.slack_bot_token.as_ref().map(Token::expose),
+            Some("xoxb-1")
+        );
+        assert!(!format!("{:?}", s.slack_bot_token).contains("xoxb"));
+        let s = Settings::load(
+            None,
+            true,
+            &env(&[("SLACK_API_URL", "https://slack-gov.com/api")]),
+        )
+        .unwrap();
+        assert_eq!(s.slack_api_url, "https://slack-gov.com/api");
+        assert!(Settings::load(None, true, &env(&[("SLACK_API_URL", "slack.com")])).is_err());
     }
 
     #[test]

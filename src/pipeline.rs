@@ -51,6 +51,10 @@ impl Pipeline {
         &self.rules
     }
 
+    pub fn sinks(&self) -> &Sinks {
+        &self.sinks
+    }
+
     /// Evaluates the post against the current rules, off the async threads when
     /// it is long.
     pub async fn evaluate(&self, post: &Arc<Post>) -> Verdict {

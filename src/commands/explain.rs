@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{ProcessEnv, Settings};
+use crate::destination::Target;
 use crate::intake::payload::Event;
 use crate::pipeline::Pipeline;
 use crate::rules::{LiveRules, RuleSet};
-use crate::sinks::{DryRun, Sinks};
+use crate::sinks::{DryRun, Sinks, slack};
 
 pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
     let settings = match Settings::load(config, true, &ProcessEnv) {
@@ -62,9 +63,22 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
     if cards.is_empty() {
         println!("\nno card would be sent");
     }
-    for card in cards {
-        println!("\ncard for {} ({}):", card.destination, card.target);
-        match serde_json::to_string_pretty(&card) {
+    let now = chrono::Utc::now();
+    for (card, delivery) in cards.iter().zip(&verdict.deliveries) {
+        let json = match &delivery.destination.target {
+            Target::Slack(channel) => {
+                println!(
+                    "\ncard for {} ({}), as the Slack chat.postMessage body:",
+                    card.destination, card.target
+                );
+                serde_json::to_string_pretty(&slack::payload(card, channel.as_str(), now))
+            }
+            _ => {
+                println!("\ncard for {} ({}):", card.destination, card.target);
+                serde_json::to_string_pretty(&card)
+            }
+        };
+        match json {
             Ok(json) => println!("{json}"),
             Err(e) => eprintln!("modbridge: cannot show the card: {e}"),
         }

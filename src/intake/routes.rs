@@ -105,6 +105,7 @@ async fn readiness(state: &AppState) -> (StatusCode, Value) {
             "rules reload failed, the last good rules are still in use: {e}"
         ));
     }
+    problems.extend(state.pipeline.sinks().problems());
     let (status, word) = match &store {
         Ok(()) if problems.is_empty() => (StatusCode::OK, "ready"),
         Ok(()) => (StatusCode::OK, "degraded"),
@@ -308,11 +309,15 @@ async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Res
                     json!({ "status": "accepted", "cards": processed.cards }),
                 )
             }
-            Err(message) => {
+            Err((message, retry_after)) => {
                 if let Err(e) = state.store.release(&lease).await {
                     warn!(error = %e, "could not release the claim; it expires by itself");
                 }
-                retry_later(Outcome::Unavailable, &message, Duration::from_secs(30))
+                retry_later(
+                    Outcome::Unavailable,
+                    &message,
+                    retry_after.unwrap_or(Duration::from_secs(30)),
+                )
             }
         }
     }
@@ -333,7 +338,7 @@ async fn process_with_lease(
     state: &AppState,
     post: Arc<crate::post::Post>,
     lease: &Lease,
-) -> Result<crate::pipeline::Processed, String> {
+) -> Result<crate::pipeline::Processed, (String, Option<Duration>)> {
     let renew_every = (state.settings.dedupe.lease / 3).max(Duration::from_millis(100));
     let work = tokio::time::timeout(state.settings.deadline, state.pipeline.process(post));
     tokio::pin!(work);
@@ -346,11 +351,11 @@ async fn process_with_lease(
                     Ok(Ok(p)) => Ok(p),
                     Ok(Err(e)) => {
                         error!(error = %e, "delivery failed; Cativa will retry");
-                        Err(format!("delivery failed: {e}; retry later"))
+                        Err((format!("delivery failed: {e}; retry later"), e.retry_after()))
                     }
                     Err(_) => {
                         error!("processing passed its deadline; Cativa will retry");
-                        Err("processing passed its deadline; retry later".into())
+                        Err(("processing passed its deadline; retry later".into(), None))
                     }
                 };
             }

@@ -6,14 +6,14 @@
 use std::ops::Range;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::destination::Destination;
 use crate::post::Post;
 use crate::rules::{Delivery, ReasonKind};
 
 /// Why a card exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Text matched a rule: a moderator should look now.
@@ -22,7 +22,7 @@ pub enum Severity {
     SensitiveGroup,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorView {
     pub name: String,
     pub username: Option<String>,
@@ -37,7 +37,7 @@ pub struct AuthorView {
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReasonView {
     /// The rules file's `name`.
     pub rules: String,
@@ -47,7 +47,7 @@ pub struct ReasonView {
     pub terms: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Card {
     pub destination: String,
     pub target: String,

@@ -34,10 +34,13 @@ struct RawConfig {
     post_url: Option<String>,
     log_format: Option<String>,
     slack_api_url: Option<String>,
+    discord_api_url: Option<String>,
     #[serde(default)]
     intake: RawIntake,
     #[serde(default)]
     dedupe: RawDedupe,
+    #[serde(default)]
+    delivery: RawDelivery,
     #[serde(default)]
     listeners: BTreeMap<String, RawListener>,
     #[serde(default)]
@@ -62,6 +65,13 @@ struct RawDedupe {
     done_ttl_days: Option<u64>,
     memory_capacity: Option<usize>,
     key_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    backlog: Option<usize>,
+    probe_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +137,9 @@ impl std::fmt::Debug for Token {
 /// The Slack Web API base used unless `SLACK_API_URL` says otherwise.
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 
+/// The Discord API base used unless `DISCORD_API_URL` says otherwise.
+pub const DEFAULT_DISCORD_API_URL: &str = "https://discord.com";
+
 /// Everything `serve` needs, checked.
 #[derive(Clone)]
 pub struct Settings {
@@ -143,6 +156,7 @@ pub struct Settings {
     pub signature_tolerance_secs: u64,
     pub deadline: Duration,
     pub dedupe: DedupeSettings,
+    pub delivery: crate::delivery::Policy,
     pub destinations: Destinations,
     pub groups: BTreeMap<String, String>,
     pub post_url: Option<String>,
@@ -152,6 +166,13 @@ pub struct Settings {
     pub slack_bot_token: Option<Token>,
     /// Slack Web API base, without a trailing `/` (`SLACK_API_URL`).
     pub slack_api_url: String,
+    /// `DISCORD_BOT_TOKEN`, when set.
+    pub discord_bot_token: Option<Token>,
+    /// Discord API base, without a trailing `/` (`DISCORD_API_URL`).
+    pub discord_api_url: String,
+    /// Discord incoming webhook URLs (they hold a token), by the environment
+    /// variable a destination's `discord_webhook_env` names; unset ones are absent.
+    pub discord_webhooks: BTreeMap<String, Token>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -297,6 +318,12 @@ impl Settings {
         if deadline_secs == 0 {
             errors.push("intake.deadline_secs must be at least 1".into());
         }
+        let probe_interval_secs = number(
+            &mut errors,
+            "MODBRIDGE_PROBE_INTERVAL_SECS",
+            raw.delivery.probe_interval_secs,
+            60,
+        );
         let lease_secs = raw.dedupe.lease_secs.unwrap_or(deadline_secs + 5).max(1);
         let done_ttl_days = number(
             &mut errors,
@@ -428,6 +455,28 @@ impl Settings {
             ));
         }
 
+        let discord_api_url = env
+            .var("DISCORD_API_URL")
+            .or(raw.discord_api_url)
+            .unwrap_or_else(|| DEFAULT_DISCORD_API_URL.to_owned())
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if !(discord_api_url.starts_with("https://") || discord_api_url.starts_with("http://")) {
+            errors.push(format!(
+                "DISCORD_API_URL / {file_name}: discord_api_url: {discord_api_url:?} must start with https:// (like {DEFAULT_DISCORD_API_URL})"
+            ));
+        }
+        let discord_webhooks: BTreeMap<String, Token> = destinations
+            .iter()
+            .filter_map(|d| match &d.target {
+                crate::destination::Target::DiscordWebhook { env: var } => env
+                    .var(var)
+                    .map(|url| (var.clone(), Token(url.trim().to_owned()))),
+                _ => None,
+            })
+            .collect();
+
         match (listen, errors.is_empty()) {
             (Some(listen), true) => Ok(Settings {
                 listen,
@@ -446,6 +495,10 @@ impl Settings {
                     memory_capacity: raw.dedupe.memory_capacity.unwrap_or(100_000),
                     key_prefix: raw.dedupe.key_prefix.unwrap_or_else(|| "modbridge:".into()),
                 },
+                delivery: crate::delivery::Policy {
+                    backlog: raw.delivery.backlog.unwrap_or(64).max(1),
+                    probe_interval: Duration::from_secs(probe_interval_secs.max(1)),
+                },
                 destinations,
                 groups: raw.groups,
                 post_url: raw.post_url,
@@ -455,6 +508,11 @@ impl Settings {
                     .var("SLACK_BOT_TOKEN")
                     .map(|t| Token(t.trim().to_owned())),
                 slack_api_url,
+                discord_bot_token: env
+                    .var("DISCORD_BOT_TOKEN")
+                    .map(|t| Token(t.trim().to_owned())),
+                discord_api_url,
+                discord_webhooks,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -613,6 +671,42 @@ mod tests {
         .unwrap();
         assert_eq!(s.slack_api_url, "https://slack-gov.com/api");
         assert!(Settings::load(None, true, &env(&[("SLACK_API_URL", "slack.com")])).is_err());
+    }
+
+    #[test]
+    fn discord_api_url_token_and_webhooks() {
+        let s = Settings::load(None, true, &env(&[])).unwrap();
+        assert_eq!(s.discord_api_url, "https://discord.com");
+        assert!(s.discord_bot_token.is_none() && s.discord_webhooks.is_empty());
+        let f = write(
+            "discord_api_url = \"http://127.0.0.1:9/\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n",
+        );
+        let url = "https://discord.com/api/webhooks/1/secret-part";
+        let s = Settings::load(
+            Some(f.path()),
+            true,
+            &env(&[("DISCORD_BOT_TOKEN", "bot-tok"), ("MODS_HOOK", url)]),
+        )
+        .unwrap();
+        assert_eq!(s.discord_api_url, "http://127.0.0.1:9");
+        assert_eq!(
+            s.discord_bot_token.as_ref().map(Token::expose),
+            Some("bot-tok")
+        );
+        assert_eq!(s.discord_webhooks["MODS_HOOK"].expose(), url);
+        let debug = format!("{:?} {:?}", s.discord_bot_token, s.discord_webhooks);
+        assert!(
+            !debug.contains("bot-tok") && !debug.contains("secret-part"),
+            "{debug}"
+        );
+        let s = Settings::load(
+            None,
+            true,
+            &env(&[("DISCORD_API_URL", "https://gw.example")]),
+        )
+        .unwrap();
+        assert_eq!(s.discord_api_url, "https://gw.example");
+        assert!(Settings::load(None, true, &env(&[("DISCORD_API_URL", "discord.com")])).is_err());
     }
 
     #[test]

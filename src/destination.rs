@@ -75,6 +75,22 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The inverse of `Display` (`slack:C…`, `discord:…`, `discord-webhook:$VAR`),
+    /// for records written by this program (parked cards).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(c) = raw.strip_prefix("slack:") {
+            Ok(Target::Slack(SlackChannel::parse(c)?))
+        } else if let Some(c) = raw.strip_prefix("discord:") {
+            Ok(Target::Discord(DiscordChannel::parse(c)?))
+        } else if let Some(env) = raw.strip_prefix("discord-webhook:$") {
+            Ok(Target::DiscordWebhook { env: env.to_owned() })
+        } else {
+            Err(format!("{raw:?} is not a destination target"))
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -248,6 +264,18 @@ mod tests {
                 .unwrap_err()
                 .contains("[destinations.urgent]")
         );
+    }
+
+    #[test]
+    fn targets_round_trip_through_display() {
+        for t in [
+            Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
+            Target::Discord(DiscordChannel::parse("112233445566778899").unwrap()),
+            Target::DiscordWebhook { env: "MODS_HOOK".into() },
+        ] {
+            assert_eq!(Target::parse(&t.to_string()), Ok(t));
+        }
+        assert!(Target::parse("email:x").is_err());
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod post;
 pub mod rules;
 pub mod sinks;
 pub mod telemetry;
+pub mod delivery;

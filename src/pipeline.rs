@@ -1,7 +1,8 @@
 //! What happens to a genuine, first-seen post: rules → cards → sinks.
 //!
-//! Knows nothing of HTTP or dedupe; intake calls [`Pipeline::process`] while it
-//! holds the execution's lease and answers Cativa from the result.
+//! Knows nothing of HTTP; intake calls [`Pipeline::process`] while it holds the
+//! execution's lease and answers Cativa from the result. Each card goes
+//! through [`Deliverer`] (sent records, backlog, circuits, parking).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,9 +10,12 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::card::{Card, CardContext};
+use crate::dedupe::SentKey;
+use crate::delivery::{Delivered, Deliverer, RetryLater};
+use crate::destination::Target;
 use crate::post::Post;
 use crate::rules::{LiveRules, RuleSet, Verdict};
-use crate::sinks::{SinkError, Sinks};
+use crate::sinks::Sinks;
 
 /// Posts longer than this (bytes of content) are evaluated on a blocking
 /// thread so that a huge post cannot stall the async workers.
@@ -20,7 +24,7 @@ const INLINE_EVAL_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct Pipeline {
     rules: Arc<LiveRules>,
-    sinks: Sinks,
+    deliverer: Deliverer,
     post_url: Option<Arc<str>>,
     groups: Arc<BTreeMap<String, String>>,
 }
@@ -28,20 +32,24 @@ pub struct Pipeline {
 /// What processing produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Processed {
-    /// Cards delivered (one per destination at most).
+    /// Cards the platforms confirmed now (one per channel at most).
     pub cards: usize,
+    /// Cards confirmed by an earlier attempt.
+    pub already_sent: usize,
+    /// Cards kept for a broken destination.
+    pub parked: usize,
 }
 
 impl Pipeline {
     pub fn new(
         rules: Arc<LiveRules>,
-        sinks: Sinks,
+        deliverer: Deliverer,
         post_url: Option<String>,
         groups: BTreeMap<String, String>,
     ) -> Self {
         Self {
             rules,
-            sinks,
+            deliverer,
             post_url: post_url.map(Into::into),
             groups: Arc::new(groups),
         }
@@ -52,7 +60,11 @@ impl Pipeline {
     }
 
     pub fn sinks(&self) -> &Sinks {
-        &self.sinks
+        self.deliverer.sinks()
+    }
+
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
     }
 
     /// Evaluates the post against the current rules, off the async threads when
@@ -86,9 +98,10 @@ impl Pipeline {
             .collect()
     }
 
-    /// Rules, cards, delivery. Fails if any card could not be delivered: the
-    /// caller then lets Cativa retry the whole event.
-    pub async fn process(&self, post: Arc<Post>) -> Result<Processed, SinkError> {
+    /// Rules, cards, delivery, once per channel. Every card is attempted even
+    /// when one fails, so that a retry only sends what is missing (sent
+    /// records skip the rest). Fails if any card must be retried.
+    pub async fn process(&self, post: Arc<Post>) -> Result<Processed, RetryLater> {
         let verdict = self.evaluate(&post).await;
         for delivery in &verdict.deliveries {
             for reason in &delivery.reasons {
@@ -104,16 +117,50 @@ impl Pipeline {
             info!("no rule matched");
             return Ok(Processed::default());
         }
-        let mut cards = 0;
-        for (card, delivery) in self.cards(&post, &verdict).iter().zip(&verdict.deliveries) {
-            let result = self.sinks.deliver(card, &delivery.destination.target).await;
-            let outcome = if result.is_ok() { "sent" } else { "failed" };
-            metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => outcome)
-                .increment(1);
-            result?;
-            cards += 1;
-            info!(destination = %card.destination, reasons = card.reasons.len(), "card delivered");
+        // Two destination names for one channel still make one card.
+        let mut seen = std::collections::HashSet::new();
+        let cards: Vec<(Card, SentKey, Target)> = self
+            .cards(&post, &verdict)
+            .into_iter()
+            .zip(&verdict.deliveries)
+            .filter(|(_, d)| seen.insert(d.destination.target.clone()))
+            .map(|(card, d)| {
+                let target = d.destination.target.clone();
+                let key = SentKey::new(&post.customer_id, &post.post_id, &target);
+                (card, key, target)
+            })
+            .collect();
+        let results = futures_util::future::join_all(
+            cards
+                .iter()
+                .map(|(card, key, target)| self.deliverer.deliver(key, card, target)),
+        )
+        .await;
+        let mut processed = Processed::default();
+        let mut retry: Option<RetryLater> = None;
+        for ((card, _, target), result) in cards.iter().zip(results) {
+            match result {
+                Ok(Delivered::Sent) => {
+                    processed.cards += 1;
+                    info!(destination = %card.destination, target = %target, "card delivered");
+                }
+                Ok(Delivered::AlreadySent) => {
+                    processed.already_sent += 1;
+                    info!(destination = %card.destination, "card was already delivered");
+                }
+                Ok(Delivered::Parked) => processed.parked += 1,
+                Err(e) => {
+                    warn!(destination = %card.destination, error = %e, "card not delivered; Cativa will retry");
+                    retry = Some(match retry {
+                        Some(r) if r.retry_after >= e.retry_after => r,
+                        _ => e,
+                    });
+                }
+            }
         }
-        Ok(Processed { cards })
+        match retry {
+            Some(r) => Err(r),
+            None => Ok(processed),
+        }
     }
 }

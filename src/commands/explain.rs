@@ -5,11 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{ProcessEnv, Settings};
+use crate::dedupe::{MemoryStore, Store, Ttl};
+use crate::delivery::{Deliverer, Policy};
 use crate::destination::Target;
 use crate::intake::payload::Event;
 use crate::pipeline::Pipeline;
 use crate::rules::{LiveRules, RuleSet};
-use crate::sinks::{DryRun, Sinks, slack};
+use crate::sinks::{DryRun, Sinks, discord, slack};
 
 pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
     let settings = match Settings::load(config, true, &ProcessEnv) {
@@ -53,9 +55,20 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
         settings.rules_dir.clone(),
         settings.destinations.clone(),
     );
+    let deliverer = Deliverer::new(
+        Sinks::DryRun(DryRun),
+        Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: settings.dedupe.lease,
+                done: settings.dedupe.done_ttl,
+            },
+            1,
+        )),
+        Policy::default(),
+    );
     let pipeline = Pipeline::new(
         live,
-        Sinks::DryRun(DryRun),
+        deliverer,
         settings.post_url.clone(),
         settings.groups.clone(),
     );
@@ -73,9 +86,18 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
                 );
                 serde_json::to_string_pretty(&slack::payload(card, channel.as_str(), now))
             }
-            _ => {
-                println!("\ncard for {} ({}):", card.destination, card.target);
-                serde_json::to_string_pretty(&card)
+            target @ (Target::Discord(_) | Target::DiscordWebhook { .. }) => {
+                println!(
+                    "\nDiscord message for {} ({}): the {} body",
+                    card.destination,
+                    card.target,
+                    if matches!(target, Target::Discord(_)) {
+                        "create-message"
+                    } else {
+                        "webhook execution"
+                    }
+                );
+                serde_json::to_string_pretty(&discord::payload(card, target, now))
             }
         };
         match json {

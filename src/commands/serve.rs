@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use super::EXIT_CONFIG;
 use crate::config::{Env, ProcessEnv, Settings};
 use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
+use crate::delivery::Deliverer;
 use crate::destination::Target;
 use crate::intake::{AppState, admin_routes, public_routes};
 use crate::pipeline::Pipeline;
@@ -70,8 +71,8 @@ pub fn main(config: Option<&Path>, dry_run: bool) -> ExitCode {
 }
 
 /// Without `--dry-run`, every platform that a destination uses needs its
-/// token (a forgotten token must not turn into silently dropped posts), and
-/// must be built: Slack is, Discord is not yet.
+/// token or webhook URL: a forgotten one must not turn into silently dropped
+/// posts.
 pub fn check_sinks(settings: &Settings, rules: &RuleSet, env: &dyn Env) -> Result<(), Vec<String>> {
     if settings.dry_run {
         return Ok(());
@@ -97,14 +98,9 @@ pub fn check_sinks(settings: &Settings, rules: &RuleSet, env: &dyn Env) -> Resul
                 "{} destinations need {need}; set it, or run with --dry-run to print cards instead",
                 target.platform()
             ));
-        } else if matches!(target, Target::Slack(_)) {
-            // Built: the token is checked by Slack itself (`modbridge check --live`).
-        } else {
-            problems.push(format!(
-                "{} delivery is not built into this version yet; run with --dry-run to print cards instead",
-                target.platform()
-            ));
         }
+        // Present is enough here: the platforms judge the token itself
+        // (`modbridge check --live`, and `/readyz` after a failed delivery).
     }
     if problems.is_empty() {
         Ok(())
@@ -120,6 +116,7 @@ pub struct Running {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    prober: tokio::task::JoinHandle<()>,
     _watch: Option<crate::rules::WatchGuard>,
 }
 
@@ -129,6 +126,18 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        self.prober.abort();
+        let released = self
+            .state
+            .inflight
+            .drain(&self.state.store, Duration::from_secs(10))
+            .await;
+        if released > 0 {
+            warn!(
+                released,
+                "deliveries unfinished at shutdown: their claims were released for Cativa's retry"
+            );
         }
     }
 }
@@ -192,9 +201,11 @@ pub async fn start_with(
     } else {
         None
     };
+    let deliverer = Deliverer::new(sinks, store.clone(), settings.delivery);
+    let prober = deliverer.spawn_prober();
     let pipeline = Pipeline::new(
         live,
-        sinks,
+        deliverer,
         settings.post_url.clone(),
         settings.groups.clone(),
     );
@@ -203,6 +214,7 @@ pub async fn start_with(
         store,
         pipeline,
         metrics: telemetry::metrics(),
+        inflight: Default::default(),
     };
 
     let (shutdown, signal) = watch::channel(false);
@@ -248,6 +260,7 @@ pub async fn start_with(
         state,
         shutdown,
         tasks,
+        prober,
         _watch: guard,
     })
 }

@@ -101,6 +101,11 @@ impl SentKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key read back from a record this program wrote (parked cards).
+    pub fn from_record(raw: String) -> Self {
+        Self(raw)
+    }
 }
 
 /// How long records live.

@@ -131,6 +131,62 @@ impl RedisStore {
     }
 }
 
+/// Parked cards: for destinations whose configuration is broken, kept in a
+/// durable list per target until the destination works again.
+impl RedisStore {
+    fn parked_list(&self, target: &str) -> String {
+        format!("{}parked:{target}", self.prefix)
+    }
+
+    fn parked_index(&self) -> String {
+        format!("{}parked-targets", self.prefix)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
+            Err(_) => Err(StoreError("redis did not answer in time".into())),
+        }
+    }
+
+    /// Appends `entry` to the target's parked list.
+    pub async fn park(&self, target: &str, entry: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(self.parked_list(target)).arg(entry);
+        let _: i64 = self.query(cmd).await?;
+        let mut index = redis::cmd("SADD");
+        index.arg(self.parked_index()).arg(target);
+        let _: i64 = self.query(index).await?;
+        Ok(())
+    }
+
+    /// Every target with parked cards.
+    pub async fn parked_targets(&self) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.parked_index());
+        let mut targets: Vec<String> = self.query(cmd).await?;
+        targets.sort();
+        Ok(targets)
+    }
+
+    /// The target's parked entries, oldest first.
+    pub async fn parked(&self, target: &str) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(self.parked_list(target)).arg(0).arg(-1);
+        self.query(cmd).await
+    }
+
+    /// Removes one delivered entry.
+    pub async fn unpark(&self, target: &str, entry: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("LREM");
+        cmd.arg(self.parked_list(target)).arg(1).arg(entry);
+        let _: i64 = self.query(cmd).await?;
+        Ok(())
+    }
+}
+
 impl DedupeStore for RedisStore {
     async fn claim(&self, id: &ExecutionId) -> Result<Claim, StoreError> {
         let lease = Lease::new(id.clone());

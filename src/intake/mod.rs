@@ -5,6 +5,7 @@
 //! (on raw bytes) → execution ID → payload → tenant binding → dedupe claim →
 //! pipeline. Only a verified request learns anything about its payload.
 
+pub mod inflight;
 pub mod payload;
 pub mod routes;
 pub mod signature;

@@ -14,6 +14,7 @@ use super::payload::{Event, PayloadError};
 use super::signature::{SignatureError, SignatureHeader};
 use crate::config::Settings;
 use crate::dedupe::{Claim, DedupeStore, ExecutionId, Lease, Store};
+use crate::delivery::RetryLater;
 use crate::pipeline::Pipeline;
 use crate::telemetry::Outcome;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub store: Store,
     pub pipeline: Pipeline,
     pub metrics: PrometheusHandle,
+    /// Deliveries running, possibly past their request.
+    pub inflight: super::inflight::Inflight,
 }
 
 /// The public listener. `/metrics` and the detailed `/readyz` are served here
@@ -106,6 +109,7 @@ async fn readiness(state: &AppState) -> (StatusCode, Value) {
         ));
     }
     problems.extend(state.pipeline.sinks().problems());
+    problems.extend(state.pipeline.deliverer().problems());
     let (status, word) = match &store {
         Ok(()) if problems.is_empty() => (StatusCode::OK, "ready"),
         Ok(()) => (StatusCode::OK, "degraded"),
@@ -285,38 +289,77 @@ async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Res
             }
         };
 
-        // 7. Process under the lease.
-        let result = process_with_lease(state, post, &lease).await;
-        match result {
-            Ok(processed) => {
-                if let Err(e) = state.store.complete(&lease).await {
-                    // The cards went out; a retry may resend them (the delivery
-                    // records of a later version close this window).
-                    error!(error = %e, "could not record the execution as done");
-                    metrics::counter!("modbridge_dedupe_errors_total", "op" => "complete").increment(1);
-                    return retry_later(
-                        Outcome::Unavailable,
-                        "dedupe store unavailable; retry later",
-                        Duration::from_secs(5),
-                    );
-                }
+        // 7. Process under the lease, in a task of its own: at the deadline
+        // Cativa gets 503 + Retry-After and the work goes on; the retry then
+        // finds it done, or does what is left.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task_state = state.clone();
+        let ticket = state.inflight.start(&lease);
+        tokio::spawn(
+            async move {
+                let _ticket = ticket;
+                let outcome = process_with_lease(&task_state, post, &lease).await;
+                let outcome = match outcome {
+                    Ok(processed) => match task_state.store.complete(&lease).await {
+                        Ok(()) => Ok(processed),
+                        Err(e) => {
+                            // The cards are recorded as sent: the retry sends nothing twice.
+                            error!(error = %e, "could not record the execution as done");
+                            metrics::counter!("modbridge_dedupe_errors_total", "op" => "complete").increment(1);
+                            Err(RetryLater {
+                                detail: "dedupe store unavailable; retry later".into(),
+                                retry_after: Duration::from_secs(5),
+                            })
+                        }
+                    },
+                    Err(e) => {
+                        if let Err(e) = task_state.store.release(&lease).await {
+                            warn!(error = %e, "could not release the claim; it expires by itself");
+                        }
+                        Err(e)
+                    }
+                };
+                let _ = tx.send(outcome);
+            }
+            .in_current_span(),
+        );
+        match tokio::time::timeout(state.settings.deadline, rx).await {
+            Ok(Ok(Ok(processed))) => {
                 Outcome::Accepted.count();
                 metrics::histogram!("modbridge_webhook_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
-                info!(cards = processed.cards, "accepted");
+                info!(
+                    cards = processed.cards,
+                    already_sent = processed.already_sent,
+                    parked = processed.parked,
+                    "accepted"
+                );
                 reply(
                     StatusCode::OK,
-                    json!({ "status": "accepted", "cards": processed.cards }),
+                    json!({
+                        "status": "accepted",
+                        "cards": processed.cards,
+                        "already_sent": processed.already_sent,
+                        "parked": processed.parked,
+                    }),
                 )
             }
-            Err((message, retry_after)) => {
-                if let Err(e) = state.store.release(&lease).await {
-                    warn!(error = %e, "could not release the claim; it expires by itself");
-                }
+            Ok(Ok(Err(e))) => retry_later(
+                Outcome::Unavailable,
+                &format!("delivery failed: {}; retry later", e.detail),
+                e.retry_after,
+            ),
+            Ok(Err(_)) => retry_later(
+                Outcome::Unavailable,
+                "processing stopped unexpectedly; retry later",
+                Duration::from_secs(5),
+            ),
+            Err(_) => {
+                warn!("deadline passed; delivery goes on in the background");
                 retry_later(
-                    Outcome::Unavailable,
-                    &message,
-                    retry_after.unwrap_or(Duration::from_secs(30)),
+                    Outcome::InFlight,
+                    "still delivering; retry later",
+                    Duration::from_secs(5),
                 )
             }
         }
@@ -333,32 +376,20 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-/// Runs the pipeline within the deadline, renewing the lease meanwhile.
+/// Runs the pipeline, renewing the lease meanwhile.
 async fn process_with_lease(
     state: &AppState,
     post: Arc<crate::post::Post>,
     lease: &Lease,
-) -> Result<crate::pipeline::Processed, (String, Option<Duration>)> {
+) -> Result<crate::pipeline::Processed, RetryLater> {
     let renew_every = (state.settings.dedupe.lease / 3).max(Duration::from_millis(100));
-    let work = tokio::time::timeout(state.settings.deadline, state.pipeline.process(post));
+    let work = state.pipeline.process(post);
     tokio::pin!(work);
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     loop {
         tokio::select! {
-            done = &mut work => {
-                return match done {
-                    Ok(Ok(p)) => Ok(p),
-                    Ok(Err(e)) => {
-                        error!(error = %e, "delivery failed; Cativa will retry");
-                        Err((format!("delivery failed: {e}; retry later"), e.retry_after()))
-                    }
-                    Err(_) => {
-                        error!("processing passed its deadline; Cativa will retry");
-                        Err(("processing passed its deadline; retry later".into(), None))
-                    }
-                };
-            }
+            done = &mut work => return done,
             _ = ticker.tick() => {
                 match state.store.renew(lease).await {
                     Ok(true) => {}

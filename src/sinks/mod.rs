@@ -6,7 +6,11 @@
 //! otherwise), the in-memory recorder, and Slack ([`slack`]). Discord plugs in
 //! behind [`Sinks`] next.
 
+pub mod discord;
 pub mod slack;
+mod recorder;
+
+pub use recorder::Recorder;
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,7 +67,9 @@ impl DryRun {
             Target::Slack(channel) => {
                 Ok(slack::payload(card, channel.as_str(), chrono::Utc::now()))
             }
-            _ => serde_json::to_value(card),
+            Target::Discord(_) | Target::DiscordWebhook { .. } => {
+                Ok(discord::payload(card, target, chrono::Utc::now()))
+            }
         };
         let line =
             json.and_then(|j| serde_json::to_string(&j))
@@ -83,49 +89,13 @@ impl DryRun {
     }
 }
 
-/// Keeps cards in memory: for tests and for embedding modbridge as a library.
-/// Can be told to fail the next deliveries, to exercise retries.
-#[derive(Debug, Clone, Default)]
-pub struct Recorder {
-    cards: std::sync::Arc<std::sync::Mutex<Vec<Card>>>,
-    fail_next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Recorder {
-    pub fn cards(&self) -> Vec<Card> {
-        self.cards.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// The next `n` deliveries fail as transient errors.
-    pub fn fail_next(&self, n: usize) {
-        self.fail_next.store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn deliver(&self, card: &Card) -> Result<(), SinkError> {
-        use std::sync::atomic::Ordering;
-        let failed = self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failed {
-            return Err(SinkError::Transient {
-                platform: "recorder",
-                detail: "told to fail".into(),
-                retry_after: None,
-            });
-        }
-        if let Ok(mut cards) = self.cards.lock() {
-            cards.push(card.clone());
-        }
-        Ok(())
-    }
-}
-
 /// The real platforms, built once at start from the settings.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
     /// `None` when `SLACK_BOT_TOKEN` is not set.
     pub slack: Option<SlackSink>,
+    /// `None` when neither `DISCORD_BOT_TOKEN` nor a webhook URL is set.
+    pub discord: Option<discord::DiscordSink>,
 }
 
 impl Live {
@@ -134,7 +104,21 @@ impl Live {
             Some(token) => Some(SlackSink::new(token.expose(), &settings.slack_api_url)?),
             None => None,
         };
-        Ok(Self { slack })
+        let webhooks: std::collections::BTreeMap<String, String> = settings
+            .discord_webhooks
+            .iter()
+            .map(|(var, url)| (var.clone(), url.expose().to_owned()))
+            .collect();
+        let discord = if settings.discord_bot_token.is_some() || !webhooks.is_empty() {
+            Some(discord::DiscordSink::new(
+                settings.discord_bot_token.as_ref().map(|t| t.expose()),
+                &settings.discord_api_url,
+                &webhooks,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { slack, discord })
     }
 }
 
@@ -164,7 +148,7 @@ impl Sinks {
     pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
         match self {
             Sinks::DryRun(d) => d.deliver(card, target),
-            Sinks::Recorder(r) => r.deliver(card),
+            Sinks::Recorder(r) => r.deliver(card, target).await,
             Sinks::Live(live) => match (target, &live.slack) {
                 (Target::Slack(channel), Some(slack)) => {
                     slack.deliver(card, channel).await.map(|_| ())
@@ -173,13 +157,14 @@ impl Sinks {
                     platform: "slack",
                     detail: "SLACK_BOT_TOKEN is not set".into(),
                 }),
-                _ => Err(SinkError::Config {
-                    platform: target.platform(),
-                    detail: format!(
-                        "delivery to {} is not built into this version of modbridge yet; run with --dry-run",
-                        target.platform()
-                    ),
-                }),
+                (_, _) => match &live.discord {
+                    Some(d) => d.deliver(card, target).await.map(|_| ()),
+                    None => Err(SinkError::Config {
+                        platform: "discord",
+                        detail: "neither DISCORD_BOT_TOKEN nor the webhook's URL variable is set"
+                            .into(),
+                    }),
+                },
             },
         }
     }
@@ -187,7 +172,12 @@ impl Sinks {
     /// Configuration problems the sinks have seen (for `/readyz`).
     pub fn problems(&self) -> Vec<String> {
         match self {
-            Sinks::Live(Live { slack: Some(s) }) => s.problems(),
+            Sinks::Live(live) => live
+                .slack
+                .iter()
+                .flat_map(|s| s.problems())
+                .chain(live.discord.iter().flat_map(|d| d.problems()))
+                .collect(),
             _ => Vec::new(),
         }
     }

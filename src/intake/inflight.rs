@@ -1,0 +1,94 @@
+//! Work that outlives its request: deliveries still running at the deadline
+//! keep going in the background, holding (and renewing) their lease. On
+//! shutdown they get a grace period; leases of what could not finish are
+//! released so that Cativa's retry can do the work at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::dedupe::{DedupeStore, Lease, Store};
+
+#[derive(Clone, Default)]
+pub struct Inflight {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: AtomicU64,
+    leases: Mutex<HashMap<u64, Lease>>,
+    idle: Notify,
+}
+
+/// Removes its lease from the registry when the work ends (or panics).
+pub struct Ticket {
+    inflight: Inflight,
+    id: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut leases = self.inflight.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.remove(&self.id);
+        if leases.is_empty() {
+            self.inflight.inner.idle.notify_waiters();
+        }
+    }
+}
+
+impl Inflight {
+    pub fn start(&self, lease: &Lease) -> Ticket {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, lease.clone());
+        Ticket {
+            inflight: self.clone(),
+            id,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.leases.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits up to `grace` for running work, then releases the leases of what
+    /// is left. Returns how many were released.
+    pub async fn drain(&self, store: &Store, grace: Duration) -> usize {
+        let waited = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.inner.idle.notified();
+                if self.is_empty() {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if waited.is_ok() {
+            return 0;
+        }
+        let left: Vec<Lease> = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for lease in &left {
+            let _ = store.release(lease).await;
+        }
+        left.len()
+    }
+}

@@ -1,0 +1,122 @@
+//! A sink that keeps cards in memory: for tests and for embedding modbridge
+//! as a library. It can be told to fail, per target, the ways platforms fail.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::SinkError;
+use crate::card::Card;
+use crate::destination::Target;
+
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The next `n` deliveries fail as transient errors.
+    Transient(usize),
+    /// Every delivery fails as a configuration error until cleared.
+    Config,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    cards: Arc<Mutex<Vec<(Target, Card)>>>,
+    attempts: Arc<AtomicUsize>,
+    /// `None` key: any target.
+    failures: Arc<Mutex<HashMap<Option<Target>, Failure>>>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl Recorder {
+    /// Cards accepted, in order.
+    pub fn cards(&self) -> Vec<Card> {
+        self.lock_cards().iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// Cards accepted for one target.
+    pub fn cards_for(&self, target: &Target) -> Vec<Card> {
+        self.lock_cards()
+            .iter()
+            .filter(|(t, _)| t == target)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// Every delivery attempt, accepted or not.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    /// The next `n` deliveries (to any target) fail as transient errors.
+    pub fn fail_next(&self, n: usize) {
+        self.set(None, Failure::Transient(n));
+    }
+
+    /// The next `n` deliveries to `target` fail as transient errors.
+    pub fn fail_next_for(&self, target: &Target, n: usize) {
+        self.set(Some(target.clone()), Failure::Transient(n));
+    }
+
+    /// Deliveries to `target` fail as configuration errors until [`Recorder::fix`].
+    pub fn break_config(&self, target: &Target) {
+        self.set(Some(target.clone()), Failure::Config);
+    }
+
+    pub fn fix(&self, target: &Target) {
+        self.lock_failures().remove(&Some(target.clone()));
+    }
+
+    /// Every delivery takes this long (a slow platform).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    fn set(&self, key: Option<Target>, failure: Failure) {
+        self.lock_failures().insert(key, failure);
+    }
+
+    fn lock_cards(&self) -> std::sync::MutexGuard<'_, Vec<(Target, Card)>> {
+        self.cards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<Option<Target>, Failure>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failure(&self, target: &Target) -> Option<SinkError> {
+        let mut failures = self.lock_failures();
+        for key in [Some(target.clone()), None] {
+            match failures.get_mut(&key) {
+                Some(Failure::Config) => {
+                    return Some(SinkError::Config {
+                        platform: "recorder",
+                        detail: "told to be misconfigured".into(),
+                    });
+                }
+                Some(Failure::Transient(n)) if *n > 0 => {
+                    *n -= 1;
+                    return Some(SinkError::Transient {
+                        platform: "recorder",
+                        detail: "told to fail".into(),
+                        retry_after: None,
+                    });
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(e) = self.failure(target) {
+            return Err(e);
+        }
+        self.lock_cards().push((target.clone(), card.clone()));
+        Ok(())
+    }
+}

@@ -41,7 +41,17 @@ pub enum Command {
         execution_id: Option<String>,
     },
     /// Validate the configuration and every rules file.
-    Check,
+    Check {
+        /// Also ask Slack: `auth.test` proves SLACK_BOT_TOKEN; `conversations.info`
+        /// (needs channels:read / groups:read) shows each channel exists and
+        /// whether the bot is a member.
+        #[arg(long)]
+        live: bool,
+        /// With --live: post a clearly marked test card to every Slack
+        /// destination (the only full proof that cards can be delivered).
+        #[arg(long, requires = "live")]
+        send_test: bool,
+    },
     /// Show how the rules treat a payload, and the cards that would be sent.
     Explain {
         /// The JSON payload, like examples/post_created.json.
@@ -49,4 +59,12 @@ pub enum Command {
     },
     /// Run every [[test]] in every rules file.
     Test,
+    /// List the cards parked in Redis for broken destinations.
+    Parked,
+    /// Deliver the parked cards now (each once), destination by destination.
+    Replay {
+        /// Only this target, like slack:C0123ABCD (default: every one).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod parked;
 pub mod send;
 pub mod serve;
 pub mod test;
@@ -23,8 +24,10 @@ pub fn run(cli: Cli) -> ExitCode {
             url,
             execution_id,
         } => send::main(&file, &url, execution_id.as_deref()),
-        Command::Check => check::main(config),
+        Command::Check { live, send_test } => check::main(config, live, send_test),
         Command::Explain { payload } => explain::main(config, &payload),
         Command::Test => test::main(config),
+        Command::Parked => parked::list(config),
+        Command::Replay { target } => parked::replay(config, target.as_deref()),
     }
 }

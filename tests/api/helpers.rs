@@ -33,6 +33,9 @@ pub struct AppOptions {
     pub rules: String,
     pub config: String,
     pub env: Vec<(&'static str, String)>,
+    /// Deliver through the real platform sinks (pointed at fakes through
+    /// `env`) instead of the recorder.
+    pub live: bool,
 }
 
 impl Default for AppOptions {
@@ -42,6 +45,7 @@ impl Default for AppOptions {
             rules: DEFAULT_RULES.into(),
             config: String::new(),
             env: Vec::new(),
+            live: false,
         }
     }
 }
@@ -81,7 +85,12 @@ pub async fn spawn_with(opts: AppOptions) -> TestApp {
         .expect("test rules load")
         .rules;
     let recorder = Recorder::default();
-    let running = start_with(settings, ruleset, false, Sinks::Recorder(recorder.clone()))
+    let sinks = if opts.live {
+        Sinks::for_settings(&settings).expect("live sinks build")
+    } else {
+        Sinks::Recorder(recorder.clone())
+    };
+    let running = start_with(settings, ruleset, false, sinks)
         .await
         .expect("app starts");
     TestApp {

@@ -1,0 +1,551 @@
+//! Discord delivery against the fake Discord: signed webhook → rules → embed,
+//! for a bot channel and an incoming webhook; hostile text; limits for any
+//! input; nonces; error classification.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use modbridge::destination::{DiscordChannel, Target};
+use modbridge::sinks::SinkError;
+use modbridge::sinks::discord::{self, DiscordSink, limits};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::fake_discord::{BOT_TOKEN, CHANNEL, Fail, FakeDiscord, WEBHOOK_ID, check_body};
+use crate::helpers::{AppOptions, TestApp, answer, spawn_with};
+
+const BOT_RULES: &str = r#"
+name = "Everywhere"
+groups = ["*"]
+to = ["mods"]
+
+[[match]]
+name = "forbidden"
+keywords = ["forbidden phrase"]
+mention = true
+"#;
+
+fn config(target: &str) -> String {
+    format!(
+        "post_url = \"https://community.example.com/posts/{{post_id}}\"\n\n[destinations.mods]\n{target}\nmention = \"456\"\n"
+    )
+}
+
+async fn app_with(fake: &FakeDiscord, target: &str, env: Vec<(&'static str, String)>) -> TestApp {
+    let mut env = env;
+    env.push(("DISCORD_API_URL", fake.base.clone()));
+    spawn_with(AppOptions {
+        rules: BOT_RULES.into(),
+        config: config(target),
+        env,
+        live: true,
+        ..Default::default()
+    })
+    .await
+}
+
+async fn bot_app(fake: &FakeDiscord) -> TestApp {
+    app_with(
+        fake,
+        &format!("discord = \"{CHANNEL}\""),
+        vec![("DISCORD_BOT_TOKEN", BOT_TOKEN.into())],
+    )
+    .await
+}
+
+fn body(post_id: &str, content: &str) -> String {
+    json!({
+        "CustomerId": "01HQ0ABCDEF1234567890XYZ",
+        "PostId": post_id,
+        "GroupId": null,
+        "User": {"Id": "U1", "DisplayName": "Mary Smith", "Username": "mary",
+                 "CreatedAt": "2026-04-12T14:32:01Z", "Badges": [{"Id": "b1"}]},
+        "Content": content,
+        "ImageUrl": "https://cdn.example.com/photo.png",
+        "CreatedAt": "2026-05-08T14:32:01Z"
+    })
+    .to_string()
+}
+
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+fn assert_card(sent: &Value) {
+    assert_eq!(sent["allowed_mentions"]["parse"], json!([]), "{sent}");
+    assert_eq!(sent["allowed_mentions"]["roles"], json!(["456"]));
+    assert_eq!(sent["content"], "<@&456> a moderator is needed");
+    let e = &sent["embeds"][0];
+    assert_eq!(e["title"], "Flagged post · Main feed");
+    assert_eq!(e["author"]["name"], "Mary Smith (@mary)");
+    assert_eq!(
+        e["description"],
+        "please look: this has a **forbidden phrase** in it"
+    );
+    assert_eq!(e["image"]["url"], "https://cdn.example.com/photo.png");
+    assert_eq!(e["url"], "https://community.example.com/posts/P-e2e");
+    assert_eq!(
+        sent["components"][0]["components"][0]["url"],
+        "https://community.example.com/posts/P-e2e"
+    );
+}
+
+#[tokio::test]
+async fn signed_webhook_becomes_an_embed_in_the_bot_channel() {
+    let fake = FakeDiscord::start().await;
+    let app = bot_app(&fake).await;
+    let resp = app
+        .deliver(
+            &body("P-e2e", "please look: this has a forbidden phrase in it"),
+            "exec-d1",
+        )
+        .await;
+    let (status, json) = answer(resp).await;
+    assert_eq!((status, &json["cards"]), (200, &json!(1)), "{json}");
+    let received = fake.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let r = &received[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, format!("/api/v10/channels/{CHANNEL}/messages"));
+    assert_eq!(
+        r.authorization.as_deref(),
+        Some(format!("Bot {BOT_TOKEN}").as_str())
+    );
+    assert_card(&r.body);
+    assert_eq!(r.body["enforce_nonce"], true);
+    assert!(r.body["nonce"].as_str().is_some_and(|n| n.len() <= 25));
+    assert_eq!(fake.messages(CHANNEL).len(), 1);
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signed_webhook_becomes_an_embed_through_a_discord_webhook() {
+    let fake = FakeDiscord::start().await;
+    let app = app_with(
+        &fake,
+        "discord_webhook_env = \"MODS_HOOK\"",
+        vec![("MODS_HOOK", FakeDiscord::webhook_url())],
+    )
+    .await;
+    let resp = app
+        .deliver(
+            &body("P-e2e", "please look: this has a forbidden phrase in it"),
+            "exec-d2",
+        )
+        .await;
+    let (status, json) = answer(resp).await;
+    assert_eq!(status, 200, "{json}");
+    let received = fake.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let r = &received[0];
+    assert!(
+        r.path
+            .starts_with(&format!("/api/v10/webhooks/{WEBHOOK_ID}/"))
+    );
+    assert!(r.query.contains("wait=true"), "{}", r.query);
+    assert!(r.body.get("nonce").is_none());
+    assert_card(&r.body);
+    assert_eq!(fake.messages(WEBHOOK_ID).len(), 1);
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_text_pings_no_one_and_forges_nothing() {
+    let corpus = [
+        "@everyone",
+        "@here",
+        "<@123>",
+        "<@!123>",
+        "<@&456>",
+        "<#789>",
+        "[x](https://evil.example)",
+        "[https://bank.example](https://evil.example)",
+        "[bank](<https://evil.example>)",
+        "**bold** __under__ ~~strike~~ ||spoiler|| `code` ```block```",
+        "> quote\n# heading\n-# subtext\n- list",
+        "<t:1700000000:R> <:emoji:123> <a:anim:456>",
+        "\\@everyone \\<@123>",
+        "@\u{200B}everyone",
+    ];
+    let fake = FakeDiscord::start().await;
+    let app = bot_app(&fake).await;
+    let content = format!("forbidden phrase {}", corpus.join(" "));
+    let (status, json) = answer(app.deliver(&body("P-evil", &content), "exec-d3").await).await;
+    assert_eq!(status, 200, "{json}");
+    let sent = &fake.received()[0].body;
+    assert_eq!(sent["allowed_mentions"]["parse"], json!([]));
+    // Only the configured role may be pinged, and only through `content`.
+    assert_eq!(sent["allowed_mentions"]["roles"], json!(["456"]));
+    assert_eq!(sent["allowed_mentions"]["users"], json!([]));
+    let description = sent["embeds"][0]["description"].as_str().unwrap();
+    // Every markdown or mention character from the post is escaped.
+    let unescaped = |s: &str, c: char| {
+        let mut prev = ' ';
+        let mut escaped = false;
+        for ch in s.chars() {
+            if ch == c && (escaped || prev != '\\') {
+                return true;
+            }
+            escaped = prev == '\\' && !escaped;
+            prev = ch;
+        }
+        false
+    };
+    for c in ['<', '>', '@', '[', ']', '(', ')', '`', '|', '~', '_', '#'] {
+        assert!(
+            !unescaped(description, c),
+            "unescaped {c:?} in {description:?}"
+        );
+    }
+    // The only `**` runs are modbridge's highlight.
+    assert_eq!(description.matches("**").count(), 2, "{description}");
+    let mut all = Vec::new();
+    strings(sent, &mut all);
+    for s in all.iter().filter(|s| !s.starts_with("<@&456>")) {
+        assert!(!s.contains("<@&456>") || s.contains("\\<\\@&456\\>"), "{s}");
+    }
+    app.stop().await;
+}
+
+fn random_text(rng: &mut StdRng, max: usize) -> String {
+    const POOL: &[&str] = &[
+        "a",
+        "Z",
+        " ",
+        "\n",
+        "\r\n",
+        "\t",
+        "*",
+        "_",
+        "~",
+        "`",
+        "|",
+        ">",
+        "<",
+        "@",
+        "#",
+        "-",
+        "[",
+        "]",
+        "(",
+        ")",
+        "\\",
+        ":",
+        "é",
+        "e\u{301}",
+        "\u{0301}",
+        "ß",
+        "ﬁ",
+        "👨‍👩‍👧",
+        "🇵🇹",
+        "👍🏽",
+        "\u{200B}",
+        "\u{200D}",
+        "\u{202E}",
+        "\u{2066}",
+        "שלום",
+        "مرحبا",
+        "中文",
+        "\u{FEFF}",
+        "\u{0000}",
+        "𝔘",
+        "@everyone",
+        "<@123>",
+        "[x](https://evil)",
+    ];
+    let len = rng.random_range(0..=max);
+    let mut s = String::new();
+    let mut chars = 0;
+    while chars < len {
+        let piece = if rng.random_bool(0.3) {
+            // Any scalar value.
+            let c = loop {
+                if let Some(c) = char::from_u32(rng.random_range(0..0x11_0000)) {
+                    break c;
+                }
+            };
+            c.to_string()
+        } else {
+            POOL[rng.random_range(0..POOL.len())].to_owned()
+        };
+        chars += piece.chars().count();
+        s.push_str(&piece);
+    }
+    s
+}
+
+fn char_boundary_ranges(rng: &mut StdRng, text: &str) -> Vec<std::ops::Range<usize>> {
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let mut ranges: Vec<std::ops::Range<usize>> = (0..rng.random_range(0..20))
+        .filter_map(|_| {
+            let a = bounds[rng.random_range(0..bounds.len())];
+            let b = bounds[rng.random_range(0..bounds.len())];
+            (a < b).then_some(a..b)
+        })
+        .collect();
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
+    let content = rng.random_bool(0.9).then(|| random_text(rng, max_text));
+    let highlights = content
+        .as_deref()
+        .map(|c| char_boundary_ranges(rng, c))
+        .unwrap_or_default();
+    let reasons = (0..rng.random_range(0..40))
+        .map(|_| ReasonView {
+            rules: random_text(rng, 300),
+            name: random_text(rng, 300),
+            terms: (0..rng.random_range(0..10))
+                .map(|_| random_text(rng, 300))
+                .collect(),
+        })
+        .collect();
+    let mention = rng.random_bool(0.3).then(|| "456".to_owned());
+    Card {
+        destination: "mods".into(),
+        target: format!("discord:{CHANNEL}"),
+        severity: if rng.random_bool(0.5) {
+            Severity::Flagged
+        } else {
+            Severity::SensitiveGroup
+        },
+        headline: format!("Flagged post · {}", random_text(rng, 1_000)),
+        place: random_text(rng, 1_000),
+        author: AuthorView {
+            name: random_text(rng, 1_000),
+            username: rng.random_bool(0.8).then(|| random_text(rng, 1_000)),
+            user_id: random_text(rng, 100),
+            joined_at: rng.random_bool(0.8).then(|| {
+                Utc.timestamp_opt(rng.random_range(0..1_800_000_000), 0)
+                    .unwrap()
+            }),
+            badges: rng.random_range(0..1_000),
+            email: rng.random_bool(0.3).then(|| random_text(rng, 1_000)),
+            phone: rng.random_bool(0.3).then(|| random_text(rng, 1_000)),
+        },
+        content,
+        highlights,
+        image_url: rng
+            .random_bool(0.5)
+            .then(|| format!("https://cdn.example.com/{}", random_text(rng, 3_000))),
+        reasons,
+        customer_id: random_text(rng, 1_000),
+        post_id: random_text(rng, 1_000),
+        group_id: None,
+        posted_at: Utc
+            .timestamp_opt(rng.random_range(0..2_000_000_000), 0)
+            .unwrap(),
+        post_url: rng.random_bool(0.7).then(|| {
+            format!(
+                "https://community.example.com/posts/{}",
+                random_text(rng, 700)
+            )
+        }),
+        mention,
+    }
+}
+
+fn check_limits(v: &Value) {
+    let len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    assert!(len(&v["content"]) <= limits::CONTENT);
+    let embeds = v["embeds"].as_array().unwrap();
+    assert_eq!(embeds.len(), 1);
+    let e = &embeds[0];
+    assert!(len(&e["title"]) <= limits::TITLE && len(&e["title"]) > 0);
+    assert!(
+        len(&e["description"]) <= limits::DESCRIPTION
+            && !e["description"].as_str().unwrap().trim().is_empty()
+    );
+    assert!(len(&e["footer"]["text"]) <= limits::FOOTER);
+    assert!(len(&e["author"]["name"]) <= limits::AUTHOR && len(&e["author"]["name"]) > 0);
+    let fields = e["fields"].as_array().unwrap();
+    assert!(fields.len() <= limits::FIELDS);
+    for f in fields {
+        assert!(
+            len(&f["name"]) <= limits::FIELD_NAME && !f["name"].as_str().unwrap().trim().is_empty()
+        );
+        assert!(
+            len(&f["value"]) <= limits::FIELD_VALUE
+                && !f["value"].as_str().unwrap().trim().is_empty()
+        );
+    }
+    assert_eq!(v["allowed_mentions"]["parse"], json!([]));
+}
+
+#[test]
+fn any_input_stays_within_every_discord_limit() {
+    let mut rng = StdRng::seed_from_u64(0x0D15_C0D5);
+    let now = Utc::now();
+    let bot = Target::Discord(DiscordChannel::parse(&CHANNEL.to_string()).unwrap());
+    let hook = Target::DiscordWebhook { env: "HOOK".into() };
+    for i in 0..120 {
+        // A few enormous posts, many ordinary ones.
+        let max = if i % 10 == 0 { 100_000 } else { 5_000 };
+        let card = random_card(&mut rng, max);
+        for (target, kind) in [(&bot, "message"), (&hook, "webhook")] {
+            let v = discord::payload(&card, target, now);
+            check_limits(&v);
+            let problems = check_body(kind, &v);
+            assert!(problems.is_empty(), "case {i}: {problems:?}");
+        }
+    }
+}
+
+fn sink(fake: &FakeDiscord) -> DiscordSink {
+    let hooks = BTreeMap::from([("MODS_HOOK".to_owned(), FakeDiscord::webhook_url())]);
+    DiscordSink::new(Some(BOT_TOKEN), &fake.base, &hooks).unwrap()
+}
+
+fn card() -> Card {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut c = random_card(&mut rng, 200);
+    c.customer_id = "C1".into();
+    c.post_id = "P1".into();
+    c
+}
+
+fn bot_target() -> Target {
+    Target::Discord(DiscordChannel::parse(&CHANNEL.to_string()).unwrap())
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_nonce_returns_the_existing_message() {
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake);
+    let first = sink.deliver(&card(), &bot_target()).await.unwrap();
+    let second = sink.deliver(&card(), &bot_target()).await.unwrap();
+    assert_eq!(first, second);
+    assert!(first.message_id.is_some());
+    assert_eq!(fake.received().len(), 2);
+    assert_eq!(
+        fake.messages(CHANNEL).len(),
+        1,
+        "a second message was created"
+    );
+}
+
+#[tokio::test]
+async fn missing_access_and_unknown_channel_are_configuration_errors() {
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake);
+    fake.fail_next(Fail::MissingAccess);
+    match sink.deliver(&card(), &bot_target()).await {
+        Err(SinkError::Config { detail, .. }) => {
+            assert!(
+                detail.contains("View Channel, Send Messages, Embed Links"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        sink.problems().iter().any(|p| p.contains("50001")),
+        "{:?}",
+        sink.problems()
+    );
+    fake.fail_next(Fail::UnknownChannel);
+    assert!(matches!(
+        sink.deliver(&card(), &bot_target()).await,
+        Err(SinkError::Config { .. })
+    ));
+    let other = Target::Discord(DiscordChannel::parse("99999999999999999").unwrap());
+    assert!(matches!(
+        sink.deliver(&card(), &other).await,
+        Err(SinkError::Config { .. })
+    ));
+    // A bad token, and a deleted webhook.
+    let bad = DiscordSink::new(Some("wrong"), &fake.base, &BTreeMap::new()).unwrap();
+    match bad.deliver(&card(), &bot_target()).await {
+        Err(SinkError::Config { detail, .. }) => {
+            assert!(detail.contains("DISCORD_BOT_TOKEN"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let gone = BTreeMap::from([(
+        "OLD_HOOK".to_owned(),
+        format!("https://discord.com/api/webhooks/{WEBHOOK_ID}/not-the-token"),
+    )]);
+    let gone = DiscordSink::new(None, &fake.base, &gone).unwrap();
+    match gone
+        .deliver(
+            &card(),
+            &Target::DiscordWebhook {
+                env: "OLD_HOOK".into(),
+            },
+        )
+        .await
+    {
+        Err(SinkError::Config { detail, .. }) => {
+            assert!(
+                detail.contains("$OLD_HOOK") && !detail.contains("not-the-token"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Recovered: the next success clears the problem.
+    sink.deliver(&card(), &bot_target()).await.unwrap();
+    assert!(
+        sink.problems()
+            .iter()
+            .all(|p| !p.contains(&CHANNEL.to_string())),
+        "{:?}",
+        sink.problems()
+    );
+}
+
+#[tokio::test]
+async fn a_server_error_is_transient_and_the_webhook_is_answered_503() {
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake);
+    fake.fail_next(Fail::ServerError);
+    assert!(matches!(
+        sink.deliver(&card(), &bot_target()).await,
+        Err(SinkError::Transient { .. })
+    ));
+    let app = bot_app(&fake).await;
+    fake.fail_next(Fail::ServerError);
+    let resp = app
+        .deliver(&body("P-500", "a forbidden phrase"), "exec-d500")
+        .await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_without_serenitys_limiter_is_waited_out_once_then_retryable() {
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake);
+    fake.fail_next(Fail::RateLimited(0.2));
+    sink.deliver(&card(), &bot_target()).await.unwrap();
+    assert_eq!(fake.received().len(), 2);
+    fake.fail_next(Fail::RateLimited(0.2));
+    fake.fail_next(Fail::RateLimited(0.2));
+    assert!(matches!(
+        sink.deliver(&card(), &bot_target()).await,
+        Err(SinkError::Transient { .. })
+    ));
+}

@@ -7,9 +7,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use chrono::{DateTime, Utc};
 use regex_automata::meta;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Capture, Hir, HirKind, Look, Repetition};
 
 use super::file::{self, RawFile, RawMatch, RawTest, SpannedList};
@@ -17,6 +18,10 @@ use super::normalize::{is_word_char, normalize_phrase};
 use super::{Diagnostic, LoadErrors, Loaded, PATTERN_SIZE_LIMIT, RuleSet};
 use crate::destination::{Destination, Destinations};
 use crate::post::{BadgeId, CustomerId, GroupId, PostId, UserId};
+
+/// Up to this many keywords, phrases and pattern literals, the keyword
+/// automaton is a DFA.
+const DFA_MAX_LITERALS: usize = 50_000;
 
 /// Where a file applies.
 #[derive(Debug, Clone)]
@@ -101,7 +106,13 @@ pub struct TestCase {
 #[derive(Debug, Clone, Copy)]
 pub enum Owner {
     Match(u32),
-    Unless { rule: u32, phrase: u32 },
+    Unless {
+        rule: u32,
+        phrase: u32,
+    },
+    /// A literal every match of this pattern (an index into
+    /// [`Compiled::triggered`]) starts with.
+    Pattern(u32),
 }
 
 #[derive(Debug)]
@@ -143,6 +154,9 @@ pub struct Compiled {
     pub files: Vec<CompiledFile>,
     pub matches: Vec<MatchRule>,
     pub keywords: Option<Keywords>,
+    /// Patterns whose matches all start with one of a few literals: the
+    /// keyword automaton finds those, and the regex runs anchored there.
+    pub triggered: Vec<PatternRule>,
     /// Patterns matched against the folded text.
     pub folded: Option<Patterns>,
     /// `case_sensitive` patterns, matched against the text before folding.
@@ -170,13 +184,17 @@ impl Compiled {
                         .sum::<usize>()
             })
         };
-        kw + pats(&self.folded) + pats(&self.exact)
+        let triggered: usize = self.triggered.iter().map(|p| p.real.memory_usage()).sum();
+        kw + triggered + pats(&self.folded) + pats(&self.exact)
     }
 
     pub fn counts(&self) -> (usize, usize) {
         let kw = self.keywords.as_ref().map_or(0, |k| k.info.len());
         let pats = |p: &Option<Patterns>| p.as_ref().map_or(0, |p| p.members.len());
-        (kw, pats(&self.folded) + pats(&self.exact))
+        (
+            kw,
+            self.triggered.len() + pats(&self.folded) + pats(&self.exact),
+        )
     }
 }
 
@@ -251,13 +269,16 @@ pub fn from_sources<'a>(
 struct PendingPattern {
     rule: PatternRule,
     relaxed_hir: Hir,
+    /// Literals every match starts with (case-insensitive patterns only).
+    triggers: Option<Vec<Vec<u8>>>,
 }
 
 struct Builder<'d> {
     destinations: &'d Destinations,
     out: Compiled,
-    keyword_index: HashMap<String, usize>,
-    keyword_texts: Vec<String>,
+    /// By text and whether it is a pattern trigger (which needs no word boundary).
+    keyword_index: HashMap<(Vec<u8>, bool), usize>,
+    keyword_texts: Vec<Vec<u8>>,
     keyword_info: Vec<KeywordInfo>,
     folded: Vec<PendingPattern>,
     exact: Vec<PendingPattern>,
@@ -573,6 +594,17 @@ impl<'d> Builder<'d> {
         }
         for p in &m.patterns {
             match compile_pattern(p.get_ref(), m.case_sensitive, rule) {
+                Ok(PendingPattern {
+                    rule,
+                    triggers: Some(triggers),
+                    ..
+                }) => {
+                    let index = self.out.triggered.len() as u32;
+                    self.out.triggered.push(rule);
+                    for t in triggers {
+                        self.add_literal(t, true, Owner::Pattern(index));
+                    }
+                }
                 Ok(pending) => {
                     if m.case_sensitive {
                         self.exact.push(pending);
@@ -618,17 +650,23 @@ impl<'d> Builder<'d> {
     }
 
     fn add_keyword(&mut self, norm: String, owner: Owner) {
-        let index = match self.keyword_index.get(&norm) {
+        self.add_literal(norm.into_bytes(), false, owner);
+    }
+
+    fn add_literal(&mut self, text: Vec<u8>, trigger: bool, owner: Owner) {
+        let key = (text, trigger);
+        let index = match self.keyword_index.get(&key) {
             Some(i) => *i,
             None => {
                 let i = self.keyword_texts.len();
+                let s = String::from_utf8_lossy(&key.0);
                 self.keyword_info.push(KeywordInfo {
-                    word_start: norm.chars().next().is_some_and(is_word_char),
-                    word_end: norm.chars().next_back().is_some_and(is_word_char),
+                    word_start: !trigger && s.chars().next().is_some_and(is_word_char),
+                    word_end: !trigger && s.chars().next_back().is_some_and(is_word_char),
                     owners: Vec::new(),
                 });
-                self.keyword_index.insert(norm.clone(), i);
-                self.keyword_texts.push(norm);
+                self.keyword_texts.push(key.0.clone());
+                self.keyword_index.insert(key, i);
                 i
             }
         };
@@ -650,6 +688,14 @@ impl<'d> Builder<'d> {
         if !self.keyword_texts.is_empty() {
             let automaton = AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
+                // A DFA is about a third faster than the default NFA here
+                // (about 1.6 KiB per literal); past DFA_MAX_LITERALS memory wins.
+                .kind(
+                    (self.keyword_texts.len() <= DFA_MAX_LITERALS).then_some(AhoCorasickKind::DFA),
+                )
+                // With thousands of literals nearly every byte is a candidate:
+                // a prefilter only adds work.
+                .prefilter(false)
                 .build(&self.keyword_texts)
                 .map_err(|e| {
                     whole(format!(
@@ -851,9 +897,15 @@ fn compile_pattern(
             ),
         });
     }
-    let build = |hir: &Hir| {
+    // A regex only ever run anchored needs no prefilter (which would triple
+    // its size).
+    let build = |hir: &Hir, anchored_only: bool| {
         meta::Builder::new()
-            .configure(meta::Config::new().nfa_size_limit(Some(PATTERN_SIZE_LIMIT)))
+            .configure(
+                meta::Config::new()
+                    .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+                    .auto_prefilter(!anchored_only),
+            )
             .build_from_hir(hir)
             .map_err(|e| PatternError {
                 offset: None,
@@ -866,10 +918,12 @@ fn compile_pattern(
                 },
             })
     };
-    let real = build(&hir)?;
-    let (relaxed, relaxed_hir) = if hir.properties().look_set().contains_word_unicode() {
+    let triggers = if case_sensitive { None } else { triggers(&hir) };
+    let unicode_words = hir.properties().look_set().contains_word_unicode();
+    let real = build(&hir, triggers.is_some() || unicode_words)?;
+    let (relaxed, relaxed_hir) = if triggers.is_none() && unicode_words {
         let stripped = strip_unicode_word_boundaries(&hir);
-        (Some(build(&stripped)?), stripped)
+        (Some(build(&stripped, false)?), stripped)
     } else {
         (None, hir)
     };
@@ -880,7 +934,32 @@ fn compile_pattern(
             relaxed,
         },
         relaxed_hir,
+        triggers,
     })
+}
+
+/// Literals of at least 3 bytes that every match of `hir` starts with, when
+/// there are few enough. Those with upper-case letters are dropped: the text
+/// they are looked for in is lower-cased.
+fn triggers(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.len() > 256 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for l in literals {
+        let bytes = l.as_bytes();
+        if bytes.len() < 3 {
+            return None;
+        }
+        let folded_away = std::str::from_utf8(bytes)
+            .is_ok_and(|s| s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c))));
+        if !folded_away {
+            out.push(bytes.to_vec());
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// The same regex without Unicode word-boundary assertions: it matches

@@ -158,6 +158,8 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     out.truncated = truncated;
     let folded = normalize(text, true);
     let mut hits: Vec<(u32, Range<usize>)> = Vec::new();
+    // (triggered pattern, start) to confirm once every `unless` is known.
+    let mut candidates: Vec<(u32, usize)> = Vec::new();
     if let Some(k) = &c.keywords {
         let t = folded.text.as_str();
         for m in k.automaton.find_overlapping_iter(t) {
@@ -167,13 +169,17 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             {
                 continue;
             }
-            let range = folded.original_range(m.start()..m.end());
             for owner in &info.owners {
                 match *owner {
-                    Owner::Match(rule) if live[rule as usize] => hits.push((rule, range.clone())),
+                    Owner::Match(rule) if live[rule as usize] => {
+                        hits.push((rule, folded.original_range(m.range())))
+                    }
                     Owner::Unless { rule, phrase } if live[rule as usize] => {
-                        out.unless
-                            .push((rule, phrase, highlight(content, range.clone())))
+                        let at = highlight(content, folded.original_range(m.range()));
+                        out.unless.push((rule, phrase, at))
+                    }
+                    Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
+                        candidates.push((p, m.start()))
                     }
                     _ => {}
                 }
@@ -182,6 +188,7 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     let wanted =
         |rule: u32| live[rule as usize] && (detail || !out.unless.iter().any(|u| u.0 == rule));
+    confirm_triggered(c, &folded, candidates, &wanted, &mut hits);
     if let Some(p) = &c.folded {
         search_patterns(p, &folded, &wanted, &mut hits);
     }
@@ -190,6 +197,44 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     out.hits = group(hits, content);
     out
+}
+
+/// Runs each triggered pattern anchored where one of its literals was found.
+/// Every match starts with such a literal, so none is missed.
+fn confirm_triggered(
+    c: &Compiled,
+    folded: &Normalized,
+    mut candidates: Vec<(u32, usize)>,
+    wanted: &dyn Fn(u32) -> bool,
+    hits: &mut Vec<(u32, Range<usize>)>,
+) {
+    candidates.sort_unstable();
+    candidates.dedup();
+    let mut found = 0;
+    let mut end = 0;
+    for (i, &(p, start)) in candidates.iter().enumerate() {
+        if i == 0 || candidates[i - 1].0 != p {
+            found = 0;
+            end = 0;
+        }
+        let member = &c.triggered[p as usize];
+        // Like find_iter: no match starts inside the previous one.
+        if found >= MAX_HIGHLIGHTS || start < end || !wanted(member.rule) {
+            continue;
+        }
+        let anchored = Input::new(&folded.text)
+            .range(start..)
+            .anchored(Anchored::Yes);
+        if let Some(m) = member
+            .real
+            .search(&anchored)
+            .filter(|m| m.end() > m.start())
+        {
+            hits.push((member.rule, folded.original_range(m.range())));
+            found += 1;
+            end = m.end();
+        }
+    }
 }
 
 fn search_patterns(
@@ -799,6 +844,15 @@ mod tests {
         assert!(!fires(&r, "écão"));
         // The relaxed candidate inside a word must not hide a real match after it.
         assert!(fires(&r, "xcão cão"));
+        // Without a literal prefix the pattern goes through the regex set.
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\b\\w+ÇÃO\\b']\n");
+        let v = r.evaluate(&post("Uma AVIAÇÃO! e aviaçãozinha"));
+        let h = &v.deliveries[0].reasons[0].matched;
+        assert_eq!(
+            h.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
+            ["AVIAÇÃO"]
+        );
+        assert!(!fires(&r, "aviaçãozinha"));
     }
 
     #[test]

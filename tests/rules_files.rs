@@ -1,0 +1,413 @@
+//! Rules files through the library API: every kind of bad input gets a precise
+//! `path:line:col: message`, every error of every file is reported, the shipped
+//! `rules/` directory loads and passes its own tests, and live reload keeps the
+//! last good rules.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use modbridge::destination::{Destination, Destinations, DiscordChannel, SlackChannel, Target};
+use modbridge::rules::{LiveRules, LoadErrors, Loaded, RuleSet};
+
+fn destinations() -> Destinations {
+    let d = |name: &str, target| Destination {
+        name: name.into(),
+        target,
+        show_email: false,
+        show_phone: false,
+        mention: None,
+    };
+    Destinations::new([
+        d(
+            "trust-safety",
+            Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
+        ),
+        d(
+            "urgent",
+            Target::Discord(DiscordChannel::parse("112233445566778899").unwrap()),
+        ),
+    ])
+}
+
+fn write(dir: &Path, files: &[(&str, &[u8])]) {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+fn load(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Result<Loaded, LoadErrors>) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), files);
+    let result = RuleSet::load_dir(dir.path(), &destinations());
+    (dir, result)
+}
+
+/// The errors, as printed, with the temporary directory replaced by `rules`.
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    let bytes: Vec<(&str, &[u8])> = files.iter().map(|(n, t)| (*n, t.as_bytes())).collect();
+    let (dir, result) = load(&bytes);
+    match result {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => {
+            let prefix = format!("{}/", dir.path().display());
+            e.0.iter()
+                .map(|d| d.to_string().replace(&prefix, "rules/"))
+                .collect()
+        }
+    }
+}
+
+fn one_error(name: &str, text: &str) -> String {
+    let mut all = errors(&[(name, text)]);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+const HEAD: &str = "groups = [\"feed\"]\nto = [\"trust-safety\"]\n";
+
+#[test]
+fn malformed_toml_points_at_the_fault() {
+    let e = one_error("bad.toml", "groups = [\"feed\"\nto = [\"trust-safety\"]\n");
+    assert_eq!(
+        e,
+        "rules/bad.toml:2:1: missing comma between array elements, expected `,`"
+    );
+    assert!(!e.contains("\n"), "one line: {e}");
+}
+
+#[test]
+fn unknown_key_suggests_the_known_one() {
+    let e = one_error(
+        "typo.toml",
+        &format!("{HEAD}\n[[match]]\nname = \"m\"\nkeyword = [\"x\"]\n"),
+    );
+    assert!(
+        e.starts_with("rules/typo.toml:6:1: unknown field `keyword`"),
+        "{e}"
+    );
+    assert!(e.ends_with("did you mean `keywords`?"), "{e}");
+    let e = one_error("typo.toml", &format!("{HEAD}sensitve = true\n"));
+    assert!(
+        e.starts_with("rules/typo.toml:3:1: unknown field `sensitve`"),
+        "{e}"
+    );
+    assert!(e.ends_with("did you mean `sensitive`?"), "{e}");
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    let e = one_error("types.toml", &format!("{HEAD}sensitive = \"yes\"\n"));
+    assert!(
+        e.starts_with("rules/types.toml:3:13: invalid type: string \"yes\", expected a boolean"),
+        "{e}"
+    );
+    let e = one_error("types.toml", "groups = \"feed\"\nto = [\"trust-safety\"]\n");
+    assert!(
+        e.starts_with("rules/types.toml:1:10: invalid type: string \"feed\", expected a sequence"),
+        "{e}"
+    );
+    let e = one_error(
+        "types.toml",
+        &format!("{HEAD}[[match]]\nname = \"m\"\nkeywords = [\"x\"]\nmax_account_age_days = -1\n"),
+    );
+    assert!(e.starts_with("rules/types.toml:6:24: invalid value"), "{e}");
+}
+
+#[test]
+fn empty_names_are_errors() {
+    let e = errors(&[(
+        "names.toml",
+        &format!(
+            "name = \" \"\n{HEAD}[[match]]\nname = \"\"\nkeywords = [\"x\"]\n[[match]]\nkeywords = [\"y\"]\n"
+        ),
+    )]);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(
+        e[0].starts_with("rules/names.toml:1:8: `name` is empty"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("rules/names.toml:5:8: match `name` is empty"),
+        "{e:#?}"
+    );
+    assert!(
+        e[2].starts_with("rules/names.toml:7:1: this [[match]] has no `name`"),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn invalid_regex_shows_the_regex_crate_caret_display() {
+    let e = one_error(
+        "regex.toml",
+        &format!("{HEAD}[[match]]\nname = \"self-harm\"\npatterns = ['\\bsu[i1!c[i1!]d[e3]\\b']\n"),
+    );
+    // Column 18 is the `[` that is never closed.
+    assert!(
+        e.starts_with("rules/regex.toml:5:18: match `self-harm`: invalid regex"),
+        "{e}"
+    );
+    assert!(e.contains("regex parse error:"), "{e}");
+    assert!(e.contains("^"), "{e}");
+    assert!(e.contains("unclosed character class"), "{e}");
+}
+
+#[test]
+fn oversized_regex_is_refused_clearly() {
+    let e = one_error(
+        "big.toml",
+        &format!("{HEAD}[[match]]\nname = \"big\"\npatterns = ['\\w{{500}}x']\n"),
+    );
+    assert!(
+        e.starts_with("rules/big.toml:5:13: match `big`: pattern"),
+        "{e}"
+    );
+    assert!(e.contains("is too big"), "{e}");
+    assert!(e.contains("1024 KiB"), "{e}");
+}
+
+#[test]
+fn patterns_that_match_empty_text_are_refused() {
+    let e = one_error(
+        "empty.toml",
+        &format!("{HEAD}[[match]]\nname = \"e\"\npatterns = ['x*']\n"),
+    );
+    assert!(e.contains("can match empty text"), "{e}");
+}
+
+#[test]
+fn unknown_destinations_name_the_declared_ones() {
+    // Both are errors, in file order.
+    let all = errors(&[(
+        "dest.toml",
+        "groups = [\"feed\"]\nto = [\"trust-safety\", \"nowhere\"]\n[[match]]\nname = \"m\"\nkeywords = [\"x\"]\nto = [\"slack:general\"]\n",
+    )]);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all[0].starts_with("rules/dest.toml:2:23: unknown destination \"nowhere\": declared ones are trust-safety, urgent"), "{all:#?}");
+    assert!(
+        all[1].starts_with("rules/dest.toml:6:7: \"general\" is not a Slack channel ID"),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn duplicate_match_names_point_at_the_second() {
+    let e = one_error(
+        "dup.toml",
+        &format!(
+            "{HEAD}[[match]]\nname = \"m\"\nkeywords = [\"x\"]\n[[match]]\nname = \"m\"\nkeywords = [\"y\"]\n"
+        ),
+    );
+    assert!(
+        e.starts_with("rules/dup.toml:7:8: duplicate match name `m` (first used on line 4)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn non_utf8_files_point_at_the_first_bad_byte() {
+    let (dir, result) = load(&[("latin1.toml", b"groups = [\"feed\"]\nname = \"Caf\xE9\"\n")]);
+    let e = result.unwrap_err().to_string();
+    let expected = format!(
+        "{}:2:12: the file is not UTF-8 (byte 0xE9 here): save it as UTF-8",
+        dir.path().join("latin1.toml").display()
+    );
+    assert_eq!(e, expected);
+}
+
+#[test]
+fn a_file_with_no_to_is_an_error() {
+    let e = one_error(
+        "noto.toml",
+        "groups = [\"feed\"]\n[[match]]\nname = \"m\"\nkeywords = [\"x\"]\n",
+    );
+    assert!(e.starts_with("rules/noto.toml:1:1: no `to`"), "{e}");
+    // Unless every match has its own.
+    let (_dir, ok) = load(&[(
+        "ok.toml",
+        b"groups = [\"feed\"]\n[[match]]\nname = \"m\"\nkeywords = [\"x\"]\nto = [\"urgent\"]\n",
+    )]);
+    assert!(ok.is_ok());
+    let e = one_error(
+        "emptyto.toml",
+        "groups = [\"feed\"]\nto = []\nsensitive = true\n",
+    );
+    assert!(
+        e.starts_with("rules/emptyto.toml:2:6: `to` is empty"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_groups_and_bad_tests_are_errors() {
+    let e = one_error("nogroups.toml", "to = [\"urgent\"]\nsensitive = true\n");
+    assert!(
+        e.starts_with("rules/nogroups.toml:1:1: missing `groups`"),
+        "{e}"
+    );
+    let e = one_error(
+        "badtest.toml",
+        &format!(
+            "{HEAD}[[match]]\nname = \"m\"\nkeywords = [\"x\"]\n[[test]]\ncontent = \"x\"\nexpect = [\"n\"]\n"
+        ),
+    );
+    assert!(
+        e.starts_with(
+            "rules/badtest.toml:8:11: this file never gives reason `n`: reasons here are m"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_error_of_every_file_is_reported() {
+    let all = errors(&[
+        (
+            "a.toml",
+            "groups = [\"feed\"]\nto = [\"nowhere\"]\n[[match]]\nname = \"m\"\npatterns = ['(']\n",
+        ),
+        ("b.toml", "groups = [\"feed\"\n"),
+        (
+            "c.toml",
+            "groups = [\"feed\"]\nto = [\"urgent\"]\nsensitive = true\n",
+        ),
+    ]);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(
+        all[0].starts_with("rules/a.toml:2:7: unknown destination"),
+        "{all:#?}"
+    );
+    assert_eq!(
+        all[1],
+        "rules/a.toml:5:14: match `m`: invalid regex (Rust regex syntax):\nregex parse error:\n    (\n    ^\nerror: unclosed group"
+    );
+    assert_eq!(all[2], "rules/b.toml:1:17: unclosed array, expected `]`");
+}
+
+#[test]
+fn other_files_are_ignored_and_warnings_reported() {
+    let (_dir, result) = load(&[
+        ("README.md", b"not rules"),
+        (".#editor-lock.toml", b"garbage"),
+        (
+            "a.toml",
+            b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"nothing\"\n",
+        ),
+    ]);
+    let loaded = result.unwrap();
+    assert_eq!(loaded.rules.files(), 1);
+    let w: Vec<String> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
+    assert_eq!(
+        w,
+        ["match `nothing` can never fire: it has no `keywords` and no `patterns`"]
+    );
+}
+
+#[test]
+fn failing_tests_print_expected_and_actual() {
+    let (_dir, result) = load(&[(
+        "t.toml",
+        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\nunless = [\"ham\"]\n[[test]]\ncontent = \"spam and ham\"\nexpect = [\"m\"]\n[[test]]\ncontent = \"spam\"\nexpect = [\"m\"]\n",
+    )]);
+    let report = result.unwrap().rules.run_tests();
+    assert_eq!((report.passed(), report.failed()), (1, 1));
+    let shown = report.to_string();
+    assert!(
+        shown.contains("t.toml:7:1: test failed: expected [m], got []"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("cancelled by `unless` phrase \"ham\""),
+        "{shown}"
+    );
+    assert!(shown.ends_with("1 passed, 1 failed"), "{shown}");
+}
+
+fn shipped_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+#[test]
+fn shipped_rules_load_and_pass_their_tests() {
+    let loaded = match RuleSet::load_dir(&shipped_rules(), &destinations()) {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    assert!(loaded.rules.files() >= 3);
+    let report = loaded.rules.run_tests();
+    assert_eq!(report.failed(), 0, "{report}");
+    assert!(report.passed() >= 10, "{report}");
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_keeps_the_last_good_rules_and_watching_picks_up_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[(
+            "a.toml",
+            b"groups = [\"feed\"]\nto = [\"urgent\"]\nsensitive = true\n",
+        )],
+    );
+    let initial = RuleSet::load_dir(dir.path(), &destinations())
+        .unwrap()
+        .rules;
+    let live = LiveRules::new(initial, dir.path().to_owned(), destinations());
+    assert_eq!(live.status().files, 1);
+
+    write(dir.path(), &[("b.toml", b"groups = [\"feed\"\n")]);
+    let err = live.reload_now().unwrap_err();
+    assert!(err.to_string().contains("b.toml:1:"), "{err}");
+    assert_eq!(live.current().files(), 1, "last good set still running");
+    assert!(live.status().last_error.is_some());
+
+    std::fs::remove_file(dir.path().join("b.toml")).unwrap();
+    live.reload_now().unwrap();
+    assert!(live.status().last_error.is_none());
+
+    let guard = live.watch().unwrap();
+    write(
+        dir.path(),
+        &[(
+            "c.toml",
+            b"groups = [\"*\"]\nto = [\"urgent\"]\nsensitive = true\n",
+        )],
+    );
+    wait_for("the watcher to load c.toml", || live.current().files() == 2);
+    // A ConfigMap-style swap: a new file appears under a dot-name, then is renamed.
+    write(
+        dir.path(),
+        &[(
+            ".d.toml.tmp",
+            b"groups = [\"*\"]\nto = [\"urgent\"]\nsensitive = true\n",
+        )],
+    );
+    std::fs::rename(dir.path().join(".d.toml.tmp"), dir.path().join("d.toml")).unwrap();
+    wait_for("the watcher to load d.toml", || live.current().files() == 3);
+    drop(guard);
+    write(
+        dir.path(),
+        &[(
+            "e.toml",
+            b"groups = [\"*\"]\nto = [\"urgent\"]\nsensitive = true\n",
+        )],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        live.current().files(),
+        3,
+        "no reloads after the guard is dropped"
+    );
+}

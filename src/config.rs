@@ -72,6 +72,7 @@ struct RawDedupe {
 struct RawDelivery {
     backlog: Option<usize>,
     probe_interval_secs: Option<u64>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +325,12 @@ impl Settings {
             raw.delivery.probe_interval_secs,
             60,
         );
+        let delivery_timeout_secs = number(
+            &mut errors,
+            "MODBRIDGE_DELIVERY_TIMEOUT_SECS",
+            raw.delivery.timeout_secs,
+            10,
+        );
         let lease_secs = raw.dedupe.lease_secs.unwrap_or(deadline_secs + 5).max(1);
         let done_ttl_days = number(
             &mut errors,
@@ -498,6 +505,7 @@ impl Settings {
                 delivery: crate::delivery::Policy {
                     backlog: raw.delivery.backlog.unwrap_or(64).max(1),
                     probe_interval: Duration::from_secs(probe_interval_secs.max(1)),
+                    timeout: Duration::from_secs(delivery_timeout_secs.max(1)),
                 },
                 destinations,
                 groups: raw.groups,

@@ -75,6 +75,9 @@ pub struct Policy {
     pub backlog: usize,
     /// How often a broken target is probed.
     pub probe_interval: Duration,
+    /// The longest one platform call may take before it counts as a
+    /// (retryable) timeout.
+    pub timeout: Duration,
 }
 
 impl Default for Policy {
@@ -82,6 +85,7 @@ impl Default for Policy {
         Self {
             backlog: 64,
             probe_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -161,7 +165,7 @@ impl Deliverer {
             });
         };
         let started = Instant::now();
-        let result = self.sinks.deliver(card, target).await;
+        let result = self.call(card, target).await;
         metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
             .record(started.elapsed().as_secs_f64());
         match result {
@@ -199,6 +203,20 @@ impl Deliverer {
                 self.hold(key, card, target, &reason, Instant::now() + self.policy.probe_interval)
                     .await
             }
+        }
+    }
+
+    /// One platform call, bounded by the policy's timeout. A timeout may hide
+    /// a message the platform did record: the honest duplicate risk of APIs
+    /// without idempotency keys.
+    async fn call(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
+        match tokio::time::timeout(self.policy.timeout, self.sinks.deliver(card, target)).await {
+            Ok(result) => result,
+            Err(_) => Err(SinkError::Transient {
+                platform: target.platform(),
+                detail: format!("no answer within {} s", self.policy.timeout.as_secs_f32()),
+                retry_after: None,
+            }),
         }
     }
 
@@ -314,7 +332,7 @@ impl Deliverer {
             let result = if already {
                 Ok(())
             } else {
-                self.sinks.deliver(&entry.card, target).await
+                self.call(&entry.card, target).await
             };
             match result {
                 Ok(()) => {

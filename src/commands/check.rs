@@ -1,13 +1,20 @@
 //! `modbridge check`: validate the configuration and every rules file,
 //! printing every problem (not just the first) as `file:line:col: message`.
+//! With `--live`, also ask Slack what it thinks of the token and channels
+//! (and with `--send-test`, post a test card to each).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{ProcessEnv, Settings};
-use crate::rules::RuleSet;
+use chrono::Utc;
 
-pub fn main(config: Option<&Path>) -> ExitCode {
+use crate::card::{AuthorView, Card, ReasonView, Severity};
+use crate::config::{ProcessEnv, Settings};
+use crate::destination::{Destination, SlackChannel, Target};
+use crate::rules::RuleSet;
+use crate::sinks::slack::{Failure, SlackSink};
+
+pub fn main(config: Option<&Path>, live: bool, send_test: bool) -> ExitCode {
     // Secrets are an operator's concern, not an admin's: check as for a dry run.
     let settings = match Settings::load(config, true, &ProcessEnv) {
         Ok(s) => s,
@@ -43,7 +50,30 @@ pub fn main(config: Option<&Path>) -> ExitCode {
                 loaded.rules.files(),
                 settings.rules_dir.display()
             );
-            ExitCode::SUCCESS
+            if !live {
+                return ExitCode::SUCCESS;
+            }
+            let mut destinations: Vec<std::sync::Arc<Destination>> =
+                settings.destinations.iter().cloned().collect();
+            destinations.extend(loaded.rules.destinations());
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let lines = runtime.block_on(live_check(&settings, &destinations, send_test));
+            let mut ok = true;
+            for line in lines {
+                ok &= !line.starts_with("error:");
+                println!("{line}");
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(errors) => {
             for d in &errors.0 {
@@ -52,5 +82,149 @@ pub fn main(config: Option<&Path>) -> ExitCode {
             println!("{} error(s)", errors.0.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Asks Slack about the token and every Slack destination; returns the report,
+/// one line each (`ok:`, `warning:`, `error:`, `note:`).
+///
+/// What proves what: `auth.test` (any scope) proves the token; `conversations.info`
+/// (`channels:read` for public channels, `groups:read` for private ones) shows
+/// the channel exists and whether the bot is a member; only `--send-test`
+/// (`chat:write`, plus `chat:write.public` if the bot is not a member) proves
+/// that cards arrive.
+pub async fn live_check(
+    settings: &Settings,
+    destinations: &[std::sync::Arc<Destination>],
+    send_test: bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut channels: Vec<(String, SlackChannel)> = Vec::new();
+    for d in destinations {
+        match &d.target {
+            Target::Slack(ch) => {
+                if !channels.iter().any(|(_, c)| c == ch) {
+                    channels.push((d.name.clone(), ch.clone()));
+                }
+            }
+            other => {
+                let note = format!(
+                    "note: {} ({other}): not checked live (Discord delivery is not built yet)",
+                    d.name
+                );
+                if !lines.contains(&note) {
+                    lines.push(note);
+                }
+            }
+        }
+    }
+    let Some(token) = &settings.slack_bot_token else {
+        if channels.is_empty() {
+            lines.push(
+                "note: no Slack destination and no SLACK_BOT_TOKEN: nothing to check on Slack"
+                    .into(),
+            );
+        } else {
+            lines.push("error: SLACK_BOT_TOKEN is not set: Slack destinations cannot be checked (or delivered)".into());
+        }
+        return lines;
+    };
+    let sink = match SlackSink::new(token.expose(), &settings.slack_api_url) {
+        Ok(s) => s,
+        Err(e) => {
+            lines.push(format!("error: slack: {e}"));
+            return lines;
+        }
+    };
+    match sink.auth_test().await {
+        Ok(info) => lines.push(format!(
+            "ok: slack: auth.test accepts SLACK_BOT_TOKEN (workspace {:?}, bot user {:?}); this proves the token, not any channel",
+            info.team.unwrap_or_default(),
+            info.user.unwrap_or_default()
+        )),
+        Err(f) => {
+            lines.push(format!("error: slack: auth.test: {}", describe(&f)));
+            return lines;
+        }
+    }
+    if channels.is_empty() {
+        lines.push("note: slack: no destination sends to Slack".into());
+    }
+    for (name, channel) in &channels {
+        let at = format!("slack: {name} ({})", channel.as_str());
+        match sink.channel_info(channel).await {
+            Ok(info) => {
+                let label = info.name.map(|n| format!("#{n}")).unwrap_or_else(|| info.id.clone());
+                if info.is_archived == Some(true) {
+                    lines.push(format!("error: {at}: {label} is archived: unarchive it or send this destination elsewhere"));
+                } else if info.is_member == Some(true) {
+                    lines.push(format!("ok: {at}: {label} exists and the bot is a member (posting needs chat:write)"));
+                } else if info.is_private == Some(true) {
+                    lines.push(format!("error: {at}: the bot is not a member of private channel {label}: invite it (/invite @your-bot)"));
+                } else {
+                    lines.push(format!("warning: {at}: the bot is not a member of {label}: posting needs chat:write.public, or invite the bot (/invite @your-bot)"));
+                }
+            }
+            Err(Failure::Config { code, .. }) if code == "missing_scope" => lines.push(format!(
+                "note: {at}: cannot look the channel up: the token lacks channels:read (public channels) / groups:read (private channels); only --send-test proves delivery"
+            )),
+            Err(f) => lines.push(format!("error: {at}: conversations.info: {}", describe(&f))),
+        }
+        if send_test {
+            match sink.deliver(&test_card(name, channel), channel).await {
+                Ok(posted) => lines.push(format!(
+                    "ok: {at}: test card posted (ts {}): cards can be delivered here",
+                    posted.ts
+                )),
+                Err(e) => lines.push(format!("error: {at}: test card not posted: {e}")),
+            }
+        }
+    }
+    lines
+}
+
+fn describe(f: &Failure) -> String {
+    match f {
+        Failure::Config { code, fix } => format!("{code}: {fix}"),
+        Failure::RateLimited(_) => "rate limited by Slack; try again in a minute".into(),
+        Failure::Transient(d) => format!("{d}; try again"),
+        Failure::Rejected(code) => format!("Slack refused the request ({code})"),
+    }
+}
+
+/// A card that says plainly it is a test (no mention: a test must not ping).
+fn test_card(name: &str, channel: &SlackChannel) -> Card {
+    let now = Utc::now();
+    Card {
+        destination: name.to_owned(),
+        target: format!("slack:{}", channel.as_str()),
+        severity: Severity::Flagged,
+        headline: "TEST card from modbridge · not a real post".into(),
+        place: "modbridge check --live --send-test".into(),
+        author: AuthorView {
+            name: "modbridge".into(),
+            username: None,
+            user_id: "-".into(),
+            joined_at: None,
+            badges: 0,
+            email: None,
+            phone: None,
+        },
+        content: Some(format!(
+            "This is a test card sent by `modbridge check --live --send-test` to destination {name}. Nothing needs moderating: if you can read this, modbridge can post cards here."
+        )),
+        highlights: Vec::new(),
+        image_url: None,
+        reasons: vec![ReasonView {
+            rules: "modbridge check".into(),
+            name: "test card".into(),
+            terms: Vec::new(),
+        }],
+        customer_id: "-".into(),
+        post_id: format!("test-{}", now.timestamp()),
+        group_id: None,
+        posted_at: now,
+        post_url: None,
+        mention: None,
     }
 }

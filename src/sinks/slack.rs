@@ -71,6 +71,8 @@ const TERM_BUDGET: usize = 100;
 const ID_BUDGET: usize = 100;
 const LINK_URL_BUDGET: usize = 1_000;
 const FALLBACK_BUDGET: usize = 300;
+const FALLBACK_HEADER: usize = 100;
+const FALLBACK_NAME: usize = 60;
 const NEW_ACCOUNT_DAYS: i64 = 7;
 
 /// Width as Slack could count it at most: UTF-16 code units (an emoji is 2, a
@@ -492,8 +494,10 @@ pub fn render(
         .map(one_line)
         .unwrap_or_else(|| "(media only)".into());
     let prefix = format!(
-        "{}{header} — {name}: ",
-        mention.map(|m| format!("{m} ")).unwrap_or_default()
+        "{}{} — {}: ",
+        mention.map(|m| format!("{m} ")).unwrap_or_default(),
+        fit(&one_line(&card.headline), FALLBACK_HEADER).0,
+        fit(&one_line(&card.author.name), FALLBACK_NAME).0,
     );
     let excerpt = fit(&excerpt_raw, FALLBACK_BUDGET.saturating_sub(width(&prefix))).0;
     let text = format!("{prefix}{excerpt}");

@@ -1,0 +1,703 @@
+//! Slack delivery against the fake Slack (fake_slack.rs): end to end from a
+//! signed webhook, the injection corpus, random Unicode against every Block
+//! Kit limit, and how Slack's errors are handled.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use modbridge::commands::serve::{Running, start_with};
+use modbridge::config::Settings;
+use modbridge::destination::SlackChannel;
+use modbridge::rules::RuleSet;
+use modbridge::sinks::slack::{self, Failure, SlackSink};
+use modbridge::sinks::{SinkError, Sinks};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::fake_slack::{FakeSlack, Next, check_message};
+use crate::helpers::{SECRET, answer, now, sign};
+
+const TOKEN: &str = "xoxb-1111-2222-fake";
+const CHANNEL: &str = "C0123ABCD";
+
+const RULES: &str = r#"
+name = "Everywhere"
+groups = ["*"]
+to = ["slack:C0123ABCD"]
+
+[[match]]
+name = "forbidden"
+keywords = ["forbidden phrase"]
+"#;
+
+struct SlackApp {
+    running: Option<Running>,
+    url: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The real app with real sinks (not the recorder), Slack pointed at `fake`.
+async fn spawn_slack_app(fake: &FakeSlack) -> SlackApp {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("test.toml"), RULES).unwrap();
+    let config = dir.path().join("modbridge.toml");
+    std::fs::write(
+        &config,
+        "post_url = \"https://community.example.com/posts/{post_id}\"\n",
+    )
+    .unwrap();
+    let env: BTreeMap<String, String> = [
+        ("CATIVA_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("MODBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+        ("MODBRIDGE_RULES", rules.display().to_string()),
+        ("SLACK_BOT_TOKEN", TOKEN.to_owned()),
+        ("SLACK_API_URL", fake.base.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::load(Some(&config), false, &env).expect("settings");
+    assert!(!format!("{settings:?}").contains(TOKEN));
+    let ruleset = RuleSet::load_dir(&settings.rules_dir, &settings.destinations)
+        .expect("rules")
+        .rules;
+    let sinks = Sinks::for_settings(&settings).expect("sinks");
+    let running = start_with(settings, ruleset, false, sinks)
+        .await
+        .expect("app starts");
+    SlackApp {
+        url: format!("http://{}/webhooks/cativa", running.addr),
+        running: Some(running),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl SlackApp {
+    async fn deliver(&self, body: &str, execution_id: &str) -> reqwest::Response {
+        self.client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-cativa-signature", sign(SECRET, now(), body.as_bytes()))
+            .header("x-cativa-execution-id", execution_id)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("answered")
+    }
+
+    async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+fn post(post_id: &str, content: &str, name: &str, image: Option<&str>) -> String {
+    json!({
+        "CustomerId": "01HQ0ABCDEF1234567890XYZ",
+        "PostId": post_id,
+        "GroupId": null,
+        "User": {"Id": "U1", "DisplayName": name, "Username": "mary", "Email": "mary@example.com",
+                 "CreatedAt": "2026-04-12T14:32:01Z", "Badges": []},
+        "Content": content,
+        "ImageUrl": image,
+        "CreatedAt": "2026-05-08T14:32:01Z"
+    })
+    .to_string()
+}
+
+fn all_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| all_strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| all_strings(v, out)),
+        _ => {}
+    }
+}
+
+fn blocks_of<'a>(body: &'a Value, kind: &str) -> Vec<&'a Value> {
+    body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn signed_webhook_becomes_a_highlighted_escaped_card_in_slack() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let app = spawn_slack_app(&fake).await;
+    let body = post(
+        "P-e2e",
+        "Hi <!channel> & friends: this is a forbidden phrase <https://evil.example|bank>",
+        "<@U123> Mary",
+        Some("https://cdn.example.com/cat.png"),
+    );
+    let (status, json) = answer(app.deliver(&body, "e2e-1").await).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["status"], "accepted");
+
+    let posted = fake.posted();
+    assert_eq!(posted.len(), 1, "{:?}", fake.received());
+    let msg = &posted[0];
+    assert_eq!(msg["channel"], CHANNEL);
+    assert_eq!(msg["unfurl_links"], false);
+    assert_eq!(msg["unfurl_media"], false);
+    let sections: Vec<&str> = blocks_of(msg, "section")
+        .iter()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .collect();
+    assert!(
+        sections.contains(
+            &"Hi &lt;!channel&gt; &amp; friends: this is a *forbidden phrase* &lt;https://evil.example|bank&gt;"
+        ),
+        "{sections:#?}"
+    );
+    assert!(
+        sections
+            .iter()
+            .any(|s| s.starts_with("*&lt;@U123&gt; Mary* (@mary)")),
+        "{sections:#?}"
+    );
+    let images = blocks_of(msg, "image");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["image_url"], "https://cdn.example.com/cat.png");
+    let actions = blocks_of(msg, "actions");
+    assert_eq!(
+        actions[0]["elements"][0]["url"],
+        "https://community.example.com/posts/P-e2e"
+    );
+    let fallback = msg["text"].as_str().unwrap();
+    assert!(fallback.contains("&lt;@U123&gt; Mary"), "{fallback}");
+    assert!(!fallback.contains("<!channel>"), "{fallback}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_retry_after_is_honoured() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.then(Next::RateLimited(1));
+    let app = spawn_slack_app(&fake).await;
+    let (status, json) = answer(
+        app.deliver(&post("P-429", "a forbidden phrase", "Mary", None), "rl-1")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    let calls: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "chat.postMessage")
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].answer, "ratelimited");
+    assert_eq!(calls[1].answer, "ok");
+    let gap = calls[1].at - calls[0].at;
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn long_retry_after_goes_back_to_cativa() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.then(Next::RateLimited(40));
+    let app = spawn_slack_app(&fake).await;
+    let resp = app
+        .deliver(&post("P-429b", "a forbidden phrase", "Mary", None), "rl-2")
+        .await;
+    assert_eq!(resp.status().as_u16(), 503);
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after >= 40, "Retry-After {after}");
+    assert!(fake.posted().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn server_error_is_retryable_and_the_retry_delivers() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.then(Next::ServerError);
+    let app = spawn_slack_app(&fake).await;
+    let body = post("P-500", "a forbidden phrase", "Mary", None);
+    let resp = app.deliver(&body, "5xx-1").await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(fake.posted().is_empty());
+    // Cativa retries the same execution: now Slack is fine.
+    let (status, json) = answer(app.deliver(&body, "5xx-1").await).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(fake.posted().len(), 1);
+    app.stop().await;
+}
+
+fn card(content: Option<&str>) -> Card {
+    Card {
+        destination: "mods".into(),
+        target: format!("slack:{CHANNEL}"),
+        severity: Severity::Flagged,
+        headline: "Flagged post · Parents support".into(),
+        place: "Parents support".into(),
+        author: AuthorView {
+            name: "Mary".into(),
+            username: Some("mary".into()),
+            user_id: "U1".into(),
+            joined_at: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
+            badges: 0,
+            email: None,
+            phone: None,
+        },
+        content: content.map(str::to_owned),
+        highlights: vec![],
+        image_url: None,
+        reasons: vec![ReasonView {
+            rules: "Everywhere".into(),
+            name: "forbidden".into(),
+            terms: vec!["forbidden phrase".into()],
+        }],
+        customer_id: "CUST".into(),
+        post_id: "P1".into(),
+        group_id: None,
+        posted_at: Utc.with_ymd_and_hms(2026, 5, 8, 14, 32, 1).unwrap(),
+        post_url: None,
+        mention: None,
+    }
+}
+
+fn channel(id: &str) -> SlackChannel {
+    SlackChannel::parse(id).unwrap()
+}
+
+#[tokio::test]
+async fn channel_not_found_is_a_configuration_error_with_the_fix() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.remove_channel("C0GONE000");
+    let sink = SlackSink::new(TOKEN, &fake.base).unwrap();
+    let err = sink
+        .deliver(&card(Some("x")), &channel("C0GONE000"))
+        .await
+        .unwrap_err();
+    match &err {
+        SinkError::Config { platform, detail } => {
+            assert_eq!(*platform, "slack");
+            assert!(
+                detail.contains("channel_not_found") && detail.contains("C0GONE000"),
+                "{detail}"
+            );
+            assert!(detail.contains("invite the bot"), "{detail}");
+        }
+        other => panic!("not a config error: {other:?}"),
+    }
+    assert!(!format!("{err:?} {err}").contains(TOKEN));
+    let problems = sink.problems();
+    assert!(
+        problems.iter().any(|p| p.contains("C0GONE000")),
+        "{problems:?}"
+    );
+    // A later success clears it.
+    sink.deliver(&card(Some("x")), &channel(CHANNEL))
+        .await
+        .unwrap();
+    assert_eq!(sink.problems().len(), 1);
+}
+
+#[tokio::test]
+async fn other_configuration_codes_are_classified() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let sink = SlackSink::new(TOKEN, &fake.base).unwrap();
+    for code in [
+        "not_in_channel",
+        "is_archived",
+        "missing_scope",
+        "token_revoked",
+    ] {
+        fake.then(Next::Error(code));
+        let err = sink
+            .deliver(&card(Some("x")), &channel(CHANNEL))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Config { .. }), "{code}: {err:?}");
+    }
+    fake.then(Next::Error("not_in_channel"));
+    let err = sink
+        .deliver(&card(Some("x")), &channel(CHANNEL))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("chat:write.public"), "{err}");
+
+    let wrong = SlackSink::new("xoxb-wrong", &fake.base).unwrap();
+    match wrong.auth_test().await {
+        Err(Failure::Config { code, .. }) => assert_eq!(code, "invalid_auth"),
+        other => panic!("{other:?}"),
+    }
+    let err = wrong
+        .deliver(&card(Some("x")), &channel(CHANNEL))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SinkError::Config { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unfetchable_image_is_resent_once_as_a_link() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.reject_images(true);
+    let sink = SlackSink::new(TOKEN, &fake.base).unwrap();
+    let mut c = card(Some("look"));
+    c.image_url = Some("https://cdn.example.com/private/cat.png".into());
+    sink.deliver(&c, &channel(CHANNEL)).await.unwrap();
+    let calls = fake.received();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].answer, "invalid_blocks");
+    assert_eq!(blocks_of(&calls[0].body, "image").len(), 1);
+    assert_eq!(calls[1].answer, "ok");
+    assert!(blocks_of(&calls[1].body, "image").is_empty());
+    let mut strings = Vec::new();
+    all_strings(&calls[1].body, &mut strings);
+    assert!(
+        strings
+            .iter()
+            .any(|s| s.contains("<https://cdn.example.com/private/cat.png|open image>")),
+        "{strings:#?}"
+    );
+    // Without an image, invalid_blocks is not retried.
+    fake.then(Next::Error("invalid_blocks"));
+    let err = sink
+        .deliver(&card(Some("x")), &channel(CHANNEL))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SinkError::Rejected { .. }), "{err:?}");
+    assert_eq!(fake.received().len(), 3);
+}
+
+const INJECTIONS: &[&str] = &[
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<@U123>",
+    "<#C123>",
+    "<!subteam^S123>",
+    "<https://evil.example|bank>",
+    "&lt;!channel&gt;",
+    "*<!channel>*",
+    "_<!here|here>_ ~<@U123|boss>~ `<#C123|general>`",
+    "> <!everyone> quoted",
+    "[bank](https://evil.example) <mailto:x@evil.example|support>",
+    "<https://evil.example?q=<!channel>|bank>",
+    "&amp;lt;!here&amp;gt;",
+    "\u{202E}<!channel>\n<!here>",
+];
+
+/// Every `<` in the payload must open a link modbridge wrote itself, to an
+/// address it owns, with a label it chose; every `&` must start an entity.
+fn assert_no_live_markup(payload: &Value, allowed_links: &[&str]) {
+    let mut strings = Vec::new();
+    all_strings(payload, &mut strings);
+    for s in &strings {
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find('<') {
+            let tail = &rest[i..];
+            let end = tail.find('>').expect("unbalanced <");
+            let token = &tail[..=end];
+            assert!(
+                allowed_links.contains(&token),
+                "live markup {token:?} in {s:?}"
+            );
+            rest = &tail[end + 1..];
+        }
+        for (i, _) in s.match_indices('&') {
+            let after = &s[i..];
+            assert!(
+                after.starts_with("&amp;")
+                    || after.starts_with("&lt;")
+                    || after.starts_with("&gt;"),
+                "bare & in {s:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn injection_corpus_never_pings_or_disguises_a_link() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let sink = SlackSink::new(TOKEN, &fake.base).unwrap();
+    let when = Utc::now();
+    let post_link = "<https://community.example.com/posts/P1|Open the post>";
+    for (i, evil) in INJECTIONS.iter().enumerate() {
+        let mixed = format!("**bold** {evil} _it_ {evil}\n```{evil}```");
+        let mut c = card(Some(&mixed));
+        let at = mixed.find(evil).unwrap();
+        c.highlights = vec![at..at + evil.len(), 0..2];
+        c.author.name = format!("{evil} Mary");
+        c.author.username = Some(evil.to_string());
+        c.author.email = Some(format!("{evil}@example.com"));
+        c.author.phone = Some(evil.to_string());
+        c.headline = format!("Flagged post · {evil}");
+        c.place = evil.to_string();
+        c.post_id = format!("P{evil}");
+        c.reasons[0].terms = vec![evil.to_string(), mixed.clone()];
+        c.reasons[0].rules = evil.to_string();
+        c.reasons[0].name = evil.to_string();
+        c.image_url = Some(format!("https://cdn.example.com/{i}.png?{evil}"));
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let payload = slack::payload(&c, CHANNEL, when);
+        assert_no_live_markup(&payload, &[post_link]);
+        check_message(&payload).unwrap_or_else(|e| panic!("{e} for {evil:?}"));
+        // And in the link form of the image, after Slack refuses it.
+        let link =
+            serde_json::to_value(slack::render(&c, CHANNEL, when, slack::ImageMode::Link)).unwrap();
+        let image_link = link["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .find(|t| t.starts_with("Image"))
+            .map(|t| t[t.find('<').unwrap()..].to_owned())
+            .unwrap();
+        assert!(
+            !image_link[1..image_link.len() - 1].contains(['<', '>'])
+                && image_link.ends_with("|open image>")
+                && image_link.matches('|').count() == 1,
+            "{image_link}"
+        );
+        assert_no_live_markup(&link, &[post_link, &image_link]);
+        // A configured mention is the only one, and only modbridge's.
+        c.mention = Some("here".into());
+        let with_mention = slack::payload(&c, CHANNEL, when);
+        assert_no_live_markup(&with_mention, &[post_link, "<!here>"]);
+    }
+    // One of them through HTTP too: the fake accepts it as is.
+    let mut c = card(Some(INJECTIONS.join(" ").as_str()));
+    c.author.name = INJECTIONS.join("");
+    sink.deliver(&c, &channel(CHANNEL)).await.unwrap();
+    assert_no_live_markup(&fake.posted()[0], &[]);
+}
+
+/// Text made of the pieces that break naive cutting and escaping.
+fn random_text(rng: &mut StdRng, max_chars: usize) -> String {
+    const PIECES: &[&str] = &[
+        "a",
+        "Z",
+        " ",
+        "\n",
+        "<",
+        ">",
+        "&",
+        "*",
+        "_",
+        "~",
+        "`",
+        "|",
+        "é",
+        "e\u{301}",
+        "a\u{300}\u{301}\u{302}\u{303}",
+        "👍",
+        "👍🏽",
+        "👨‍👩‍👧‍👦",
+        "🏳️‍🌈",
+        "🇫🇷",
+        "שלום",
+        "مرحبا",
+        "\u{202E}",
+        "\u{200F}",
+        "\u{200B}",
+        "中文",
+        "\u{FEFF}",
+        "\t",
+        "<!channel>",
+        "forbidden",
+    ];
+    let target = if max_chars == 0 {
+        0
+    } else {
+        rng.random_range(0..=max_chars)
+    };
+    let mut s = String::new();
+    let mut n = 0;
+    while n < target {
+        if rng.random_range(0..200) == 0 {
+            // A single grapheme with a huge run of combining marks.
+            s.push('x');
+            let marks = rng.random_range(1..4_000);
+            for _ in 0..marks {
+                s.push('\u{301}');
+            }
+            n += marks + 1;
+            continue;
+        }
+        let p = PIECES[rng.random_range(0..PIECES.len())];
+        s.push_str(p);
+        n += p.chars().count();
+    }
+    s
+}
+
+fn random_ranges(rng: &mut StdRng, text: &str) -> Vec<std::ops::Range<usize>> {
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let mut ranges = Vec::new();
+    if bounds.len() < 2 {
+        return ranges;
+    }
+    let mut at = 0;
+    for _ in 0..rng.random_range(0..20) {
+        let start = rng.random_range(at..bounds.len());
+        if start + 1 >= bounds.len() {
+            break;
+        }
+        let end = rng.random_range(start + 1..bounds.len().min(start + 200));
+        ranges.push(bounds[start]..bounds[end]);
+        at = end;
+        if at + 1 >= bounds.len() {
+            break;
+        }
+    }
+    ranges
+}
+
+#[test]
+fn random_unicode_stays_within_every_block_kit_limit() {
+    let mut rng = StdRng::seed_from_u64(0x5eed_51ac);
+    let when = Utc::now();
+    for case in 0..120 {
+        let max = match case % 4 {
+            0 => 0,
+            1 => 300,
+            2 => 10_000,
+            _ => 100_000,
+        };
+        let content = random_text(&mut rng, max);
+        let mut c = card(if case % 13 == 0 { None } else { Some(&content) });
+        c.highlights = random_ranges(&mut rng, &content);
+        c.author.name = random_text(&mut rng, 1_000);
+        c.author.username = Some(random_text(&mut rng, 1_000));
+        c.author.email = (case % 2 == 0).then(|| random_text(&mut rng, 1_000));
+        c.author.phone = (case % 3 == 0).then(|| random_text(&mut rng, 1_000));
+        c.headline = format!("Flagged post · {}", random_text(&mut rng, 1_000));
+        c.post_id = random_text(&mut rng, 300);
+        c.reasons = (0..rng.random_range(1..30))
+            .map(|_| ReasonView {
+                rules: random_text(&mut rng, 200),
+                name: random_text(&mut rng, 200),
+                terms: (0..rng.random_range(0..10))
+                    .map(|_| random_text(&mut rng, 500))
+                    .collect(),
+            })
+            .collect();
+        if case % 2 == 1 {
+            c.image_url = Some(format!(
+                "https://cdn.example.com/{}",
+                random_text(&mut rng, 4_000)
+            ));
+            c.post_url = Some(format!(
+                "https://community.example.com/posts/{}",
+                random_text(&mut rng, 200)
+            ));
+        }
+        for mode in [slack::ImageMode::Block, slack::ImageMode::Link] {
+            let payload = serde_json::to_value(slack::render(&c, CHANNEL, when, mode)).unwrap();
+            if let Err(e) = check_message(&payload) {
+                panic!("case {case} ({mode:?}): Slack would answer {e}");
+            }
+            let text = payload["text"].as_str().unwrap();
+            assert!(
+                text.chars().count() <= 300,
+                "case {case}: fallback too long"
+            );
+        }
+        // A long text says how much was cut.
+        let payload = slack::payload(&c, CHANNEL, when);
+        if content.chars().count() > 7_500 && c.content.is_some() {
+            let mut strings = Vec::new();
+            all_strings(&payload, &mut strings);
+            assert!(
+                strings.iter().any(|s| s.contains("characters not shown")),
+                "case {case}: cut without saying so"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn check_live_says_what_each_call_proves_and_send_test_posts_a_marked_card() {
+    use modbridge::commands::check::live_check;
+    use modbridge::destination::Destinations;
+    let fake = FakeSlack::start(TOKEN).await;
+    let env: BTreeMap<String, String> = [
+        ("SLACK_BOT_TOKEN", TOKEN.to_owned()),
+        ("SLACK_API_URL", fake.base.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::load(None, true, &env).unwrap();
+    let known = Destinations::default();
+    let dests = vec![
+        known.resolve("slack:C0123ABCD").unwrap(),
+        known.resolve("slack:C0GONE000").unwrap(),
+        known.resolve("discord:112233445566778899").unwrap(),
+    ];
+    fake.remove_channel("C0GONE000");
+    let report = live_check(&settings, &dests, false).await.join("\n");
+    assert!(
+        report.contains("ok: slack: auth.test accepts SLACK_BOT_TOKEN"),
+        "{report}"
+    );
+    assert!(
+        report.contains("#moderators exists and the bot is a member"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "error: slack: slack:C0GONE000 (C0GONE000): conversations.info: channel_not_found"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("not checked live"), "{report}");
+    assert!(!report.contains(TOKEN));
+    assert!(fake.posted().is_empty(), "no card without --send-test");
+
+    fake.without_read_scope();
+    let report = live_check(&settings, &dests[..1], true).await.join("\n");
+    assert!(
+        report.contains("channels:read") && report.contains("groups:read"),
+        "{report}"
+    );
+    assert!(report.contains("test card posted"), "{report}");
+    let posted = fake.posted();
+    assert_eq!(posted.len(), 1);
+    assert!(
+        posted[0]["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("TEST card")
+    );
+
+    let wrong: BTreeMap<String, String> = [
+        ("SLACK_BOT_TOKEN".to_owned(), "xoxb-wrong".to_owned()),
+        ("SLACK_API_URL".to_owned(), fake.base.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let settings = Settings::load(None, true, &wrong).unwrap();
+    let report = live_check(&settings, &dests[..1], false).await.join("\n");
+    assert!(
+        report.contains("error: slack: auth.test: invalid_auth"),
+        "{report}"
+    );
+}

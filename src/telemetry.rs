@@ -16,6 +16,13 @@ use crate::config::LogFormat;
 /// Calling it twice is harmless.
 pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // serenity's spans record every request with its route, and a Discord
+    // webhook's route holds its token: keep them out of the logs whatever
+    // RUST_LOG says (sinks/discord.rs logs what matters, redacted).
+    let filter = match "serenity=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -98,7 +98,7 @@ pub async fn live_check(
     destinations: &[std::sync::Arc<Destination>],
     send_test: bool,
 ) -> Vec<String> {
-    let mut lines = Vec::new();
+    let mut lines = discord_live_check(settings, destinations).await;
     let mut channels: Vec<(String, SlackChannel)> = Vec::new();
     for d in destinations {
         match &d.target {
@@ -107,15 +107,8 @@ pub async fn live_check(
                     channels.push((d.name.clone(), ch.clone()));
                 }
             }
-            other => {
-                let note = format!(
-                    "note: {} ({other}): not checked live (Discord delivery is not built yet)",
-                    d.name
-                );
-                if !lines.contains(&note) {
-                    lines.push(note);
-                }
-            }
+            // Checked by `discord_live_check`.
+            Target::Discord(_) | Target::DiscordWebhook { .. } => {}
         }
     }
     let Some(token) = &settings.slack_bot_token else {
@@ -178,6 +171,85 @@ pub async fn live_check(
                 )),
                 Err(e) => lines.push(format!("error: {at}: test card not posted: {e}")),
             }
+        }
+    }
+    lines
+}
+
+/// Discord: `GET /users/@me` proves `DISCORD_BOT_TOKEN`, `GET /channels/{id}`
+/// that the bot can see each channel (posting there needs Send Messages and
+/// Embed Links too, which only a real message proves). Webhook URLs are only
+/// parsed: executing one would post a message.
+async fn discord_live_check(
+    settings: &Settings,
+    destinations: &[std::sync::Arc<Destination>],
+) -> Vec<String> {
+    use crate::sinks::discord::{self, DiscordSink};
+    let describe = |f: &discord::Failure| match f {
+        discord::Failure::Config { code, fix } => format!("{code}: {fix}"),
+        discord::Failure::RateLimited => "rate limited by Discord; try again in a minute".into(),
+        discord::Failure::Transient(d) => format!("{d}; try again"),
+        discord::Failure::Rejected(d) => d.clone(),
+    };
+    let mut lines = Vec::new();
+    let mut channels = Vec::new();
+    for d in destinations {
+        match &d.target {
+            Target::Discord(ch) if !channels.iter().any(|(_, c)| c == ch) => {
+                channels.push((d.name.clone(), *ch));
+            }
+            Target::DiscordWebhook { env } => match settings.discord_webhooks.get(env) {
+                None => lines.push(format!(
+                    "error: discord: {}: ${env} is not set (it holds the webhook URL)",
+                    d.name
+                )),
+                Some(url) => match discord::WebhookUrl::parse(url.expose()) {
+                    Ok(hook) => lines.push(format!(
+                        "ok: discord: {}: ${env} holds a webhook URL ({}); not called, as executing a webhook posts a message",
+                        d.name,
+                        hook.redacted()
+                    )),
+                    Err(e) => lines.push(format!("error: discord: {}: ${env} {e}", d.name)),
+                },
+            },
+            _ => {}
+        }
+    }
+    if channels.is_empty() {
+        return lines;
+    }
+    let Some(token) = &settings.discord_bot_token else {
+        lines.push("error: DISCORD_BOT_TOKEN is not set: Discord channel destinations cannot be checked (or delivered)".into());
+        return lines;
+    };
+    let no_hooks = std::collections::BTreeMap::new();
+    let sink = match DiscordSink::new(Some(token.expose()), &settings.discord_api_url, &no_hooks) {
+        Ok(s) => s,
+        Err(e) => {
+            lines.push(format!("error: discord: {e}"));
+            return lines;
+        }
+    };
+    match sink.whoami().await {
+        Ok(name) => lines.push(format!(
+            "ok: discord: GET /users/@me accepts DISCORD_BOT_TOKEN (bot {name:?}); this proves the token, not any channel"
+        )),
+        Err(f) => {
+            lines.push(format!("error: discord: GET /users/@me: {}", describe(&f)));
+            return lines;
+        }
+    }
+    for (name, channel) in &channels {
+        match sink.channel_visible(channel.get()).await {
+            Ok(()) => lines.push(format!(
+                "ok: discord: {name} ({}): the bot can see the channel (Send Messages and Embed Links are proven only by a real card)",
+                channel.get()
+            )),
+            Err(f) => lines.push(format!(
+                "error: discord: {name} ({}): {}",
+                channel.get(),
+                describe(&f)
+            )),
         }
     }
     lines

@@ -549,3 +549,52 @@ async fn a_429_without_serenitys_limiter_is_waited_out_once_then_retryable() {
         Err(SinkError::Transient { .. })
     ));
 }
+
+#[tokio::test]
+async fn check_live_proves_the_token_and_each_channel() {
+    use modbridge::commands::check::live_check;
+    use modbridge::config::Settings;
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("modbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.gone]\ndiscord = \"99999999999999999\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"
+        ),
+    )
+    .unwrap();
+    let env: BTreeMap<String, String> = [
+        ("DISCORD_API_URL", fake.base.clone()),
+        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ("MODS_HOOK", FakeDiscord::webhook_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::load(Some(&config), true, &env).unwrap();
+    let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
+    let lines = live_check(&settings, &destinations, false).await.join("\n");
+    assert!(
+        lines.contains("ok: discord: GET /users/@me accepts DISCORD_BOT_TOKEN"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("ok: discord: mods ({CHANNEL})")),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("error: discord: gone (99999999999999999)"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("webhooks/{WEBHOOK_ID}/***")),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains(crate::fake_discord::WEBHOOK_TOKEN),
+        "{lines}"
+    );
+    // Nothing was posted.
+    assert!(fake.received().iter().all(|r| r.method == "GET"));
+}

@@ -7,8 +7,8 @@
 //! behind [`Sinks`] next.
 
 pub mod discord;
-pub mod slack;
 mod recorder;
+pub mod slack;
 
 pub use recorder::Recorder;
 

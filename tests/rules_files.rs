@@ -335,6 +335,8 @@ fn shipped_rules_load_and_pass_their_tests() {
     };
     assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
     assert!(loaded.rules.files() >= 3);
+    let used: Vec<String> = loaded.rules.destinations_used().into_iter().collect();
+    assert_eq!(used, ["trust-safety", "urgent"]);
     let report = loaded.rules.run_tests();
     assert_eq!(report.failed(), 0, "{report}");
     assert!(report.passed() >= 10, "{report}");
@@ -409,5 +411,52 @@ fn reload_keeps_the_last_good_rules_and_watching_picks_up_changes() {
         live.current().files(),
         3,
         "no reloads after the guard is dropped"
+    );
+}
+
+/// The keys serde accepts, read from its own "unknown field" message.
+fn accepted_keys(toml_text: &str) -> Vec<String> {
+    let (_dir, result) = load(&[("keys.toml", toml_text.as_bytes())]);
+    let message = result.unwrap_err().0.remove(0).message;
+    let (_, expected) = message
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("{message}"));
+    let expected = expected.split(';').next().unwrap_or_default();
+    let mut keys: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn schema_keys(schema: &serde_json::Value, pointer: &str) -> Vec<String> {
+    let props = schema
+        .pointer(pointer)
+        .and_then(|p| p.as_object())
+        .unwrap_or_else(|| panic!("{pointer}"));
+    let mut keys: Vec<String> = props.keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn the_json_schema_knows_exactly_the_keys_the_loader_accepts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/rules.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        schema_keys(&schema, "/properties"),
+        accepted_keys("zzz = 1\n")
+    );
+    assert_eq!(
+        schema_keys(&schema, "/definitions/match/properties"),
+        accepted_keys("groups = [\"feed\"]\n[[match]]\nzzz = 1\n")
+    );
+    assert_eq!(
+        schema_keys(&schema, "/definitions/test/properties"),
+        accepted_keys("groups = [\"feed\"]\n[[test]]\nzzz = 1\n")
     );
 }

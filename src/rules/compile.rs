@@ -904,7 +904,10 @@ fn compile_pattern(
             .configure(
                 meta::Config::new()
                     .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
-                    .auto_prefilter(!anchored_only),
+                    .auto_prefilter(!anchored_only)
+                    // Full DFAs (built when some other crate enables them) cost far
+                    // more memory than they save time on short confirmations.
+                    .dfa(false),
             )
             .build_from_hir(hir)
             .map_err(|e| PatternError {

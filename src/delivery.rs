@@ -96,6 +96,9 @@ pub struct Deliverer {
     store: Store,
     policy: Policy,
     targets: Arc<Mutex<HashMap<Target, Arc<TargetState>>>>,
+    /// One delivery at a time per card in this process (a live retry and a
+    /// parked replay of the same post must not both send it).
+    in_flight: Arc<Mutex<HashMap<SentKey, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Deliverer {
@@ -105,7 +108,22 @@ impl Deliverer {
             store,
             policy,
             targets: Arc::default(),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// The lock for one card; held across check, send and record.
+    fn card_lock(&self, key: &SentKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = map.get(key).and_then(std::sync::Weak::upgrade) {
+            return lock;
+        }
+        if map.len() > 4096 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.clone(), Arc::downgrade(&lock));
+        lock
     }
 
     pub fn sinks(&self) -> &Sinks {
@@ -143,7 +161,14 @@ impl Deliverer {
     }
 
     /// Delivers `card` to `target` once.
-    pub async fn deliver(&self, key: &SentKey, card: &Card, target: &Target) -> Result<Delivered, RetryLater> {
+    pub async fn deliver(
+        &self,
+        key: &SentKey,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Delivered, RetryLater> {
+        let lock = self.card_lock(key);
+        let _one_at_a_time = lock.lock().await;
         match self.store.was_sent(key).await {
             Ok(true) => return Ok(Delivered::AlreadySent),
             Ok(false) => {}
@@ -160,7 +185,10 @@ impl Deliverer {
         let Ok(_permit) = state.backlog.clone().try_acquire_owned() else {
             metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "backlog_full").increment(1);
             return Err(RetryLater {
-                detail: format!("{target}: backlog full ({} cards in flight)", self.policy.backlog),
+                detail: format!(
+                    "{target}: backlog full ({} cards in flight)",
+                    self.policy.backlog
+                ),
                 retry_after: Duration::from_secs(10),
             });
         };
@@ -179,13 +207,21 @@ impl Deliverer {
                 Ok(Delivered::Sent)
             }
             Err(SinkError::Transient {
-                detail, retry_after, ..
+                detail,
+                retry_after,
+                ..
             }) => {
-                let reason = if retry_after.is_some() { "rate_limited" } else { "transient" };
+                let reason = if retry_after.is_some() {
+                    "rate_limited"
+                } else {
+                    "transient"
+                };
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => reason).increment(1);
                 Err(RetryLater {
                     detail: format!("{target}: {detail}"),
-                    retry_after: retry_after.unwrap_or(Duration::from_secs(5)).max(Duration::from_secs(1)),
+                    retry_after: retry_after
+                        .unwrap_or(Duration::from_secs(5))
+                        .max(Duration::from_secs(1)),
                 })
             }
             Err(e @ SinkError::Config { .. }) => {
@@ -200,8 +236,14 @@ impl Deliverer {
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "rejected").increment(1);
                 error!(target = %target, error = %e, "the platform refused the card");
                 let reason = e.to_string();
-                self.hold(key, card, target, &reason, Instant::now() + self.policy.probe_interval)
-                    .await
+                self.hold(
+                    key,
+                    card,
+                    target,
+                    &reason,
+                    Instant::now() + self.policy.probe_interval,
+                )
+                .await
             }
         }
     }
@@ -266,13 +308,18 @@ impl Deliverer {
                     detail: format!("cannot park the card: {e}"),
                     retry_after: Duration::from_secs(60),
                 })?;
-                redis.park(&target.to_string(), &json).await.map_err(store_down)?;
+                redis
+                    .park(&target.to_string(), &json)
+                    .await
+                    .map_err(store_down)?;
                 metrics::counter!("modbridge_parked_total", "destination" => card.destination.clone()).increment(1);
                 warn!(target = %target, "card parked until the destination works again");
                 Ok(Delivered::Parked)
             }
             Store::Memory(_) => Err(RetryLater {
-                detail: format!("{target} is broken ({reason}); without Redis nothing can be parked"),
+                detail: format!(
+                    "{target} is broken ({reason}); without Redis nothing can be parked"
+                ),
                 retry_after: next_probe
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_secs(60)),
@@ -280,21 +327,38 @@ impl Deliverer {
         }
     }
 
-    /// Probes every broken target whose time has come (or all, `force`):
-    /// delivers its parked cards oldest first; the first success closes the
-    /// circuit. Returns how many parked cards were delivered.
+    /// Probes every broken target whose time has come (or all, `force`), and
+    /// replays every target with parked cards (parked by this process before
+    /// a restart, or by another replica): oldest first; the first success
+    /// closes the circuit. Returns how many parked cards were delivered.
     pub async fn probe(&self, force: bool) -> usize {
-        let due: Vec<Target> = {
+        let now = Instant::now();
+        let mut due: Vec<Target> = {
             let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
             targets
                 .iter()
                 .filter(|(_, s)| {
                     let b = s.broken.lock().unwrap_or_else(|p| p.into_inner());
-                    b.as_ref().is_some_and(|b| force || b.next_probe <= Instant::now())
+                    b.as_ref().is_some_and(|b| force || b.next_probe <= now)
                 })
                 .map(|(t, _)| t.clone())
                 .collect()
         };
+        if let Store::Redis(r) = &self.store {
+            for raw in r.parked_targets().await.unwrap_or_default() {
+                let Ok(target) = Target::parse(&raw) else {
+                    continue;
+                };
+                let waiting = {
+                    let state = self.state(&target);
+                    let b = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+                    b.as_ref().is_some_and(|b| !force && b.next_probe > now)
+                };
+                if !waiting && !due.contains(&target) {
+                    due.push(target);
+                }
+            }
+        }
         let mut replayed = 0;
         for target in due {
             let parked = match &self.store {
@@ -328,6 +392,8 @@ impl Deliverer {
                 }
             };
             let key = SentKey::from_record(entry.key.clone());
+            let lock = self.card_lock(&key);
+            let _one_at_a_time = lock.lock().await;
             let already = redis.was_sent(&key).await.unwrap_or(false);
             let result = if already {
                 Ok(())

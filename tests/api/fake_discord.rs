@@ -60,6 +60,8 @@ struct State {
     fail: VecDeque<Fail>,
     /// Why bodies were refused (schema or limits): tests assert it stays empty.
     invalid: Vec<String>,
+    /// Channels besides [`CHANNEL`] the bot may post in.
+    extra_channels: std::collections::HashSet<u64>,
 }
 
 pub struct FakeDiscord {
@@ -204,6 +206,11 @@ impl FakeDiscord {
         self.lock().received.clone()
     }
 
+    /// Lets the bot post in `channel` too.
+    pub fn add_channel(&self, channel: u64) {
+        self.lock().extra_channels.insert(channel);
+    }
+
     /// Messages created in `channel` (or by webhook `id`).
     pub fn messages(&self, channel: u64) -> Vec<Value> {
         self.lock()
@@ -335,7 +342,7 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
             let Ok(channel) = id.parse::<u64>() else {
                 return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
             };
-            if channel != CHANNEL {
+            if channel != CHANNEL && !st.extra_channels.contains(&channel) {
                 return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
             }
             if let Some(resp) = invalid(st, &validators().message, body) {

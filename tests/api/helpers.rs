@@ -177,6 +177,8 @@ pub async fn answer(resp: reqwest::Response) -> (u16, serde_json::Value) {
 /// A `redis-server` of our own on a free port, stopped on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    /// Append-only file on: a restart keeps every record.
+    persistent: bool,
     pub port: u16,
     pub url: String,
     dir: PathBuf,
@@ -187,6 +189,15 @@ impl RedisServer {
     /// Starts one, or explains why not. Under `CI=true` a missing
     /// `redis-server` fails the test; elsewhere the test is skipped with a notice.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// Like [`RedisServer::start`], with persistence (AOF, fsync always) on.
+    pub fn start_persistent() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Option<Self> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -211,6 +222,7 @@ impl RedisServer {
             .port();
         let mut server = Self {
             child: None,
+            persistent,
             port,
             url: format!("redis://127.0.0.1:{port}/"),
             dir: tmp.path().to_path_buf(),
@@ -230,7 +242,9 @@ impl RedisServer {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(&self.dir)

@@ -1,11 +1,13 @@
 //! API tests: the real router over real HTTP, with real Redis where it
 //! matters. One test binary (see helpers.rs for `spawn_app`).
 
+mod chaos;
+mod chaos_proxy;
 mod dedupe_redis;
-mod fake_slack;
+mod delivery;
 mod discord;
 mod fake_discord;
-mod delivery;
+mod fake_slack;
 mod helpers;
 mod intake;
 mod slack;

@@ -91,7 +91,9 @@ async fn one(
     tally: &Tally,
 ) {
     let body = body(i, args.matching);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let result = client
         .post(&args.url)
         .header("content-type", "application/json")
@@ -132,7 +134,9 @@ async fn main() {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let tally = Arc::new(Tally::default());
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -141,8 +145,13 @@ async fn main() {
     let per_worker_interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
     for w in 0..args.concurrency {
-        let (client, args, secret, tally, counter) =
-            (client.clone(), args.clone(), secret.clone(), tally.clone(), counter.clone());
+        let (client, args, secret, tally, counter) = (
+            client.clone(),
+            args.clone(),
+            secret.clone(),
+            tally.clone(),
+            counter.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             // Open loop: worker w sends at start + w·δ + k·interval.

@@ -84,7 +84,9 @@ impl Target {
         } else if let Some(c) = raw.strip_prefix("discord:") {
             Ok(Target::Discord(DiscordChannel::parse(c)?))
         } else if let Some(env) = raw.strip_prefix("discord-webhook:$") {
-            Ok(Target::DiscordWebhook { env: env.to_owned() })
+            Ok(Target::DiscordWebhook {
+                env: env.to_owned(),
+            })
         } else {
             Err(format!("{raw:?} is not a destination target"))
         }
@@ -271,7 +273,9 @@ mod tests {
         for t in [
             Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
             Target::Discord(DiscordChannel::parse("112233445566778899").unwrap()),
-            Target::DiscordWebhook { env: "MODS_HOOK".into() },
+            Target::DiscordWebhook {
+                env: "MODS_HOOK".into(),
+            },
         ] {
             assert_eq!(Target::parse(&t.to_string()), Ok(t));
         }

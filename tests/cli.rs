@@ -28,7 +28,11 @@ fn modbridge(args: &[&str]) -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -43,22 +47,40 @@ fn dry_run_serves_on_defaults_and_send_produces_a_card_on_stdout() {
     let url = format!("http://127.0.0.1:{port}/webhooks/cativa");
     let deadline = Instant::now() + Duration::from_secs(10);
     let sent = loop {
-        let out = modbridge(&["send", "examples/post_created.json", "--url", &url, "--execution-id", "cli-1"])
-            .output()
-            .unwrap();
+        let out = modbridge(&[
+            "send",
+            "examples/post_created.json",
+            "--url",
+            &url,
+            "--execution-id",
+            "cli-1",
+        ])
+        .output()
+        .unwrap();
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let answer = String::from_utf8_lossy(&sent.stdout);
-    assert!(sent.status.success(), "send failed: {answer} {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(
+        sent.status.success(),
+        "send failed: {answer} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
     assert!(answer.starts_with("200 "), "{answer}");
     assert!(answer.contains("accepted"), "{answer}");
     // The same execution again is a duplicate.
-    let again = modbridge(&["send", "examples/post_created.json", "--url", &url, "--execution-id", "cli-1"])
-        .output()
-        .unwrap();
+    let again = modbridge(&[
+        "send",
+        "examples/post_created.json",
+        "--url",
+        &url,
+        "--execution-id",
+        "cli-1",
+    ])
+    .output()
+    .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("duplicate"));
 
     // Stop it like an orchestrator does, then read what it printed.
@@ -81,14 +103,27 @@ fn dry_run_serves_on_defaults_and_send_produces_a_card_on_stdout() {
     );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("INSECURE"), "no loud warning about the development secret:\n{stderr}");
-    assert!(stderr.contains("127.0.0.1"), "not bound to loopback:\n{stderr}");
-    assert!(!stderr.contains("mary@example.com") && !stderr.contains("+15551234567"), "personal data in logs");
+    assert!(
+        stderr.contains("INSECURE"),
+        "no loud warning about the development secret:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("127.0.0.1"),
+        "not bound to loopback:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("mary@example.com") && !stderr.contains("+15551234567"),
+        "personal data in logs"
+    );
     assert!(!stderr.contains("highly recommend"), "post content in logs");
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
@@ -108,7 +143,10 @@ fn serve_refuses_to_start_without_a_secret() {
     let out = modbridge(&["serve"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CATIVA_WEBHOOK_SECRET") && err.contains("--dry-run"), "{err}");
+    assert!(
+        err.contains("CATIVA_WEBHOOK_SECRET") && err.contains("--dry-run"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -125,7 +163,11 @@ fn serve_refuses_to_start_when_a_used_platform_has_no_token() {
 #[test]
 fn serve_exits_2_with_every_rules_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.toml"), "to = [\"slack:C0123ABCD\"]\ngroups = [\"*\"]\n[[match]]\nname = \"x\"\npatterns = ['(']\n").unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "to = [\"slack:C0123ABCD\"]\ngroups = [\"*\"]\n[[match]]\nname = \"x\"\npatterns = ['(']\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("b.toml"), "keyword = 1\n").unwrap();
     let out = modbridge(&["serve", "--dry-run"])
         .env("MODBRIDGE_RULES", dir.path())
@@ -153,8 +195,15 @@ fn check_and_test_pass_on_the_shipped_rules() {
 #[test]
 fn check_reports_errors_with_places_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("typo.toml"), "to = [\"nowhere\"]\ngroups = [\"*\"]\nsensitive = true\n").unwrap();
-    let out = modbridge(&["check"]).env("MODBRIDGE_RULES", dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "to = [\"nowhere\"]\ngroups = [\"*\"]\nsensitive = true\n",
+    )
+    .unwrap();
+    let out = modbridge(&["check"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("typo.toml:1:"), "{text}");
@@ -163,7 +212,9 @@ fn check_reports_errors_with_places_and_exits_1() {
 
 #[test]
 fn explain_shows_each_file_and_the_cards() {
-    let out = modbridge(&["explain", "examples/post_created.json"]).output().unwrap();
+    let out = modbridge(&["explain", "examples/post_created.json"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("card for"), "{text}");

@@ -97,7 +97,10 @@ pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
         let deliverer = Deliverer::new(sinks, Store::Redis(redis.clone()), settings.delivery);
         let targets = redis.parked_targets().await.unwrap_or_default();
         let mut failed = false;
-        for raw_target in targets.iter().filter(|t| only.is_none_or(|o| o == t.as_str())) {
+        for raw_target in targets
+            .iter()
+            .filter(|t| only.is_none_or(|o| o == t.as_str()))
+        {
             let target = match Target::parse(raw_target) {
                 Ok(t) => t,
                 Err(e) => {

@@ -95,7 +95,11 @@ pub struct SentKey(String);
 
 impl SentKey {
     pub fn new(customer: &CustomerId, post: &PostId, target: &Target) -> Self {
-        Self(format!("{}\u{1f}{}\u{1f}{target}", customer.as_str(), post.as_str()))
+        Self(format!(
+            "{}\u{1f}{}\u{1f}{target}",
+            customer.as_str(),
+            post.as_str()
+        ))
     }
 
     pub fn as_str(&self) -> &str {

@@ -32,7 +32,12 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut leases = self.inflight.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut leases = self
+            .inflight
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         leases.remove(&self.id);
         if leases.is_empty() {
             self.inflight.inner.idle.notify_waiters();
@@ -55,7 +60,11 @@ impl Inflight {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.leases.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -122,14 +122,6 @@ impl RuleSet {
         seen.into_values().collect()
     }
 
-    /// The names of every destination some file or match sends to (for
-    /// `check` to warn about declared destinations nobody uses).
-    pub fn destinations_used(&self) -> std::collections::BTreeSet<String> {
-        let files = self.compiled.files.iter().flat_map(|f| &f.to);
-        let matches = self.compiled.matches.iter().flat_map(|m| &m.to);
-        files.chain(matches).map(|d| d.name.clone()).collect()
-    }
-
     /// Runs every `[[test]]` of every file.
     pub fn run_tests(&self) -> TestReport {
         eval::run_tests(&self.compiled)

@@ -29,7 +29,11 @@ async fn a_replay_with_a_new_execution_id_sends_no_second_card() {
     assert_eq!(first["cards"], 1);
     // Same post, new execution ID (a captured request replayed, or a second listener).
     let (status, again) = answer(app.deliver(&body, "d1-b").await).await;
-    assert_eq!((status, again["already_sent"].as_u64()), (200, Some(1)), "{again}");
+    assert_eq!(
+        (status, again["already_sent"].as_u64()),
+        (200, Some(1)),
+        "{again}"
+    );
     assert_eq!(app.recorder.cards().len(), 1);
     app.stop().await;
 }
@@ -42,14 +46,21 @@ slack = "C0123ABCD"
 [destinations.also-mods]
 slack = "C0123ABCD"
 "#;
-    let rules = DEFAULT_RULES.replace(r#"to = ["slack:C0123ABCD"]"#, r#"to = ["mods", "also-mods"]"#);
+    let rules = DEFAULT_RULES.replace(
+        r#"to = ["slack:C0123ABCD"]"#,
+        r#"to = ["mods", "also-mods"]"#,
+    );
     let app = spawn_with(AppOptions {
         config: config.into(),
         rules,
         ..Default::default()
     })
     .await;
-    let (status, json) = answer(app.deliver(&post_body("D2", "forbidden phrase"), "d2").await).await;
+    let (status, json) = answer(
+        app.deliver(&post_body("D2", "forbidden phrase"), "d2")
+            .await,
+    )
+    .await;
     assert_eq!((status, json["cards"].as_u64()), (200, Some(1)), "{json}");
     assert_eq!(app.recorder.cards().len(), 1);
     app.stop().await;
@@ -70,8 +81,15 @@ async fn when_one_channel_fails_the_retry_sends_only_what_is_missing() {
     assert_eq!(app.recorder.cards_for(&slack("C0000BBBB")).len(), 0);
     let (status, json) = answer(app.deliver(&body, "d3").await).await;
     assert_eq!(status, 200, "{json}");
-    assert_eq!((json["cards"].as_u64(), json["already_sent"].as_u64()), (Some(1), Some(1)));
-    assert_eq!(app.recorder.cards_for(&slack("C0000AAAA")).len(), 1, "A sent twice");
+    assert_eq!(
+        (json["cards"].as_u64(), json["already_sent"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        app.recorder.cards_for(&slack("C0000AAAA")).len(),
+        1,
+        "A sent twice"
+    );
     assert_eq!(app.recorder.cards_for(&slack("C0000BBBB")).len(), 1);
     app.stop().await;
 }
@@ -89,13 +107,21 @@ async fn a_delivery_past_the_deadline_finishes_in_the_background() {
     let resp = app.deliver(&body, "d4").await;
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("retry-after").is_some());
-    assert!(started.elapsed() < Duration::from_millis(1400), "answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "answered after {:?}",
+        started.elapsed()
+    );
     // Cativa's retry while it still runs: in flight.
     let (status, _) = answer(app.deliver(&body, "d4").await).await;
     assert_eq!(status, 503);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, json) = answer(app.deliver(&body, "d4").await).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("duplicate")),
+        "{json}"
+    );
     assert_eq!(app.recorder.cards().len(), 1);
     app.stop().await;
 }
@@ -109,23 +135,52 @@ async fn without_redis_a_broken_destination_is_not_called_again_and_cativa_keeps
     .await;
     let target = slack("C0123ABCD");
     app.recorder.break_config(&target);
-    let resp = app.deliver(&post_body("D5", "forbidden phrase"), "d5").await;
+    let resp = app
+        .deliver(&post_body("D5", "forbidden phrase"), "d5")
+        .await;
     assert_eq!(resp.status().as_u16(), 503);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry >= 60, "a long Retry-After so Cativa keeps it, got {retry}");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry >= 60,
+        "a long Retry-After so Cativa keeps it, got {retry}"
+    );
     let attempts = app.recorder.attempts();
     // More posts for the broken destination: no platform calls.
     for i in 0..5 {
-        let resp = app.deliver(&post_body(&format!("D5-{i}"), "forbidden phrase"), &format!("d5-{i}")).await;
+        let resp = app
+            .deliver(
+                &post_body(&format!("D5-{i}"), "forbidden phrase"),
+                &format!("d5-{i}"),
+            )
+            .await;
         assert_eq!(resp.status().as_u16(), 503);
     }
-    assert_eq!(app.recorder.attempts(), attempts, "called a broken destination");
-    let (_, ready) = answer(app.client.get(format!("{}/readyz", app.base)).send().await.unwrap()).await;
+    assert_eq!(
+        app.recorder.attempts(),
+        attempts,
+        "called a broken destination"
+    );
+    let (_, ready) = answer(
+        app.client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     // Fixed; after the probe interval the next retry goes through.
     app.recorder.fix(&target);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let (status, _) = answer(app.deliver(&post_body("D5", "forbidden phrase"), "d5").await).await;
+    let (status, _) = answer(
+        app.deliver(&post_body("D5", "forbidden phrase"), "d5")
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(app.recorder.cards().len(), 1);
     app.stop().await;
@@ -133,7 +188,9 @@ async fn without_redis_a_broken_destination_is_not_called_again_and_cativa_keeps
 
 #[tokio::test]
 async fn with_redis_a_broken_destinations_cards_are_parked_then_delivered_once() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let app = spawn_with(AppOptions {
         redis_url: Some(redis.url.clone()),
         env: vec![("MODBRIDGE_PROBE_INTERVAL_SECS", "1".into())],
@@ -143,7 +200,14 @@ async fn with_redis_a_broken_destinations_cards_are_parked_then_delivered_once()
     let target = slack("C0123ABCD");
     app.recorder.break_config(&target);
     for i in 0..3 {
-        let (status, json) = answer(app.deliver(&post_body(&format!("D6-{i}"), "forbidden phrase"), &format!("d6-{i}")).await).await;
+        let (status, json) = answer(
+            app.deliver(
+                &post_body(&format!("D6-{i}"), "forbidden phrase"),
+                &format!("d6-{i}"),
+            )
+            .await,
+        )
+        .await;
         assert_eq!((status, json["parked"].as_u64()), (200, Some(1)), "{json}");
     }
     assert!(app.recorder.cards().is_empty());
@@ -152,11 +216,20 @@ async fn with_redis_a_broken_destinations_cards_are_parked_then_delivered_once()
     while app.recorder.cards().len() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut posts: Vec<String> = app.recorder.cards().iter().map(|c| c.post_id.clone()).collect();
+    let mut posts: Vec<String> = app
+        .recorder
+        .cards()
+        .iter()
+        .map(|c| c.post_id.clone())
+        .collect();
     posts.sort();
     assert_eq!(posts, ["D6-0", "D6-1", "D6-2"]);
     // Cativa's late duplicate of a parked post sends nothing more.
-    let (status, _) = answer(app.deliver(&post_body("D6-0", "forbidden phrase"), "d6-0-again").await).await;
+    let (status, _) = answer(
+        app.deliver(&post_body("D6-0", "forbidden phrase"), "d6-0-again")
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.recorder.cards().len(), 3);

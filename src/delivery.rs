@@ -75,8 +75,8 @@ pub struct Policy {
     pub backlog: usize,
     /// How often a broken target is probed.
     pub probe_interval: Duration,
-    /// The longest one platform call may take before it counts as a
-    /// (retryable) timeout.
+    /// The longest one platform HTTP call may take before it counts as a
+    /// (retryable) timeout; the sinks apply it.
     pub timeout: Duration,
 }
 
@@ -248,18 +248,11 @@ impl Deliverer {
         }
     }
 
-    /// One platform call, bounded by the policy's timeout. A timeout may hide
-    /// a message the platform did record: the honest duplicate risk of APIs
-    /// without idempotency keys.
+    /// One platform call. The sinks bound each HTTP call by the policy's
+    /// timeout (pacing waits excluded: a queue for a busy channel is not a
+    /// platform failure).
     async fn call(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
-        match tokio::time::timeout(self.policy.timeout, self.sinks.deliver(card, target)).await {
-            Ok(result) => result,
-            Err(_) => Err(SinkError::Transient {
-                platform: target.platform(),
-                detail: format!("no answer within {} s", self.policy.timeout.as_secs_f32()),
-                retry_after: None,
-            }),
-        }
+        self.sinks.deliver(card, target).await
     }
 
     fn open_circuit(&self, state: &TargetState, target: &Target, reason: &str) -> Instant {

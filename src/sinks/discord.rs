@@ -860,9 +860,20 @@ impl DiscordSink {
         api_url: &str,
         webhooks: &BTreeMap<String, String>,
     ) -> Result<Self, String> {
+        Self::with_call_timeout(bot_token, api_url, webhooks, REQUEST_TIMEOUT)
+    }
+
+    /// [`DiscordSink::new`] with every HTTP call (not the pacing before it)
+    /// bounded by `timeout`.
+    pub fn with_call_timeout(
+        bot_token: Option<&str>,
+        api_url: &str,
+        webhooks: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client for Discord: {e}"))?;
         Self::with_client(bot_token, api_url, webhooks, client)

@@ -101,7 +101,10 @@ pub struct Live {
 impl Live {
     pub fn from_settings(settings: &Settings) -> Result<Self, String> {
         let slack = match &settings.slack_bot_token {
-            Some(token) => Some(SlackSink::new(token.expose(), &settings.slack_api_url)?),
+            Some(token) => Some(
+                SlackSink::new(token.expose(), &settings.slack_api_url)?
+                    .with_call_timeout(settings.delivery.timeout),
+            ),
             None => None,
         };
         let webhooks: std::collections::BTreeMap<String, String> = settings
@@ -110,10 +113,11 @@ impl Live {
             .map(|(var, url)| (var.clone(), url.expose().to_owned()))
             .collect();
         let discord = if settings.discord_bot_token.is_some() || !webhooks.is_empty() {
-            Some(discord::DiscordSink::new(
+            Some(discord::DiscordSink::with_call_timeout(
                 settings.discord_bot_token.as_ref().map(|t| t.expose()),
                 &settings.discord_api_url,
                 &webhooks,
+                settings.delivery.timeout,
             )?)
         } else {
             None

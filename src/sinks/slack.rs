@@ -751,6 +751,8 @@ const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct SlackSink {
     inner: Arc<Inner>,
+    /// The longest one Web API call may take (pacing waits not included).
+    call_timeout: Duration,
 }
 
 struct Inner {
@@ -793,7 +795,15 @@ impl SlackSink {
                 pacer: Pacer::default(),
                 problems: Mutex::new(BTreeMap::new()),
             }),
+            call_timeout: Duration::from_secs(10),
         })
+    }
+
+    /// Bounds every Web API call (not the pacing before it); past it the call
+    /// counts as a retryable failure.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 
     pub fn api_url(&self) -> &str {
@@ -871,11 +881,21 @@ impl SlackSink {
         loop {
             self.inner.pacer.wait(channel).await;
             let session = self.inner.client.open_session(&self.inner.token);
-            let answer: Result<PostMessageAnswer, _> = session
-                .http_session_api
-                .http_post("chat.postMessage", request, None)
-                .await;
-            match answer.map_err(|e| classify(e, channel)) {
+            let call = session.http_session_api.http_post::<_, PostMessageAnswer>(
+                "chat.postMessage",
+                request,
+                None,
+            );
+            let answer = match tokio::time::timeout(self.call_timeout, call).await {
+                Ok(answer) => answer.map_err(|e| classify(e, channel)),
+                // The message may exist: the honest duplicate risk of an API
+                // without idempotency keys.
+                Err(_) => Err(Failure::Transient(format!(
+                    "no answer within {} s",
+                    self.call_timeout.as_secs_f32()
+                ))),
+            };
+            match answer {
                 Ok(a) => {
                     return Ok(Posted {
                         channel: a.channel.unwrap_or_else(|| channel.to_owned()),

@@ -598,3 +598,90 @@ async fn check_live_proves_the_token_and_each_channel() {
     // Nothing was posted.
     assert!(fake.received().iter().all(|r| r.method == "GET"));
 }
+
+/// A TLS front for the fake: terminates TLS for `discord.com` with a test CA
+/// and pipes the bytes to the fake's plain HTTP port. Returns the CA (PEM) and
+/// the address to resolve `discord.com` to.
+async fn tls_front(fake: &FakeDiscord) -> (String, std::net::SocketAddr) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["discord.com".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let config = ServerConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = fake.base.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (ca.pem(), addr)
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_by_serenitys_real_rate_limiter() {
+    let fake = FakeDiscord::start().await;
+    let (ca, addr) = tls_front(&fake).await;
+    // The real API base, so serenity keeps its rate limiter on; discord.com
+    // resolves to the fake, whose certificate the test CA signed.
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .resolve("discord.com", addr)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let sink = DiscordSink::with_client(
+        Some(BOT_TOKEN),
+        "https://discord.com",
+        &BTreeMap::new(),
+        client,
+    )
+    .unwrap();
+    assert!(
+        sink.serenity_ratelimiter(),
+        "the limiter must be on for the real API"
+    );
+    fake.fail_next(Fail::RateLimited(1.0));
+    let started = std::time::Instant::now();
+    let posted = sink.deliver(&card(), &bot_target()).await;
+    assert!(posted.is_ok(), "{posted:?}");
+    let waited = started.elapsed();
+    let statuses: Vec<u16> = fake.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200], "serenity did not retry after the 429");
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "retried after only {waited:?}"
+    );
+    assert_eq!(fake.messages(CHANNEL).len(), 1);
+}

@@ -176,3 +176,45 @@ impl Card {
         }
     }
 }
+
+impl Card {
+    /// A small, fixed card (Mary Smith's flagged post P1) for tests and
+    /// examples of the sinks' output.
+    #[doc(hidden)]
+    pub fn example(target: &str, content: Option<&str>) -> Card {
+        use chrono::TimeZone;
+        Card {
+            destination: "mods".into(),
+            target: target.into(),
+            severity: Severity::Flagged,
+            headline: "Flagged post · Parents support".into(),
+            place: "Parents support".into(),
+            author: AuthorView {
+                name: "Mary Smith".into(),
+                username: Some("mary".into()),
+                user_id: "U1".into(),
+                joined_at: Utc.with_ymd_and_hms(2026, 5, 5, 10, 0, 0).single(),
+                badges: 2,
+                email: None,
+                phone: None,
+            },
+            content: content.map(str::to_owned),
+            highlights: vec![],
+            image_url: None,
+            reasons: vec![ReasonView {
+                rules: "Everywhere".into(),
+                name: "forbidden".into(),
+                terms: vec!["forbidden phrase".into()],
+            }],
+            customer_id: "CUST".into(),
+            post_id: "P1".into(),
+            group_id: None,
+            posted_at: Utc
+                .with_ymd_and_hms(2026, 5, 8, 14, 32, 1)
+                .single()
+                .unwrap_or_default(),
+            post_url: None,
+            mention: None,
+        }
+    }
+}

@@ -141,28 +141,7 @@ fn one_line(s: &str) -> String {
 /// and how many characters of `raw` were left out.
 fn fit(raw: &str, budget: usize, markdown: bool) -> (String, usize) {
     let esc = |s: &str| if markdown { escape(s) } else { s.to_owned() };
-    let whole = esc(raw);
-    if width(&whole) <= budget {
-        return (whole, 0);
-    }
-    let room = budget.saturating_sub(1);
-    let mut out = String::new();
-    let mut used = 0;
-    let mut taken_bytes = 0;
-    for g in raw.graphemes(true) {
-        let e = esc(g);
-        let w = width(&e);
-        if used + w > room {
-            break;
-        }
-        out.push_str(&e);
-        used += w;
-        taken_bytes += g.len();
-    }
-    if budget > 0 {
-        out.push('…');
-    }
-    (out, raw[taken_bytes..].chars().count())
+    super::text::fit_escaped(raw, budget, esc, width)
 }
 
 /// A URL modbridge may put in an embed, a button or a markdown link: parsed,
@@ -1121,43 +1100,14 @@ impl DiscordSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::card::{AuthorView, ReasonView};
+    use crate::card::Severity;
     use crate::destination::DiscordChannel;
     use chrono::TimeZone;
 
     const CHANNEL: u64 = 112233445566778899;
 
     fn card(content: Option<&str>) -> Card {
-        Card {
-            destination: "mods".into(),
-            target: format!("discord:{CHANNEL}"),
-            severity: Severity::Flagged,
-            headline: "Flagged post · Parents support".into(),
-            place: "Parents support".into(),
-            author: AuthorView {
-                name: "Mary Smith".into(),
-                username: Some("mary".into()),
-                user_id: "U1".into(),
-                joined_at: Some(Utc.with_ymd_and_hms(2026, 5, 5, 10, 0, 0).unwrap()),
-                badges: 2,
-                email: None,
-                phone: None,
-            },
-            content: content.map(str::to_owned),
-            highlights: vec![],
-            image_url: None,
-            reasons: vec![ReasonView {
-                rules: "Everywhere".into(),
-                name: "forbidden".into(),
-                terms: vec!["forbidden phrase".into()],
-            }],
-            customer_id: "CUST".into(),
-            post_id: "P1".into(),
-            group_id: None,
-            posted_at: Utc.with_ymd_and_hms(2026, 5, 8, 14, 32, 1).unwrap(),
-            post_url: None,
-            mention: None,
-        }
+        Card::example(&format!("discord:{CHANNEL}"), content)
     }
 
     fn now() -> DateTime<Utc> {

@@ -9,6 +9,7 @@
 pub mod discord;
 mod recorder;
 pub mod slack;
+mod text;
 
 pub use recorder::Recorder;
 

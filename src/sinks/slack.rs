@@ -117,28 +117,7 @@ fn one_line(s: &str) -> String {
 /// cut) is at most `budget` wide. Returns the text and how many characters of
 /// `raw` were left out.
 fn fit(raw: &str, budget: usize) -> (String, usize) {
-    let escaped = escape(raw);
-    if width(&escaped) <= budget {
-        return (escaped.into_owned(), 0);
-    }
-    let room = budget.saturating_sub(1);
-    let mut out = String::new();
-    let mut used = 0;
-    let mut taken_bytes = 0;
-    for g in raw.graphemes(true) {
-        let e = escape(g);
-        let w = width(&e);
-        if used + w > room {
-            break;
-        }
-        out.push_str(&e);
-        used += w;
-        taken_bytes += g.len();
-    }
-    if budget > 0 {
-        out.push('…');
-    }
-    (out, raw[taken_bytes..].chars().count())
+    super::text::fit_escaped(raw, budget, |s| escape(s).into_owned(), width)
 }
 
 /// A URL modbridge may write into a block or a link: parsed, http(s), and in a
@@ -947,40 +926,10 @@ impl SlackSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::card::{AuthorView, ReasonView, Severity};
     use chrono::TimeZone;
 
     fn card(content: Option<&str>) -> Card {
-        Card {
-            destination: "mods".into(),
-            target: "slack:C0123ABCD".into(),
-            severity: Severity::Flagged,
-            headline: "Flagged post · Parents support".into(),
-            place: "Parents support".into(),
-            author: AuthorView {
-                name: "Mary Smith".into(),
-                username: Some("mary".into()),
-                user_id: "U1".into(),
-                joined_at: Some(Utc.with_ymd_and_hms(2026, 5, 5, 10, 0, 0).unwrap()),
-                badges: 2,
-                email: None,
-                phone: None,
-            },
-            content: content.map(str::to_owned),
-            highlights: vec![],
-            image_url: None,
-            reasons: vec![ReasonView {
-                rules: "Everywhere".into(),
-                name: "forbidden".into(),
-                terms: vec!["forbidden phrase".into()],
-            }],
-            customer_id: "CUST".into(),
-            post_id: "P1".into(),
-            group_id: None,
-            posted_at: Utc.with_ymd_and_hms(2026, 5, 8, 14, 32, 1).unwrap(),
-            post_url: None,
-            mention: None,
-        }
+        Card::example("slack:C0123ABCD", content)
     }
 
     fn now() -> DateTime<Utc> {

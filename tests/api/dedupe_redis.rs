@@ -149,12 +149,7 @@ async fn redis_down_means_503_then_recovery_without_restart() {
         "took {:?}",
         started.elapsed()
     );
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get(format!("{}/readyz", app.base)).await;
     assert_eq!(ready.status().as_u16(), 503);
     assert!(
         app.recorder.cards().is_empty(),
@@ -174,12 +169,7 @@ async fn redis_down_means_503_then_recovery_without_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(recovered, "did not recover after Redis came back");
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get(format!("{}/readyz", app.base)).await;
     assert_eq!(ready.status().as_u16(), 200);
     assert_eq!(app.recorder.cards().len(), 1);
     app.stop().await;

@@ -164,14 +164,7 @@ async fn without_redis_a_broken_destination_is_not_called_again_and_cativa_keeps
         attempts,
         "called a broken destination"
     );
-    let (_, ready) = answer(
-        app.client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, ready) = answer(app.get(format!("{}/readyz", app.base)).await).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     // Fixed; after the probe interval the next retry goes through.
     app.recorder.fix(&target);

@@ -159,6 +159,11 @@ impl TestApp {
             .expect("request answered")
     }
 
+    /// GET `url` (the admin listener's or the public one's).
+    pub async fn get(&self, url: String) -> reqwest::Response {
+        self.client.get(url).send().await.expect("GET answered")
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;

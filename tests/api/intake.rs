@@ -196,7 +196,7 @@ async fn bodies_over_the_limit_are_413_without_being_read() {
 #[tokio::test]
 async fn wrong_method_and_path_are_405_and_404() {
     let app = spawn_app().await;
-    let get = app.client.get(app.webhook_url()).send().await.unwrap();
+    let get = app.get(app.webhook_url()).await;
     assert_eq!(get.status().as_u16(), 405);
     let nowhere = app
         .client
@@ -300,21 +300,9 @@ async fn a_failed_delivery_releases_the_claim_so_the_retry_succeeds() {
 async fn health_readiness_and_metrics() {
     let app = spawn_app().await;
     let _ = app.deliver(&post_body("P8", "x"), "exec-m").await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get(format!("{}/healthz", app.base)).await;
     assert_eq!(health.status().as_u16(), 200);
-    let (status, ready) = answer(
-        app.client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, ready) = answer(app.get(format!("{}/readyz", app.base)).await).await;
     assert_eq!(
         (status, ready["status"].as_str()),
         (200, Some("ready")),
@@ -322,11 +310,8 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(ready["dedupe"]["store"], "memory");
     let metrics = app
-        .client
         .get(format!("{}/metrics", app.base))
-        .send()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -342,37 +327,13 @@ async fn with_an_admin_listener_metrics_and_details_leave_the_public_one() {
     })
     .await;
     let admin = app.admin.clone().expect("admin listener");
-    let public_metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    let public_metrics = app.get(format!("{}/metrics", app.base)).await;
     assert_eq!(public_metrics.status().as_u16(), 404);
-    let (_, public_ready) = answer(
-        app.client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, public_ready) = answer(app.get(format!("{}/readyz", app.base)).await).await;
     assert_eq!(public_ready, serde_json::json!({"status": "ready"}));
-    let admin_metrics = app
-        .client
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let admin_metrics = app.get(format!("{admin}/metrics")).await;
     assert_eq!(admin_metrics.status().as_u16(), 200);
-    let (_, detailed) = answer(
-        app.client
-            .get(format!("{admin}/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, detailed) = answer(app.get(format!("{admin}/readyz")).await).await;
     assert!(detailed["rules"]["files"].is_number(), "{detailed}");
     app.stop().await;
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use chrono::Utc;
+use modbridge::card::{Card, ReasonView};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::destination::SlackChannel;
@@ -245,36 +245,7 @@ async fn server_error_is_retryable_and_the_retry_delivers() {
 }
 
 fn card(content: Option<&str>) -> Card {
-    Card {
-        destination: "mods".into(),
-        target: format!("slack:{CHANNEL}"),
-        severity: Severity::Flagged,
-        headline: "Flagged post · Parents support".into(),
-        place: "Parents support".into(),
-        author: AuthorView {
-            name: "Mary".into(),
-            username: Some("mary".into()),
-            user_id: "U1".into(),
-            joined_at: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
-            badges: 0,
-            email: None,
-            phone: None,
-        },
-        content: content.map(str::to_owned),
-        highlights: vec![],
-        image_url: None,
-        reasons: vec![ReasonView {
-            rules: "Everywhere".into(),
-            name: "forbidden".into(),
-            terms: vec!["forbidden phrase".into()],
-        }],
-        customer_id: "CUST".into(),
-        post_id: "P1".into(),
-        group_id: None,
-        posted_at: Utc.with_ymd_and_hms(2026, 5, 8, 14, 32, 1).unwrap(),
-        post_url: None,
-        mention: None,
-    }
+    Card::example(&format!("slack:{CHANNEL}"), content)
 }
 
 fn channel(id: &str) -> SlackChannel {

@@ -4,29 +4,18 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{ProcessEnv, Settings};
 use crate::dedupe::{MemoryStore, Store, Ttl};
 use crate::delivery::{Deliverer, Policy};
 use crate::destination::Target;
 use crate::intake::payload::Event;
 use crate::pipeline::Pipeline;
-use crate::rules::{LiveRules, RuleSet};
+use crate::rules::LiveRules;
 use crate::sinks::{DryRun, Sinks, discord, slack};
 
 pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
-    let settings = match Settings::load(config, true, &ProcessEnv) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("modbridge: configuration errors:\n{e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
-    let rules = match RuleSet::load_dir(&settings.rules_dir, &settings.destinations) {
-        Ok(l) => l.rules,
-        Err(e) => {
-            eprintln!("modbridge: the rules do not load:\n{e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
+    let (settings, rules) = match super::settings_and_rules(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let body = match std::fs::read(payload) {
         Ok(b) => b,

@@ -31,3 +31,22 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Replay { target } => parked::replay(config, target.as_deref()),
     }
 }
+
+/// Settings (as for a dry run: admins' tools need no secrets) and the rules,
+/// or the exit code after printing every error.
+fn settings_and_rules(
+    config: Option<&std::path::Path>,
+) -> Result<(crate::config::Settings, crate::rules::RuleSet), ExitCode> {
+    use crate::config::{ProcessEnv, Settings};
+    let settings = Settings::load(config, true, &ProcessEnv).map_err(|e| {
+        eprintln!("modbridge: configuration errors:\n{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    let rules = crate::rules::RuleSet::load_dir(&settings.rules_dir, &settings.destinations)
+        .map_err(|e| {
+            eprintln!("modbridge: the rules do not load:\n{e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?
+        .rules;
+    Ok((settings, rules))
+}

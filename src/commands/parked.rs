@@ -22,15 +22,18 @@ fn redis(config: Option<&Path>) -> Result<(Settings, crate::dedupe::RedisStore),
     }
 }
 
-pub fn list(config: Option<&Path>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
+fn block_on(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(work),
         Err(e) => {
-            eprintln!("modbridge: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("modbridge: cannot start the runtime: {e}");
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(async {
+    }
+}
+
+pub fn list(config: Option<&Path>) -> ExitCode {
+    block_on(async {
         let (_, redis) = match redis(config) {
             Ok(r) => r,
             Err(e) => {
@@ -72,14 +75,7 @@ pub fn list(config: Option<&Path>) -> ExitCode {
 }
 
 pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("modbridge: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    block_on(async {
         let (settings, redis) = match redis(config) {
             Ok(r) => r,
             Err(e) => {

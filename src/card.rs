@@ -20,6 +20,8 @@ pub enum Severity {
     Flagged,
     /// Every post in a sensitive group is forwarded.
     SensitiveGroup,
+    /// An operational notice from modbridge itself (`[alerts]`), not a post.
+    Notice,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,7 +108,9 @@ impl Card {
         };
         let headline = match severity {
             Severity::Flagged => format!("Flagged post · {place}"),
-            Severity::SensitiveGroup => format!("New post in sensitive group · {place}"),
+            Severity::SensitiveGroup | Severity::Notice => {
+                format!("New post in sensitive group · {place}")
+            }
         };
         let mut highlights: Vec<Range<usize>> = delivery
             .reasons
@@ -213,6 +217,41 @@ impl Card {
                 .with_ymd_and_hms(2026, 5, 8, 14, 32, 1)
                 .single()
                 .unwrap_or_default(),
+            post_url: None,
+            mention: None,
+        }
+    }
+}
+
+impl Card {
+    /// An operational notice for the `[alerts]` destination: a headline and a
+    /// short text, written by modbridge (it may quote configuration errors,
+    /// never post content). Rendered like a card, escaped like one.
+    pub fn notice(destination: &Destination, headline: &str, text: &str) -> Card {
+        let now = Utc::now();
+        Card {
+            destination: destination.name.clone(),
+            target: destination.target.to_string(),
+            severity: Severity::Notice,
+            headline: headline.to_owned(),
+            place: "modbridge".into(),
+            author: AuthorView {
+                name: "modbridge".into(),
+                username: None,
+                user_id: "modbridge".into(),
+                joined_at: None,
+                badges: 0,
+                email: None,
+                phone: None,
+            },
+            content: Some(text.to_owned()),
+            highlights: vec![],
+            image_url: None,
+            reasons: vec![],
+            customer_id: "modbridge".into(),
+            post_id: format!("notice-{}", now.timestamp_millis()),
+            group_id: None,
+            posted_at: now,
             post_url: None,
             mention: None,
         }

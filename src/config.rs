@@ -31,6 +31,8 @@ struct RawConfig {
     admin_listen: Option<String>,
     rules_dir: Option<PathBuf>,
     dry_run: Option<bool>,
+    redis_url: Option<String>,
+    shutdown_timeout_secs: Option<u64>,
     post_url: Option<String>,
     log_format: Option<String>,
     slack_api_url: Option<String>,
@@ -150,6 +152,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// May hold a password: never log it whole (see [`Settings::redis_display`]).
     pub redis_url: Option<String>,
+    /// How long SIGTERM waits for in-flight requests and deliveries.
+    pub shutdown_timeout: Duration,
     pub secrets: Vec<ListenerSecret>,
     /// `--dry-run` without any secret: the development secret is in use.
     pub insecure_dev_secret: bool,
@@ -331,6 +335,12 @@ impl Settings {
             raw.delivery.timeout_secs,
             10,
         );
+        let shutdown_timeout_secs = number(
+            &mut errors,
+            "MODBRIDGE_SHUTDOWN_TIMEOUT_SECS",
+            raw.shutdown_timeout_secs,
+            10,
+        );
         let lease_secs = raw.dedupe.lease_secs.unwrap_or(deadline_secs + 5).max(1);
         let done_ttl_days = number(
             &mut errors,
@@ -490,7 +500,8 @@ impl Settings {
                 admin_listen,
                 rules_dir,
                 dry_run,
-                redis_url: env.var("REDIS_URL"),
+                redis_url: env.var("REDIS_URL").or(raw.redis_url),
+                shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
                 secrets,
                 insecure_dev_secret,
                 max_body_bytes,

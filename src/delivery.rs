@@ -90,6 +90,48 @@ impl Default for Policy {
     }
 }
 
+/// Posts modbridge's own notices (a destination broke or recovered, a rules
+/// reload failed) to the `[alerts]` destination, in the background, once each,
+/// never through a circuit.
+#[derive(Clone)]
+pub struct Alerts {
+    sinks: Sinks,
+    destination: Arc<crate::destination::Destination>,
+    /// Notices may be raised from non-async threads (the rules watcher).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Alerts {
+    /// Call from within the runtime that will send the notices.
+    pub fn new(sinks: Sinks, destination: Arc<crate::destination::Destination>) -> Self {
+        Self {
+            sinks,
+            destination,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.destination.target
+    }
+
+    /// Sends the notice without waiting; failures are logged (an alert about
+    /// a broken alerts channel has nowhere to go).
+    pub fn notify(&self, headline: &str, text: &str) {
+        let card = Card::notice(&self.destination, headline, text);
+        let (sinks, target) = (self.sinks.clone(), self.destination.target.clone());
+        let Some(runtime) = self.runtime.as_ref() else {
+            warn!("no runtime to send the alert on");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = sinks.deliver(&card, &target).await {
+                warn!(error = %e, "could not post the alert");
+            }
+        });
+    }
+}
+
 #[derive(Clone)]
 pub struct Deliverer {
     sinks: Sinks,
@@ -99,6 +141,7 @@ pub struct Deliverer {
     /// One delivery at a time per card in this process (a live retry and a
     /// parked replay of the same post must not both send it).
     in_flight: Arc<Mutex<HashMap<SentKey, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
+    alerts: Option<Alerts>,
 }
 
 impl Deliverer {
@@ -109,6 +152,21 @@ impl Deliverer {
             policy,
             targets: Arc::default(),
             in_flight: Arc::default(),
+            alerts: None,
+        }
+    }
+
+    /// Announces destinations breaking and recovering there.
+    pub fn with_alerts(mut self, alerts: Option<Alerts>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    fn alert(&self, target: &Target, headline: &str, text: &str) {
+        if let Some(a) = &self.alerts
+            && a.target() != target
+        {
+            a.notify(headline, text);
         }
     }
 
@@ -261,6 +319,11 @@ impl Deliverer {
         if broken.is_none() {
             error!(target = %target, reason, "destination broken: no more calls to it until a probe succeeds");
             metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(1.0);
+            self.alert(
+                target,
+                &format!("Destination broken: {target}"),
+                &format!("{reason}\nCards for it are kept and delivered once it works again (probed every {} s).", self.policy.probe_interval.as_secs()),
+            );
         }
         *broken = Some(Broken {
             reason: reason.to_owned(),
@@ -276,6 +339,11 @@ impl Deliverer {
         if broken.take().is_some() {
             info!(target = %target, "destination works again");
             metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(0.0);
+            self.alert(
+                target,
+                &format!("Destination works again: {target}"),
+                "Kept cards are being delivered.",
+            );
         }
     }
 

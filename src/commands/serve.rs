@@ -17,11 +17,11 @@ use tracing::{error, info, warn};
 use super::EXIT_CONFIG;
 use crate::config::{Env, ProcessEnv, Settings};
 use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
-use crate::delivery::Deliverer;
+use crate::delivery::{Alerts, Deliverer};
 use crate::destination::Target;
 use crate::intake::{AppState, admin_routes, public_routes};
 use crate::pipeline::Pipeline;
-use crate::rules::{LiveRules, RuleSet};
+use crate::rules::{LiveRules, ReloadEvent, RuleSet};
 use crate::sinks::Sinks;
 use crate::telemetry;
 
@@ -131,7 +131,7 @@ impl Running {
         let released = self
             .state
             .inflight
-            .drain(&self.state.store, Duration::from_secs(10))
+            .drain(&self.state.store, self.state.settings.shutdown_timeout)
             .await;
         if released > 0 {
             warn!(
@@ -201,8 +201,43 @@ pub async fn start_with(
     } else {
         None
     };
-    let deliverer = Deliverer::new(sinks, store.clone(), settings.delivery);
+    let alerts = match &settings.alerts_to {
+        Some(name) => settings
+            .destinations
+            .resolve(name)
+            .ok()
+            .map(|d| Alerts::new(sinks.clone(), d)),
+        None => None,
+    };
+    let deliverer =
+        Deliverer::new(sinks, store.clone(), settings.delivery).with_alerts(alerts.clone());
     let prober = deliverer.spawn_prober();
+    // Every reload: announce failures (and the recovery after one), and probe
+    // broken destinations at once (the fix may have been in the rules).
+    let runtime = tokio::runtime::Handle::current();
+    let probe = deliverer.clone();
+    live.on_reload(move |event| {
+        match &event {
+            ReloadEvent::Failed { errors } => {
+                if let Some(a) = &alerts {
+                    a.notify(
+                        "Rules reload failed: the previous rules keep running",
+                        errors,
+                    );
+                }
+            }
+            ReloadEvent::Loaded { files, recovered } => {
+                if *recovered && let Some(a) = &alerts {
+                    a.notify(
+                        "Rules reloaded",
+                        &format!("{files} rules file(s) are in force again."),
+                    );
+                }
+            }
+        }
+        let probe = probe.clone();
+        runtime.spawn(async move { probe.probe(true).await });
+    });
     let pipeline = Pipeline::new(
         live,
         deliverer,
@@ -228,6 +263,7 @@ pub async fn start_with(
         acceptor,
         public_routes(state.clone()),
         signal.clone(),
+        settings.shutdown_timeout,
     )));
     let mut admin_addr = None;
     if let Some(admin) = settings.admin_listen {
@@ -240,6 +276,7 @@ pub async fn start_with(
             acceptor,
             admin_routes(state.clone()),
             signal,
+            settings.shutdown_timeout,
         )));
     }
     if settings.insecure_dev_secret {
@@ -276,6 +313,7 @@ async fn serve_on<A: Acceptor + 'static>(
     acceptor: A,
     routes: impl poem::IntoEndpoint<Endpoint: 'static>,
     mut signal: watch::Receiver<bool>,
+    grace: Duration,
 ) -> std::io::Result<()> {
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
@@ -283,7 +321,7 @@ async fn serve_on<A: Acceptor + 'static>(
             async move {
                 let _ = signal.wait_for(|stop| *stop).await;
             },
-            Some(Duration::from_secs(10)),
+            Some(grace),
         )
         .await
 }

@@ -43,7 +43,7 @@ use crate::destination::{Destination, Destinations};
 use crate::post::Post;
 
 pub use eval::{Explanation, FileExplanation, MatchExplanation};
-pub use reload::{LiveRules, ReloadStatus, WatchGuard};
+pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
 /// Only this many bytes of a post's content are evaluated (the start of the post).
 pub const MAX_TEXT_BYTES: usize = 200 * 1024;

@@ -41,7 +41,21 @@ pub struct LiveRules {
     reloading: Mutex<()>,
     dir: PathBuf,
     destinations: Destinations,
+    /// Told about every reload (alerts, delivery probes); knows nothing of
+    /// what it does.
+    listener: Mutex<Option<ReloadListener>>,
 }
+
+/// What a reload did, for whoever listens.
+#[derive(Debug, Clone)]
+pub enum ReloadEvent {
+    /// New rules are in force; `recovered` when the previous reload had failed.
+    Loaded { files: usize, recovered: bool },
+    /// The previous rules keep running; every error, one per line.
+    Failed { errors: String },
+}
+
+type ReloadListener = Box<dyn Fn(ReloadEvent) + Send + Sync>;
 
 impl std::fmt::Debug for LiveRules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +94,25 @@ impl LiveRules {
             reloading: Mutex::new(()),
             dir,
             destinations,
+            listener: Mutex::new(None),
         })
+    }
+
+    /// Calls `listener` after every reload (from the reloading thread: keep it
+    /// short, spawn the rest).
+    pub fn on_reload(&self, listener: impl Fn(ReloadEvent) + Send + Sync + 'static) {
+        *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(listener));
+    }
+
+    fn tell(&self, event: ReloadEvent) {
+        if let Some(l) = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            l(event);
+        }
     }
 
     /// The rules in force now. Hold the `Arc` for a whole evaluation: a reload
@@ -124,13 +156,19 @@ impl LiveRules {
                 }
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Arc::new(loaded.rules);
-                *self.status.lock().unwrap_or_else(PoisonError::into_inner) = ReloadStatus {
-                    last_success: SystemTime::now(),
-                    last_error: None,
-                    files,
+                let recovered = {
+                    let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+                    let recovered = status.last_error.is_some();
+                    *status = ReloadStatus {
+                        last_success: SystemTime::now(),
+                        last_error: None,
+                        files,
+                    };
+                    recovered
                 };
                 record_success(files);
                 tracing::info!(files, dir = %self.dir.display(), "rules reloaded");
+                self.tell(ReloadEvent::Loaded { files, recovered });
                 Ok(())
             }
             Err(errors) => {
@@ -148,6 +186,9 @@ impl LiveRules {
                     .last_error = Some(errors.to_string());
                 metrics::counter!("modbridge_rules_reloads_total", "outcome" => "failure")
                     .increment(1);
+                self.tell(ReloadEvent::Failed {
+                    errors: errors.to_string(),
+                });
                 Err(errors)
             }
         }

@@ -85,6 +85,8 @@ const CUT_NOTE_BUDGET: usize = 200 + LINK_URL_BUDGET;
 
 const COLOUR_FLAGGED: u32 = 0xD9_3F_3F;
 const COLOUR_SENSITIVE: u32 = 0xE6_A2_3C;
+/// Grey: modbridge's own notices (`[alerts]`).
+const COLOUR_NOTICE: u32 = 0x95a5a6;
 
 /// Length as Discord counts it: characters (code points).
 pub fn width(s: &str) -> usize {
@@ -354,7 +356,10 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
     if why.is_empty() {
         why.push_str("(no reason given)");
     }
-    fields.push(("Why it matched".into(), why, false));
+    let notice = card.severity == Severity::Notice;
+    if !notice {
+        fields.push(("Why it matched".into(), why, false));
+    }
 
     let member = match card.author.joined_at {
         Some(joined) => {
@@ -372,8 +377,10 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
         }
         None => "unknown".to_owned(),
     };
-    fields.push(("Member since".into(), member, true));
-    fields.push(("Badges".into(), card.author.badges.to_string(), true));
+    if !notice {
+        fields.push(("Member since".into(), member, true));
+        fields.push(("Badges".into(), card.author.badges.to_string(), true));
+    }
     if let Some(email) = card
         .author
         .email
@@ -441,6 +448,7 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
         .colour(match card.severity {
             Severity::Flagged => COLOUR_FLAGGED,
             Severity::SensitiveGroup => COLOUR_SENSITIVE,
+            Severity::Notice => COLOUR_NOTICE,
         });
     for (name, value, inline) in fields {
         embed = embed.field(name, value, inline);

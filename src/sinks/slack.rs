@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::SinkError;
-use crate::card::Card;
+use crate::card::{Card, Severity};
 use crate::destination::SlackChannel;
 
 const PLATFORM: &str = "slack";
@@ -318,7 +318,10 @@ pub fn render(
             fit(&one_line(phone), CONTACT_BUDGET).0
         ));
     }
-    blocks.push(section(author));
+    // A notice from modbridge itself has no author worth a block.
+    if card.severity != Severity::Notice {
+        blocks.push(section(author));
+    }
 
     // Image (or a link to it).
     let image_url = card.image_url.as_deref().and_then(web_url);
@@ -385,7 +388,11 @@ pub fn render(
         ));
     }
     if shown == 0 && card.reasons.is_empty() {
-        why.push_str("(no reason given)");
+        why = if card.severity == Severity::Notice {
+            "*modbridge notice*".to_owned()
+        } else {
+            format!("{why}(no reason given)")
+        };
     }
     let meta = format!(
         "Posted {} · post ID {}",

@@ -228,3 +228,69 @@ async fn with_redis_a_broken_destinations_cards_are_parked_then_delivered_once()
     assert_eq!(app.recorder.cards().len(), 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn breaking_recovery_and_failed_reloads_are_announced_to_the_alerts_destination() {
+    let app = spawn_with(AppOptions {
+        config: "[destinations.ops]\nslack = \"C0ALERTS00\"\n\n[alerts]\nto = \"ops\"\n".into(),
+        env: vec![("MODBRIDGE_PROBE_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let ops = slack("C0ALERTS00");
+    let headlines = |app: &TestApp| -> Vec<String> {
+        app.recorder
+            .cards_for(&ops)
+            .iter()
+            .map(|c| c.headline.clone())
+            .collect()
+    };
+    let wait_for = |app: &TestApp, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let recorder = app.recorder.clone();
+        let ops = ops.clone();
+        async move {
+            while recorder.cards_for(&ops).len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let target = slack("C0123ABCD");
+    app.recorder.break_config(&target);
+    let _ = app
+        .deliver(&post_body("D7", "forbidden phrase"), "d7")
+        .await;
+    wait_for(&app, 1).await;
+    assert_eq!(headlines(&app), ["Destination broken: slack:C0123ABCD"]);
+    app.recorder.fix(&target);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = answer(
+        app.deliver(&post_body("D7", "forbidden phrase"), "d7")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for(&app, 2).await;
+    assert_eq!(
+        headlines(&app)[1],
+        "Destination works again: slack:C0123ABCD"
+    );
+
+    // A rules change that does not load: the old rules keep running, admins hear of it.
+    let rules = app.running.as_ref().unwrap().state.pipeline.rules().clone();
+    std::fs::write(rules.dir().join("broken.toml"), "keyword = [\"typo\"]\n").unwrap();
+    assert!(rules.reload_now().is_err());
+    wait_for(&app, 3).await;
+    let notice = app.recorder.cards_for(&ops).pop().unwrap();
+    assert_eq!(
+        notice.headline,
+        "Rules reload failed: the previous rules keep running"
+    );
+    assert!(notice.content.unwrap().contains("broken.toml:1:1"));
+    std::fs::remove_file(rules.dir().join("broken.toml")).unwrap();
+    assert!(rules.reload_now().is_ok());
+    wait_for(&app, 4).await;
+    assert_eq!(headlines(&app)[3], "Rules reloaded");
+    app.stop().await;
+}

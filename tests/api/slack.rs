@@ -672,3 +672,23 @@ async fn check_live_says_what_each_call_proves_and_send_test_posts_a_marked_card
         "{report}"
     );
 }
+
+#[test]
+fn an_alert_notice_renders_as_a_short_escaped_card() {
+    let dest = modbridge::destination::Destinations::default()
+        .resolve("slack:C0ALERTS00")
+        .unwrap();
+    let card = Card::notice(
+        &dest,
+        "Destination broken: slack:C0123ABCD",
+        "channel_not_found <!channel>",
+    );
+    let body = modbridge::sinks::slack::payload(&card, "C0ALERTS00", Utc::now());
+    let text = body.to_string();
+    assert!(
+        text.contains("Destination broken: slack:C0123ABCD"),
+        "{text}"
+    );
+    assert!(!text.contains("<!channel>"), "{text}");
+    crate::fake_slack::check_message(&body).unwrap();
+}

@@ -34,7 +34,7 @@ fn post_message(
     let at = Instant::now();
     let text = body.to_string();
     if let Some(i) = text.find("E2EPOST") {
-        let id: String = text[i..].chars().take(17).collect();
+        let id: String = text[i..].chars().take(18).collect();
         arrivals.lock().unwrap().entry(id).or_insert(at);
     }
     Json(serde_json::json!({"ok": true, "channel": body["channel"], "ts": "1715177521.000100"}))
@@ -152,7 +152,7 @@ async fn main() {
     let mut failures = 0usize;
     for i in 0..total {
         tokio::time::sleep_until((started + interval * i as u32).into()).await;
-        let post = format!("E2EPOST{run:05}{i:05}");
+        let post = format!("E2EPOST{run:05}{i:06}");
         let body = serde_json::json!({
             "CustomerId": "E2E", "PostId": post, "GroupId": null,
             "User": {"Id": "U1", "DisplayName": "Load", "CreatedAt": "2026-04-12T14:32:01Z"},

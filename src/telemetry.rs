@@ -48,6 +48,17 @@ pub fn metrics() -> PrometheusHandle {
             // Fails only if another recorder is installed (tests embedding us);
             // the handle then renders what this recorder saw, which is nothing.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples queue until drained; without a scrape they
+            // would pile up for ever. Drain them every few seconds.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
             describe();
             handle
         })

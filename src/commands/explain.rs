@@ -66,20 +66,27 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
         println!("\nno card would be sent");
     }
     let now = chrono::Utc::now();
+    // "trust-safety (slack:C0123ABCD)", or just the spec for inline destinations.
+    let label = |card: &crate::card::Card| {
+        if card.destination == card.target {
+            card.target.clone()
+        } else {
+            format!("{} ({})", card.destination, card.target)
+        }
+    };
     for (card, delivery) in cards.iter().zip(&verdict.deliveries) {
         let json = match &delivery.destination.target {
             Target::Slack(channel) => {
                 println!(
-                    "\ncard for {} ({}), as the Slack chat.postMessage body:",
-                    card.destination, card.target
+                    "\ncard for {}, as the Slack chat.postMessage body:",
+                    label(card)
                 );
                 serde_json::to_string_pretty(&slack::payload(card, channel.as_str(), now))
             }
             target @ (Target::Discord(_) | Target::DiscordWebhook { .. }) => {
                 println!(
-                    "\nDiscord message for {} ({}): the {} body",
-                    card.destination,
-                    card.target,
+                    "\nDiscord message for {}: the {} body",
+                    label(card),
                     if matches!(target, Target::Discord(_)) {
                         "create-message"
                     } else {

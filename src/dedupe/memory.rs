@@ -197,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_follows_the_protocol() {
-        let lease = Duration::from_millis(300);
+        let lease = Duration::from_secs(1);
         suite::run(&short_lived(lease), "mem", lease).await;
     }
 

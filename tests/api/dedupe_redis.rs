@@ -31,7 +31,7 @@ async fn redis_store_follows_the_protocol() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let lease = Duration::from_millis(400);
+    let lease = Duration::from_secs(1);
     suite::run(&store(&redis.url, lease), "redis", lease).await;
     suite::concurrent(&store(&redis.url, Duration::from_secs(5)), "redis").await;
 }
@@ -100,7 +100,7 @@ async fn a_dead_holders_lease_expires_and_the_retry_succeeds() {
         &redis.url,
         "modbridge:",
         Ttl {
-            lease: Duration::from_millis(600),
+            lease: Duration::from_millis(1500),
             done: Duration::from_secs(60),
         },
     )
@@ -114,7 +114,7 @@ async fn a_dead_holders_lease_expires_and_the_retry_succeeds() {
     let resp = app.deliver(&body, "redis-dead").await;
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("retry-after").is_some());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (status, json) = answer(app.deliver(&body, "redis-dead").await).await;
     assert_eq!(
         (status, json["status"].as_str()),

@@ -159,6 +159,19 @@ impl TestApp {
             .expect("request answered")
     }
 
+    /// Delivers like Cativa retrying: every 250 ms until a 2xx or `within`
+    /// has passed; returns the last status.
+    pub async fn deliver_until_ok(&self, body: &str, execution_id: &str, within: Duration) -> u16 {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.deliver(body, execution_id).await.status().as_u16();
+            if (200..300).contains(&status) || Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// GET `url` (the admin listener's or the public one's).
     pub async fn get(&self, url: String) -> reqwest::Response {
         self.client.get(url).send().await.expect("GET answered")

@@ -23,7 +23,7 @@
 //! limiter is off and modbridge paces each channel itself; a 429 is then
 //! retryable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -39,11 +39,11 @@ use serenity::model::Timestamp;
 use serenity::model::channel::Nonce;
 use serenity::model::id::{ChannelId, RoleId, WebhookId};
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 use tracing::{info, warn};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::SinkError;
+use super::pacer::Pacer;
 use crate::card::{Card, Severity};
 use crate::destination::Target;
 
@@ -739,69 +739,9 @@ fn classify(err: serenity::Error, place: &Place) -> Failure {
     }
 }
 
-/// A small token bucket per channel or webhook (Discord allows about five
-/// messages per five seconds per channel), and a hold after a 429. Used only
-/// when serenity's own rate limiter is off.
-#[derive(Debug, Default)]
-struct Pacer {
-    buckets: Mutex<HashMap<u64, Bucket>>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    hold_until: Option<Instant>,
-}
-
-const BURST: f64 = 5.0;
-const PER_SECOND: f64 = 1.0;
 /// How long a channel rests after a 429 (serenity does not pass `Retry-After`
 /// on when its limiter is off).
 const HOLD_AFTER_429: Duration = Duration::from_secs(1);
-
-impl Pacer {
-    async fn wait(&self, key: u64) {
-        loop {
-            let delay = {
-                let Ok(mut buckets) = self.buckets.lock() else {
-                    return;
-                };
-                let now = Instant::now();
-                let b = buckets.entry(key).or_insert(Bucket {
-                    tokens: BURST,
-                    last: now,
-                    hold_until: None,
-                });
-                b.tokens =
-                    (b.tokens + now.duration_since(b.last).as_secs_f64() * PER_SECOND).min(BURST);
-                b.last = now;
-                match b.hold_until {
-                    Some(until) if until > now => until - now,
-                    _ if b.tokens >= 1.0 => {
-                        b.tokens -= 1.0;
-                        return;
-                    }
-                    _ => Duration::from_secs_f64((1.0 - b.tokens) / PER_SECOND),
-                }
-            };
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    fn hold(&self, key: u64, after: Duration) {
-        if let Ok(mut buckets) = self.buckets.lock() {
-            let now = Instant::now();
-            let b = buckets.entry(key).or_insert(Bucket {
-                tokens: 0.0,
-                last: now,
-                hold_until: None,
-            });
-            b.tokens = 0.0;
-            b.hold_until = Some(now + after);
-        }
-    }
-}
 
 /// Posts cards to Discord: as the bot (when `DISCORD_BOT_TOKEN` is set) and
 /// through the incoming webhooks named in the configuration.
@@ -819,7 +759,9 @@ struct Inner {
     /// Webhook URLs by the environment variable that held them.
     webhooks: BTreeMap<String, WebhookUrl>,
     /// Some when serenity's rate limiter is off (a non-default API URL).
-    pacer: Option<Pacer>,
+    /// About five messages per five seconds per channel or webhook; only
+    /// when serenity's own rate limiter is off.
+    pacer: Option<Pacer<u64>>,
     /// Configuration problems per destination, cleared by the next success.
     problems: Mutex<BTreeMap<String, String>>,
 }
@@ -901,7 +843,7 @@ impl DiscordSink {
                 bot: bot_token.map(|t| build(t.trim())),
                 hooks: build(""),
                 webhooks: parsed,
-                pacer: (!real).then(Pacer::default),
+                pacer: (!real).then(|| Pacer::new(5.0, 1.0)),
                 api_url,
                 problems: Mutex::new(BTreeMap::new()),
             }),
@@ -1066,13 +1008,13 @@ impl DiscordSink {
 
     async fn pace(&self, key: u64) {
         if let Some(p) = &self.inner.pacer {
-            p.wait(key).await;
+            p.wait(&key).await;
         }
     }
 
     fn hold(&self, key: u64) {
         if let Some(p) = &self.inner.pacer {
-            p.hold(key, HOLD_AFTER_429);
+            p.hold(&key, HOLD_AFTER_429);
         }
     }
 
@@ -1377,23 +1319,5 @@ mod tests {
         assert!(!sink.serenity_ratelimiter());
         let real = DiscordSink::new(Some("t"), "https://discord.com/", &hooks).unwrap();
         assert!(real.serenity_ratelimiter());
-    }
-
-    #[tokio::test]
-    async fn pacer_allows_a_burst_then_one_a_second_and_holds_after_429() {
-        let p = Pacer::default();
-        let start = Instant::now();
-        for _ in 0..5 {
-            p.wait(1).await;
-        }
-        assert!(start.elapsed() < Duration::from_millis(100));
-        p.wait(1).await;
-        assert!(start.elapsed() >= Duration::from_millis(900));
-        let start = Instant::now();
-        p.wait(2).await;
-        assert!(start.elapsed() < Duration::from_millis(100));
-        p.hold(2, Duration::from_millis(300));
-        p.wait(2).await;
-        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 }

@@ -7,6 +7,7 @@
 //! behind [`Sinks`] next.
 
 pub mod discord;
+mod pacer;
 mod recorder;
 pub mod slack;
 mod text;

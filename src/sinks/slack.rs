@@ -15,7 +15,7 @@
 //!   boundaries, and the card says how much was cut.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -25,11 +25,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
-use tokio::time::Instant;
 use tracing::{info, warn};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::SinkError;
+use super::pacer::Pacer;
 use crate::card::{Card, Severity};
 use crate::destination::SlackChannel;
 
@@ -667,68 +667,6 @@ fn classify(err: SlackClientError, channel: &str) -> Failure {
     }
 }
 
-/// A small token bucket per channel: about one message a second with short
-/// bursts, and a hold after a 429 until its `Retry-After` has passed.
-#[derive(Debug, Default)]
-struct Pacer {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    hold_until: Option<Instant>,
-}
-
-const BURST: f64 = 3.0;
-const PER_SECOND: f64 = 1.0;
-
-impl Pacer {
-    /// Waits until `channel` may take one more message.
-    async fn wait(&self, channel: &str) {
-        loop {
-            let delay = {
-                let Ok(mut buckets) = self.buckets.lock() else {
-                    return;
-                };
-                let now = Instant::now();
-                let b = buckets.entry(channel.to_owned()).or_insert(Bucket {
-                    tokens: BURST,
-                    last: now,
-                    hold_until: None,
-                });
-                b.tokens =
-                    (b.tokens + now.duration_since(b.last).as_secs_f64() * PER_SECOND).min(BURST);
-                b.last = now;
-                match b.hold_until {
-                    Some(until) if until > now => until - now,
-                    _ if b.tokens >= 1.0 => {
-                        b.tokens -= 1.0;
-                        return;
-                    }
-                    _ => Duration::from_secs_f64((1.0 - b.tokens) / PER_SECOND),
-                }
-            };
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// Slack said 429: nothing goes to `channel` before `after` has passed.
-    fn hold(&self, channel: &str, after: Duration) {
-        if let Ok(mut buckets) = self.buckets.lock() {
-            let now = Instant::now();
-            let b = buckets.entry(channel.to_owned()).or_insert(Bucket {
-                tokens: 0.0,
-                last: now,
-                hold_until: None,
-            });
-            b.tokens = 0.0;
-            b.hold_until = Some(now + after);
-        }
-    }
-}
-
 /// A 429 asking to wait at most this long is waited out inline (within the
 /// webhook's deadline); a longer one goes back to the caller.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
@@ -745,7 +683,8 @@ struct Inner {
     client: SlackHyperClient,
     token: SlackApiToken,
     api_url: String,
-    pacer: Pacer,
+    /// About one message a second per channel, bursts of three.
+    pacer: Pacer<String>,
     /// Configuration problems per channel, cleared by the next success (for `/readyz`).
     problems: Mutex<BTreeMap<String, String>>,
 }
@@ -778,7 +717,7 @@ impl SlackSink {
                 client: SlackClient::new(connector),
                 token: SlackApiToken::new(SlackApiTokenValue::new(token.to_owned())),
                 api_url,
-                pacer: Pacer::default(),
+                pacer: Pacer::new(3.0, 1.0),
                 problems: Mutex::new(BTreeMap::new()),
             }),
             call_timeout: Duration::from_secs(10),
@@ -865,7 +804,7 @@ impl SlackSink {
     ) -> Result<Posted, Failure> {
         let mut waited = false;
         loop {
-            self.inner.pacer.wait(channel).await;
+            self.inner.pacer.wait(&channel.to_owned()).await;
             let session = self.inner.client.open_session(&self.inner.token);
             let call = session.http_session_api.http_post::<_, PostMessageAnswer>(
                 "chat.postMessage",
@@ -890,7 +829,7 @@ impl SlackSink {
                 }
                 Err(Failure::RateLimited(after)) => {
                     let wait = after.unwrap_or(Duration::from_secs(1));
-                    self.inner.pacer.hold(channel, wait);
+                    self.inner.pacer.hold(&channel.to_owned(), wait);
                     if waited || wait > MAX_INLINE_WAIT {
                         return Err(Failure::RateLimited(after));
                     }
@@ -1182,25 +1121,5 @@ mod tests {
     fn debug_hides_the_token() {
         let sink = SlackSink::new("xoxb-secret-token", "http://127.0.0.1:9/api").unwrap();
         assert!(!format!("{sink:?}").contains("xoxb"));
-    }
-
-    #[tokio::test]
-    async fn pacer_allows_a_burst_then_one_a_second() {
-        let p = Pacer::default();
-        let start = Instant::now();
-        for _ in 0..3 {
-            p.wait("C1").await;
-        }
-        assert!(start.elapsed() < Duration::from_millis(200));
-        p.wait("C1").await;
-        let fourth = start.elapsed();
-        assert!(fourth >= Duration::from_millis(900), "{fourth:?}");
-        // Another channel has its own bucket.
-        p.wait("C2").await;
-        assert!(start.elapsed() < fourth + Duration::from_millis(200));
-        p.hold("C2", Duration::from_millis(300));
-        let held = Instant::now();
-        p.wait("C2").await;
-        assert!(held.elapsed() >= Duration::from_millis(290));
     }
 }

@@ -1,0 +1,104 @@
+//! Per-channel pacing shared by the sinks: a small token bucket per key
+//! (channel, webhook), and a hold after a 429 until its wait has passed.
+//! Waiting happens before a platform call and is not part of its timeout.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    hold_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pacer<K> {
+    buckets: Mutex<HashMap<K, Bucket>>,
+    /// Messages allowed at once after a quiet spell.
+    burst: f64,
+    /// Sustained messages per second.
+    per_second: f64,
+}
+
+impl<K: Hash + Eq + Clone> Pacer<K> {
+    pub(crate) fn new(burst: f64, per_second: f64) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            burst,
+            per_second,
+        }
+    }
+
+    /// Waits until `key` may take one more message.
+    pub(crate) async fn wait(&self, key: &K) {
+        loop {
+            let delay = {
+                let Ok(mut buckets) = self.buckets.lock() else {
+                    return;
+                };
+                let now = Instant::now();
+                let b = buckets.entry(key.clone()).or_insert(Bucket {
+                    tokens: self.burst,
+                    last: now,
+                    hold_until: None,
+                });
+                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second)
+                    .min(self.burst);
+                b.last = now;
+                match b.hold_until {
+                    Some(until) if until > now => until - now,
+                    _ if b.tokens >= 1.0 => {
+                        b.tokens -= 1.0;
+                        return;
+                    }
+                    _ => Duration::from_secs_f64((1.0 - b.tokens) / self.per_second),
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The platform said 429: nothing goes to `key` before `after` has passed.
+    pub(crate) fn hold(&self, key: &K, after: Duration) {
+        if let Ok(mut buckets) = self.buckets.lock() {
+            let now = Instant::now();
+            let b = buckets.entry(key.clone()).or_insert(Bucket {
+                tokens: 0.0,
+                last: now,
+                hold_until: None,
+            });
+            b.tokens = 0.0;
+            b.hold_until = Some(now + after);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn allows_a_burst_then_the_rate_and_holds_after_a_429() {
+        let p = Pacer::new(3.0, 1.0);
+        let start = Instant::now();
+        for _ in 0..3 {
+            p.wait(&"C1").await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(200));
+        p.wait(&"C1").await;
+        let fourth = start.elapsed();
+        assert!(fourth >= Duration::from_millis(900), "{fourth:?}");
+        // Another key has its own bucket.
+        p.wait(&"C2").await;
+        assert!(start.elapsed() < fourth + Duration::from_millis(200));
+        p.hold(&"C2", Duration::from_millis(300));
+        let held = Instant::now();
+        p.wait(&"C2").await;
+        assert!(held.elapsed() >= Duration::from_millis(290));
+    }
+}

@@ -187,22 +187,7 @@ fn pluralize(n: i64, one: &str, many: &str) -> String {
 /// grapheme boundaries within `budget`. Returns the text and the characters
 /// left out.
 fn highlighted(content: &str, highlights: &[Range<usize>], budget: usize) -> (String, usize) {
-    // Valid ranges only, trimmed of white space (so bold never wraps nothing).
-    let ranges: Vec<Range<usize>> = highlights
-        .iter()
-        .filter(|r| {
-            r.start < r.end
-                && r.end <= content.len()
-                && content.is_char_boundary(r.start)
-                && content.is_char_boundary(r.end)
-        })
-        .filter_map(|r| {
-            let s = &content[r.clone()];
-            let lead = s.len() - s.trim_start().len();
-            let trimmed = s.trim();
-            (!trimmed.is_empty()).then(|| r.start + lead..r.start + lead + trimmed.len())
-        })
-        .collect();
+    let ranges = super::text::clean_highlights(content, highlights);
     let mut out = String::new();
     // Characters written, plus the closing marker of an open bold run.
     let mut used = 0;

@@ -173,22 +173,7 @@ fn content_sections(
     highlights: &[Range<usize>],
     budget: usize,
 ) -> (Vec<String>, usize) {
-    // Highlight ranges, trimmed of white space (mrkdwn bold needs it), valid only.
-    let ranges: Vec<Range<usize>> = highlights
-        .iter()
-        .filter(|r| {
-            r.start < r.end
-                && r.end <= content.len()
-                && content.is_char_boundary(r.start)
-                && content.is_char_boundary(r.end)
-        })
-        .filter_map(|r| {
-            let s = &content[r.clone()];
-            let lead = s.len() - s.trim_start().len();
-            let trimmed = s.trim();
-            (!trimmed.is_empty()).then(|| r.start + lead..r.start + lead + trimmed.len())
-        })
-        .collect();
+    let ranges = super::text::clean_highlights(content, highlights);
     let pieces: Vec<(usize, &str, bool)> = content
         .grapheme_indices(true)
         .map(|(at, g)| {

@@ -1,6 +1,8 @@
 //! Text budgets shared by the platform sinks: cut untrusted text on grapheme
 //! boundaries so that, once escaped, it fits a platform's limit.
 
+use std::ops::Range;
+
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Escapes `raw` with `escape` and, when the result is wider than `budget`
@@ -37,6 +39,27 @@ pub(crate) fn fit_escaped(
     (out, raw[taken_bytes..].chars().count())
 }
 
+/// The highlight ranges a sink can use: inside `content`, on character
+/// boundaries, trimmed of white space (bold around nothing, or around a space,
+/// renders wrong on both platforms), empty ones dropped.
+pub(crate) fn clean_highlights(content: &str, highlights: &[Range<usize>]) -> Vec<Range<usize>> {
+    highlights
+        .iter()
+        .filter(|r| {
+            r.start < r.end
+                && r.end <= content.len()
+                && content.is_char_boundary(r.start)
+                && content.is_char_boundary(r.end)
+        })
+        .filter_map(|r| {
+            let s = &content[r.clone()];
+            let lead = s.len() - s.trim_start().len();
+            let trimmed = s.trim();
+            (!trimmed.is_empty()).then(|| r.start + lead..r.start + lead + trimmed.len())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +77,12 @@ mod tests {
         let (out, _) = fit_escaped("<<<<", 5, |s| s.replace('<', "&lt;"), chars);
         assert!(chars(&out) <= 5, "{out}");
         assert_eq!(fit_escaped("abc", 0, same, chars), (String::new(), 3));
+    }
+
+    #[test]
+    fn highlights_are_trimmed_and_invalid_ones_dropped() {
+        let text = "a bad  word é";
+        let got = clean_highlights(text, &[1..6, 6..8, 7..99, 11..12, 3..3]);
+        assert_eq!(got, vec![2..5, 7..8]);
     }
 }

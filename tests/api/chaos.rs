@@ -5,7 +5,9 @@
 //! for part of the run. Every event must end 2xx; no card may be lost; the
 //! only duplicates allowed are those a lost answer or a kill explains.
 //!
-//! CHAOS_EVENTS (default 2000) sets the size.
+//! Two sizes: a short run (200 events) in the default `cargo test`, and the
+//! long run (2,000 events) as `cargo test --test api -- --ignored`.
+//! CHAOS_EVENTS overrides either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -237,15 +239,33 @@ fn post_ids(text: &str) -> Vec<String> {
     out
 }
 
+/// The short run in the default `cargo test`: every fault of the long run, on
+/// 200 events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn chaos_every_matching_post_arrives_once_per_channel() {
+async fn chaos_short_every_matching_post_arrives_once_per_channel() {
+    run(events_from_env(200)).await;
+}
+
+/// The long run: 2,000 events (about 5 minutes). `.ci/run` runs it after the
+/// default suite with `cargo test --test api -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long chaos run: cargo test --test api -- --ignored"]
+async fn chaos_long_every_matching_post_arrives_once_per_channel() {
+    run(events_from_env(2000)).await;
+}
+
+/// `CHAOS_EVENTS` overrides the size of either run.
+fn events_from_env(default: usize) -> usize {
+    std::env::var("CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn run(n: usize) {
     let Some(mut redis) = RedisServer::start_persistent() else {
         return;
     };
-    let n: usize = std::env::var("CHAOS_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
     let started = Instant::now();
 
     let slack = FakeSlack::start(SLACK_TOKEN).await;

@@ -42,10 +42,7 @@ fn targets() -> [(&'static str, Target); 3] {
 
 /// What `explain` and `--dry-run` print for `card` sent to `target`.
 fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> Value {
-    match target {
-        Target::Slack(channel) => modbridge::sinks::slack::payload(card, channel.as_str(), now),
-        other => modbridge::sinks::discord::payload(card, other, now),
-    }
+    modbridge::platforms::render(card, target, now)
 }
 
 fn base(content: Option<&str>) -> Card {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use modbridge::card::{AuthorView, Card, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
-use modbridge::sinks::SinkError;
-use modbridge::sinks::discord::{self, DiscordSink, limits};
+use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
+use modbridge::platforms::{MessageRef, PlatformError as SinkError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -325,7 +325,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
     let mention = rng.random_bool(0.3).then(|| "456".to_owned());
     Card {
         destination: "mods".into(),
-        target: format!("discord:{CHANNEL}"),
+        target: bot_target(),
         severity: if rng.random_bool(0.5) {
             Severity::Flagged
         } else {
@@ -437,7 +437,7 @@ async fn a_resend_with_the_same_nonce_returns_the_existing_message() {
     let first = sink.deliver(&card(), &bot_target()).await.unwrap();
     let second = sink.deliver(&card(), &bot_target()).await.unwrap();
     assert_eq!(first, second);
-    assert!(first.message_id.is_some());
+    assert!(matches!(first, MessageRef::Discord { message_id, .. } if message_id > 0));
     assert_eq!(fake.received().len(), 2);
     assert_eq!(
         fake.messages(CHANNEL).len(),
@@ -574,7 +574,9 @@ async fn check_live_proves_the_token_and_each_channel() {
     .collect();
     let settings = Settings::load(Some(&config), true, &env).unwrap();
     let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
-    let lines = live_check(&settings, &destinations, false).await.join("\n");
+    let lines = live_check(&settings, &env, &destinations, false)
+        .await
+        .join("\n");
     assert!(
         lines.contains("ok: discord: GET /users/@me accepts DISCORD_BOT_TOKEN"),
         "{lines}"

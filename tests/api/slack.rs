@@ -696,3 +696,42 @@ fn an_alert_notice_renders_as_a_short_escaped_card() {
     assert!(!text.contains("<!channel>"), "{text}");
     crate::fake_slack::check_message(&body).unwrap();
 }
+
+/// Post then `chat.update` through the boundary: the fake checks the update
+/// like a post (token, Block Kit limits) and that the message exists.
+#[tokio::test]
+async fn posted_cards_are_updated_in_place() {
+    use modbridge::platforms::{MessageRef, Platforms, Target};
+    let fake = FakeSlack::start(TOKEN).await;
+    let platforms = Platforms::new(Some(SlackSink::new(TOKEN, &fake.base).unwrap()), None);
+    let target = Target::Slack(channel(CHANNEL));
+    let posted = platforms.post(&card(Some("first")), &target).await.unwrap();
+    let MessageRef::Slack { channel: ch, ts } = &posted else {
+        panic!("{posted:?}");
+    };
+    assert_eq!(ch, CHANNEL);
+    let mut changed = card(Some("second <!channel>"));
+    changed.headline = "Resolved · updated card".into();
+    platforms.update(&posted, &changed).await.unwrap();
+    let shown = fake.message(CHANNEL, ts).unwrap();
+    assert_eq!(
+        shown["blocks"][0]["text"]["text"],
+        "Resolved · updated card"
+    );
+    assert!(!shown.to_string().contains("<!channel>"), "{shown}");
+    let calls = fake.received();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.method.as_str(), c.answer.as_str()))
+            .collect::<Vec<_>>(),
+        [("chat.postMessage", "ok"), ("chat.update", "ok")]
+    );
+    // Updating a message Slack does not have is refused, not ignored.
+    let gone = MessageRef::Slack {
+        channel: CHANNEL.into(),
+        ts: "1.000001".into(),
+    };
+    assert!(platforms.update(&gone, &changed).await.is_err());
+    assert_eq!(fake.received()[2].answer, "message_not_found");
+}

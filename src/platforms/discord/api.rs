@@ -123,6 +123,9 @@ pub fn classify_status(status: u16, code: isize, place: &Place) -> Failure {
         (Place::Channel(id), 403, 50001) => config(permissions(&format!("channel {id} (Missing Access)"))),
         (Place::Channel(id), 403, 50013) => config(permissions(&format!("channel {id} (Missing Permissions)"))),
         (Place::Channel(id), 403, _) => config(permissions(&format!("channel {id}"))),
+        (_, 404, 10008) => config(
+            "the message was deleted (Unknown Message): it cannot be edited any more".into(),
+        ),
         (Place::Channel(id), 404, _) => config(format!(
             "channel {id} does not exist or the bot is not in its server (Unknown Channel): check the channel ID and invite the bot to the server"
         )),

@@ -73,6 +73,9 @@ pub fn classify_code(code: &str, channel: &str) -> Failure {
         "missing_scope" => config(
             "the token lacks a scope: add chat:write (and chat:write.public for channels the bot has not joined), then reinstall the app".into(),
         ),
+        "message_not_found" | "cant_update_message" | "edit_window_closed" => config(format!(
+            "the message in {channel} cannot be updated (deleted, not the bot's, or too old): nothing to do unless it happens for every card"
+        )),
         "restricted_action" => config(format!(
             "the workspace does not let the bot post in {channel}: ask a Slack admin to allow the app to post there"
         )),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use modbridge::destination::{Destination, Destinations, SlackChannel, Target};
+use modbridge::destination::{Destination, Destinations, RawDestination};
 use modbridge::post::{Author, CustomerId, GroupId, Post, PostId, UserId};
 use modbridge::rules::RuleSet;
 
@@ -74,13 +74,11 @@ fn write_ruleset(dir: &Path) {
 }
 
 fn destinations() -> Destinations {
-    Destinations::new([Destination {
-        name: "trust-safety".into(),
-        target: Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
-        show_email: false,
-        show_phone: false,
-        mention: None,
-    }])
+    let raw = RawDestination {
+        slack: Some("C0123ABCD".into()),
+        ..Default::default()
+    };
+    Destinations::new([Destination::from_raw("trust-safety", raw).unwrap()])
 }
 
 const ENGLISH: &str = "I have been reading this group for a few weeks and wanted to say thank you. \

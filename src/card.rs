@@ -1,6 +1,6 @@
 //! The platform-neutral moderation card: what a moderator needs to judge a
 //! post, built from the post, the destination's options and the reasons the
-//! rules gave. Sinks turn it into Block Kit or an embed (and escape there:
+//! rules gave. The platforms turn it into Block Kit or an embed (and escape there:
 //! everything here is raw, untrusted text).
 
 use std::ops::Range;
@@ -8,7 +8,7 @@ use std::ops::Range;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::destination::Destination;
+use crate::destination::{Destination, Target};
 use crate::post::Post;
 use crate::rules::{Delivery, ReasonKind};
 
@@ -51,8 +51,11 @@ pub struct ReasonView {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Card {
+    /// The destination's name (`[destinations.NAME]` or the inline spec).
     pub destination: String,
-    pub target: String,
+    /// Where it goes; serialised in its text form (`slack:C…`), as parked
+    /// cards have always been.
+    pub target: Target,
     pub severity: Severity,
     /// "Flagged post · Parents support".
     pub headline: String,
@@ -138,8 +141,8 @@ impl Card {
                 )
         });
         Card {
-            destination: dest.name.clone(),
-            target: dest.target.to_string(),
+            destination: dest.name().to_owned(),
+            target: dest.target().clone(),
             severity,
             headline,
             place,
@@ -149,9 +152,12 @@ impl Card {
                 user_id: post.author.id.to_string(),
                 joined_at: post.author.joined_at,
                 badges: post.author.badges.len(),
-                email: dest.show_email.then(|| post.author.email.clone()).flatten(),
+                email: dest
+                    .show_email()
+                    .then(|| post.author.email.clone())
+                    .flatten(),
                 phone: dest
-                    .show_phone
+                    .show_phone()
                     .then(|| post.author.phone_number.clone())
                     .flatten(),
             },
@@ -173,7 +179,7 @@ impl Card {
             posted_at: post.created_at,
             post_url,
             mention: if delivery.mention {
-                dest.mention.clone()
+                dest.mention().map(str::to_owned)
             } else {
                 None
             },
@@ -183,13 +189,21 @@ impl Card {
 
 impl Card {
     /// A small, fixed card (Mary Smith's flagged post P1) for tests and
-    /// examples of the sinks' output.
+    /// examples of the platforms' output. `target` in its text form; one
+    /// that does not parse stands for the example Slack channel.
     #[doc(hidden)]
     pub fn example(target: &str, content: Option<&str>) -> Card {
         use chrono::TimeZone;
+        let target = Target::parse(target).unwrap_or_else(|_| {
+            Target::Slack(
+                crate::destination::SlackChannel::parse("C0123ABCD").unwrap_or_else(|_| {
+                    unreachable!("C0123ABCD is a well-formed Slack channel ID")
+                }),
+            )
+        });
         Card {
             destination: "mods".into(),
-            target: target.into(),
+            target,
             severity: Severity::Flagged,
             headline: "Flagged post · Parents support".into(),
             place: "Parents support".into(),
@@ -230,8 +244,8 @@ impl Card {
     pub fn notice(destination: &Destination, headline: &str, text: &str) -> Card {
         let now = Utc::now();
         Card {
-            destination: destination.name.clone(),
-            target: destination.target.to_string(),
+            destination: destination.name().to_owned(),
+            target: destination.target().clone(),
             severity: Severity::Notice,
             headline: headline.to_owned(),
             place: "modbridge".into(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::destination::{Destination, Destinations, RawDestination};
-use crate::intake::signature::Secret;
 use crate::post::CustomerId;
+use crate::secret::Secret;
 
 /// The documented development secret `--dry-run` uses when none is set. Never
 /// use it where anyone else can reach the service.
@@ -121,28 +121,6 @@ pub struct DedupeSettings {
     pub key_prefix: String,
 }
 
-/// A platform token (`SLACK_BOT_TOKEN`): never printed by `Debug`.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl Token {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-/// The Slack Web API base used unless `SLACK_API_URL` says otherwise.
-pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
-
-/// The Discord API base used unless `DISCORD_API_URL` says otherwise.
-pub const DEFAULT_DISCORD_API_URL: &str = "https://discord.com";
-
 /// Everything `serve` needs, checked.
 #[derive(Clone)]
 pub struct Settings {
@@ -167,17 +145,11 @@ pub struct Settings {
     pub post_url: Option<String>,
     pub alerts_to: Option<String>,
     pub log_format: LogFormat,
-    /// `SLACK_BOT_TOKEN` (xoxb-…), when set.
-    pub slack_bot_token: Option<Token>,
-    /// Slack Web API base, without a trailing `/` (`SLACK_API_URL`).
-    pub slack_api_url: String,
-    /// `DISCORD_BOT_TOKEN`, when set.
-    pub discord_bot_token: Option<Token>,
-    /// Discord API base, without a trailing `/` (`DISCORD_API_URL`).
-    pub discord_api_url: String,
-    /// Discord incoming webhook URLs (they hold a token), by the environment
-    /// variable a destination's `discord_webhook_env` names; unset ones are absent.
-    pub discord_webhooks: BTreeMap<String, Token>,
+    /// Values the file gives for settings read from the environment by the
+    /// module that owns them (the platforms read `SLACK_API_URL`,
+    /// `DISCORD_API_URL`; the file's `slack_api_url`, `discord_api_url`
+    /// stand in when those are unset): variable name → value. See [`Layered`].
+    pub env_defaults: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -210,6 +182,19 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// The environment first, then the defaults the file gives
+/// ([`Settings::env_defaults`]).
+pub struct Layered<'a> {
+    pub env: &'a dyn Env,
+    pub defaults: &'a BTreeMap<String, String>,
+}
+
+impl Env for Layered<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name).or_else(|| self.defaults.var(name))
     }
 }
 
@@ -459,40 +444,13 @@ impl Settings {
             ));
         }
 
-        let slack_api_url = env
-            .var("SLACK_API_URL")
-            .or(raw.slack_api_url)
-            .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_owned())
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://")) {
-            errors.push(format!(
-                "SLACK_API_URL / {file_name}: slack_api_url: {slack_api_url:?} must start with https:// (like {DEFAULT_SLACK_API_URL})"
-            ));
-        }
-
-        let discord_api_url = env
-            .var("DISCORD_API_URL")
-            .or(raw.discord_api_url)
-            .unwrap_or_else(|| DEFAULT_DISCORD_API_URL.to_owned())
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if !(discord_api_url.starts_with("https://") || discord_api_url.starts_with("http://")) {
-            errors.push(format!(
-                "DISCORD_API_URL / {file_name}: discord_api_url: {discord_api_url:?} must start with https:// (like {DEFAULT_DISCORD_API_URL})"
-            ));
-        }
-        let discord_webhooks: BTreeMap<String, Token> = destinations
-            .iter()
-            .filter_map(|d| match &d.target {
-                crate::destination::Target::DiscordWebhook { env: var } => env
-                    .var(var)
-                    .map(|url| (var.clone(), Token(url.trim().to_owned()))),
-                _ => None,
-            })
-            .collect();
+        let env_defaults: BTreeMap<String, String> = [
+            ("SLACK_API_URL", raw.slack_api_url),
+            ("DISCORD_API_URL", raw.discord_api_url),
+        ]
+        .into_iter()
+        .filter_map(|(var, v)| v.map(|v| (var.to_owned(), v)))
+        .collect();
 
         match (listen, errors.is_empty()) {
             (Some(listen), true) => Ok(Settings {
@@ -523,15 +481,7 @@ impl Settings {
                 post_url: raw.post_url,
                 alerts_to,
                 log_format,
-                slack_bot_token: env
-                    .var("SLACK_BOT_TOKEN")
-                    .map(|t| Token(t.trim().to_owned())),
-                slack_api_url,
-                discord_bot_token: env
-                    .var("DISCORD_BOT_TOKEN")
-                    .map(|t| Token(t.trim().to_owned())),
-                discord_api_url,
-                discord_webhooks,
+                env_defaults,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -669,63 +619,22 @@ mod tests {
     }
 
     #[test]
-    fn slack_api_url_defaults_and_overrides() {
-        let s = Settings::load(None, true, &env(&[])).unwrap();
-        assert_eq!(s.slack_api_url, "https://slack.com/api");
-        assert!(s.slack_bot_token.is_none());
+    fn file_api_urls_stand_in_for_unset_variables() {
         let f = write("slack_api_url = \"http://127.0.0.1:9/api/\"\n");
-        let s =
-            Settings::load(Some(f.path()), true, &env(&[("SLACK_BOT_TOKEN", "xoxb-1")])).unwrap();
-        assert_eq!(s.slack_api_url, "http://127.0.0.1:9/api");
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        let e = env(&[("DISCORD_API_URL", "https://gw.example")]);
+        let layered = Layered {
+            env: &e,
+            defaults: &s.env_defaults,
+        };
         assert_eq!(
-            s.slack_bot_token.as_ref().map(Token::expose),
-            Some("xoxb-1")
+            layered.var("SLACK_API_URL").as_deref(),
+            Some("http://127.0.0.1:9/api/")
         );
-        assert!(!format!("{:?}", s.slack_bot_token).contains("xoxb"));
-        let s = Settings::load(
-            None,
-            true,
-            &env(&[("SLACK_API_URL", "https://slack-gov.com/api")]),
-        )
-        .unwrap();
-        assert_eq!(s.slack_api_url, "https://slack-gov.com/api");
-        assert!(Settings::load(None, true, &env(&[("SLACK_API_URL", "slack.com")])).is_err());
-    }
-
-    #[test]
-    fn discord_api_url_token_and_webhooks() {
-        let s = Settings::load(None, true, &env(&[])).unwrap();
-        assert_eq!(s.discord_api_url, "https://discord.com");
-        assert!(s.discord_bot_token.is_none() && s.discord_webhooks.is_empty());
-        let f = write(
-            "discord_api_url = \"http://127.0.0.1:9/\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n",
-        );
-        let url = "https://discord.com/api/webhooks/1/secret-part";
-        let s = Settings::load(
-            Some(f.path()),
-            true,
-            &env(&[("DISCORD_BOT_TOKEN", "bot-tok"), ("MODS_HOOK", url)]),
-        )
-        .unwrap();
-        assert_eq!(s.discord_api_url, "http://127.0.0.1:9");
         assert_eq!(
-            s.discord_bot_token.as_ref().map(Token::expose),
-            Some("bot-tok")
+            layered.var("DISCORD_API_URL").as_deref(),
+            Some("https://gw.example")
         );
-        assert_eq!(s.discord_webhooks["MODS_HOOK"].expose(), url);
-        let debug = format!("{:?} {:?}", s.discord_bot_token, s.discord_webhooks);
-        assert!(
-            !debug.contains("bot-tok") && !debug.contains("secret-part"),
-            "{debug}"
-        );
-        let s = Settings::load(
-            None,
-            true,
-            &env(&[("DISCORD_API_URL", "https://gw.example")]),
-        )
-        .unwrap();
-        assert_eq!(s.discord_api_url, "https://gw.example");
-        assert!(Settings::load(None, true, &env(&[("DISCORD_API_URL", "discord.com")])).is_err());
     }
 
     #[test]

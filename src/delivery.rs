@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::card::Card;
 use crate::dedupe::{DedupeStore, SentKey, Store};
 use crate::destination::Target;
-use crate::sinks::{SinkError, Sinks};
+use crate::platforms::{PlatformError as SinkError, Sinks};
 
 /// What happened to one card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,14 +112,14 @@ impl Alerts {
     }
 
     pub fn target(&self) -> &Target {
-        &self.destination.target
+        self.destination.target()
     }
 
     /// Sends the notice without waiting; failures are logged (an alert about
     /// a broken alerts channel has nowhere to go).
     pub fn notify(&self, headline: &str, text: &str) {
         let card = Card::notice(&self.destination, headline, text);
-        let (sinks, target) = (self.sinks.clone(), self.destination.target.clone());
+        let (sinks, target) = (self.sinks.clone(), self.destination.target().clone());
         let Some(runtime) = self.runtime.as_ref() else {
             warn!("no runtime to send the alert on");
             return;

@@ -2,106 +2,22 @@
 //! `slack:C0123ABCD` / `discord:112233445566778899` specs from rules files.
 //!
 //! A [`Destination`] can only hold a well-formed channel: the checks happen in
-//! [`Destinations::resolve`] and the config loader, nowhere else.
+//! [`Destinations::resolve`] and the config loader ([`Destination::from_raw`]),
+//! nowhere else; its fields are private. What a platform's keys, inline
+//! specs and mentions look like is the platform's business
+//! (`platforms::Target`): this module only names and options destinations.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// A Slack channel ID (`C…`, `G…` or `D…`, upper-case letters and digits).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct SlackChannel(String);
+use crate::platforms::DestinationKeys;
 
-impl SlackChannel {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = raw.len() >= 7
-            && raw.len() <= 24
-            && matches!(raw.as_bytes()[0], b'C' | b'G' | b'D')
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(format!(
-                "{raw:?} is not a Slack channel ID (like C0123ABCD: open the channel details in Slack, the ID is at the bottom)"
-            ))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A Discord channel ID (a snowflake: 17 to 20 digits).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct DiscordChannel(u64);
-
-impl DiscordChannel {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let digits = raw.len() >= 17 && raw.len() <= 20 && raw.bytes().all(|b| b.is_ascii_digit());
-        match raw.parse::<u64>() {
-            Ok(id) if digits && id > 0 => Ok(Self(id)),
-            _ => Err(format!(
-                "{raw:?} is not a Discord channel ID (17 to 20 digits: enable Developer Mode, right-click the channel, Copy Channel ID)"
-            )),
-        }
-    }
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// The platform channel a card is posted to.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum Target {
-    Slack(SlackChannel),
-    Discord(DiscordChannel),
-    /// A Discord incoming webhook whose URL (it holds a token) is read from this
-    /// environment variable.
-    DiscordWebhook {
-        env: String,
-    },
-}
-
-impl Target {
-    pub fn platform(&self) -> &'static str {
-        match self {
-            Target::Slack(_) => "slack",
-            Target::Discord(_) | Target::DiscordWebhook { .. } => "discord",
-        }
-    }
-}
-
-impl Target {
-    /// The inverse of `Display` (`slack:C…`, `discord:…`, `discord-webhook:$VAR`),
-    /// for records written by this program (parked cards).
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if let Some(c) = raw.strip_prefix("slack:") {
-            Ok(Target::Slack(SlackChannel::parse(c)?))
-        } else if let Some(c) = raw.strip_prefix("discord:") {
-            Ok(Target::Discord(DiscordChannel::parse(c)?))
-        } else if let Some(env) = raw.strip_prefix("discord-webhook:$") {
-            Ok(Target::DiscordWebhook {
-                env: env.to_owned(),
-            })
-        } else {
-            Err(format!("{raw:?} is not a destination target"))
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Slack(c) => write!(f, "slack:{}", c.0),
-            Target::Discord(c) => write!(f, "discord:{}", c.0),
-            Target::DiscordWebhook { env } => write!(f, "discord-webhook:${env}"),
-        }
-    }
-}
+pub use crate::platforms::Target;
+/// The platforms' channel types, under the names rules and tests use.
+pub use crate::platforms::discord::Channel as DiscordChannel;
+pub use crate::platforms::slack::Channel as SlackChannel;
 
 /// A destination as written in `modbridge.toml` (`[destinations.NAME]`).
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -122,29 +38,24 @@ pub struct RawDestination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// The name rules use: the `[destinations.NAME]` key, or the inline spec.
-    pub name: String,
-    pub target: Target,
-    pub show_email: bool,
-    pub show_phone: bool,
-    pub mention: Option<String>,
+    name: String,
+    target: Target,
+    show_email: bool,
+    show_phone: bool,
+    /// Checked against the target platform's mention syntax.
+    mention: Option<String>,
 }
 
 impl Destination {
+    /// A `[destinations.NAME]` table, checked (the config loader's way in).
     pub fn from_raw(name: &str, raw: RawDestination) -> Result<Self, String> {
-        let target = match (raw.slack, raw.discord, raw.discord_webhook_env) {
-            (Some(s), None, None) => Target::Slack(SlackChannel::parse(&s)?),
-            (None, Some(d), None) => Target::Discord(DiscordChannel::parse(&d)?),
-            (None, None, Some(env)) if !env.trim().is_empty() => Target::DiscordWebhook { env },
-            (None, None, None) => {
-                return Err(
-                    "needs one of `slack = \"C0123ABCD\"`, `discord = \"112233445566778899\"` or `discord_webhook_env = \"VAR\"`"
-                        .into(),
-                );
-            }
-            _ => return Err("set only one of `slack`, `discord`, `discord_webhook_env`".into()),
-        };
+        let target = Target::from_keys(&DestinationKeys {
+            slack: raw.slack,
+            discord: raw.discord,
+            discord_webhook_env: raw.discord_webhook_env,
+        })?;
         if let Some(m) = &raw.mention {
-            check_mention(&target, m)?;
+            target.check_mention(m)?;
         }
         Ok(Self {
             name: name.to_owned(),
@@ -154,28 +65,29 @@ impl Destination {
             mention: raw.mention,
         })
     }
-}
 
-fn check_mention(target: &Target, mention: &str) -> Result<(), String> {
-    let ok = match target {
-        Target::Slack(_) => {
-            matches!(mention, "here" | "channel")
-                || (mention.starts_with('S')
-                    && mention.len() > 1
-                    && mention
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
-        }
-        Target::Discord(_) | Target::DiscordWebhook { .. } => {
-            !mention.is_empty() && mention.bytes().all(|b| b.is_ascii_digit())
-        }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "mention {mention:?} is not valid here: Slack takes \"here\", \"channel\" or a user group ID like S0123ABCD; Discord takes a role ID (digits)"
-        ))
+    /// The name rules use: the `[destinations.NAME]` key, or the inline spec.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Whether cards here show the author's email address.
+    pub fn show_email(&self) -> bool {
+        self.show_email
+    }
+
+    /// Whether cards here show the author's phone number.
+    pub fn show_phone(&self) -> bool {
+        self.show_phone
+    }
+
+    /// The configured mention (already checked against the platform's syntax).
+    pub fn mention(&self) -> Option<&str> {
+        self.mention.as_deref()
     }
 }
 
@@ -201,22 +113,22 @@ impl Destinations {
         if let Some(d) = self.named.get(spec) {
             return Ok(d.clone());
         }
-        let target = if let Some(ch) = spec.strip_prefix("slack:") {
-            Target::Slack(SlackChannel::parse(ch)?)
-        } else if let Some(ch) = spec.strip_prefix("discord:") {
-            Target::Discord(DiscordChannel::parse(ch)?)
-        } else {
-            let known = self.named.keys().map(String::as_str).collect::<Vec<_>>();
-            return Err(if known.is_empty() {
-                format!(
-                    "unknown destination {spec:?}: declare it as [destinations.{spec}] in modbridge.toml, or write \"slack:C0123ABCD\" / \"discord:112233445566778899\""
-                )
-            } else {
-                format!(
-                    "unknown destination {spec:?}: declared ones are {}; or write \"slack:C0123ABCD\" / \"discord:112233445566778899\"",
-                    known.join(", ")
-                )
-            });
+        let target = match Target::inline(spec) {
+            Some(parsed) => parsed?,
+            None => {
+                let known = self.named.keys().map(String::as_str).collect::<Vec<_>>();
+                let examples = Target::INLINE_EXAMPLES;
+                return Err(if known.is_empty() {
+                    format!(
+                        "unknown destination {spec:?}: declare it as [destinations.{spec}] in modbridge.toml, or write {examples}"
+                    )
+                } else {
+                    format!(
+                        "unknown destination {spec:?}: declared ones are {}; or write {examples}",
+                        known.join(", ")
+                    )
+                });
+            }
         };
         Ok(Arc::new(Destination {
             name: spec.to_owned(),
@@ -244,12 +156,12 @@ mod tests {
     fn inline_specs_resolve_and_bad_ones_explain() {
         let d = Destinations::default();
         assert_eq!(
-            d.resolve("slack:C0123ABCD").unwrap().target.platform(),
+            d.resolve("slack:C0123ABCD").unwrap().target().platform(),
             "slack"
         );
         assert_eq!(
-            d.resolve("discord:112233445566778899").unwrap().target,
-            Target::Discord(DiscordChannel(112233445566778899))
+            d.resolve("discord:112233445566778899").unwrap().target(),
+            &Target::Discord(DiscordChannel::parse("112233445566778899").unwrap())
         );
         assert!(
             d.resolve("slack:general")

@@ -1,7 +1,7 @@
 //! modbridge: Cativa `post_created` webhooks in, moderation cards out.
 //!
 //! See ARCHITECTURE.md for the map. Data flows one way:
-//! intake → dedupe → rules → card → sinks.
+//! intake → dedupe → rules → card → delivery → platforms.
 
 pub mod card;
 pub mod cli;
@@ -12,7 +12,8 @@ pub mod delivery;
 pub mod destination;
 pub mod intake;
 pub mod pipeline;
+pub mod platforms;
 pub mod post;
 pub mod rules;
-pub mod sinks;
+pub mod secret;
 pub mod telemetry;

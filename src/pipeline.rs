@@ -13,9 +13,9 @@ use crate::card::{Card, CardContext};
 use crate::dedupe::SentKey;
 use crate::delivery::{Delivered, Deliverer, RetryLater};
 use crate::destination::Target;
+use crate::platforms::Sinks;
 use crate::post::Post;
 use crate::rules::{LiveRules, RuleSet, Verdict};
-use crate::sinks::Sinks;
 
 /// Posts longer than this (bytes of content) are evaluated on a blocking
 /// thread so that a huge post cannot stall the async workers.
@@ -123,9 +123,9 @@ impl Pipeline {
             .cards(&post, &verdict)
             .into_iter()
             .zip(&verdict.deliveries)
-            .filter(|(_, d)| seen.insert(d.destination.target.clone()))
+            .filter(|(_, d)| seen.insert(d.destination.target().clone()))
             .map(|(card, d)| {
-                let target = d.destination.target.clone();
+                let target = d.destination.target().clone();
                 let key = SentKey::new(&post.customer_id, &post.post_id, &target);
                 (card, key, target)
             })

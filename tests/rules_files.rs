@@ -6,16 +6,25 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use modbridge::destination::{Destination, Destinations, DiscordChannel, SlackChannel, Target};
+use modbridge::destination::{
+    Destination, Destinations, DiscordChannel, RawDestination, SlackChannel, Target,
+};
 use modbridge::rules::{LiveRules, LoadErrors, Loaded, RuleSet};
 
 fn destinations() -> Destinations {
-    let d = |name: &str, target| Destination {
-        name: name.into(),
-        target,
-        show_email: false,
-        show_phone: false,
-        mention: None,
+    // Through the loader, as `[destinations.NAME]` tables.
+    let d = |name: &str, target: Target| {
+        let (slack, discord) = match target {
+            Target::Slack(c) => (Some(c.as_str().to_owned()), None),
+            Target::Discord(c) => (None, Some(c.get().to_string())),
+            Target::DiscordWebhook { .. } => (None, None),
+        };
+        let raw = RawDestination {
+            slack,
+            discord,
+            ..Default::default()
+        };
+        Destination::from_raw(name, raw).unwrap()
     };
     Destinations::new([
         d(
@@ -339,7 +348,7 @@ fn shipped_rules_load_and_pass_their_tests() {
         .rules
         .destinations()
         .iter()
-        .map(|d| d.name.clone())
+        .map(|d| d.name().to_owned())
         .collect();
     assert_eq!(used, ["trust-safety", "urgent"]);
     let report = loaded.rules.run_tests();

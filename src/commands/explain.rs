@@ -1,16 +1,15 @@
 //! `modbridge explain PAYLOAD.json`: how the rules treat a payload, and the
-//! cards that would be sent.
+//! cards that would be sent (each platform's exact request body).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::dedupe::{MemoryStore, Store, Ttl};
 use crate::delivery::{Deliverer, Policy};
-use crate::destination::Target;
 use crate::intake::payload::Event;
 use crate::pipeline::Pipeline;
+use crate::platforms::{self, DryRun, Sinks};
 use crate::rules::LiveRules;
-use crate::sinks::{DryRun, Sinks, discord, slack};
 
 pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
     let (settings, rules) = match super::settings_and_rules(config) {
@@ -66,37 +65,19 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
         println!("\nno card would be sent");
     }
     let now = chrono::Utc::now();
-    // "trust-safety (slack:C0123ABCD)", or just the spec for inline destinations.
-    let label = |card: &crate::card::Card| {
-        if card.destination == card.target {
-            card.target.clone()
-        } else {
-            format!("{} ({})", card.destination, card.target)
-        }
-    };
     for (card, delivery) in cards.iter().zip(&verdict.deliveries) {
-        let json = match &delivery.destination.target {
-            Target::Slack(channel) => {
-                println!(
-                    "\ncard for {}, as the Slack chat.postMessage body:",
-                    label(card)
-                );
-                serde_json::to_string_pretty(&slack::payload(card, channel.as_str(), now))
-            }
-            target @ (Target::Discord(_) | Target::DiscordWebhook { .. }) => {
-                println!(
-                    "\nDiscord message for {}: the {} body",
-                    label(card),
-                    if matches!(target, Target::Discord(_)) {
-                        "create-message"
-                    } else {
-                        "webhook execution"
-                    }
-                );
-                serde_json::to_string_pretty(&discord::payload(card, target, now))
-            }
+        let target = delivery.destination.target();
+        // "trust-safety (slack:C0123ABCD)", or just the spec for inline destinations.
+        let label = if card.destination == target.to_string() {
+            card.destination.clone()
+        } else {
+            format!("{} ({target})", card.destination)
         };
-        match json {
+        println!(
+            "\ncard for {label}, as the {}:",
+            platforms::body_name(target)
+        );
+        match serde_json::to_string_pretty(&platforms::render(card, target, now)) {
             Ok(json) => println!("{json}"),
             Err(e) => eprintln!("modbridge: cannot show the card: {e}"),
         }

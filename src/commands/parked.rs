@@ -8,7 +8,7 @@ use crate::config::{ProcessEnv, Settings};
 use crate::dedupe::Store;
 use crate::delivery::{Deliverer, ParkedCard};
 use crate::destination::Target;
-use crate::sinks::Sinks;
+use crate::platforms::Sinks;
 
 fn redis(config: Option<&Path>) -> Result<(Settings, crate::dedupe::RedisStore), String> {
     // The webhook secret is not needed here: load as for a dry run, then
@@ -83,7 +83,7 @@ pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let sinks = match Sinks::for_settings(&settings) {
+        let sinks = match Sinks::for_settings(&settings, &crate::config::ProcessEnv) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("modbridge: {e}");

@@ -18,11 +18,10 @@ use super::EXIT_CONFIG;
 use crate::config::{Env, ProcessEnv, Settings};
 use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
 use crate::delivery::{Alerts, Deliverer};
-use crate::destination::Target;
 use crate::intake::{AppState, admin_routes, public_routes};
 use crate::pipeline::Pipeline;
+use crate::platforms::Sinks;
 use crate::rules::{LiveRules, ReloadEvent, RuleSet};
-use crate::sinks::Sinks;
 use crate::telemetry;
 
 pub fn main(config: Option<&Path>, dry_run: bool) -> ExitCode {
@@ -81,15 +80,11 @@ pub fn check_sinks(settings: &Settings, rules: &RuleSet, env: &dyn Env) -> Resul
     let targets = settings
         .destinations
         .iter()
-        .map(|d| d.target.clone())
-        .chain(rules.destinations().into_iter().map(|d| d.target.clone()));
+        .map(|d| d.target().clone())
+        .chain(rules.destinations().into_iter().map(|d| d.target().clone()));
     let mut seen = std::collections::BTreeSet::new();
     for target in targets {
-        let need = match &target {
-            Target::Slack(_) => "SLACK_BOT_TOKEN".to_owned(),
-            Target::Discord(_) => "DISCORD_BOT_TOKEN".to_owned(),
-            Target::DiscordWebhook { env } => env.clone(),
-        };
+        let need = target.credential_env();
         if !seen.insert(need.clone()) {
             continue;
         }
@@ -162,7 +157,7 @@ pub async fn start(
     rules: RuleSet,
     watch_rules: bool,
 ) -> anyhow::Result<Running> {
-    let sinks = Sinks::for_settings(&settings).map_err(|e| anyhow::anyhow!(e))?;
+    let sinks = Sinks::for_settings(&settings, &ProcessEnv).map_err(|e| anyhow::anyhow!(e))?;
     start_with(settings, rules, watch_rules, sinks).await
 }
 

@@ -6,10 +6,10 @@
 //! values may be present; any that matches is enough. The comparison is
 //! constant-time (`Mac::verify_slice`).
 
-use std::fmt;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+pub use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -18,31 +18,8 @@ const MAX_HEADER_LEN: usize = 2048;
 /// Most `v1` values accepted in one header.
 const MAX_SIGNATURES: usize = 8;
 
-/// A listener secret. Its value never appears in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
+/// Signing with a listener secret (the type lives in `crate::secret`).
 impl Secret {
-    /// Accepts any non-blank value. Cativa's secrets look like `whsec_` + 64 hex
-    /// characters, but the key is the string as written, so nothing is stripped.
-    pub fn new(raw: impl Into<String>) -> Result<Self, &'static str> {
-        let raw = raw.into();
-        if raw.trim().is_empty() {
-            Err("a webhook secret is empty")
-        } else if raw.trim() != raw {
-            Err(
-                "a webhook secret has leading or trailing white space (copy it again from Console > Webhooks)",
-            )
-        } else {
-            Ok(Self(raw))
-        }
-    }
-
-    /// The value to sign with (for `modbridge send` and tests).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
     /// Signs `body` as Cativa does, for time `t`: the full header value.
     pub fn sign(&self, t: i64, body: &[u8]) -> String {
         let mac = self.mac(t, body);
@@ -51,18 +28,13 @@ impl Secret {
 
     fn mac(&self, t: i64, body: &[u8]) -> HmacSha256 {
         // HMAC takes keys of any length (long ones are hashed first).
-        let mut mac = <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(self.0.as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mut mac =
+            <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(self.expose().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
         mac
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 

@@ -381,7 +381,7 @@ impl<'d> Builder<'d> {
         for spec in list.get_ref() {
             match self.destinations.resolve(spec.get_ref()) {
                 Ok(d) => {
-                    if !out.iter().any(|o| o.name == d.name) {
+                    if !out.iter().any(|o| o.name() == d.name()) {
                         out.push(d);
                     }
                 }

@@ -356,7 +356,7 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
         match verdict
             .deliveries
             .iter_mut()
-            .find(|x| x.destination.name == d.name)
+            .find(|x| x.destination.name() == d.name())
         {
             Some(existing) => {
                 existing.reasons.push(reason.clone());
@@ -482,7 +482,7 @@ pub fn explain(c: &Compiled, post: &Post) -> Explanation {
 }
 
 fn names(to: &[Arc<Destination>]) -> Vec<String> {
-    to.iter().map(|d| d.name.clone()).collect()
+    to.iter().map(|d| d.name().to_owned()).collect()
 }
 
 fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplanation {
@@ -597,7 +597,7 @@ impl fmt::Display for Explanation {
                 .collect::<Vec<_>>()
                 .join(", ");
             let mention = if d.mention { ", with a mention" } else { "" };
-            write!(f, "\n  → {}: {reasons}{mention}", d.destination.name)?;
+            write!(f, "\n  → {}: {reasons}{mention}", d.destination.name())?;
         }
         Ok(())
     }
@@ -686,19 +686,26 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::destination::{Destinations, DiscordChannel, SlackChannel, Target};
+    use crate::destination::{Destinations, DiscordChannel, RawDestination, SlackChannel, Target};
     use crate::post::{CustomerId, GroupId, PostId, UserId};
     use crate::rules::RuleSet;
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
 
     fn destinations() -> Destinations {
-        let d = |name: &str, target| Destination {
-            name: name.into(),
-            target,
-            show_email: false,
-            show_phone: false,
-            mention: None,
+        // Through the loader, as `[destinations.NAME]` tables.
+        let d = |name: &str, target: Target| {
+            let (slack, discord) = match target {
+                Target::Slack(c) => (Some(c.as_str().to_owned()), None),
+                Target::Discord(c) => (None, Some(c.get().to_string())),
+                Target::DiscordWebhook { .. } => (None, None),
+            };
+            let raw = RawDestination {
+                slack,
+                discord,
+                ..Default::default()
+            };
+            Destination::from_raw(name, raw).unwrap()
         };
         Destinations::new([
             d(
@@ -756,7 +763,7 @@ mod tests {
             .iter()
             .map(|d| {
                 let r: Vec<&str> = d.reasons.iter().map(|r| r.name()).collect();
-                format!("{}: {}", d.destination.name, r.join(", "))
+                format!("{}: {}", d.destination.name(), r.join(", "))
             })
             .collect()
     }

@@ -111,12 +111,12 @@ impl RuleSet {
         let mut seen = std::collections::BTreeMap::new();
         for file in &self.compiled.files {
             for d in &file.to {
-                seen.entry(d.name.clone()).or_insert_with(|| d.clone());
+                seen.entry(d.name().to_owned()).or_insert_with(|| d.clone());
             }
         }
         for m in &self.compiled.matches {
             for d in &m.to {
-                seen.entry(d.name.clone()).or_insert_with(|| d.clone());
+                seen.entry(d.name().to_owned()).or_insert_with(|| d.clone());
             }
         }
         seen.into_values().collect()

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use modbridge::card::{AuthorView, Card, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
-use modbridge::sinks::SinkError;
-use modbridge::sinks::discord::{self, DiscordSink, limits};
+use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
+use modbridge::platforms::{MessageRef, PlatformError as SinkError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -325,7 +325,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
     let mention = rng.random_bool(0.3).then(|| "456".to_owned());
     Card {
         destination: "mods".into(),
-        target: format!("discord:{CHANNEL}"),
+        target: bot_target(),
         severity: if rng.random_bool(0.5) {
             Severity::Flagged
         } else {
@@ -437,7 +437,7 @@ async fn a_resend_with_the_same_nonce_returns_the_existing_message() {
     let first = sink.deliver(&card(), &bot_target()).await.unwrap();
     let second = sink.deliver(&card(), &bot_target()).await.unwrap();
     assert_eq!(first, second);
-    assert!(first.message_id.is_some());
+    assert!(matches!(first, MessageRef::Discord { message_id, .. } if message_id > 0));
     assert_eq!(fake.received().len(), 2);
     assert_eq!(
         fake.messages(CHANNEL).len(),
@@ -574,7 +574,9 @@ async fn check_live_proves_the_token_and_each_channel() {
     .collect();
     let settings = Settings::load(Some(&config), true, &env).unwrap();
     let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
-    let lines = live_check(&settings, &destinations, false).await.join("\n");
+    let lines = live_check(&settings, &env, &destinations, false)
+        .await
+        .join("\n");
     assert!(
         lines.contains("ok: discord: GET /users/@me accepts DISCORD_BOT_TOKEN"),
         "{lines}"
@@ -684,4 +686,58 @@ async fn a_429_is_waited_out_by_serenitys_real_rate_limiter() {
         "retried after only {waited:?}"
     );
     assert_eq!(fake.messages(CHANNEL).len(), 1);
+}
+
+/// Post then edit through the boundary, as the bot and through the webhook
+/// (`wait=true` gives the message ID; the reference names the variable, never
+/// the URL); the fake checks every edit against Discord's spec.
+#[tokio::test]
+async fn posted_cards_are_edited_in_place_as_bot_and_webhook() {
+    use modbridge::platforms::Platforms;
+    let fake = FakeDiscord::start().await;
+    let platforms = Platforms::new(None, Some(sink(&fake)));
+    let hook = Target::DiscordWebhook {
+        env: "MODS_HOOK".into(),
+    };
+    for target in [bot_target(), hook] {
+        let posted = platforms.post(&card(), &target).await.unwrap();
+        let json = serde_json::to_string(&posted).unwrap();
+        assert!(!json.contains(crate::fake_discord::WEBHOOK_TOKEN), "{json}");
+        let mut changed = card();
+        changed.headline = "Resolved · updated card".into();
+        platforms.update(&posted, &changed).await.unwrap();
+        let (key, id) = match &posted {
+            MessageRef::Discord { message_id, .. } => (CHANNEL, *message_id),
+            MessageRef::DiscordWebhook { env, message_id } => {
+                assert_eq!(env, "MODS_HOOK");
+                (WEBHOOK_ID, *message_id)
+            }
+            other => panic!("{other:?}"),
+        };
+        let now = fake.messages(key);
+        let m = now
+            .iter()
+            .find(|m| m["id"].as_str() == Some(id.to_string().as_str()))
+            .expect("the posted message");
+        assert_eq!(m["embeds"][0]["title"], "Resolved · updated card");
+        assert!(!m["edited_timestamp"].is_null());
+    }
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+    let patches: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert!(patches.iter().all(|r| r.status == 200), "{patches:?}");
+    // An edit of a message that does not exist is a configuration error
+    // (never a silent success).
+    let gone = MessageRef::Discord {
+        channel: CHANNEL,
+        message_id: 1,
+    };
+    assert!(matches!(
+        platforms.update(&gone, &card()).await,
+        Err(SinkError::Config { .. })
+    ));
 }

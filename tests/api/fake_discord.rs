@@ -1,6 +1,7 @@
 //! A fake Discord API (v10) for the parts modbridge uses: bot messages
-//! (`POST /api/v10/channels/{id}/messages`), webhook executions
-//! (`POST /api/v10/webhooks/{id}/{token}`), `GET /users/@me` and
+//! (`POST /api/v10/channels/{id}/messages`) and their edits (`PATCH
+//! …/messages/{id}`), webhook executions (`POST /api/v10/webhooks/{id}/{token}`)
+//! and their edits (`PATCH …/{token}/messages/{id}`), `GET /users/@me` and
 //! `GET /channels/{id}`.
 //!
 //! Like Discord it checks `Authorization: Bot …`, validates every body against
@@ -73,9 +74,12 @@ pub struct FakeDiscord {
 struct Validators {
     message: jsonschema::Validator,
     webhook: jsonschema::Validator,
+    edit: jsonschema::Validator,
+    webhook_edit: jsonschema::Validator,
 }
 
-/// Validators for `MessageCreateRequest` and `IncomingWebhookRequestPartial`,
+/// Validators for `MessageCreateRequest`, `IncomingWebhookRequestPartial` and
+/// their edits (`MessageEditRequestPartial`, `IncomingWebhookUpdateRequestPartial`),
 /// resolved inside Discord's OpenAPI document (compiled once per test binary).
 fn validators() -> &'static Validators {
     static V: OnceLock<Validators> = OnceLock::new();
@@ -100,6 +104,8 @@ fn validators() -> &'static Validators {
         Validators {
             message: build("MessageCreateRequest"),
             webhook: build("IncomingWebhookRequestPartial"),
+            edit: build("MessageEditRequestPartial"),
+            webhook_edit: build("IncomingWebhookUpdateRequestPartial"),
         }
     })
 }
@@ -345,7 +351,7 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
             if channel != CHANNEL && !st.extra_channels.contains(&channel) {
                 return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
             }
-            if let Some(resp) = invalid(st, &validators().message, body) {
+            if let Some(resp) = invalid(st, "message", body) {
                 return resp;
             }
             let nonce = body["nonce"]
@@ -369,7 +375,7 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
             if id.parse::<u64>() != Ok(WEBHOOK_ID) || *token != WEBHOOK_TOKEN {
                 return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
             }
-            if let Some(resp) = invalid(st, &validators().webhook, body) {
+            if let Some(resp) = invalid(st, "webhook", body) {
                 return resp;
             }
             let query: HashSet<&str> = r.query.split('&').collect();
@@ -387,17 +393,47 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
                 rate_headers(Response::builder().status(StatusCode::NO_CONTENT), 4, 1.0).finish()
             }
         }
+        ("PATCH", ["channels", id, "messages", message_id]) => {
+            let Ok(channel) = id.parse::<u64>() else {
+                return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+            };
+            edit(st, channel, message_id, "edit", body)
+        }
+        ("PATCH", ["webhooks", id, token, "messages", message_id]) => {
+            if id.parse::<u64>() != Ok(WEBHOOK_ID) || *token != WEBHOOK_TOKEN {
+                return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
+            }
+            edit(st, WEBHOOK_ID, message_id, "webhook_edit", body)
+        }
         _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
     }
 }
 
-/// A 400 like Discord's when `body` breaks the schema or a limit.
-fn invalid(st: &mut State, validator: &jsonschema::Validator, body: &Value) -> Option<Response> {
-    let kind = if std::ptr::eq(validator, &validators().webhook) {
-        "webhook"
-    } else {
-        "message"
+/// Edits message `message_id` created in `channel` (or by the webhook): the
+/// body is checked like a new one; the fields it has replace the message's.
+fn edit(st: &mut State, channel: u64, message_id: &str, kind: &str, body: &Value) -> Response {
+    if let Some(resp) = invalid(st, kind, body) {
+        return resp;
+    }
+    let Some(m) = st
+        .messages
+        .get_mut(&channel)
+        .and_then(|ms| ms.iter_mut().find(|m| m["id"] == message_id))
+    else {
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     };
+    for field in ["content", "embeds", "components", "allowed_mentions"] {
+        if let Some(v) = body.get(field) {
+            m[field] = v.clone();
+        }
+    }
+    m["edited_timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+    let m = m.clone();
+    json_response(StatusCode::OK, &m)
+}
+
+/// A 400 like Discord's when `body` breaks the schema or a limit.
+fn invalid(st: &mut State, kind: &str, body: &Value) -> Option<Response> {
     let problems = check_body(kind, body);
     if problems.is_empty() {
         return None;
@@ -409,14 +445,15 @@ fn invalid(st: &mut State, validator: &jsonschema::Validator, body: &Value) -> O
     ))
 }
 
-/// Why Discord would refuse `body` (`kind`: "message" or "webhook"): the
-/// spec's schema and the limits it misses. Empty: accepted.
+/// Why Discord would refuse `body` (`kind`: "message", "webhook", "edit" or
+/// "webhook_edit"): the spec's schema and the limits it misses. Empty: accepted.
 pub fn check_body(kind: &str, body: &Value) -> Vec<String> {
     let v = validators();
-    let validator = if kind == "webhook" {
-        &v.webhook
-    } else {
-        &v.message
+    let validator = match kind {
+        "webhook" => &v.webhook,
+        "edit" => &v.edit,
+        "webhook_edit" => &v.webhook_edit,
+        _ => &v.message,
     };
     let mut problems: Vec<String> = validator
         .iter_errors(body)

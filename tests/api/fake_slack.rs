@@ -1,10 +1,10 @@
 //! A fake Slack Web API on 127.0.0.1: the parts modbridge uses
-//! (`chat.postMessage`, `auth.test`, `conversations.info`). It checks the
+//! (`chat.postMessage`, `chat.update`, `auth.test`, `conversations.info`). It checks the
 //! bearer token, the JSON body and every Block Kit limit in
 //! shared/reference/slack.md, rejects like Slack does, records what it
 //! received, and can be told to fail.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -44,6 +44,8 @@ struct State {
     missing_channels: BTreeSet<String>,
     no_read_scope: bool,
     ts: u64,
+    /// What each posted message shows now, by (channel, ts).
+    messages: BTreeMap<(String, String), Value>,
 }
 
 pub struct FakeSlack {
@@ -68,6 +70,7 @@ impl FakeSlack {
         }));
         let app = Route::new()
             .at("/api/chat.postMessage", post(post_message))
+            .at("/api/chat.update", post(update_message))
             .at("/api/auth.test", get(auth_test).post(auth_test))
             .at(
                 "/api/conversations.info",
@@ -120,6 +123,16 @@ impl FakeSlack {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// What the message at (`channel`, `ts`) shows now (its last accepted
+    /// post or update body).
+    pub fn message(&self, channel: &str, ts: &str) -> Option<Value> {
+        let state = self.state.lock().unwrap();
+        state
+            .messages
+            .get(&(channel.to_owned(), ts.to_owned()))
+            .cloned()
+    }
+
     /// Bodies of the `chat.postMessage` calls Slack accepted.
     pub fn posted(&self) -> Vec<Value> {
         self.received()
@@ -169,11 +182,26 @@ async fn post_message(
     Data(state): Data<&Arc<Mutex<State>>>,
 ) -> Response {
     let raw = body.into_vec().await.unwrap_or_default();
+    write_message(req, &raw, state, "chat.postMessage")
+}
+
+/// `chat.update`: the same checks as posting, and the message must exist.
+#[handler]
+async fn update_message(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let raw = body.into_vec().await.unwrap_or_default();
+    write_message(req, &raw, state, "chat.update")
+}
+
+fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) -> Response {
     let mut state = state.lock().unwrap();
-    let json_body: Value = match serde_json::from_slice(&raw) {
+    let json_body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(_) => {
-            record(&mut state, "chat.postMessage", Value::Null, "invalid_json");
+            record(&mut state, method, Value::Null, "invalid_json");
             return slack_error("invalid_json");
         }
     };
@@ -182,13 +210,27 @@ async fn post_message(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let verdict = check_post(&mut state, req, content_type, &json_body);
+    let mut verdict = check_post(&mut state, req, content_type, &json_body);
+    let channel_id = json_body["channel"].as_str().unwrap_or_default().to_owned();
+    if method == "chat.update" && matches!(verdict, Answer::Ok) {
+        let ts = json_body["ts"].as_str().unwrap_or_default().to_owned();
+        if !state.messages.contains_key(&(channel_id.clone(), ts)) {
+            verdict = Answer::Error("message_not_found");
+        }
+    }
     match verdict {
         Answer::Ok => {
-            state.ts += 1;
-            let ts = format!("1715177521.{:06}", state.ts);
+            let ts = if method == "chat.update" {
+                json_body["ts"].as_str().unwrap_or_default().to_owned()
+            } else {
+                state.ts += 1;
+                format!("1715177521.{:06}", state.ts)
+            };
+            state
+                .messages
+                .insert((channel_id, ts.clone()), json_body.clone());
             let channel = json_body["channel"].clone();
-            record(&mut state, "chat.postMessage", json_body.clone(), "ok");
+            record(&mut state, method, json_body.clone(), "ok");
             json_reply(
                 StatusCode::OK,
                 json!({
@@ -200,7 +242,7 @@ async fn post_message(
             )
         }
         Answer::RateLimited(secs) => {
-            record(&mut state, "chat.postMessage", json_body, "ratelimited");
+            record(&mut state, method, json_body, "ratelimited");
             let mut resp = json_reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({ "ok": false, "error": "ratelimited" }),
@@ -210,13 +252,13 @@ async fn post_message(
             resp
         }
         Answer::ServerError => {
-            record(&mut state, "chat.postMessage", json_body, "http_500");
+            record(&mut state, method, json_body, "http_500");
             Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .body("upstream trouble")
         }
         Answer::Error(code) => {
-            record(&mut state, "chat.postMessage", json_body, code);
+            record(&mut state, method, json_body, code);
             slack_error(code)
         }
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::intake::signature::Secret;
+use modbridge::platforms::{Recorder, Sinks};
 use modbridge::rules::RuleSet;
-use modbridge::sinks::{Recorder, Sinks};
 
 pub const SECRET: &str = "whsec_1111111111111111111111111111111111111111111111111111111111111111";
 pub const TENANT_SECRET: &str =
@@ -86,7 +86,7 @@ pub async fn spawn_with(opts: AppOptions) -> TestApp {
         .rules;
     let recorder = Recorder::default();
     let sinks = if opts.live {
-        Sinks::for_settings(&settings).expect("live sinks build")
+        Sinks::for_settings(&settings, &env).expect("live sinks build")
     } else {
         Sinks::Recorder(recorder.clone())
     };

@@ -10,9 +10,9 @@ use modbridge::card::{Card, ReasonView};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::destination::SlackChannel;
+use modbridge::platforms::slack::{self, Client as SlackSink};
+use modbridge::platforms::{Failure, PlatformError as SinkError, Sinks};
 use modbridge::rules::RuleSet;
-use modbridge::sinks::slack::{self, Failure, SlackSink};
-use modbridge::sinks::{SinkError, Sinks};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ async fn spawn_slack_app(fake: &FakeSlack) -> SlackApp {
     let ruleset = RuleSet::load_dir(&settings.rules_dir, &settings.destinations)
         .expect("rules")
         .rules;
-    let sinks = Sinks::for_settings(&settings).expect("sinks");
+    let sinks = Sinks::for_settings(&settings, &env).expect("sinks");
     let running = start_with(settings, ruleset, false, sinks)
         .await
         .expect("app starts");
@@ -624,7 +624,7 @@ async fn check_live_says_what_each_call_proves_and_send_test_posts_a_marked_card
         known.resolve("discord:112233445566778899").unwrap(),
     ];
     fake.remove_channel("C0GONE000");
-    let report = live_check(&settings, &dests, false).await.join("\n");
+    let report = live_check(&settings, &env, &dests, false).await.join("\n");
     assert!(
         report.contains("ok: slack: auth.test accepts SLACK_BOT_TOKEN"),
         "{report}"
@@ -644,7 +644,9 @@ async fn check_live_says_what_each_call_proves_and_send_test_posts_a_marked_card
     assert!(fake.posted().is_empty(), "no card without --send-test");
 
     fake.without_read_scope();
-    let report = live_check(&settings, &dests[..1], true).await.join("\n");
+    let report = live_check(&settings, &env, &dests[..1], true)
+        .await
+        .join("\n");
     assert!(
         report.contains("channels:read") && report.contains("groups:read"),
         "{report}"
@@ -666,7 +668,9 @@ async fn check_live_says_what_each_call_proves_and_send_test_posts_a_marked_card
     .into_iter()
     .collect();
     let settings = Settings::load(None, true, &wrong).unwrap();
-    let report = live_check(&settings, &dests[..1], false).await.join("\n");
+    let report = live_check(&settings, &wrong, &dests[..1], false)
+        .await
+        .join("\n");
     assert!(
         report.contains("error: slack: auth.test: invalid_auth"),
         "{report}"
@@ -683,7 +687,7 @@ fn an_alert_notice_renders_as_a_short_escaped_card() {
         "Destination broken: slack:C0123ABCD",
         "channel_not_found <!channel>",
     );
-    let body = modbridge::sinks::slack::payload(&card, "C0ALERTS00", Utc::now());
+    let body = modbridge::platforms::slack::payload(&card, "C0ALERTS00", Utc::now());
     let text = body.to_string();
     assert!(
         text.contains("Destination broken: slack:C0123ABCD"),
@@ -691,4 +695,43 @@ fn an_alert_notice_renders_as_a_short_escaped_card() {
     );
     assert!(!text.contains("<!channel>"), "{text}");
     crate::fake_slack::check_message(&body).unwrap();
+}
+
+/// Post then `chat.update` through the boundary: the fake checks the update
+/// like a post (token, Block Kit limits) and that the message exists.
+#[tokio::test]
+async fn posted_cards_are_updated_in_place() {
+    use modbridge::platforms::{MessageRef, Platforms, Target};
+    let fake = FakeSlack::start(TOKEN).await;
+    let platforms = Platforms::new(Some(SlackSink::new(TOKEN, &fake.base).unwrap()), None);
+    let target = Target::Slack(channel(CHANNEL));
+    let posted = platforms.post(&card(Some("first")), &target).await.unwrap();
+    let MessageRef::Slack { channel: ch, ts } = &posted else {
+        panic!("{posted:?}");
+    };
+    assert_eq!(ch, CHANNEL);
+    let mut changed = card(Some("second <!channel>"));
+    changed.headline = "Resolved · updated card".into();
+    platforms.update(&posted, &changed).await.unwrap();
+    let shown = fake.message(CHANNEL, ts).unwrap();
+    assert_eq!(
+        shown["blocks"][0]["text"]["text"],
+        "Resolved · updated card"
+    );
+    assert!(!shown.to_string().contains("<!channel>"), "{shown}");
+    let calls = fake.received();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.method.as_str(), c.answer.as_str()))
+            .collect::<Vec<_>>(),
+        [("chat.postMessage", "ok"), ("chat.update", "ok")]
+    );
+    // Updating a message Slack does not have is refused, not ignored.
+    let gone = MessageRef::Slack {
+        channel: CHANNEL.into(),
+        ts: "1.000001".into(),
+    };
+    assert!(platforms.update(&gone, &changed).await.is_err());
+    assert_eq!(fake.received()[2].answer, "message_not_found");
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::SinkError;
+use super::PlatformError;
+use super::Target;
 use crate::card::Card;
-use crate::destination::Target;
 
 #[derive(Debug, Clone)]
 enum Failure {
@@ -83,19 +83,19 @@ impl Recorder {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failure(&self, target: &Target) -> Option<SinkError> {
+    fn failure(&self, target: &Target) -> Option<PlatformError> {
         let mut failures = self.lock_failures();
         for key in [Some(target.clone()), None] {
             match failures.get_mut(&key) {
                 Some(Failure::Config) => {
-                    return Some(SinkError::Config {
+                    return Some(PlatformError::Config {
                         platform: "recorder",
                         detail: "told to be misconfigured".into(),
                     });
                 }
                 Some(Failure::Transient(n)) if *n > 0 => {
                     *n -= 1;
-                    return Some(SinkError::Transient {
+                    return Some(PlatformError::Transient {
                         platform: "recorder",
                         detail: "told to fail".into(),
                         retry_after: None,
@@ -107,7 +107,7 @@ impl Recorder {
         None
     }
 
-    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
+    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), PlatformError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
         if !delay.is_zero() {

@@ -1,0 +1,671 @@
+//! Discord rendering: a [`Card`] as one embed plus an "Open post" link
+//! button, wrapped as a bot message (with a nonce) or a webhook execution.
+//! The text pieces come from [`present`]; this file adds Discord's markup
+//! (markdown escaping, bold, masked links), the embed's shape and limits.
+//!
+//! Safety rules the renderer keeps for any input:
+//! - every message sets `allowed_mentions` to parse nothing; the only mention
+//!   is the destination's configured role, written by modbridge into `content`
+//!   and allowed explicitly through `allowed_mentions.roles`;
+//! - untrusted text (content, names, matched terms, place) is Discord-markdown
+//!   escaped wherever markdown renders, so no post can forge formatting, masked
+//!   links or mention chips; one-line fields lose line breaks, control
+//!   characters and bidirectional overrides;
+//! - every text stays inside Discord's limits in [`limits`], counted in
+//!   characters (code points, as Discord and serenity count), cut on grapheme
+//!   boundaries, and the card says how much was cut.
+
+use std::ops::Range;
+
+use chrono::{DateTime, Utc};
+use serenity::builder::{
+    CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed, CreateEmbedAuthor,
+    CreateEmbedFooter, CreateMessage, EditMessage, EditWebhookMessage, ExecuteWebhook,
+};
+use serenity::model::Timestamp;
+use serenity::model::channel::Nonce;
+use serenity::model::id::RoleId;
+use sha2::{Digest, Sha256};
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::card::{Card, ReasonView, Severity};
+use crate::platforms::Target;
+use crate::platforms::present::{self, one_line};
+
+/// Discord's message and embed limits (shared/reference/discord.md), in characters.
+pub mod limits {
+    pub const CONTENT: usize = 2_000;
+    pub const TITLE: usize = 256;
+    pub const DESCRIPTION: usize = 4_096;
+    pub const FIELDS: usize = 25;
+    pub const FIELD_NAME: usize = 256;
+    pub const FIELD_VALUE: usize = 1_024;
+    pub const FOOTER: usize = 2_048;
+    pub const AUTHOR: usize = 256;
+    /// Title, description, field names and values, footer and author of every
+    /// embed of one message together.
+    pub const EMBEDS_TOTAL: usize = 6_000;
+    /// `url`, `image.url` of an embed.
+    pub const EMBED_URL: usize = 2_048;
+    pub const BUTTON_URL: usize = 512;
+    pub const BUTTON_LABEL: usize = 80;
+    pub const NONCE: usize = 25;
+}
+
+// Our own budgets, inside the limits above.
+const NAME_BUDGET: usize = 200;
+const TERM_BUDGET: usize = 100;
+const REASON_LINE_BUDGET: usize = 300;
+const CONTACT_BUDGET: usize = 200;
+const ID_BUDGET: usize = 100;
+const LINK_URL_BUDGET: usize = 600;
+/// Room kept in the description for the "Cut: …" note.
+const CUT_NOTE_BUDGET: usize = 200 + LINK_URL_BUDGET;
+
+const COLOUR_FLAGGED: u32 = 0xD9_3F_3F;
+const COLOUR_SENSITIVE: u32 = 0xE6_A2_3C;
+/// Grey: modbridge's own notices (`[alerts]`).
+const COLOUR_NOTICE: u32 = 0x95a5a6;
+
+/// Length as Discord counts it: characters (code points).
+pub fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Characters Discord markdown gives a meaning to (formatting, quotes,
+/// headings, lists, spoilers, code, masked links, mentions; timestamps and
+/// custom emoji start with `<`). A backslash before any of them shows it
+/// literally (Discord drops a backslash before any ASCII punctuation).
+fn is_markdown(c: char) -> bool {
+    matches!(
+        c,
+        '\\' | '*' | '_' | '~' | '`' | '|' | '<' | '>' | '[' | ']' | '(' | ')' | '#' | '-' | '@'
+    )
+}
+
+/// Escapes Discord markdown so the text shows exactly as written. Line breaks
+/// stay; other control characters become spaces.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_markdown(c) {
+            out.push('\\');
+            out.push(c);
+        } else if c == '\n' {
+            out.push('\n');
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `raw` (escaped when `markdown`), cut on a grapheme boundary so that the
+/// result (with `…` when cut) is at most `budget` characters. Returns the text
+/// and how many characters of `raw` were left out.
+fn fit(raw: &str, budget: usize, markdown: bool) -> (String, usize) {
+    let esc = |s: &str| if markdown { escape(s) } else { s.to_owned() };
+    crate::platforms::text::fit_escaped(raw, budget, esc, width)
+}
+
+/// A URL modbridge may put in an embed, a button or a markdown link: parsed,
+/// http(s), strictly RFC 3986 (Discord refuses anything looser), and unable to
+/// end a markdown link early (`(`, `)` percent-encoded).
+fn web_url(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    let whole = url.as_str();
+    let (head, tail) = whole.split_at(url[..url::Position::BeforePath].len());
+    let mut out = String::with_capacity(whole.len() + 16);
+    out.push_str(head);
+    let mut in_fragment = false;
+    for b in tail.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || b"-._~!$&'*+,;=:@/?%".contains(&b)
+            || (b == b'#' && !in_fragment);
+        if b == b'#' {
+            in_fragment = true;
+        }
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
+/// The content as Discord markdown: highlighted ranges bold, escaped, cut on
+/// grapheme boundaries within `budget`. Returns the text and the characters
+/// left out.
+fn highlighted(content: &str, highlights: &[Range<usize>], budget: usize) -> (String, usize) {
+    let ranges = crate::platforms::text::clean_highlights(content, highlights);
+    let mut out = String::new();
+    // Characters written, plus the closing marker of an open bold run.
+    let mut used = 0;
+    let mut bold = false;
+    let mut cut_at = None;
+    for (at, g) in content.grapheme_indices(true) {
+        let in_range = ranges.iter().any(|r| r.start <= at && at < r.end);
+        // Bold never spans a line break; white space only continues a run.
+        let wants = in_range && !g.contains('\n') && (bold || !g.trim().is_empty());
+        let e = escape(g);
+        let w = width(&e);
+        let opens = wants && !bold;
+        if used + w + if opens { 4 } else { 0 } > budget {
+            cut_at = Some(at);
+            break;
+        }
+        if opens {
+            out.push_str("**");
+            bold = true;
+            used += 4;
+        } else if bold && !wants {
+            // Its cost was counted when it opened.
+            out.push_str("**");
+            bold = false;
+        }
+        out.push_str(&e);
+        used += w;
+    }
+    if bold {
+        out.push_str("**");
+    }
+    let cut = cut_at.map_or(0, |at| content[at..].chars().count());
+    (out, cut)
+}
+
+/// What one card becomes on Discord, before it is wrapped as a bot message or
+/// a webhook execution.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The configured role mention, when a match asked for it.
+    pub content: Option<String>,
+    pub embed: CreateEmbed,
+    pub components: Option<Vec<CreateActionRow>>,
+    pub allowed_mentions: CreateAllowedMentions,
+    /// Characters of the post text left out.
+    pub cut: usize,
+}
+
+/// The configured role, when the card asks for a mention (a role ID, checked
+/// again here: only digits, never zero).
+fn mention_role(card: &Card) -> Option<u64> {
+    card.mention
+        .as_deref()
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|m| m.parse::<u64>().ok())
+        .filter(|&id| id > 0)
+}
+
+/// `fit` for a one-line field.
+fn line(raw: &str, budget: usize, markdown: bool) -> String {
+    fit(&one_line(raw), budget, markdown).0
+}
+
+/// The embed's author: plain text on Discord (no markdown), so one line, not escaped.
+fn author_name(card: &Card) -> String {
+    let mut author = line(&card.author.name, NAME_BUDGET, false);
+    if author.trim().is_empty() {
+        author = line(&card.author.user_id, NAME_BUDGET, false);
+    }
+    if author.trim().is_empty() {
+        author = "(no name)".to_owned();
+    }
+    if let Some(u) = present::username(card) {
+        let room = limits::AUTHOR.saturating_sub(width(&author) + 4);
+        author.push_str(&format!(" (@{})", line(u, room, false)));
+    }
+    author
+}
+
+/// One reason, cut (already escaped) to [`REASON_LINE_BUDGET`] on a grapheme
+/// boundary, never inside an escape or an open bold run.
+fn reason_line(r: &ReasonView) -> String {
+    let line = present::reason_line(
+        r,
+        |s| line(s, TERM_BUDGET, true),
+        |rules| format!("**{rules}**"),
+    );
+    if width(&line) <= REASON_LINE_BUDGET {
+        return line;
+    }
+    let mut cut = String::new();
+    let mut w = 0;
+    for g in line.graphemes(true) {
+        if w + width(g) > REASON_LINE_BUDGET - 1 {
+            break;
+        }
+        cut.push_str(g);
+        w += width(g);
+    }
+    if cut.ends_with('\\') && !cut.ends_with("\\\\") {
+        cut.pop();
+    }
+    if cut.matches("**").count() % 2 == 1 {
+        cut.push_str("**");
+    }
+    cut.push('…');
+    cut
+}
+
+/// Why it matched, member since, badges, contact details.
+fn fields(card: &Card, now: DateTime<Utc>) -> Vec<(String, String, bool)> {
+    let mut fields: Vec<(String, String, bool)> = Vec::new();
+    if card.severity != Severity::Notice {
+        let lines = card.reasons.iter().map(reason_line);
+        let (mut why, _) = present::reasons(
+            String::new(),
+            lines,
+            card.reasons.len(),
+            ("\n", "\n"),
+            limits::FIELD_VALUE,
+            width,
+        );
+        if why.is_empty() {
+            why.push_str("(no reason given)");
+        }
+        let member = match present::member_age(card, now) {
+            Some(age) if age.new_account => format!("{}\n🆕 **new account**", age.since),
+            Some(age) => age.since,
+            None => "unknown".to_owned(),
+        };
+        fields.push(("Why it matched".into(), why, false));
+        fields.push(("Member since".into(), member, true));
+        fields.push(("Badges".into(), card.author.badges.to_string(), true));
+    }
+    for (label, value) in present::contacts(card).filter(|(_, v)| !v.trim().is_empty()) {
+        fields.push((label.into(), line(value, CONTACT_BUDGET, true), true));
+    }
+    fields.truncate(limits::FIELDS);
+    fields
+}
+
+/// The post text (highlighted, cut to `room` with a note saying so) or a placeholder.
+fn description(card: &Card, room: usize, post_url: Option<&str>) -> (String, usize) {
+    let (mut description, cut) = match (present::placeholder(card), card.content.as_deref()) {
+        (Some(p), _) => (format!("*{p}*"), 0),
+        (None, Some(c)) => highlighted(c, &card.highlights, room.saturating_sub(CUT_NOTE_BUDGET)),
+        (None, None) => (String::new(), 0),
+    };
+    if description.trim().is_empty() {
+        description = format!("*{}*", present::TEXT_HIDDEN);
+    }
+    if cut > 0 {
+        let link = post_url
+            .filter(|u| width(u) <= LINK_URL_BUDGET)
+            .map(|u| format!("[Open the post]({u})"));
+        description.push_str(&format!("\n\n✂️ {}", present::cut_note(card, cut, link)));
+    }
+    (description, cut)
+}
+
+/// Renders `card`. `now` is when it is sent (for "joined N days ago").
+pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
+    let author = author_name(card);
+    let title = line(&card.headline, limits::TITLE, true);
+    let title = if title.trim().is_empty() {
+        "Moderation card".to_owned()
+    } else {
+        title
+    };
+    let post_url = card.post_url.as_deref().and_then(web_url);
+    let fields = fields(card, now);
+    let footer = format!(
+        "Post ID {} · {}",
+        line(&card.post_id, ID_BUDGET, false),
+        line(&card.place, ID_BUDGET, false)
+    );
+    let total = width(&author)
+        + width(&title)
+        + fields
+            .iter()
+            .map(|(n, v, _)| width(n) + width(v))
+            .sum::<usize>()
+        + width(&footer);
+    // The description gets what the rest leaves of the 6,000 total.
+    let room = limits::DESCRIPTION.min(limits::EMBEDS_TOTAL.saturating_sub(total));
+    let (description, cut) = description(card, room, post_url.as_deref());
+
+    let mut embed = CreateEmbed::new()
+        .author(CreateEmbedAuthor::new(author))
+        .title(title)
+        .description(description)
+        .footer(CreateEmbedFooter::new(footer))
+        .colour(match card.severity {
+            Severity::Flagged => COLOUR_FLAGGED,
+            Severity::SensitiveGroup => COLOUR_SENSITIVE,
+            Severity::Notice => COLOUR_NOTICE,
+        });
+    for (name, value, inline) in fields {
+        embed = embed.field(name, value, inline);
+    }
+    if let Ok(ts) = Timestamp::from_unix_timestamp(card.posted_at.timestamp()) {
+        embed = embed.timestamp(ts);
+    }
+    if let Some(u) = post_url
+        .as_deref()
+        .filter(|u| width(u) <= limits::EMBED_URL)
+    {
+        embed = embed.url(u);
+    }
+    if let Some(img) = card
+        .image_url
+        .as_deref()
+        .and_then(web_url)
+        .filter(|u| width(u) <= limits::EMBED_URL)
+    {
+        embed = embed.image(img);
+    }
+
+    let components = post_url
+        .as_deref()
+        .filter(|u| width(u) <= limits::BUTTON_URL)
+        .map(|u| {
+            vec![CreateActionRow::Buttons(vec![
+                CreateButton::new_link(u).label("Open post"),
+            ])]
+        });
+
+    let role = mention_role(card);
+    let mut allowed_mentions = CreateAllowedMentions::new();
+    if let Some(id) = role {
+        allowed_mentions = allowed_mentions.roles([RoleId::new(id)]);
+    }
+    Rendered {
+        content: role.map(|id| format!("<@&{id}> a moderator is needed")),
+        embed,
+        components,
+        allowed_mentions,
+        cut,
+    }
+}
+
+/// The nonce for a card in a channel: the same post to the same channel always
+/// gets the same one, so a resend returns the message already created.
+pub fn nonce(card: &Card, channel: u64) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        card.customer_id.as_str(),
+        card.post_id.as_str(),
+        &channel.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex = hex::encode(h.finalize());
+    format!("mb{}", &hex[..limits::NONCE - 2])
+}
+
+/// The bot message for `card` in `channel`.
+pub fn message(card: &Card, channel: u64, now: DateTime<Utc>) -> CreateMessage {
+    let r = render(card, now);
+    let mut m = CreateMessage::new()
+        .embed(r.embed)
+        .allowed_mentions(r.allowed_mentions)
+        .nonce(Nonce::String(nonce(card, channel)))
+        .enforce_nonce(true);
+    if let Some(c) = r.content {
+        m = m.content(c);
+    }
+    if let Some(c) = r.components {
+        m = m.components(c);
+    }
+    m
+}
+
+/// The webhook execution for `card` (no nonce: webhooks do not take one).
+pub fn webhook_execution(card: &Card, now: DateTime<Utc>) -> ExecuteWebhook {
+    let r = render(card, now);
+    let mut w = ExecuteWebhook::new()
+        .embed(r.embed)
+        .allowed_mentions(r.allowed_mentions);
+    if let Some(c) = r.content {
+        w = w.content(c);
+    }
+    if let Some(c) = r.components {
+        // Link buttons on webhooks not owned by an application need `with_components`.
+        w = w.components(c).with_components(true);
+    }
+    w
+}
+
+/// The bot's edit of a posted card (`PATCH /channels/{id}/messages/{id}`).
+pub fn edit_message(card: &Card, now: DateTime<Utc>) -> EditMessage {
+    let r = render(card, now);
+    let mut m = EditMessage::new()
+        .embed(r.embed)
+        .allowed_mentions(r.allowed_mentions);
+    if let Some(c) = r.content {
+        m = m.content(c);
+    }
+    if let Some(c) = r.components {
+        m = m.components(c);
+    }
+    m
+}
+
+/// A webhook's edit of its message (`PATCH /webhooks/{id}/{token}/messages/{id}`).
+/// Components are left as posted (a webhook not owned by an application
+/// cannot set them on an edit).
+pub fn edit_webhook_message(card: &Card, now: DateTime<Utc>) -> EditWebhookMessage {
+    let r = render(card, now);
+    let mut w = EditWebhookMessage::new()
+        .embed(r.embed)
+        .allowed_mentions(r.allowed_mentions);
+    if let Some(c) = r.content {
+        w = w.content(c);
+    }
+    w
+}
+
+/// The body that would be sent to `target` (dry run, `explain`).
+pub fn payload(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
+    let json = match target {
+        Target::Discord(channel) => serde_json::to_value(message(card, channel.get(), now)),
+        _ => serde_json::to_value(webhook_execution(card, now)),
+    };
+    json.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::Severity;
+    use crate::platforms::discord::Channel as DiscordChannel;
+
+    use chrono::TimeZone;
+
+    const CHANNEL: u64 = 112233445566778899;
+
+    fn card(content: Option<&str>) -> Card {
+        Card::example(&format!("discord:{CHANNEL}"), content)
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap()
+    }
+
+    fn bot(card: &Card) -> serde_json::Value {
+        let target = Target::Discord(DiscordChannel::parse(&CHANNEL.to_string()).unwrap());
+        payload(card, &target, now())
+    }
+
+    #[test]
+    fn card_is_one_embed_with_author_title_highlights_fields_footer_and_button() {
+        let text = "this has a forbidden phrase in it";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden phrase").unwrap();
+        c.highlights = std::iter::once(at..at + "forbidden phrase".len()).collect();
+        c.image_url = Some("https://cdn.example.com/a.png".into());
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = bot(&c);
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(v["allowed_mentions"]["roles"], serde_json::json!([]));
+        assert!(v.get("content").is_none(), "{v}");
+        assert_eq!(v["enforce_nonce"], true);
+        let nonce = v["nonce"].as_str().unwrap();
+        assert!(
+            nonce.len() <= limits::NONCE && nonce.starts_with("mb"),
+            "{nonce}"
+        );
+        let embeds = v["embeds"].as_array().unwrap();
+        assert_eq!(embeds.len(), 1);
+        let e = &embeds[0];
+        assert_eq!(e["author"]["name"], "Mary Smith (@mary)");
+        assert_eq!(e["title"], "Flagged post · Parents support");
+        assert_eq!(e["url"], "https://community.example.com/posts/P1");
+        assert_eq!(e["description"], "this has a **forbidden phrase** in it");
+        assert_eq!(e["image"]["url"], "https://cdn.example.com/a.png");
+        assert_eq!(e["color"], COLOUR_FLAGGED);
+        assert!(
+            e["timestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-05-08T14:32:01")
+        );
+        assert_eq!(e["footer"]["text"], "Post ID P1 · Parents support");
+        let fields = e["fields"].as_array().unwrap();
+        assert_eq!(fields[0]["name"], "Why it matched");
+        assert_eq!(
+            fields[0]["value"],
+            "**Everywhere** › forbidden: “forbidden phrase”"
+        );
+        assert_eq!(fields[1]["name"], "Member since");
+        let member = fields[1]["value"].as_str().unwrap();
+        assert!(
+            member.starts_with("2026-05-05 (joined 3 days ago)"),
+            "{member}"
+        );
+        assert!(member.contains("new account"));
+        assert_eq!(fields[2]["value"], "2");
+        let button = &v["components"][0]["components"][0];
+        assert_eq!(button["label"], "Open post");
+        assert_eq!(button["url"], "https://community.example.com/posts/P1");
+        assert_eq!(button["style"], 5);
+    }
+
+    #[test]
+    fn severity_sets_the_colour_and_media_only_says_so() {
+        let mut c = card(None);
+        c.severity = Severity::SensitiveGroup;
+        let v = bot(&c);
+        assert_eq!(v["embeds"][0]["color"], COLOUR_SENSITIVE);
+        assert_eq!(v["embeds"][0]["description"], "*(no text: media only)*");
+        assert!(v.get("components").is_none());
+    }
+
+    #[test]
+    fn the_configured_role_is_the_only_mention_and_is_allowed_explicitly() {
+        let mut c = card(Some("hello @everyone <@&999>"));
+        c.mention = Some("456".into());
+        let v = bot(&c);
+        assert_eq!(v["content"], "<@&456> a moderator is needed");
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(v["allowed_mentions"]["roles"], serde_json::json!(["456"]));
+        c.mention = Some("@everyone".into());
+        let v = bot(&c);
+        assert!(v.get("content").is_none());
+        assert_eq!(v["allowed_mentions"]["roles"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn user_text_cannot_forge_markdown_links_or_mentions() {
+        let evil = "@everyone @here <@123> <@!123> <@&456> <#789> [bank](https://evil.example) **bold** `code` ||spoiler|| > quote\n# Heading\n-# small <t:1:R> <:e:1>";
+        let mut c = card(Some(evil));
+        c.author.name = "<@&456> [x](https://evil)".into();
+        c.reasons[0].terms = vec!["[x](https://evil)".into()];
+        c.headline = "**fake** <@1>".into();
+        let v = bot(&c);
+        let e = &v["embeds"][0];
+        let d = e["description"].as_str().unwrap();
+        assert_eq!(
+            d,
+            "\\@everyone \\@here \\<\\@123\\> \\<\\@!123\\> \\<\\@&456\\> \\<#789\\> \\[bank\\]\\(https://evil.example\\) \\*\\*bold\\*\\* \\`code\\` \\|\\|spoiler\\|\\| \\> quote\n\\# Heading\n\\-\\# small \\<t:1:R\\> \\<:e:1\\>"
+                .replace("\\<#", "\\<\\#")
+        );
+        assert_eq!(e["title"], "\\*\\*fake\\*\\* \\<\\@1\\>");
+        let why = e["fields"][0]["value"].as_str().unwrap();
+        assert!(why.contains("“\\[x\\]\\(https://evil\\)”"), "{why}");
+        // The author name is plain text on Discord: shown as written, pings no one.
+        assert_eq!(e["author"]["name"], "<@&456> [x](https://evil) (@mary)");
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn highlights_never_span_lines_and_survive_markdown_characters() {
+        let text = "un*forbidden*ly\nforbidden\nphrase";
+        let mut c = card(Some(text));
+        c.highlights = vec![2..13, 16..32];
+        let v = bot(&c);
+        assert_eq!(
+            v["embeds"][0]["description"],
+            "un**\\*forbidden\\***ly\n**forbidden**\n**phrase**"
+        );
+    }
+
+    #[test]
+    fn long_content_is_cut_on_graphemes_and_says_how_much() {
+        let family = "👨‍👩‍👧";
+        let text = family.repeat(5_000);
+        let mut c = card(Some(&text));
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = bot(&c);
+        let d = v["embeds"][0]["description"].as_str().unwrap();
+        assert!(width(d) <= limits::DESCRIPTION);
+        let (shown, note) = d.split_once("\n\n✂️ Cut: ").unwrap();
+        assert!(
+            shown.starts_with('👨') && shown.ends_with('👧'),
+            "cut inside a grapheme"
+        );
+        let total = text.chars().count();
+        assert!(
+            note.starts_with(&format!(
+                "{} of {total} characters not shown.",
+                total - shown.chars().count()
+            )),
+            "{note}"
+        );
+        assert!(note.contains("[Open the post](https://community.example.com/posts/P1)"));
+    }
+
+    #[test]
+    fn urls_are_http_only_and_cannot_break_out_of_a_link() {
+        let mut c = card(Some(&"x".repeat(10_000)));
+        c.image_url = Some("javascript:alert(1)".into());
+        c.post_url = Some("https://example.com/p/(1)".into());
+        let v = bot(&c);
+        assert!(v["embeds"][0].get("image").is_none());
+        assert!(
+            v["embeds"][0]["description"]
+                .as_str()
+                .unwrap()
+                .contains("(https://example.com/p/%281%29)")
+        );
+    }
+
+    #[test]
+    fn webhook_body_has_no_nonce_and_asks_for_components() {
+        let mut c = card(Some("x"));
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = payload(&c, &Target::DiscordWebhook { env: "HOOK".into() }, now());
+        assert!(v.get("nonce").is_none() && v.get("enforce_nonce").is_none());
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(v["components"][0]["components"][0]["label"], "Open post");
+    }
+
+    #[test]
+    fn nonce_depends_on_post_and_channel_only() {
+        let a = card(Some("x"));
+        let mut b = card(Some("something else"));
+        assert_eq!(nonce(&a, 1), nonce(&b, 1));
+        assert_ne!(nonce(&a, 1), nonce(&a, 2));
+        b.post_id = "P2".into();
+        assert_ne!(nonce(&a, 1), nonce(&b, 1));
+        assert_eq!(nonce(&a, 1).len(), limits::NONCE);
+    }
+}

@@ -1,0 +1,27 @@
+//! The dry-run sink: each card printed as one JSON line on standard output,
+//! exactly the body the platform would receive ([`super::render`]).
+
+use std::io::Write;
+
+use super::{PlatformError, Target};
+use crate::card::Card;
+
+/// Prints each card as one JSON object per line on standard output.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun;
+
+impl DryRun {
+    pub fn deliver(&self, card: &Card, target: &Target) -> Result<(), PlatformError> {
+        let failed = |e: &dyn std::fmt::Display| PlatformError::Transient {
+            platform: "stdout",
+            detail: e.to_string(),
+            retry_after: None,
+        };
+        let line = serde_json::to_string(&super::render(card, target, chrono::Utc::now()))
+            .map_err(|e| failed(&e))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| failed(&e))
+    }
+}

@@ -1,0 +1,621 @@
+//! The platform boundary: everything modbridge does with a chat platform goes
+//! through here, and everything platform-specific lives in that platform's
+//! folder ([`slack`], [`discord`]) and nowhere else: its crate, endpoints,
+//! scopes, limits, escaping, mention syntax, environment variables and error
+//! codes.
+//!
+//! The boundary is a closed enum, not a trait object: [`Target`] has one
+//! variant per delivery path and every operation below is one `match` that
+//! delegates into the platform's folder. A third platform adds variants and
+//! the compiler lists every arm it must fill in: [`Target`]'s parsing, text
+//! form and credentials, [`render`], [`Platforms::post`], [`Platforms::update`],
+//! [`Platforms::from_env`], [`Platforms::preflight`], [`verify_interaction`].
+//!
+//! Shared machinery: [`present`] builds the card's text pieces once (each
+//! platform only marks them up), `pacer` paces channels, `text` cuts escaped
+//! text on grapheme boundaries, [`Failure`] is the classified outcome of one
+//! platform call and [`Problems`] remembers configuration problems for
+//! `/readyz`.
+//!
+//! Besides the platforms, [`Sinks`] can print cards ([`DryRun`]) or keep them
+//! in memory ([`Recorder`]).
+
+pub mod discord;
+mod dry_run;
+mod interaction;
+mod pacer;
+pub mod present;
+mod recorder;
+pub mod slack;
+mod text;
+
+pub use dry_run::DryRun;
+pub use interaction::{
+    Interaction, InteractionError, InteractionReply, ModeratorAction, verify_interaction,
+};
+pub use recorder::Recorder;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::card::Card;
+use crate::config::Env;
+
+/// The platform channel a card is posted to. Its text form (`slack:C…`,
+/// `discord:…`, `discord-webhook:$VAR`) is part of Redis keys and parked-card
+/// JSON: it never changes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Target {
+    Slack(slack::Channel),
+    Discord(discord::Channel),
+    /// A Discord incoming webhook whose URL (it holds a token) is read from this
+    /// environment variable.
+    DiscordWebhook {
+        env: String,
+    },
+}
+
+impl Target {
+    pub fn platform(&self) -> &'static str {
+        match self {
+            Target::Slack(_) => slack::PLATFORM,
+            Target::Discord(_) | Target::DiscordWebhook { .. } => discord::PLATFORM,
+        }
+    }
+
+    /// The inverse of `Display` (`slack:C…`, `discord:…`, `discord-webhook:$VAR`),
+    /// for records written by this program (parked cards).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match Self::inline(raw) {
+            Some(parsed) => parsed,
+            None => match raw.strip_prefix("discord-webhook:$") {
+                Some(env) => Ok(Target::DiscordWebhook {
+                    env: env.to_owned(),
+                }),
+                None => Err(format!("{raw:?} is not a destination target")),
+            },
+        }
+    }
+
+    /// An inline spec from a rules file (`slack:C0123ABCD`,
+    /// `discord:112233445566778899`): `None` when `spec` names no platform.
+    pub fn inline(spec: &str) -> Option<Result<Self, String>> {
+        if let Some(ch) = spec.strip_prefix("slack:") {
+            Some(slack::Channel::parse(ch).map(Target::Slack))
+        } else {
+            spec.strip_prefix("discord:")
+                .map(|ch| discord::Channel::parse(ch).map(Target::Discord))
+        }
+    }
+
+    /// What inline specs look like, for error messages.
+    pub const INLINE_EXAMPLES: &'static str =
+        "\"slack:C0123ABCD\" / \"discord:112233445566778899\"";
+
+    /// The target a `[destinations.NAME]` table's platform keys name.
+    pub fn from_keys(keys: &DestinationKeys) -> Result<Self, String> {
+        match (&keys.slack, &keys.discord, &keys.discord_webhook_env) {
+            (Some(s), None, None) => slack::Channel::parse(s).map(Target::Slack),
+            (None, Some(d), None) => discord::Channel::parse(d).map(Target::Discord),
+            (None, None, Some(env)) if !env.trim().is_empty() => Ok(Target::DiscordWebhook {
+                env: env.clone(),
+            }),
+            (None, None, None) => Err(
+                "needs one of `slack = \"C0123ABCD\"`, `discord = \"112233445566778899\"` or `discord_webhook_env = \"VAR\"`"
+                    .into(),
+            ),
+            _ => Err("set only one of `slack`, `discord`, `discord_webhook_env`".into()),
+        }
+    }
+
+    /// Checks a destination's configured `mention` against this platform's syntax.
+    pub fn check_mention(&self, mention: &str) -> Result<(), String> {
+        let ok = match self {
+            Target::Slack(_) => slack::is_mention(mention),
+            Target::Discord(_) | Target::DiscordWebhook { .. } => discord::is_mention(mention),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "mention {mention:?} is not valid here: Slack takes \"here\", \"channel\" or a user group ID like S0123ABCD; Discord takes a role ID (digits)"
+            ))
+        }
+    }
+
+    /// The environment variable without which nothing can be posted here.
+    pub fn credential_env(&self) -> String {
+        match self {
+            Target::Slack(_) => slack::TOKEN_ENV.to_owned(),
+            Target::Discord(_) => discord::TOKEN_ENV.to_owned(),
+            Target::DiscordWebhook { env } => env.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Slack(c) => write!(f, "slack:{}", c.as_str()),
+            Target::Discord(c) => write!(f, "discord:{}", c.get()),
+            Target::DiscordWebhook { env } => write!(f, "discord-webhook:${env}"),
+        }
+    }
+}
+
+/// Serialised as its text form, like every record written so far.
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Target::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The platform keys of a `[destinations.NAME]` table, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DestinationKeys {
+    pub slack: Option<String>,
+    pub discord: Option<String>,
+    pub discord_webhook_env: Option<String>,
+}
+
+/// Why a card was not delivered, and what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// Worth retrying later (5xx, timeout, 429, connection).
+    #[error("{platform} is unavailable: {detail}")]
+    Transient {
+        platform: &'static str,
+        detail: String,
+        /// How long the platform asked us to wait (HTTP 429 `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Retrying as-is will not help until someone fixes the configuration.
+    #[error("{platform} destination is misconfigured: {detail}")]
+    Config {
+        platform: &'static str,
+        detail: String,
+    },
+    /// The platform refused this card as malformed: sending it again as-is
+    /// will fail again (a modbridge bug, not an outage or a setting).
+    #[error("{platform} refused the card: {detail}")]
+    Rejected {
+        platform: &'static str,
+        detail: String,
+    },
+}
+
+impl PlatformError {
+    /// How long the platform asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PlatformError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One platform call's failure, classified by the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// HTTP 429 (or Slack's `ratelimited`): wait this long, when the platform said.
+    RateLimited(Option<Duration>),
+    /// 5xx, connection, timeouts, unknown codes: worth retrying.
+    Transient(String),
+    /// Fix the token, scopes, permissions or channel: retrying as-is will not help.
+    Config { code: String, fix: String },
+    /// The platform refused this message as malformed (a modbridge bug).
+    /// `code` is for metrics, `detail` for people.
+    Rejected { code: String, detail: String },
+}
+
+impl Failure {
+    pub fn into_error(self, platform: &'static str) -> PlatformError {
+        match self {
+            Failure::RateLimited(after) => PlatformError::Transient {
+                platform,
+                detail: match after {
+                    Some(a) => format!("rate limited: retry after {} s", a.as_secs()),
+                    None => "rate limited (HTTP 429)".into(),
+                },
+                retry_after: after,
+            },
+            Failure::Transient(detail) => PlatformError::Transient {
+                platform,
+                detail,
+                retry_after: None,
+            },
+            Failure::Config { code, fix } => PlatformError::Config {
+                platform,
+                detail: format!("{code}: {fix}"),
+            },
+            Failure::Rejected { detail, .. } => PlatformError::Rejected {
+                platform,
+                detail: format!("{detail}; this is a modbridge bug, please report it"),
+            },
+        }
+    }
+
+    /// One line for an operator (`check --live`).
+    pub fn describe(&self, platform: &str) -> String {
+        match self {
+            Failure::Config { code, fix } => format!("{code}: {fix}"),
+            Failure::RateLimited(_) => {
+                format!("rate limited by {platform}; try again in a minute")
+            }
+            Failure::Transient(d) => format!("{d}; try again"),
+            Failure::Rejected { detail, .. } => detail.clone(),
+        }
+    }
+
+    /// The `code` label of `modbridge_<platform>_errors_total`.
+    fn metric_code(&self) -> String {
+        match self {
+            Failure::RateLimited(_) => "ratelimited".to_owned(),
+            Failure::Transient(_) => "transient".to_owned(),
+            Failure::Config { code, .. } | Failure::Rejected { code, .. } => code.clone(),
+        }
+    }
+}
+
+/// Configuration problems seen on the last attempt per place (channel,
+/// webhook), cleared by the next success: what `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Problems(Mutex<BTreeMap<String, String>>);
+
+impl Problems {
+    /// Records how a call to `place` ended, counts a failure in
+    /// `modbridge_<platform>_errors_total{code}` and logs what to fix, then
+    /// turns the outcome into the boundary's error.
+    pub fn settle<T>(
+        &self,
+        platform: &'static str,
+        place: &str,
+        result: Result<T, Failure>,
+    ) -> Result<T, PlatformError> {
+        let failure = match result {
+            Ok(value) => {
+                if let Ok(mut p) = self.0.lock() {
+                    p.remove(place);
+                }
+                return Ok(value);
+            }
+            Err(failure) => failure,
+        };
+        let counter = match platform {
+            slack::PLATFORM => "modbridge_slack_errors_total",
+            _ => "modbridge_discord_errors_total",
+        };
+        metrics::counter!(counter, "code" => failure.metric_code()).increment(1);
+        match &failure {
+            Failure::Config { code, fix } => {
+                tracing::warn!(destination = %place, code = %code, "{platform} destination misconfigured: {fix}");
+                if let Ok(mut p) = self.0.lock() {
+                    p.insert(place.to_owned(), format!("{code}: {fix}"));
+                }
+            }
+            Failure::Rejected { detail, .. } => tracing::warn!(destination = %place, "{detail}"),
+            _ => {}
+        }
+        Err(failure.into_error(platform))
+    }
+
+    /// `place: code: fix`, one per place.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|p| p.iter().map(|(at, why)| format!("{at}: {why}")).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Where a posted card is, so that it can be edited later. Never holds a
+/// webhook URL or token: a webhook message is found through the environment
+/// variable that holds the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "snake_case")]
+pub enum MessageRef {
+    Slack { channel: String, ts: String },
+    Discord { channel: u64, message_id: u64 },
+    DiscordWebhook { env: String, message_id: u64 },
+}
+
+/// What `explain` and `--dry-run` print for `card` sent to `target`: the exact
+/// request body (`chat.postMessage`, a Discord message or webhook execution).
+pub fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
+    match target {
+        Target::Slack(channel) => slack::payload(card, channel.as_str(), now),
+        Target::Discord(_) | Target::DiscordWebhook { .. } => discord::payload(card, target, now),
+    }
+}
+
+/// What `explain` calls the body it prints for `target`.
+pub fn body_name(target: &Target) -> &'static str {
+    match target {
+        Target::Slack(_) => "Slack chat.postMessage body",
+        Target::Discord(_) => "Discord create-message body",
+        Target::DiscordWebhook { .. } => "Discord webhook execution body",
+    }
+}
+
+/// The real platforms, built once at start from the environment. A platform
+/// without its credentials is absent: posting to it is a configuration error.
+#[derive(Debug, Clone, Default)]
+pub struct Platforms {
+    slack: Option<slack::Client>,
+    discord: Option<discord::Client>,
+}
+
+impl Platforms {
+    /// Reads each platform's variables (`SLACK_BOT_TOKEN`, `SLACK_API_URL`,
+    /// `DISCORD_BOT_TOKEN`, `DISCORD_API_URL`, and the webhook URL variable of
+    /// every Discord webhook target in `targets`) and builds the clients, each
+    /// HTTP call bounded by `timeout`. Returns every problem found.
+    pub fn from_env<'a>(
+        env: &dyn Env,
+        targets: impl IntoIterator<Item = &'a Target>,
+        timeout: Duration,
+    ) -> Result<Self, Vec<String>> {
+        let targets: Vec<&Target> = targets.into_iter().collect();
+        let mut errors = Vec::new();
+        let slack = slack::Client::from_env(env, timeout).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
+        let hooks = targets.iter().filter_map(|t| match t {
+            Target::DiscordWebhook { env } => Some(env.as_str()),
+            _ => None,
+        });
+        let discord = discord::Client::from_env(env, hooks, timeout).unwrap_or_else(|e| {
+            errors.extend(e);
+            None
+        });
+        if errors.is_empty() {
+            Ok(Self { slack, discord })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Platforms built by the caller (tests point them at fakes).
+    pub fn new(slack: Option<slack::Client>, discord: Option<discord::Client>) -> Self {
+        Self { slack, discord }
+    }
+
+    /// Renders and posts `card`; returns where it is.
+    pub async fn post(&self, card: &Card, target: &Target) -> Result<MessageRef, PlatformError> {
+        match target {
+            Target::Slack(channel) => self.slack()?.deliver(card, channel).await,
+            Target::Discord(_) | Target::DiscordWebhook { .. } => {
+                self.discord()?.deliver(card, target).await
+            }
+        }
+    }
+
+    /// Replaces a posted message with `card` (`chat.update`, a message edit,
+    /// a webhook message edit).
+    pub async fn update(&self, message: &MessageRef, card: &Card) -> Result<(), PlatformError> {
+        match message {
+            MessageRef::Slack { channel, ts } => self.slack()?.update(channel, ts, card).await,
+            MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
+                self.discord()?.update(message, card).await
+            }
+        }
+    }
+
+    /// `check --live`: what each platform says about its credentials and
+    /// every target in `destinations` (name, target); with `send_test`, a test
+    /// card posted to each. One line each: `ok:`, `warning:`, `error:`, `note:`.
+    pub async fn preflight(
+        &self,
+        destinations: &[(String, Target)],
+        send_test: bool,
+    ) -> Vec<String> {
+        let mut lines =
+            discord::preflight::run(self.discord.as_ref(), destinations, send_test).await;
+        lines.extend(slack::preflight::run(self.slack.as_ref(), destinations, send_test).await);
+        lines
+    }
+
+    /// Configuration problems the platforms have seen (for `/readyz`).
+    pub fn problems(&self) -> Vec<String> {
+        self.slack
+            .iter()
+            .flat_map(|s| s.problems())
+            .chain(self.discord.iter().flat_map(|d| d.problems()))
+            .collect()
+    }
+
+    fn slack(&self) -> Result<&slack::Client, PlatformError> {
+        self.slack.as_ref().ok_or_else(|| PlatformError::Config {
+            platform: slack::PLATFORM,
+            detail: format!("{} is not set", slack::TOKEN_ENV),
+        })
+    }
+
+    fn discord(&self) -> Result<&discord::Client, PlatformError> {
+        self.discord.as_ref().ok_or_else(|| PlatformError::Config {
+            platform: discord::PLATFORM,
+            detail: format!(
+                "neither {} nor the webhook's URL variable is set",
+                discord::TOKEN_ENV
+            ),
+        })
+    }
+}
+
+/// Every place the running service can deliver to.
+#[derive(Debug, Clone)]
+pub enum Sinks {
+    /// `--dry-run`: every card goes to standard output.
+    DryRun(DryRun),
+    /// Cards kept in memory.
+    Recorder(Recorder),
+    /// The real platforms (Slack, Discord), each present when its credentials are set.
+    Platforms(Platforms),
+}
+
+impl Sinks {
+    /// The sinks `serve` uses: standard output for a dry run, else the
+    /// platforms, built from `env`.
+    pub fn for_settings(settings: &crate::config::Settings, env: &dyn Env) -> Result<Self, String> {
+        if settings.dry_run {
+            return Ok(Sinks::DryRun(DryRun));
+        }
+        let targets: Vec<Target> = settings
+            .destinations
+            .iter()
+            .map(|d| d.target().clone())
+            .collect();
+        let env = crate::config::Layered {
+            env,
+            defaults: &settings.env_defaults,
+        };
+        Platforms::from_env(&env, &targets, settings.delivery.timeout)
+            .map(Sinks::Platforms)
+            .map_err(|e| e.join("\n"))
+    }
+
+    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), PlatformError> {
+        match self {
+            Sinks::DryRun(d) => d.deliver(card, target),
+            Sinks::Recorder(r) => r.deliver(card, target).await,
+            Sinks::Platforms(p) => p.post(card, target).await.map(|_| ()),
+        }
+    }
+
+    /// Configuration problems the platforms have seen (for `/readyz`).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Sinks::Platforms(p) => p.problems(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn slack_api_url_defaults_and_overrides() {
+        assert!(
+            slack::Client::from_env(&env(&[]), TIMEOUT)
+                .unwrap()
+                .is_none()
+        );
+        let token = ("SLACK_BOT_TOKEN", "xoxb-1");
+        let c = slack::Client::from_env(&env(&[token]), TIMEOUT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.api_url(), "https://slack.com/api");
+        assert!(!format!("{c:?}").contains("xoxb"));
+        let c = slack::Client::from_env(
+            &env(&[token, ("SLACK_API_URL", "http://127.0.0.1:9/api/")]),
+            TIMEOUT,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.api_url(), "http://127.0.0.1:9/api");
+        let c = slack::Client::from_env(
+            &env(&[token, ("SLACK_API_URL", "https://slack-gov.com/api")]),
+            TIMEOUT,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.api_url(), "https://slack-gov.com/api");
+        let bad = env(&[("SLACK_API_URL", "slack.com")]);
+        assert!(slack::Client::from_env(&bad, TIMEOUT).is_err());
+        assert!(Platforms::from_env(&bad, [], TIMEOUT).is_err());
+    }
+
+    #[test]
+    fn discord_api_url_token_and_webhooks() {
+        assert!(
+            discord::Client::from_env(&env(&[]), ["MODS_HOOK"], TIMEOUT)
+                .unwrap()
+                .is_none()
+        );
+        let url = "https://discord.com/api/webhooks/1/secret-part";
+        let e = env(&[
+            ("DISCORD_BOT_TOKEN", "bot-tok"),
+            ("MODS_HOOK", url),
+            ("DISCORD_API_URL", "http://127.0.0.1:9/"),
+        ]);
+        let c = discord::Client::from_env(&e, ["MODS_HOOK"], TIMEOUT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.api_url(), "http://127.0.0.1:9");
+        assert!(c.has_bot());
+        assert_eq!(
+            c.webhook_redacted("MODS_HOOK").as_deref(),
+            Some("webhooks/1/***")
+        );
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("bot-tok") && !debug.contains("secret-part"),
+            "{debug}"
+        );
+        let gw = env(&[
+            ("DISCORD_BOT_TOKEN", "t"),
+            ("DISCORD_API_URL", "https://gw.example"),
+        ]);
+        let c = discord::Client::from_env(&gw, [], TIMEOUT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.api_url(), "https://gw.example");
+        let bad = env(&[("DISCORD_API_URL", "discord.com")]);
+        assert!(discord::Client::from_env(&bad, [], TIMEOUT).is_err());
+        assert!(Platforms::from_env(&bad, [], TIMEOUT).is_err());
+    }
+
+    #[test]
+    fn targets_keep_their_text_form_in_json_and_keys() {
+        for raw in [
+            "slack:C0123ABCD",
+            "discord:112233445566778899",
+            "discord-webhook:$MODS_HOOK",
+        ] {
+            let t = Target::parse(raw).unwrap();
+            assert_eq!(t.to_string(), raw);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{raw}\""));
+            assert_eq!(serde_json::from_str::<Target>(&json).unwrap(), t);
+        }
+        assert!(serde_json::from_str::<Target>("\"email:x\"").is_err());
+    }
+
+    #[test]
+    fn message_refs_name_the_webhook_variable_never_its_url() {
+        let m = MessageRef::DiscordWebhook {
+            env: "MODS_HOOK".into(),
+            message_id: 42,
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"platform": "discord_webhook", "env": "MODS_HOOK", "message_id": 42})
+        );
+        assert_eq!(serde_json::from_value::<MessageRef>(json).unwrap(), m);
+    }
+}

@@ -1,0 +1,217 @@
+//! Presentation shared by every platform: the card's text pieces (member age,
+//! reasons with "… and N more", cut notes, placeholders, one-line fields)
+//! built once from a [`Card`]. A platform supplies only its markup: escaping
+//! and cutting (`fit`), bold, italics, links, separators and width budgets.
+
+use chrono::{DateTime, Utc};
+
+use crate::card::{Card, ReasonView};
+
+/// An account younger than this many days is flagged "new account".
+pub const NEW_ACCOUNT_DAYS: i64 = 7;
+
+/// Shown instead of the text of a post that has none.
+pub const MEDIA_ONLY: &str = "(no text: media only)";
+/// Shown instead of a text that is only white space.
+pub const EMPTY_TEXT: &str = "(empty text)";
+/// Shown when nothing of the text fits (it never should).
+pub const TEXT_HIDDEN: &str = "(the text cannot be shown here)";
+
+/// `1 day`, `3 days`.
+pub fn pluralize(n: i64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// A one-line field (name, username, term, ID): line breaks and other control
+/// characters become spaces, and bidirectional overrides are dropped so that a
+/// name cannot reorder or fake the text modbridge writes after it.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            )
+        })
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// How long the author has been a member, when the post says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAge {
+    /// `2026-05-05 (joined 3 days ago)`.
+    pub since: String,
+    /// Joined less than [`NEW_ACCOUNT_DAYS`] ago.
+    pub new_account: bool,
+}
+
+pub fn member_age(card: &Card, now: DateTime<Utc>) -> Option<MemberAge> {
+    let joined = card.author.joined_at?;
+    let days = (now - joined).num_days();
+    let ago = if days < 1 {
+        "joined today".to_owned()
+    } else {
+        format!("joined {} ago", pluralize(days, "day", "days"))
+    };
+    Some(MemberAge {
+        since: format!("{} ({ago})", joined.format("%Y-%m-%d")),
+        new_account: days < NEW_ACCOUNT_DAYS,
+    })
+}
+
+/// The author's username, unless blank.
+pub fn username(card: &Card) -> Option<&str> {
+    card.author
+        .username
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The contact details the destination allows, labelled.
+pub fn contacts(card: &Card) -> impl Iterator<Item = (&'static str, &str)> {
+    [("Email", &card.author.email), ("Phone", &card.author.phone)]
+        .into_iter()
+        .filter_map(|(label, v)| v.as_deref().map(|v| (label, v)))
+}
+
+/// One reason: `rules › match: “term”, “term”` (or `rules › sensitive
+/// group`). `fit` makes an untrusted one-line piece safe and short;
+/// `rules_markup` marks the rules file's name up.
+pub fn reason_line(
+    r: &ReasonView,
+    fit: impl Fn(&str) -> String,
+    rules_markup: impl Fn(String) -> String,
+) -> String {
+    let rules = rules_markup(fit(&r.rules));
+    let mut line = if r.name == "sensitive" {
+        format!("{rules} › sensitive group")
+    } else {
+        format!("{rules} › {}", fit(&r.name))
+    };
+    if !r.terms.is_empty() {
+        let terms: Vec<String> = r.terms.iter().map(|t| format!("“{}”", fit(t))).collect();
+        line.push_str(": ");
+        line.push_str(&terms.join(", "));
+    }
+    line
+}
+
+/// Reasons joined by `sep` after `prefix` while they fit in `budget` (as
+/// `width` measures), with room kept for the tail; then `tail_sep` and
+/// "… and N more reasons" for those left out. Returns the text and how many
+/// reasons it shows.
+pub fn reasons(
+    prefix: String,
+    lines: impl Iterator<Item = String>,
+    total: usize,
+    (sep, tail_sep): (&str, &str),
+    budget: usize,
+    width: impl Fn(&str) -> usize,
+) -> (String, usize) {
+    let mut out = prefix;
+    let mut shown = 0;
+    for line in lines {
+        let sep = if shown == 0 { "" } else { sep };
+        // Leave room for the "and N more" tail.
+        if width(&out) + width(sep) + width(&line) > budget - 40 {
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(&line);
+        shown += 1;
+    }
+    if shown < total {
+        out.push_str(&format!(
+            "{tail_sep}… and {} more",
+            pluralize((total - shown) as i64, "reason", "reasons")
+        ));
+    }
+    (out, shown)
+}
+
+/// `Cut: 120 of 5000 characters not shown. <link> to read it all.`, where
+/// `link` is the platform's link to the post, when it has one that fits.
+pub fn cut_note(card: &Card, cut: usize, link: Option<String>) -> String {
+    let total = card.content.as_deref().map_or(0, |c| c.chars().count());
+    let link = link
+        .map(|l| format!(" {l} to read it all."))
+        .unwrap_or_else(|| " Open the post in Cativa to read it all.".to_owned());
+    format!("Cut: {cut} of {total} characters not shown.{link}")
+}
+
+/// The placeholder shown instead of the post text, when there is no text to show.
+pub fn placeholder(card: &Card) -> Option<&'static str> {
+    match card.content.as_deref() {
+        None => Some(MEDIA_ONLY),
+        Some(c) if c.trim().is_empty() => Some(EMPTY_TEXT),
+        Some(_) => None,
+    }
+}
+
+/// A card that says plainly it is a test (`check --live --send-test`; no
+/// mention: a test must not ping).
+pub fn test_card(name: &str, target: &super::Target) -> Card {
+    let now = Utc::now();
+    Card {
+        destination: name.to_owned(),
+        target: target.clone(),
+        severity: crate::card::Severity::Flagged,
+        headline: "TEST card from modbridge · not a real post".into(),
+        place: "modbridge check --live --send-test".into(),
+        author: crate::card::AuthorView {
+            name: "modbridge".into(),
+            username: None,
+            user_id: "-".into(),
+            joined_at: None,
+            badges: 0,
+            email: None,
+            phone: None,
+        },
+        content: Some(format!(
+            "This is a test card sent by `modbridge check --live --send-test` to destination {name}. Nothing needs moderating: if you can read this, modbridge can post cards here."
+        )),
+        highlights: Vec::new(),
+        image_url: None,
+        reasons: vec![ReasonView {
+            rules: "modbridge check".into(),
+            name: "test card".into(),
+            terms: Vec::new(),
+        }],
+        customer_id: "-".into(),
+        post_id: format!("test-{}", now.timestamp()),
+        group_id: None,
+        posted_at: now,
+        post_url: None,
+        mention: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn member_age_counts_days_and_flags_new_accounts() {
+        let card = Card::example("slack:C0123ABCD", None);
+        let now = Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap();
+        let age = member_age(&card, now).unwrap();
+        assert_eq!(age.since, "2026-05-05 (joined 3 days ago)");
+        assert!(age.new_account);
+        let later = Utc.with_ymd_and_hms(2026, 6, 8, 14, 33, 0).unwrap();
+        assert!(!member_age(&card, later).unwrap().new_account);
+    }
+
+    #[test]
+    fn reasons_stop_at_the_budget_and_say_how_many_more() {
+        let lines = (0..10).map(|i| format!("reason {i}"));
+        let (text, shown) = reasons(String::new(), lines, 10, ("; ", " "), 80, |s| s.len());
+        assert_eq!(shown, 4, "{text}");
+        assert!(text.ends_with(" … and 6 reasons more"), "{text}");
+    }
+}

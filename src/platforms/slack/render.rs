@@ -1,0 +1,609 @@
+//! Slack rendering: a [`Card`] as a `chat.postMessage` body (Block Kit).
+//! The text pieces come from [`present`]; this file adds Slack's markup
+//! (mrkdwn escaping, bold, links), Block Kit's shape and limits.
+//!
+//! Safety rules the renderer keeps for any input:
+//! - every piece of untrusted text (content, names, username, email, phone,
+//!   matched terms, place, IDs) is escaped (`&`, `<`, `>`) wherever it appears,
+//!   so no post can ping anyone or render a disguised link; the only `<…>`
+//!   sequences are the destination's configured mention and links modbridge
+//!   writes itself (URLs parsed, `|` percent-encoded);
+//! - every text stays inside the Block Kit limits in [`limits`], measured in
+//!   UTF-16 code units (never fewer than Slack's characters), cut on grapheme
+//!   boundaries, and the card says how much was cut.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use chrono::{DateTime, Utc};
+use slack_morphism::prelude::*;
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::card::{Card, Severity};
+use crate::platforms::present::{self, one_line};
+
+/// Block Kit limits for messages (shared/reference/slack.md), in characters.
+/// Block Kit limits for messages (shared/reference/slack.md), in characters.
+pub mod limits {
+    pub const BLOCKS: usize = 50;
+    pub const TEXT: usize = 3_000;
+    pub const SECTION_FIELD: usize = 2_000;
+    pub const SECTION_FIELDS: usize = 10;
+    pub const HEADER: usize = 150;
+    pub const CONTEXT_ELEMENTS: usize = 10;
+    pub const IMAGE_URL: usize = 3_000;
+    pub const ALT_TEXT: usize = 2_000;
+    pub const ACTIONS_ELEMENTS: usize = 25;
+    pub const BUTTON_TEXT: usize = 75;
+    pub const BUTTON_URL: usize = 3_000;
+    pub const BUTTON_VALUE: usize = 2_000;
+    pub const ACTION_ID: usize = 255;
+    pub const BLOCK_ID: usize = 255;
+    /// All block text together (undocumented: `msg_blocks_too_long`).
+    pub const ALL_BLOCK_TEXT: usize = 12_000;
+    /// The fallback `text`: Slack truncates past 40,000; notifications want it short.
+    pub const FALLBACK_TEXT: usize = 4_000;
+}
+
+// Our own budgets, inside the limits above.
+const TOTAL_BUDGET: usize = 11_000;
+const CONTENT_SECTION: usize = 2_900;
+const CONTENT_MAX: usize = 7_500;
+const CONTENT_SECTIONS: usize = 3;
+const CUT_NOTE_BUDGET: usize = 1_100;
+const NAME_BUDGET: usize = 200;
+const USERNAME_BUDGET: usize = 100;
+const CONTACT_BUDGET: usize = 200;
+const REASONS_BUDGET: usize = 1_500;
+const TERM_BUDGET: usize = 100;
+const ID_BUDGET: usize = 100;
+const LINK_URL_BUDGET: usize = 1_000;
+const FALLBACK_BUDGET: usize = 300;
+const FALLBACK_HEADER: usize = 100;
+const FALLBACK_NAME: usize = 60;
+
+/// Width as Slack could count it at most: UTF-16 code units (an emoji is 2, a
+/// character never more).
+pub fn width(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// Escapes the three mrkdwn control characters.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `raw` escaped, cut on a grapheme boundary so that the result (with `…` when
+/// cut) is at most `budget` wide. Returns the text and how many characters of
+/// `raw` were left out.
+fn fit(raw: &str, budget: usize) -> (String, usize) {
+    super::super::text::fit_escaped(raw, budget, |s| escape(s).into_owned(), width)
+}
+
+/// A URL modbridge may write into a block or a link: parsed, http(s), and in a
+/// mrkdwn link it cannot end the URL early (`|` is percent-encoded; the parser
+/// already encoded `<`, `>` and spaces).
+fn web_url(raw: &str) -> Option<url::Url> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+fn mrkdwn_link(url: &url::Url, label: &str) -> Option<String> {
+    let target = url.as_str().replace('|', "%7C");
+    let target = escape(&target);
+    (width(&target) <= LINK_URL_BUDGET).then(|| format!("<{target}|{label}>"))
+}
+
+/// How the image is shown: as an image block, or (after Slack could not fetch
+/// it) as a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    Block,
+    Link,
+}
+
+/// The content as mrkdwn sections: highlighted ranges bold, escaped, cut on
+/// grapheme boundaries. Returns the sections and the characters left out.
+fn content_sections(
+    content: &str,
+    highlights: &[Range<usize>],
+    budget: usize,
+) -> (Vec<String>, usize) {
+    let ranges = super::super::text::clean_highlights(content, highlights);
+    let pieces: Vec<(usize, &str, bool)> = content
+        .grapheme_indices(true)
+        .map(|(at, g)| {
+            let bold = !g.contains('\n') && ranges.iter().any(|r| r.start <= at && at < r.end);
+            (at, g, bold)
+        })
+        .collect();
+    let starts_alnum = |g: &str| g.chars().next().is_some_and(char::is_alphanumeric);
+    let ends_alnum = |s: &str| s.chars().next_back().is_some_and(char::is_alphanumeric);
+
+    let mut sections = Vec::new();
+    let mut idx = 0;
+    let mut remaining = budget;
+    while idx < pieces.len() && sections.len() < CONTENT_SECTIONS {
+        let limit = remaining.min(CONTENT_SECTION);
+        let mut s = String::new();
+        let mut w = 0;
+        let mut bold = false;
+        while let Some(&(_, g, b)) = pieces.get(idx) {
+            let opens = b && !bold && !g.trim().is_empty();
+            let e = escape(g);
+            // Opening reserves the closing marker and two zero-width spaces.
+            let cost = width(&e) + if opens { 4 } else { 0 };
+            if w + cost > limit {
+                break;
+            }
+            if opens {
+                if ends_alnum(&s) {
+                    s.push('\u{200B}');
+                }
+                s.push('*');
+                bold = true;
+            } else if bold && !b {
+                s.push('*');
+                if starts_alnum(g) {
+                    s.push('\u{200B}');
+                }
+                bold = false;
+            }
+            s.push_str(&e);
+            w += cost;
+            idx += 1;
+        }
+        if bold {
+            s.push('*');
+        }
+        if s.trim().is_empty() {
+            break;
+        }
+        remaining = remaining.saturating_sub(width(&s));
+        sections.push(s);
+    }
+    let cut = pieces
+        .get(idx)
+        .map_or(0, |&(at, _, _)| content[at..].chars().count());
+    (sections, cut)
+}
+
+fn section(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockMarkDownText::new(text).into())
+        .into()
+}
+
+/// `fit` for a one-line field: control characters out, escaped, cut.
+fn line(raw: &str, budget: usize) -> String {
+    fit(&one_line(raw), budget).0
+}
+
+fn context(texts: Vec<String>) -> SlackBlock {
+    SlackContextBlock::new(
+        texts
+            .into_iter()
+            .map(|t| SlackBlockMarkDownText::new(t).into())
+            .collect(),
+    )
+    .into()
+}
+
+/// Name, username, member age, badges and the contact details allowed.
+fn author_text(card: &Card, now: DateTime<Utc>) -> String {
+    let mut author = format!("*{}*", line(&card.author.name, NAME_BUDGET));
+    if let Some(u) = present::username(card) {
+        author.push_str(&format!(" (@{})", line(u, USERNAME_BUDGET)));
+    }
+    match present::member_age(card, now) {
+        Some(age) => {
+            author.push_str(&format!("\nMember since {}", age.since));
+            if age.new_account {
+                author.push_str(" · :new: *new account*");
+            }
+        }
+        None => author.push_str("\nMember since: unknown"),
+    }
+    author.push_str(&format!(
+        " · {}",
+        present::pluralize(card.author.badges as i64, "badge", "badges")
+    ));
+    for (label, value) in present::contacts(card) {
+        author.push_str(&format!("\n{label}: {}", line(value, CONTACT_BUDGET)));
+    }
+    author
+}
+
+/// "*Why:* …" (reasons and terms), or what stands in for them.
+fn why_text(card: &Card) -> String {
+    let lines = card
+        .reasons
+        .iter()
+        .map(|r| present::reason_line(r, |s| line(s, TERM_BUDGET), |rules| rules));
+    let (why, _) = present::reasons(
+        "*Why:* ".to_owned(),
+        lines,
+        card.reasons.len(),
+        ("; ", " "),
+        REASONS_BUDGET,
+        width,
+    );
+    match (card.reasons.is_empty(), card.severity) {
+        (true, Severity::Notice) => "*modbridge notice*".to_owned(),
+        (true, _) => format!("{why}(no reason given)"),
+        (false, _) => why,
+    }
+}
+
+/// The image as a block, or a note with a link to it.
+fn image_parts(card: &Card, image: ImageMode) -> (Option<SlackBlock>, Option<String>) {
+    let Some(url) = card.image_url.as_deref().and_then(web_url) else {
+        return (None, None);
+    };
+    if image == ImageMode::Block && width(url.as_str()) <= limits::IMAGE_URL {
+        let block = SlackImageBlock::new(
+            SlackImageUrlOrFile::ImageUrl { image_url: url },
+            "Image attached to the post".into(),
+        );
+        return (Some(block.into()), None);
+    }
+    let note = match mrkdwn_link(&url, "open image") {
+        Some(link) if image == ImageMode::Link => {
+            format!("Image (Slack could not show it): {link}")
+        }
+        Some(link) => format!("Image: {link}"),
+        None => "Image: (its address is too long to show)".to_owned(),
+    };
+    (None, Some(note))
+}
+
+/// The content sections (or a placeholder) and, when cut, the note saying so.
+fn content_blocks(card: &Card, budget: usize, post_url: Option<&url::Url>) -> Vec<SlackBlock> {
+    let (mut sections, cut) = match (present::placeholder(card), card.content.as_deref()) {
+        (Some(p), _) => (vec![format!("_{p}_")], 0),
+        (None, Some(c)) => content_sections(c, &card.highlights, budget),
+        (None, None) => (Vec::new(), 0),
+    };
+    if sections.is_empty() {
+        sections.push(format!("_{}_", present::TEXT_HIDDEN));
+    }
+    let mut blocks: Vec<SlackBlock> = sections.into_iter().map(section).collect();
+    if cut > 0 {
+        let link = post_url.and_then(|u| mrkdwn_link(u, "Open the post"));
+        let note = present::cut_note(card, cut, link);
+        blocks.push(context(vec![format!(":scissors: {note}")]));
+    }
+    blocks
+}
+
+/// The fallback `text`: one short escaped line (notifications show it).
+fn fallback_text(card: &Card, mention: Option<&str>) -> String {
+    let excerpt_raw: String = card
+        .content
+        .as_deref()
+        .map(one_line)
+        .unwrap_or_else(|| "(media only)".into());
+    let prefix = format!(
+        "{}{} — {}: ",
+        mention.map(|m| format!("{m} ")).unwrap_or_default(),
+        line(&card.headline, FALLBACK_HEADER),
+        line(&card.author.name, FALLBACK_NAME),
+    );
+    let excerpt = fit(&excerpt_raw, FALLBACK_BUDGET.saturating_sub(width(&prefix))).0;
+    format!("{prefix}{excerpt}")
+}
+
+/// The `chat.postMessage` body for `card` in `channel`. `now` is when it is
+/// sent (for "joined N days ago").
+pub fn render(
+    card: &Card,
+    channel: &str,
+    now: DateTime<Utc>,
+    image: ImageMode,
+) -> SlackApiChatPostMessageRequest {
+    // Header (plain text, escaped too: Slack decodes the entities).
+    let header = line(&card.headline, limits::HEADER);
+    let mut blocks: Vec<SlackBlock> =
+        vec![SlackHeaderBlock::new(SlackBlockPlainText::new(header).into()).into()];
+    // Mention: only the destination's, only when a match asked for it.
+    let mention = card.mention.as_deref().and_then(super::mention_markup);
+    if let Some(m) = &mention {
+        blocks.push(section(format!("{m} a moderator is needed")));
+    }
+    // A notice from modbridge itself has no author worth a block.
+    if card.severity != Severity::Notice {
+        blocks.push(section(author_text(card, now)));
+    }
+    let (image_block, image_note) = image_parts(card, image);
+    let meta = format!(
+        "Posted {} · post ID {}",
+        card.posted_at.format("%Y-%m-%d %H:%M UTC"),
+        line(&card.post_id, ID_BUDGET)
+    );
+    let why = context(vec![why_text(card), meta]);
+    let post_url = card
+        .post_url
+        .as_deref()
+        .and_then(web_url)
+        .filter(|u| width(u.as_str()) <= limits::BUTTON_URL);
+    let actions: Option<SlackBlock> = post_url.as_ref().map(|u| {
+        SlackActionsBlock::new(vec![
+            SlackBlockButtonElement::new(SlackBlockPlainText::new("Open post".into()).into())
+                .with_action_id(SlackActionId::new("open_post".into()))
+                .with_url(u.clone())
+                .into(),
+        ])
+        .into()
+    });
+    // Content gets what the rest leaves of the whole-message budget.
+    let used: usize = blocks
+        .iter()
+        .chain(image_block.iter())
+        .chain(std::iter::once(&why))
+        .chain(actions.iter())
+        .map(block_text_width)
+        .sum::<usize>()
+        + image_note.as_deref().map_or(0, width);
+    let content_budget = TOTAL_BUDGET
+        .saturating_sub(used + CUT_NOTE_BUDGET)
+        .min(CONTENT_MAX);
+    blocks.extend(content_blocks(card, content_budget, post_url.as_ref()));
+    blocks.extend(image_note.map(section));
+    blocks.extend(image_block);
+    blocks.push(why);
+    blocks.extend(actions);
+    let text = fallback_text(card, mention.as_deref());
+    SlackApiChatPostMessageRequest::new(
+        channel.to_owned().into(),
+        SlackMessageContent::new()
+            .with_text(text)
+            .with_blocks(blocks),
+    )
+    .with_unfurl_links(false)
+    .with_unfurl_media(false)
+}
+
+/// The body as JSON (dry run, `explain`).
+pub fn payload(card: &Card, channel: &str, now: DateTime<Utc>) -> serde_json::Value {
+    serde_json::to_value(render(card, channel, now, ImageMode::Block))
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+/// Sum of the text a block carries (what `msg_blocks_too_long` counts).
+fn block_text_width(block: &SlackBlock) -> usize {
+    serde_json::to_value(block)
+        .map(|v| json_text_width(&v))
+        .unwrap_or(0)
+}
+
+fn json_text_width(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v) {
+                ("text" | "alt_text", serde_json::Value::String(s)) => width(s),
+                (_, other) => json_text_width(other),
+            })
+            .sum(),
+        serde_json::Value::Array(items) => items.iter().map(json_text_width).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mention_markup;
+    use super::*;
+    use chrono::TimeZone;
+
+    fn card(content: Option<&str>) -> Card {
+        Card::example("slack:C0123ABCD", content)
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap()
+    }
+
+    fn json(card: &Card) -> serde_json::Value {
+        payload(card, "C0123ABCD", now())
+    }
+
+    fn all_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| all_strings(v, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|v| all_strings(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one highlighted range
+    fn card_has_header_author_content_context_and_no_unfurls() {
+        let text = "this has a forbidden phrase in it";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden phrase").unwrap();
+        c.highlights = vec![at..at + "forbidden phrase".len()];
+        c.image_url = Some("https://cdn.example.com/a.png".into());
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = json(&c);
+        assert_eq!(v["unfurl_links"], false);
+        assert_eq!(v["unfurl_media"], false);
+        assert_eq!(v["channel"], "C0123ABCD");
+        let blocks = v["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[0]["text"]["type"], "plain_text");
+        assert_eq!(blocks[0]["text"]["text"], "Flagged post · Parents support");
+        let author = blocks[1]["text"]["text"].as_str().unwrap();
+        assert!(author.contains("*Mary Smith* (@mary)"), "{author}");
+        assert!(
+            author.contains("Member since 2026-05-05 (joined 3 days ago)"),
+            "{author}"
+        );
+        assert!(author.contains("new account"), "{author}");
+        assert!(author.contains("2 badges"), "{author}");
+        assert_eq!(
+            blocks[2]["text"]["text"],
+            "this has a *forbidden phrase* in it"
+        );
+        let image = blocks.iter().find(|b| b["type"] == "image").unwrap();
+        assert_eq!(image["image_url"], "https://cdn.example.com/a.png");
+        assert!(!image["alt_text"].as_str().unwrap().is_empty());
+        let context = blocks.iter().find(|b| b["type"] == "context").unwrap();
+        let why = context["elements"][0]["text"].as_str().unwrap();
+        assert!(
+            why.contains("Everywhere › forbidden: “forbidden phrase”"),
+            "{why}"
+        );
+        let meta = context["elements"][1]["text"].as_str().unwrap();
+        assert!(
+            meta.contains("2026-05-08 14:32 UTC") && meta.contains("P1"),
+            "{meta}"
+        );
+        let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
+        assert_eq!(
+            actions["elements"][0]["url"],
+            "https://community.example.com/posts/P1"
+        );
+        assert_eq!(actions["elements"][0]["text"]["text"], "Open post");
+        let fallback = v["text"].as_str().unwrap();
+        assert!(
+            fallback.starts_with("Flagged post · Parents support — Mary Smith: "),
+            "{fallback}"
+        );
+        assert!(width(fallback) <= FALLBACK_BUDGET);
+    }
+
+    #[test]
+    fn media_only_post_says_so() {
+        let v = json(&card(None));
+        let texts: Vec<String> = v["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            texts.iter().any(|t| t.contains("(no text: media only)")),
+            "{texts:?}"
+        );
+        assert!(!texts.iter().any(|t| t.trim().is_empty()));
+    }
+
+    #[test]
+    fn untrusted_text_is_escaped_and_mentions_only_when_configured() {
+        let mut c = card(Some("<!channel> & <https://evil.example|bank> <@U123>"));
+        c.author.name = "<!here>".into();
+        c.author.username = Some("<!subteam^S123>".into());
+        c.reasons[0].terms = vec!["<!everyone>".into()];
+        let v = json(&c);
+        let mut strings = Vec::new();
+        all_strings(&v, &mut strings);
+        for s in &strings {
+            assert!(!s.contains('<'), "live markup in {s:?}");
+        }
+        let content = v["blocks"][2]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            content,
+            "&lt;!channel&gt; &amp; &lt;https://evil.example|bank&gt; &lt;@U123&gt;"
+        );
+        c.mention = Some("here".into());
+        let v = json(&c);
+        assert!(v["text"].as_str().unwrap().starts_with("<!here> "));
+        assert_eq!(
+            v["blocks"][1]["text"]["text"],
+            "<!here> a moderator is needed"
+        );
+        c.mention = Some("<!everyone>".into());
+        let v = json(&c);
+        let mut strings = Vec::new();
+        all_strings(&v, &mut strings);
+        assert!(strings.iter().all(|s| !s.contains('<')));
+        assert_eq!(
+            mention_markup("S0123ABC").as_deref(),
+            Some("<!subteam^S0123ABC>")
+        );
+    }
+
+    #[test]
+    fn highlights_inside_words_and_across_lines_stay_bold() {
+        let text = "unforbiddenly\nforbidden\nphrase";
+        let mut c = card(Some(text));
+        c.highlights = vec![2..11, 14..30];
+        let v = json(&c);
+        assert_eq!(
+            v["blocks"][2]["text"]["text"],
+            "un\u{200B}*forbidden*\u{200B}ly\n*forbidden*\n*phrase*"
+        );
+    }
+
+    #[test]
+    fn long_content_is_cut_on_graphemes_and_says_how_much() {
+        let family = "👨‍👩‍👧";
+        let text = family.repeat(5_000);
+        let mut c = card(Some(&text));
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = json(&c);
+        let blocks = v["blocks"].as_array().unwrap();
+        let mut shown = 0;
+        for b in blocks.iter().filter(|b| b["type"] == "section").skip(1) {
+            let t = b["text"]["text"].as_str().unwrap();
+            assert!(width(t) <= limits::TEXT);
+            // Whole families only: never a lone ZWJ at either end.
+            assert!(
+                t.starts_with('👨') && t.ends_with('👧'),
+                "cut inside a grapheme"
+            );
+            shown += t.chars().count();
+        }
+        let total = text.chars().count();
+        let note = blocks
+            .iter()
+            .filter(|b| b["type"] == "context")
+            .find_map(|b| {
+                b["elements"][0]["text"]
+                    .as_str()
+                    .filter(|t| t.contains("Cut:"))
+            })
+            .unwrap();
+        assert!(
+            note.contains(&format!("{} of {total} characters", total - shown)),
+            "{note}"
+        );
+        assert!(note.contains("<https://community.example.com/posts/P1|Open the post>"));
+    }
+
+    #[test]
+    fn image_link_mode_replaces_the_block_with_a_safe_link() {
+        let mut c = card(Some("x"));
+        c.image_url = Some("https://cdn.example.com/a.png?x=1|<!channel>".into());
+        let req = render(&c, "C0123ABCD", now(), ImageMode::Link);
+        let v = serde_json::to_value(&req).unwrap();
+        let blocks = v["blocks"].as_array().unwrap();
+        assert!(blocks.iter().all(|b| b["type"] != "image"));
+        let note = blocks
+            .iter()
+            .find_map(|b| {
+                b["text"]["text"]
+                    .as_str()
+                    .filter(|t| t.starts_with("Image"))
+            })
+            .unwrap();
+        assert!(
+            note.contains("<https://cdn.example.com/a.png?x=1%7C%3C!channel%3E|open image>"),
+            "{note}"
+        );
+    }
+}

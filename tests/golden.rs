@@ -1,0 +1,285 @@
+//! Golden cards: the exact Slack `chat.postMessage` body, the Discord bot
+//! message and the Discord webhook execution of ~20 varied cards, rendered with
+//! a fixed `now`, compared byte for byte with `tests/golden/*.json`.
+//!
+//! The files were written from the renderers before the platform boundary was
+//! refactored; a refactor must leave them unchanged. Only a deliberate change
+//! of what a card looks like may rewrite them: `UPDATE_GOLDEN=1 cargo test
+//! --test golden`, and the diff goes in review.
+//!
+//! Each file also holds the card as serialised (the parked-card JSON in
+//! Redis): it must stay readable, and a card read back renders the same.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use modbridge::card::{Card, ReasonView, Severity};
+use modbridge::destination::{DiscordChannel, SlackChannel, Target};
+use serde_json::{Value, json};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap()
+}
+
+fn targets() -> [(&'static str, Target); 3] {
+    [
+        (
+            "slack",
+            Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
+        ),
+        (
+            "discord",
+            Target::Discord(DiscordChannel::parse("112233445566778899").unwrap()),
+        ),
+        (
+            "discord_webhook",
+            Target::DiscordWebhook {
+                env: "MODS_HOOK".into(),
+            },
+        ),
+    ]
+}
+
+/// What `explain` and `--dry-run` print for `card` sent to `target`.
+fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> Value {
+    modbridge::platforms::render(card, target, now)
+}
+
+fn base(content: Option<&str>) -> Card {
+    Card::example("slack:C0123ABCD", content)
+}
+
+fn reason(rules: &str, name: &str, terms: &[&str]) -> ReasonView {
+    ReasonView {
+        rules: rules.into(),
+        name: name.into(),
+        terms: terms.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+fn highlight(card: &mut Card, needle: &str) {
+    let text = card.content.clone().unwrap_or_default();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(needle) {
+        let start = from + at;
+        card.highlights.push(start..start + needle.len());
+        from = start + needle.len();
+    }
+}
+
+fn cards() -> Vec<(&'static str, Card)> {
+    let mut out = Vec::new();
+
+    let mut c = base(Some("this has a forbidden phrase in it"));
+    highlight(&mut c, "forbidden phrase");
+    c.image_url = Some("https://cdn.example.com/a.png".into());
+    c.post_url = Some("https://community.example.com/posts/P1".into());
+    out.push(("01-basic", c));
+
+    let mut c = base(Some(
+        "<!everyone> <!channel> <!here> @here @everyone & <https://evil.example|your bank> <@U123> <#C999> <!subteam^S1>",
+    ));
+    c.author.name = "<!here> Mallory".into();
+    c.author.username = Some("<!subteam^S123>|x".into());
+    c.reasons[0].terms = vec!["<!everyone>".into(), "<https://x|y>".into()];
+    c.headline = "Flagged post · <!channel> & co".into();
+    c.place = "<https://x|y>".into();
+    c.post_id = "P<1>&".into();
+    highlight(&mut c, "@here");
+    out.push(("02-slack-injections", c));
+
+    let mut c = base(Some(
+        "@everyone @here <@123> <@!123> <@&456> <#789> [bank](https://evil.example) **bold** __u__ ~~s~~ `code` ```block``` ||spoiler|| > quote\n# Heading\n- list\n-# small <t:1:R> <:e:1> \\escaped",
+    ));
+    c.author.name = "<@&456> [x](https://evil) **me**".into();
+    c.reasons[0].terms = vec!["[x](https://evil)".into(), "*".into()];
+    c.headline = "**fake** <@1> ||s||".into();
+    highlight(&mut c, "**bold**");
+    out.push(("03-discord-markdown-injections", c));
+
+    let long: String = (0..2_000).map(|i| format!("word{i} ")).collect::<String>();
+    let mut c = base(Some(&long));
+    highlight(&mut c, "word7 ");
+    c.post_url = Some("https://community.example.com/posts/P1".into());
+    out.push(("04-very-long-ascii-with-link", c));
+
+    let mut c = base(Some(&"👨‍👩‍👧".repeat(5_000)));
+    c.post_url = None;
+    out.push(("05-very-long-emoji-no-link", c));
+
+    let mut c = base(None);
+    c.image_url = Some("https://cdn.example.com/only-image.jpg".into());
+    c.post_url = Some("https://community.example.com/posts/P1".into());
+    out.push(("06-media-only-with-image", c));
+
+    let c = base(Some("   \n  "));
+    out.push(("07-empty-text", c));
+
+    let mut c = base(Some("buy cheap pills and forbidden phrase, call 555"));
+    c.reasons = vec![
+        reason("Everywhere", "forbidden", &["forbidden phrase"]),
+        reason("Spam", "pills", &["cheap pills", "pills"]),
+        reason("Spam", "phone", &["555"]),
+    ];
+    highlight(&mut c, "forbidden phrase");
+    highlight(&mut c, "cheap pills");
+    highlight(&mut c, "555");
+    out.push(("08-several-reasons", c));
+
+    let mut c = base(Some("many many matches"));
+    c.reasons = (0..60)
+        .map(|i| {
+            reason(
+                &format!("Rules file number {i} with a long name"),
+                &format!("match-{i}"),
+                &[
+                    "many many matches",
+                    "a term that is rather long to fill the budget quickly",
+                ],
+            )
+        })
+        .collect();
+    out.push(("09-and-n-more-reasons", c));
+
+    let mut c = base(Some("a moderator is needed: forbidden phrase"));
+    c.mention = Some("here".into());
+    out.push(("10-mention-here", c));
+
+    let mut c = base(Some("a moderator is needed"));
+    c.mention = Some("S0123ABC".into());
+    out.push(("11-mention-usergroup", c));
+
+    let mut c = base(Some("a moderator is needed"));
+    c.mention = Some("123456789012345678".into());
+    out.push(("12-mention-role", c));
+
+    let mut c = base(Some("contact details shown"));
+    c.author.email = Some("mary@example.com".into());
+    c.author.phone = Some("+1 555 0100 <!here>".into());
+    out.push(("13-email-and-phone", c));
+
+    let mut c = base(Some("odd image urls"));
+    c.image_url = Some("https://cdn.example.com/a.png?x=1|<!channel>&y=(2)".into());
+    c.post_url = Some("https://example.com/p/(1)|<x>".into());
+    out.push(("14-image-and-link-with-odd-characters", c));
+
+    let mut c = base(Some("javascript image"));
+    c.image_url = Some("javascript:alert(1)".into());
+    c.post_url = Some(format!("https://example.com/{}", "a".repeat(700)));
+    out.push(("15-bad-image-and-very-long-post-url", c));
+
+    let mut c = base(Some("brand new"));
+    c.author.joined_at = Utc.with_ymd_and_hms(2026, 5, 8, 9, 0, 0).single();
+    c.author.badges = 1;
+    out.push(("16-new-account-joined-today-one-badge", c));
+
+    let mut c = base(Some("old hand"));
+    c.author.joined_at = Utc.with_ymd_and_hms(2026, 5, 7, 14, 0, 0).single();
+    c.author.badges = 0;
+    c.author.username = None;
+    out.push(("17-joined-one-day-ago-no-badges", c));
+
+    let mut c = base(Some("veteran"));
+    c.author.joined_at = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).single();
+    c.author.badges = 12;
+    out.push(("18-old-account-badges", c));
+
+    let mut c = base(Some("unknown member"));
+    c.author.joined_at = None;
+    c.author.name = String::new();
+    c.author.username = Some("   ".into());
+    out.push(("19-unknown-join-no-name", c));
+
+    let mut c = base(Some("a post in a sensitive group"));
+    c.severity = Severity::SensitiveGroup;
+    c.headline = "New post in sensitive group · Grief support".into();
+    c.place = "Grief support".into();
+    c.group_id = Some("G1".into());
+    c.reasons = vec![reason("Grief support", "sensitive", &[])];
+    out.push(("20-sensitive-group", c));
+
+    let mut c = base(Some("Rules reload failed: rules/x.toml:3:1: unknown field"));
+    c.severity = Severity::Notice;
+    c.headline = "modbridge: rules reload failed".into();
+    c.place = "modbridge".into();
+    c.author.name = "modbridge".into();
+    c.author.username = None;
+    c.author.user_id = "modbridge".into();
+    c.author.joined_at = None;
+    c.author.badges = 0;
+    c.reasons = vec![];
+    c.post_id = "notice-1778250780000".into();
+    out.push(("21-notice", c));
+
+    let text = "unforbiddenly\nforbidden\nphrase un*forbidden*ly";
+    let mut c = base(Some(text));
+    c.highlights = vec![2..11, 14..30, 33..44];
+    out.push(("22-highlights-in-words-across-lines", c));
+
+    let mut c = base(Some("bidi and control"));
+    c.author.name = format!("{}\u{202E}evil\u{2066}\nname\t", "N".repeat(300));
+    c.author.username = Some(format!("{}\u{200F}", "u".repeat(300)));
+    c.headline = format!("Flagged post · {}", "Very long place ".repeat(20));
+    c.place = "Very long place ".repeat(20);
+    c.reasons = vec![reason(
+        &"R".repeat(400),
+        &"n".repeat(400),
+        &[&"t".repeat(400), "\u{202E}reversed"],
+    )];
+    out.push(("23-long-one-line-fields-bidi", c));
+
+    out
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn document(card: &Card) -> Value {
+    let mut doc = json!({ "card": serde_json::to_value(card).unwrap() });
+    for (name, target) in targets() {
+        doc[name] = render(card, &target, now());
+    }
+    doc
+}
+
+#[test]
+fn cards_render_exactly_as_the_golden_files_say() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let dir = golden_dir();
+    let mut failures = Vec::new();
+    for (name, card) in cards() {
+        let path = dir.join(format!("{name}.json"));
+        let text = serde_json::to_string_pretty(&document(&card)).unwrap() + "\n";
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {}
+            Ok(_) => failures.push(format!(
+                "{name}: output differs from {} (if the change is deliberate: UPDATE_GOLDEN=1 cargo test --test golden, and review the diff)",
+                path.display()
+            )),
+            Err(e) => failures.push(format!("{name}: cannot read {}: {e}", path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A card parked in Redis by an earlier version reads back, serialises to the
+/// same JSON and renders the same.
+#[test]
+fn stored_cards_read_back_and_render_the_same() {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        return;
+    }
+    for (name, _) in cards() {
+        let path = golden_dir().join(format!("{name}.json"));
+        let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let card: Card = serde_json::from_value(stored["card"].clone())
+            .unwrap_or_else(|e| panic!("{name}: stored card does not read back: {e}"));
+        assert_eq!(document(&card), stored, "{name}");
+    }
+}

@@ -5,19 +5,20 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{ProcessEnv, Settings};
-use crate::dedupe::Store;
-use crate::delivery::{Deliverer, ParkedCard};
+use crate::dedupe::{DedupeStore, Store};
+use crate::delivery::{Deliverer, ParkedCard, Policy};
 use crate::destination::Target;
 use crate::sinks::Sinks;
 
-fn redis(config: Option<&Path>) -> Result<(Settings, crate::dedupe::RedisStore), String> {
+/// The settings and the store, which must be Redis: only Redis parks cards.
+fn redis(config: Option<&Path>) -> Result<(Settings, Store), String> {
     // The webhook secret is not needed here: load as for a dry run, then
     // deliver for real.
     let mut settings = Settings::load(config, true, &ProcessEnv).map_err(|e| e.to_string())?;
     settings.dry_run = false;
     let store = super::serve::store_for(&settings).map_err(|e| e.to_string())?;
     match store {
-        Store::Redis(r) => Ok((settings, r)),
+        Store::Redis(_) => Ok((settings, store)),
         Store::Memory(_) => Err("REDIS_URL is not set: cards are only parked in Redis".into()),
     }
 }
@@ -41,7 +42,7 @@ pub fn list(config: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let targets = match redis.parked_targets().await {
+        let targets = match redis.parked_lists().await {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("modbridge: {e}");
@@ -90,8 +91,8 @@ pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let deliverer = Deliverer::new(sinks, Store::Redis(redis.clone()), settings.delivery);
-        let targets = redis.parked_targets().await.unwrap_or_default();
+        let deliverer = Deliverer::new(sinks, redis.clone(), Policy::from(&settings.delivery));
+        let targets = redis.parked_lists().await.unwrap_or_default();
         let mut failed = false;
         for raw_target in targets
             .iter()

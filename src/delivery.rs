@@ -284,6 +284,19 @@ impl Deliverer {
         let result = self.call(card, target).await;
         metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
             .record(started.elapsed().as_secs_f64());
+        self.settle(key, card, target, &state, result).await
+    }
+
+    /// What a platform call's result means for the card: recorded as sent,
+    /// retried later, or parked (the destination broke, or refused the card).
+    async fn settle(
+        &self,
+        key: &SentKey,
+        card: &Card,
+        target: &Target,
+        state: &TargetState,
+        result: Result<(), SinkError>,
+    ) -> Result<Delivered, RetryLater> {
         match result {
             Ok(()) => {
                 // Record first, log after: the duplicate window is this await.
@@ -315,7 +328,7 @@ impl Deliverer {
             Err(e @ SinkError::Config { .. }) => {
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "config").increment(1);
                 let reason = e.to_string();
-                let next_probe = self.open_circuit(&state, target, &reason);
+                let next_probe = self.open_circuit(state, target, &reason);
                 self.park(key, card, target, &reason, next_probe).await
             }
             Err(e @ SinkError::Rejected { .. }) => {

@@ -88,7 +88,7 @@ struct TargetState {
     broken: Mutex<Option<Broken>>,
 }
 
-/// Settings of the delivery policy.
+/// The delivery policy in force, built from `config::DeliverySettings`.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// Cards in flight at once per target; more are refused with 503.
@@ -162,6 +162,8 @@ impl Alerts {
     }
 }
 
+/// Delivers cards once each, keeps per-target circuits and backlogs, parks
+/// and replays. Cheap to clone: clones share all state.
 #[derive(Clone)]
 pub struct Deliverer {
     sinks: Sinks,

@@ -131,8 +131,11 @@ pub struct Ttl {
 #[error("dedupe store unavailable: {0}")]
 pub struct StoreError(pub String);
 
-/// The claim/lease/done protocol. Every operation is atomic on its own.
+/// Everything modbridge keeps between requests: the claim/lease/done
+/// protocol, sent records and parked lists. Every operation is atomic on its
+/// own; an `Err` means the store could not answer: nothing was decided.
 pub trait DedupeStore: Send + Sync {
+    /// Takes the execution if nobody has done it and nobody is doing it.
     fn claim(&self, id: &ExecutionId) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     /// Extends a lease still held; `false` when it was lost (expired and taken).
     fn renew(&self, lease: &Lease) -> impl Future<Output = Result<bool, StoreError>> + Send;

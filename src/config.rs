@@ -121,6 +121,17 @@ pub struct DedupeSettings {
     pub key_prefix: String,
 }
 
+/// `[delivery]`: plain values; delivery builds its runtime policy from them.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySettings {
+    /// Cards in flight at once per target; more are refused with 503.
+    pub backlog: usize,
+    /// How often a broken target is probed.
+    pub probe_interval: Duration,
+    /// The longest one platform HTTP call may take.
+    pub timeout: Duration,
+}
+
 /// Everything `serve` needs, checked.
 #[derive(Clone)]
 pub struct Settings {
@@ -139,7 +150,7 @@ pub struct Settings {
     pub signature_tolerance_secs: u64,
     pub deadline: Duration,
     pub dedupe: DedupeSettings,
-    pub delivery: crate::delivery::Policy,
+    pub delivery: DeliverySettings,
     pub destinations: Destinations,
     pub groups: BTreeMap<String, String>,
     pub post_url: Option<String>,
@@ -471,7 +482,7 @@ impl Settings {
                     memory_capacity: raw.dedupe.memory_capacity.unwrap_or(100_000),
                     key_prefix: raw.dedupe.key_prefix.unwrap_or_else(|| "modbridge:".into()),
                 },
-                delivery: crate::delivery::Policy {
+                delivery: DeliverySettings {
                     backlog: raw.delivery.backlog.unwrap_or(64).max(1),
                     probe_interval: Duration::from_secs(probe_interval_secs.max(1)),
                     timeout: Duration::from_secs(delivery_timeout_secs.max(1)),

@@ -12,6 +12,10 @@
 //! is probed with its oldest parked card (or, with none parked, let through
 //! half-open: the next real card is the probe); success closes the circuit
 //! and delivers everything parked, once each.
+//!
+//! Delivery owns the formats of what it asks dedupe to keep: the sent key
+//! ([`sent_key`]), the parked list name (the target's text form) and the
+//! parked entry ([`ParkedCard`] as JSON). Dedupe stores them as opaque strings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,9 +26,11 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::card::Card;
-use crate::dedupe::{DedupeStore, SentKey, Store};
+use crate::config::DeliverySettings;
+use crate::dedupe::{DedupeStore, Parking, SentKey, Store};
 use crate::destination::Target;
 use crate::platforms::{PlatformError as SinkError, Sinks};
+use crate::post::{CustomerId, PostId};
 
 /// What happened to one card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +51,21 @@ pub struct RetryLater {
     pub retry_after: Duration,
 }
 
-/// A parked card, as stored.
+/// The sent record's key for one card: customer, post and the target's text
+/// form (`slack:C…`, `discord:…`, `discord-webhook:$VAR`), separated by U+001F.
+/// Keyed by what was posted where, not by execution ID or destination name, so
+/// a replay with a new execution ID, a second listener, or two destination
+/// names for one channel never produce a second card. Live deployments hold
+/// these keys: the format must not change.
+pub fn sent_key(customer: &CustomerId, post: &PostId, target: &Target) -> SentKey {
+    SentKey::new(format!(
+        "{}\u{1f}{}\u{1f}{target}",
+        customer.as_str(),
+        post.as_str()
+    ))
+}
+
+/// A parked card, as stored (JSON) in the list named after its target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParkedCard {
     pub key: String,
@@ -68,7 +88,7 @@ struct TargetState {
     broken: Mutex<Option<Broken>>,
 }
 
-/// Settings of the delivery policy.
+/// The delivery policy in force, built from `config::DeliverySettings`.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// Cards in flight at once per target; more are refused with 503.
@@ -78,6 +98,16 @@ pub struct Policy {
     /// The longest one platform HTTP call may take before it counts as a
     /// (retryable) timeout; the sinks apply it.
     pub timeout: Duration,
+}
+
+impl From<&DeliverySettings> for Policy {
+    fn from(s: &DeliverySettings) -> Self {
+        Self {
+            backlog: s.backlog,
+            probe_interval: s.probe_interval,
+            timeout: s.timeout,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -132,6 +162,8 @@ impl Alerts {
     }
 }
 
+/// Delivers cards once each, keeps per-target circuits and backlogs, parks
+/// and replays. Cheap to clone: clones share all state.
 #[derive(Clone)]
 pub struct Deliverer {
     sinks: Sinks,
@@ -238,7 +270,7 @@ impl Deliverer {
             broken.clone()
         };
         if let Some(b) = open {
-            return self.hold(key, card, target, &b.reason, b.next_probe).await;
+            return self.park(key, card, target, &b.reason, b.next_probe).await;
         }
         let Ok(_permit) = state.backlog.clone().try_acquire_owned() else {
             metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "backlog_full").increment(1);
@@ -254,6 +286,19 @@ impl Deliverer {
         let result = self.call(card, target).await;
         metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
             .record(started.elapsed().as_secs_f64());
+        self.settle(key, card, target, &state, result).await
+    }
+
+    /// What a platform call's result means for the card: recorded as sent,
+    /// retried later, or parked (the destination broke, or refused the card).
+    async fn settle(
+        &self,
+        key: &SentKey,
+        card: &Card,
+        target: &Target,
+        state: &TargetState,
+        result: Result<(), SinkError>,
+    ) -> Result<Delivered, RetryLater> {
         match result {
             Ok(()) => {
                 // Record first, log after: the duplicate window is this await.
@@ -285,8 +330,8 @@ impl Deliverer {
             Err(e @ SinkError::Config { .. }) => {
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "config").increment(1);
                 let reason = e.to_string();
-                let next_probe = self.open_circuit(&state, target, &reason);
-                self.hold(key, card, target, &reason, next_probe).await
+                let next_probe = self.open_circuit(state, target, &reason);
+                self.park(key, card, target, &reason, next_probe).await
             }
             Err(e @ SinkError::Rejected { .. }) => {
                 // This card, not the destination, is at fault: keep it for a
@@ -294,7 +339,7 @@ impl Deliverer {
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "rejected").increment(1);
                 error!(target = %target, error = %e, "the platform refused the card");
                 let reason = e.to_string();
-                self.hold(
+                self.park(
                     key,
                     card,
                     target,
@@ -347,8 +392,9 @@ impl Deliverer {
         }
     }
 
-    /// A card for a broken target: parked with Redis, refused without.
-    async fn hold(
+    /// A card for a broken target (or one the platform refused): parked in a
+    /// durable store, refused with a long `Retry-After` without one.
+    async fn park(
         &self,
         key: &SentKey,
         card: &Card,
@@ -356,28 +402,29 @@ impl Deliverer {
         reason: &str,
         next_probe: Instant,
     ) -> Result<Delivered, RetryLater> {
-        match &self.store {
-            Store::Redis(redis) => {
-                let entry = ParkedCard {
-                    key: key.as_str().to_owned(),
-                    target: target.to_string(),
-                    parked_at: chrono::Utc::now(),
-                    reason: reason.to_owned(),
-                    card: card.clone(),
-                };
-                let json = serde_json::to_string(&entry).map_err(|e| RetryLater {
-                    detail: format!("cannot park the card: {e}"),
-                    retry_after: Duration::from_secs(60),
-                })?;
-                redis
-                    .park(&target.to_string(), &json)
-                    .await
-                    .map_err(store_down)?;
+        let entry = ParkedCard {
+            key: key.as_str().to_owned(),
+            target: target.to_string(),
+            parked_at: chrono::Utc::now(),
+            reason: reason.to_owned(),
+            card: card.clone(),
+        };
+        let json = serde_json::to_string(&entry).map_err(|e| RetryLater {
+            detail: format!("cannot park the card: {e}"),
+            retry_after: Duration::from_secs(60),
+        })?;
+        match self
+            .store
+            .park(&target.to_string(), &json)
+            .await
+            .map_err(store_down)?
+        {
+            Parking::Parked => {
                 metrics::counter!("modbridge_parked_total", "destination" => card.destination.clone()).increment(1);
                 warn!(target = %target, "card parked until the destination works again");
                 Ok(Delivered::Parked)
             }
-            Store::Memory(_) => Err(RetryLater {
+            Parking::NotDurable => Err(RetryLater {
                 detail: format!(
                     "{target} is broken ({reason}); without Redis nothing can be parked"
                 ),
@@ -405,27 +452,26 @@ impl Deliverer {
                 .map(|(t, _)| t.clone())
                 .collect()
         };
-        if let Store::Redis(r) = &self.store {
-            for raw in r.parked_targets().await.unwrap_or_default() {
-                let Ok(target) = Target::parse(&raw) else {
-                    continue;
-                };
-                let waiting = {
-                    let state = self.state(&target);
-                    let b = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-                    b.as_ref().is_some_and(|b| !force && b.next_probe > now)
-                };
-                if !waiting && !due.contains(&target) {
-                    due.push(target);
-                }
+        for raw in self.store.parked_lists().await.unwrap_or_default() {
+            let Ok(target) = Target::parse(&raw) else {
+                continue;
+            };
+            let waiting = {
+                let state = self.state(&target);
+                let b = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+                b.as_ref().is_some_and(|b| !force && b.next_probe > now)
+            };
+            if !waiting && !due.contains(&target) {
+                due.push(target);
             }
         }
         let mut replayed = 0;
         for target in due {
-            let parked = match &self.store {
-                Store::Redis(r) => r.parked(&target.to_string()).await.unwrap_or_default(),
-                Store::Memory(_) => Vec::new(),
-            };
+            let parked = self
+                .store
+                .parked(&target.to_string())
+                .await
+                .unwrap_or_default();
             if parked.is_empty() {
                 // Half-open: the next real card is the probe.
                 self.close_circuit(&target);
@@ -439,9 +485,6 @@ impl Deliverer {
     /// Delivers parked entries of one target, oldest first, stopping at the
     /// first failure. Returns how many were delivered (or found already sent).
     pub async fn replay_target(&self, target: &Target, parked: Vec<String>) -> usize {
-        let Store::Redis(redis) = &self.store else {
-            return 0;
-        };
         let state = self.state(target);
         let mut done = 0;
         for raw in parked {
@@ -452,10 +495,10 @@ impl Deliverer {
                     continue;
                 }
             };
-            let key = SentKey::from_record(entry.key.clone());
+            let key = SentKey::new(entry.key.clone());
             let lock = self.card_lock(&key);
             let _one_at_a_time = lock.lock().await;
-            let already = redis.was_sent(&key).await.unwrap_or(false);
+            let already = self.store.was_sent(&key).await.unwrap_or(false);
             let result = if already {
                 Ok(())
             } else {
@@ -463,10 +506,10 @@ impl Deliverer {
             };
             match result {
                 Ok(()) => {
-                    if !already && let Err(e) = redis.record_sent(&key).await {
+                    if !already && let Err(e) = self.store.record_sent(&key).await {
                         error!(error = %e, "replayed card sent but not recorded");
                     }
-                    if let Err(e) = redis.unpark(&target.to_string(), &raw).await {
+                    if let Err(e) = self.store.unpark(&target.to_string(), &raw).await {
                         error!(error = %e, "replayed card still listed as parked");
                     }
                     self.close_circuit(target);

@@ -1,8 +1,13 @@
 //! modbridge: Cativa `post_created` webhooks in, moderation cards out.
 //!
-//! See ARCHITECTURE.md for the map. Data flows one way:
-//! intake → dedupe → rules → card → delivery → platforms.
+//! See ARCHITECTURE.md for the map. A request goes intake (HTTP, signature,
+//! payload) → ingest (claim, deadline, lease) → pipeline (rules → cards) →
+//! delivery (sent records, circuits, parking) → platforms, and the answer comes
+//! back the same way as typed outcomes. Ingest and delivery both keep their
+//! records in dedupe; the prober in delivery replays parked cards on its own
+//! schedule, and `app` wires everything from `config`.
 
+pub mod app;
 pub mod card;
 pub mod cli;
 pub mod commands;
@@ -10,6 +15,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod destination;
+pub mod ingest;
 pub mod intake;
 pub mod pipeline;
 pub mod platforms;

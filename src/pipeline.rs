@@ -1,7 +1,8 @@
 //! What happens to a genuine, first-seen post: rules → cards → sinks.
 //!
-//! Knows nothing of HTTP; intake calls [`Pipeline::process`] while it holds the
-//! execution's lease and answers Cativa from the result. Each card goes
+//! Knows nothing of HTTP or leases; the ingest service calls
+//! [`Pipeline::process`] while it holds the execution's lease, and intake
+//! answers Cativa from the result. Each card goes
 //! through [`Deliverer`] (sent records, backlog, circuits, parking).
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::card::{Card, CardContext};
 use crate::dedupe::SentKey;
-use crate::delivery::{Delivered, Deliverer, RetryLater};
+use crate::delivery::{Delivered, Deliverer, RetryLater, sent_key};
 use crate::destination::Target;
 use crate::platforms::Sinks;
 use crate::post::Post;
@@ -126,7 +127,7 @@ impl Pipeline {
             .filter(|(_, d)| seen.insert(d.destination.target().clone()))
             .map(|(card, d)| {
                 let target = d.destination.target().clone();
-                let key = SentKey::new(&post.customer_id, &post.post_id, &target);
+                let key = sent_key(&post.customer_id, &post.post_id, &target);
                 (card, key, target)
             })
             .collect();

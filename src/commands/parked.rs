@@ -5,19 +5,20 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{ProcessEnv, Settings};
-use crate::dedupe::Store;
-use crate::delivery::{Deliverer, ParkedCard};
+use crate::dedupe::{DedupeStore, Store};
+use crate::delivery::{Deliverer, ParkedCard, Policy};
 use crate::destination::Target;
 use crate::platforms::Sinks;
 
-fn redis(config: Option<&Path>) -> Result<(Settings, crate::dedupe::RedisStore), String> {
+/// The settings and the store, which must be Redis: only Redis parks cards.
+fn parking_store(config: Option<&Path>) -> Result<(Settings, Store), String> {
     // The webhook secret is not needed here: load as for a dry run, then
     // deliver for real.
     let mut settings = Settings::load(config, true, &ProcessEnv).map_err(|e| e.to_string())?;
     settings.dry_run = false;
-    let store = super::serve::store_for(&settings).map_err(|e| e.to_string())?;
+    let store = crate::app::store_for(&settings).map_err(|e| e.to_string())?;
     match store {
-        Store::Redis(r) => Ok((settings, r)),
+        Store::Redis(_) => Ok((settings, store)),
         Store::Memory(_) => Err("REDIS_URL is not set: cards are only parked in Redis".into()),
     }
 }
@@ -34,14 +35,14 @@ fn block_on(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 
 pub fn list(config: Option<&Path>) -> ExitCode {
     block_on(async {
-        let (_, redis) = match redis(config) {
+        let (_, store) = match parking_store(config) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("modbridge: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let targets = match redis.parked_targets().await {
+        let targets = match store.parked_lists().await {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("modbridge: {e}");
@@ -50,7 +51,7 @@ pub fn list(config: Option<&Path>) -> ExitCode {
         };
         let mut total = 0;
         for target in targets {
-            let entries = redis.parked(&target).await.unwrap_or_default();
+            let entries = store.parked(&target).await.unwrap_or_default();
             if entries.is_empty() {
                 continue;
             }
@@ -76,7 +77,7 @@ pub fn list(config: Option<&Path>) -> ExitCode {
 
 pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
     block_on(async {
-        let (settings, redis) = match redis(config) {
+        let (settings, store) = match parking_store(config) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("modbridge: {e}");
@@ -90,8 +91,8 @@ pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let deliverer = Deliverer::new(sinks, Store::Redis(redis.clone()), settings.delivery);
-        let targets = redis.parked_targets().await.unwrap_or_default();
+        let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery));
+        let targets = store.parked_lists().await.unwrap_or_default();
         let mut failed = false;
         for raw_target in targets
             .iter()
@@ -105,7 +106,7 @@ pub fn replay(config: Option<&Path>, only: Option<&str>) -> ExitCode {
                     continue;
                 }
             };
-            let entries = redis.parked(raw_target).await.unwrap_or_default();
+            let entries = store.parked(raw_target).await.unwrap_or_default();
             let n = entries.len();
             let done = deliverer.replay_target(&target, entries).await;
             println!("{raw_target}: delivered {done} of {n}");

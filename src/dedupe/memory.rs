@@ -1,10 +1,12 @@
-//! In-memory dedupe store: no infrastructure, one process, bounded.
+//! In-memory dedupe store: no infrastructure, one process, bounded. It
+//! cannot park cards: they would be lost on restart, so it says so
+//! ([`Parking::NotDurable`]) and the sender keeps them instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, SentKey, StoreError, Ttl};
+use super::{Claim, DedupeStore, ExecutionId, Lease, Parking, SentKey, StoreError, Ttl};
 
 #[derive(Debug)]
 enum Record {
@@ -172,6 +174,22 @@ impl DedupeStore for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
+        Ok(Parking::NotDurable)
+    }
+
+    async fn parked_lists(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn parked(&self, _list: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn unpark(&self, _list: &str, _entry: &str) -> Result<(), StoreError> {
         Ok(())
     }
 }

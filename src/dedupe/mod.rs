@@ -1,14 +1,21 @@
 //! Dedupe: Cativa delivers at least once, so every execution ID is claimed
-//! before work starts and recorded as done after it succeeds.
+//! before work starts and recorded as done after it succeeds. This module owns
+//! every record modbridge shares between requests, replicas and restarts.
 //!
-//! Two kinds of record:
+//! Three kinds of record:
 //! - a **claim** is a lease: set atomically with a random token and a short
 //!   TTL, renewed while work runs, released by compare-and-delete (only the
 //!   holder's token deletes it). A crashed worker's claim expires by itself.
-//! - a **done** record keeps for days so late retries are recognised.
+//! - a **done** record keeps for days so late retries are recognised; a
+//!   **sent** record (keyed by an opaque [`SentKey`]) does the same per card.
+//! - a **parked list** keeps opaque entries for a broken destination until
+//!   they are replayed; only a durable store parks ([`Parking::NotDurable`]
+//!   otherwise).
 //!
 //! [`DedupeStore`] is implemented by [`MemoryStore`] (one process, bounded) and
 //! [`RedisStore`] (shared by replicas); [`Store`] picks one at start-up.
+//! Dedupe knows nothing of cards, destinations or delivery: keys, list names
+//! and entries are strings built by its callers.
 
 mod memory;
 mod redis;
@@ -16,9 +23,6 @@ mod redis;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
-
-use crate::destination::Target;
-use crate::post::{CustomerId, PostId};
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -86,30 +90,30 @@ pub enum Claim {
     InFlight { retry_after: Duration },
 }
 
-/// A card the platform confirmed: (CustomerId, PostId, resolved channel).
-/// Keyed by what was posted where, not by execution ID or destination name, so
-/// a replay with a new execution ID, a second listener, or two destination
-/// names for one channel never produce a second card.
+/// A card the platform confirmed, as an opaque key. Delivery builds it
+/// (`delivery::sent_key`); dedupe only stores it.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct SentKey(String);
 
 impl SentKey {
-    pub fn new(customer: &CustomerId, post: &PostId, target: &Target) -> Self {
-        Self(format!(
-            "{}\u{1f}{}\u{1f}{target}",
-            customer.as_str(),
-            post.as_str()
-        ))
+    /// Wraps a key built by delivery, or read back from a parked entry.
+    pub fn new(raw: String) -> Self {
+        Self(raw)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
 
-    /// A key read back from a record this program wrote (parked cards).
-    pub fn from_record(raw: String) -> Self {
-        Self(raw)
-    }
+/// What became of a card handed to [`DedupeStore::park`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parking {
+    /// Kept durably until it is replayed and unparked.
+    Parked,
+    /// This store cannot keep it across a restart (memory): nothing was kept,
+    /// the caller must have the sender keep it instead.
+    NotDurable,
 }
 
 /// How long records live.
@@ -127,8 +131,11 @@ pub struct Ttl {
 #[error("dedupe store unavailable: {0}")]
 pub struct StoreError(pub String);
 
-/// The claim/lease/done protocol. Every operation is atomic on its own.
+/// Everything modbridge keeps between requests: the claim/lease/done
+/// protocol, sent records and parked lists. Every operation is atomic on its
+/// own; an `Err` means the store could not answer: nothing was decided.
 pub trait DedupeStore: Send + Sync {
+    /// Takes the execution if nobody has done it and nobody is doing it.
     fn claim(&self, id: &ExecutionId) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     /// Extends a lease still held; `false` when it was lost (expired and taken).
     fn renew(&self, lease: &Lease) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -142,6 +149,24 @@ pub trait DedupeStore: Send + Sync {
     fn record_sent(&self, key: &SentKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends `entry` to the parked list `list` (and lists `list` among
+    /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
+    fn park(
+        &self,
+        list: &str,
+        entry: &str,
+    ) -> impl Future<Output = Result<Parking, StoreError>> + Send;
+    /// Every list that has (or had) parked entries, sorted.
+    fn parked_lists(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The entries of one list, oldest first.
+    fn parked(&self, list: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Removes one entry (delivered, or found already sent).
+    fn unpark(
+        &self,
+        list: &str,
+        entry: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The store in use, chosen at start-up.
@@ -201,6 +226,30 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.ping().await,
             Store::Redis(s) => s.ping().await,
+        }
+    }
+    async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
+        match self {
+            Store::Memory(s) => s.park(list, entry).await,
+            Store::Redis(s) => s.park(list, entry).await,
+        }
+    }
+    async fn parked_lists(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Memory(s) => s.parked_lists().await,
+            Store::Redis(s) => s.parked_lists().await,
+        }
+    }
+    async fn parked(&self, list: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Memory(s) => s.parked(list).await,
+            Store::Redis(s) => s.parked(list).await,
+        }
+    }
+    async fn unpark(&self, list: &str, entry: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.unpark(list, entry).await,
+            Store::Redis(s) => s.unpark(list, entry).await,
         }
     }
 }
@@ -271,17 +320,47 @@ pub mod suite {
         store.complete(&retry).await.unwrap();
         assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
 
-        // Sent records.
-        let target = Target::Slack(crate::destination::SlackChannel::parse("C0123ABCD").unwrap());
-        let customer = CustomerId::parse(format!("{prefix}-cust")).unwrap();
-        let sent = SentKey::new(&customer, &PostId::parse("P1").unwrap(), &target);
-        let other = SentKey::new(&customer, &PostId::parse("P2").unwrap(), &target);
+        // Sent records: opaque keys, control characters included.
+        let sent = SentKey::new(format!("{prefix}-cust\u{1f}P1\u{1f}slack:C0123ABCD"));
+        let other = SentKey::new(format!("{prefix}-cust\u{1f}P2\u{1f}slack:C0123ABCD"));
         assert!(!store.was_sent(&sent).await.unwrap());
         store.record_sent(&sent).await.unwrap();
         assert!(store.was_sent(&sent).await.unwrap());
         assert!(!store.was_sent(&other).await.unwrap());
 
         store.ping().await.unwrap();
+        parking(store, prefix).await;
+    }
+
+    /// A durable store keeps parked entries per list, oldest first, until
+    /// unparked; a store that cannot keep them says so and keeps nothing.
+    pub async fn parking<S: DedupeStore>(store: &S, prefix: &str) {
+        let list = format!("{prefix}-discord-webhook:$HOOK");
+        let other = format!("{prefix}-slack:C0123ABCD");
+        let (first, second) = ("{\"n\":1}", "{\"n\":2}");
+        match store.park(&list, first).await.unwrap() {
+            Parking::NotDurable => {
+                assert!(store.parked_lists().await.unwrap().is_empty());
+                assert!(store.parked(&list).await.unwrap().is_empty());
+                store.unpark(&list, first).await.unwrap();
+                return;
+            }
+            Parking::Parked => {}
+        }
+        assert_eq!(store.park(&list, second).await.unwrap(), Parking::Parked);
+        assert_eq!(store.park(&other, first).await.unwrap(), Parking::Parked);
+        let lists = store.parked_lists().await.unwrap();
+        assert!(lists.contains(&list) && lists.contains(&other), "{lists:?}");
+        assert_eq!(store.parked(&list).await.unwrap(), [first, second]);
+        store.unpark(&list, first).await.unwrap();
+        assert_eq!(store.parked(&list).await.unwrap(), [second]);
+        assert_eq!(store.parked(&other).await.unwrap(), [first]);
+        // Unparking what is not there changes nothing.
+        store.unpark(&list, first).await.unwrap();
+        assert_eq!(store.parked(&list).await.unwrap(), [second]);
+        store.unpark(&list, second).await.unwrap();
+        store.unpark(&other, first).await.unwrap();
+        assert!(store.parked(&list).await.unwrap().is_empty());
     }
 
     /// Many concurrent claims of one ID: exactly one wins.

@@ -4,7 +4,11 @@
 //! Keys (`{}` is a Redis Cluster hash tag, so both keys of an execution live
 //! on one shard): `<prefix>exec:{<id>}:claim` holds the lease token with a
 //! millisecond TTL; `<prefix>exec:{<id>}:done` marks it processed;
-//! `<prefix>sent:<customer>␟<post>␟<platform:channel>` marks a confirmed card.
+//! `<prefix>sent:<key>` marks a confirmed card (delivery's key is
+//! `<customer>␟<post>␟<target>`, e.g. `…␟discord-webhook:$MODS_HOOK`);
+//! `<prefix>parked:<list>` is a parked list (delivery names it after the
+//! target) and `<prefix>parked-targets` the set of list names. These formats
+//! are shared with running replicas: `tests/api/redis_format.rs` pins them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +16,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, SentKey, StoreError, Ttl};
+use super::{Claim, DedupeStore, ExecutionId, Lease, Parking, SentKey, StoreError, Ttl};
 
 /// No request waits longer than this for Redis.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -131,11 +135,10 @@ impl RedisStore {
     }
 }
 
-/// Parked cards: for destinations whose configuration is broken, kept in a
-/// durable list per target until the destination works again.
+/// Parked lists: one Redis list per name, and a set of the names.
 impl RedisStore {
-    fn parked_list(&self, target: &str) -> String {
-        format!("{}parked:{target}", self.prefix)
+    fn parked_list(&self, list: &str) -> String {
+        format!("{}parked:{list}", self.prefix)
     }
 
     fn parked_index(&self) -> String {
@@ -149,41 +152,6 @@ impl RedisStore {
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
             Err(_) => Err(StoreError("redis did not answer in time".into())),
         }
-    }
-
-    /// Appends `entry` to the target's parked list.
-    pub async fn park(&self, target: &str, entry: &str) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(self.parked_list(target)).arg(entry);
-        let _: i64 = self.query(cmd).await?;
-        let mut index = redis::cmd("SADD");
-        index.arg(self.parked_index()).arg(target);
-        let _: i64 = self.query(index).await?;
-        Ok(())
-    }
-
-    /// Every target with parked cards.
-    pub async fn parked_targets(&self) -> Result<Vec<String>, StoreError> {
-        let mut cmd = redis::cmd("SMEMBERS");
-        cmd.arg(self.parked_index());
-        let mut targets: Vec<String> = self.query(cmd).await?;
-        targets.sort();
-        Ok(targets)
-    }
-
-    /// The target's parked entries, oldest first.
-    pub async fn parked(&self, target: &str) -> Result<Vec<String>, StoreError> {
-        let mut cmd = redis::cmd("LRANGE");
-        cmd.arg(self.parked_list(target)).arg(0).arg(-1);
-        self.query(cmd).await
-    }
-
-    /// Removes one delivered entry.
-    pub async fn unpark(&self, target: &str, entry: &str) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("LREM");
-        cmd.arg(self.parked_list(target)).arg(1).arg(entry);
-        let _: i64 = self.query(cmd).await?;
-        Ok(())
     }
 }
 
@@ -278,5 +246,36 @@ impl DedupeStore for RedisStore {
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
             Err(_) => Err(StoreError("redis did not answer PING".into())),
         }
+    }
+
+    async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(self.parked_list(list)).arg(entry);
+        let _: i64 = self.query(cmd).await?;
+        let mut index = redis::cmd("SADD");
+        index.arg(self.parked_index()).arg(list);
+        let _: i64 = self.query(index).await?;
+        Ok(Parking::Parked)
+    }
+
+    async fn parked_lists(&self) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.parked_index());
+        let mut lists: Vec<String> = self.query(cmd).await?;
+        lists.sort();
+        Ok(lists)
+    }
+
+    async fn parked(&self, list: &str) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(self.parked_list(list)).arg(0).arg(-1);
+        self.query(cmd).await
+    }
+
+    async fn unpark(&self, list: &str, entry: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("LREM");
+        cmd.arg(self.parked_list(list)).arg(1).arg(entry);
+        let _: i64 = self.query(cmd).await?;
+        Ok(())
     }
 }

@@ -1,4 +1,7 @@
 //! The poem routes: `POST /webhooks/cativa`, `/healthz`, `/readyz`, `/metrics`.
+//! They map HTTP to typed values and back: the webhook verifies the request,
+//! hands the post to the ingest service and answers from its
+//! [`Ingested`] outcome.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,14 +11,15 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::web::Data;
 use poem::{Body, EndpointExt, IntoEndpoint, Request, Response, Route, get, handler, post};
 use serde_json::{Value, json};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::payload::{Event, PayloadError};
 use super::signature::{SignatureError, SignatureHeader};
 use crate::config::Settings;
-use crate::dedupe::{Claim, DedupeStore, ExecutionId, Lease, Store};
-use crate::delivery::RetryLater;
+use crate::dedupe::{DedupeStore, ExecutionId, Store};
+use crate::ingest::{Ingest, Ingested};
 use crate::pipeline::Pipeline;
+use crate::post::Post;
 use crate::telemetry::Outcome;
 
 /// Shared by every request.
@@ -25,8 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub pipeline: Pipeline,
     pub metrics: PrometheusHandle,
-    /// Deliveries running, possibly past their request.
-    pub inflight: super::inflight::Inflight,
+    /// Claims, processes and records each execution.
+    pub ingest: Ingest,
 }
 
 /// The public listener. `/metrics` and the detailed `/readyz` are served here
@@ -153,30 +157,134 @@ async fn readyz_public(Data(state): Data<&AppState>) -> Response {
 #[handler]
 async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Response {
     let started = Instant::now();
-    let limit = state.settings.max_body_bytes;
+    match verified_post(req, body, state).await {
+        Ok(Verified::Post {
+            execution_id,
+            post,
+            secret_index,
+        }) => {
+            let span = info_span!(
+                "webhook",
+                execution_id = %execution_id,
+                post_id = %post.post_id,
+                customer_id = %post.customer_id,
+            );
+            async {
+                // 5. Tenant binding.
+                let listener = &state.settings.secrets[secret_index];
+                if !listener.allows(&post.customer_id) {
+                    warn!(listener = %listener.source, "rejected webhook: customer not bound to the secret that signed it");
+                    return error_reply(
+                        StatusCode::FORBIDDEN,
+                        Outcome::Forbidden,
+                        "CustomerId is not bound to the listener secret that signed this request",
+                    );
+                }
+                // 6. Claim, process, record: the ingest service.
+                let ingested = state.ingest.handle(&execution_id, post).await;
+                answer(ingested, started)
+            }
+            .instrument(span)
+            .await
+        }
+        Ok(Verified::Ignored { execution_id }) => {
+            info!(execution_id = %execution_id, "ignored: not a post_created event (subscribe this listener to post_created only)");
+            Outcome::IgnoredEvent.count();
+            reply(StatusCode::OK, json!({ "status": "ignored" }))
+        }
+        Err(refusal) => refusal.answer(),
+    }
+}
 
-    // 1. Size, before reading: a declared length over the limit is refused at once.
+/// A genuine request, checked and parsed.
+enum Verified {
+    Post {
+        execution_id: ExecutionId,
+        post: Arc<Post>,
+        /// Which listener secret signed it.
+        secret_index: usize,
+    },
+    /// Not a `post_created` event.
+    Ignored { execution_id: ExecutionId },
+}
+
+/// Why a request is answered before it reaches the ingest service.
+enum Refusal {
+    /// 413: the body is over `max_body_bytes`.
+    TooLarge { limit: usize },
+    /// 401: not signed by a listener secret, or signed too long ago.
+    NotGenuine(SignatureError),
+    /// 400: the request can never succeed as sent.
+    BadRequest(String),
+}
+
+impl Refusal {
+    fn answer(self) -> Response {
+        match self {
+            Refusal::TooLarge { limit } => too_large(limit),
+            Refusal::NotGenuine(e) => {
+                let outcome = match e {
+                    SignatureError::Stale { .. } | SignatureError::FromTheFuture { .. } => {
+                        Outcome::Stale
+                    }
+                    _ => Outcome::BadSignature,
+                };
+                error_reply(StatusCode::UNAUTHORIZED, outcome, &e.to_string())
+            }
+            Refusal::BadRequest(message) => {
+                error_reply(StatusCode::BAD_REQUEST, Outcome::BadRequest, &message)
+            }
+        }
+    }
+}
+
+/// Checks 1 to 4, cheapest and least revealing first.
+async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Verified, Refusal> {
+    let body = read_body(req, body, state.settings.max_body_bytes).await?;
+    let secret_index = verify_signature(req, body.as_ref(), &state.settings)?;
+    let execution_id = execution_id(req)?;
+    match Event::parse(body.as_ref()) {
+        Ok(Event::Post(post)) => Ok(Verified::Post {
+            execution_id,
+            post: Arc::new(*post),
+            secret_index,
+        }),
+        Ok(Event::Other) => Ok(Verified::Ignored { execution_id }),
+        Err(e) => {
+            let message = match &e {
+                // serde's message may quote input: keep only its position.
+                PayloadError::NotJson(_) => "body is not valid JSON".to_owned(),
+                other => other.to_string(),
+            };
+            warn!(execution_id = %execution_id, reason = %message, "rejected webhook: bad payload");
+            Err(Refusal::BadRequest(message))
+        }
+    }
+}
+
+/// 1. Size, before reading: a declared length over the limit is refused at once.
+async fn read_body(
+    req: &Request,
+    body: Body,
+    limit: usize,
+) -> Result<impl AsRef<[u8]> + use<>, Refusal> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return too_large(limit);
+        return Err(Refusal::TooLarge { limit });
     }
-    let body = match body.into_bytes_limit(limit).await {
-        Ok(b) => b,
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(limit),
-        Err(e) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                Outcome::BadRequest,
-                &format!("could not read the body: {e}"),
-            );
-        }
-    };
+    match body.into_bytes_limit(limit).await {
+        Ok(b) => Ok(b),
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Refusal::TooLarge { limit }),
+        Err(e) => Err(Refusal::BadRequest(format!("could not read the body: {e}"))),
+    }
+}
 
-    // 2. Signature, on the raw bytes.
+/// 2. Signature, on the raw bytes. Returns which listener secret signed it.
+fn verify_signature(req: &Request, body: &[u8], settings: &Settings) -> Result<usize, Refusal> {
     let header_value = req.headers().get("x-cativa-signature").map(|v| {
         v.to_str()
             .map_err(|_| SignatureError::Malformed("not ASCII"))
@@ -186,186 +294,88 @@ async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Res
         Some(Err(e)) => Err(e),
         Some(Ok(raw)) => SignatureHeader::parse(raw).and_then(|h| {
             h.verify(
-                &body,
-                state.settings.secrets.iter().map(|s| &s.secret),
+                body,
+                settings.secrets.iter().map(|s| &s.secret),
                 unix_now(),
-                state.settings.signature_tolerance_secs,
+                settings.signature_tolerance_secs,
             )
         }),
     };
-    let secret_index = match verified {
-        Ok(i) => i,
-        Err(e) => {
-            let outcome = match e {
-                SignatureError::Stale { .. } | SignatureError::FromTheFuture { .. } => {
-                    Outcome::Stale
-                }
-                _ => Outcome::BadSignature,
-            };
-            warn!(reason = %e, "rejected webhook: not genuine");
-            return error_reply(StatusCode::UNAUTHORIZED, outcome, &e.to_string());
-        }
-    };
+    verified.map_err(|e| {
+        warn!(reason = %e, "rejected webhook: not genuine");
+        Refusal::NotGenuine(e)
+    })
+}
 
-    // 3. Execution ID.
-    let execution_id = match req
+/// 3. Execution ID.
+fn execution_id(req: &Request) -> Result<ExecutionId, Refusal> {
+    match req
         .headers()
         .get("x-cativa-execution-id")
         .and_then(|v| v.to_str().ok())
         .map(ExecutionId::parse)
     {
-        Some(Ok(id)) => id,
-        Some(Err(e)) => return error_reply(StatusCode::BAD_REQUEST, Outcome::BadRequest, e),
-        None => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                Outcome::BadRequest,
-                "missing X-Cativa-Execution-Id header",
-            );
-        }
-    };
-
-    // 4. Payload.
-    let post = match Event::parse(&body) {
-        Ok(Event::Post(post)) => Arc::new(*post),
-        Ok(Event::Other) => {
-            info!(execution_id = %execution_id, "ignored: not a post_created event (subscribe this listener to post_created only)");
-            Outcome::IgnoredEvent.count();
-            return reply(StatusCode::OK, json!({ "status": "ignored" }));
-        }
-        Err(e) => {
-            let message = match &e {
-                // serde's message may quote input: keep only its position.
-                PayloadError::NotJson(_) => "body is not valid JSON".to_owned(),
-                other => other.to_string(),
-            };
-            warn!(execution_id = %execution_id, reason = %message, "rejected webhook: bad payload");
-            return error_reply(StatusCode::BAD_REQUEST, Outcome::BadRequest, &message);
-        }
-    };
-
-    let span = info_span!(
-        "webhook",
-        execution_id = %execution_id,
-        post_id = %post.post_id,
-        customer_id = %post.customer_id,
-    );
-    async move {
-        // 5. Tenant binding.
-        let listener = &state.settings.secrets[secret_index];
-        if !listener.allows(&post.customer_id) {
-            warn!(listener = %listener.source, "rejected webhook: customer not bound to the secret that signed it");
-            return error_reply(
-                StatusCode::FORBIDDEN,
-                Outcome::Forbidden,
-                "CustomerId is not bound to the listener secret that signed this request",
-            );
-        }
-
-        // 6. Dedupe claim.
-        let lease = match state.store.claim(&execution_id).await {
-            Ok(Claim::First(lease)) => lease,
-            Ok(Claim::Done) => {
-                Outcome::Duplicate.count();
-                info!("duplicate delivery: already processed");
-                return reply(StatusCode::OK, json!({ "status": "duplicate" }));
-            }
-            Ok(Claim::InFlight { retry_after }) => {
-                info!("delivery in flight elsewhere: asking for a retry");
-                return retry_later(
-                    Outcome::InFlight,
-                    "this execution is being processed; retry later",
-                    retry_after,
-                );
-            }
-            Err(e) => {
-                error!(error = %e, "dedupe store unavailable");
-                metrics::counter!("modbridge_dedupe_errors_total", "op" => "claim").increment(1);
-                return retry_later(
-                    Outcome::Unavailable,
-                    "dedupe store unavailable; retry later",
-                    Duration::from_secs(5),
-                );
-            }
-        };
-
-        // 7. Process under the lease, in a task of its own: at the deadline
-        // Cativa gets 503 + Retry-After and the work goes on; the retry then
-        // finds it done, or does what is left.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task_state = state.clone();
-        let ticket = state.inflight.start(&lease);
-        tokio::spawn(
-            async move {
-                let _ticket = ticket;
-                let outcome = process_with_lease(&task_state, post, &lease).await;
-                let outcome = match outcome {
-                    Ok(processed) => match task_state.store.complete(&lease).await {
-                        Ok(()) => Ok(processed),
-                        Err(e) => {
-                            // The cards are recorded as sent: the retry sends nothing twice.
-                            error!(error = %e, "could not record the execution as done");
-                            metrics::counter!("modbridge_dedupe_errors_total", "op" => "complete").increment(1);
-                            Err(RetryLater {
-                                detail: "dedupe store unavailable; retry later".into(),
-                                retry_after: Duration::from_secs(5),
-                            })
-                        }
-                    },
-                    Err(e) => {
-                        if let Err(e) = task_state.store.release(&lease).await {
-                            warn!(error = %e, "could not release the claim; it expires by itself");
-                        }
-                        Err(e)
-                    }
-                };
-                let _ = tx.send(outcome);
-            }
-            .in_current_span(),
-        );
-        match tokio::time::timeout(state.settings.deadline, rx).await {
-            Ok(Ok(Ok(processed))) => {
-                Outcome::Accepted.count();
-                metrics::histogram!("modbridge_webhook_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                info!(
-                    cards = processed.cards,
-                    already_sent = processed.already_sent,
-                    parked = processed.parked,
-                    "accepted"
-                );
-                reply(
-                    StatusCode::OK,
-                    json!({
-                        "status": "accepted",
-                        "cards": processed.cards,
-                        "already_sent": processed.already_sent,
-                        "parked": processed.parked,
-                    }),
-                )
-            }
-            Ok(Ok(Err(e))) => retry_later(
-                Outcome::Unavailable,
-                &format!("delivery failed: {}; retry later", e.detail),
-                e.retry_after,
-            ),
-            Ok(Err(_)) => retry_later(
-                Outcome::Unavailable,
-                "processing stopped unexpectedly; retry later",
-                Duration::from_secs(5),
-            ),
-            Err(_) => {
-                warn!("deadline passed; delivery goes on in the background");
-                retry_later(
-                    Outcome::InFlight,
-                    "still delivering; retry later",
-                    Duration::from_secs(5),
-                )
-            }
-        }
+        Some(Ok(id)) => Ok(id),
+        Some(Err(e)) => Err(Refusal::BadRequest(e.to_owned())),
+        None => Err(Refusal::BadRequest(
+            "missing X-Cativa-Execution-Id header".to_owned(),
+        )),
     }
-    .instrument(span)
-    .await
+}
+
+/// The answer to Cativa for what the ingest service did.
+fn answer(ingested: Ingested, started: Instant) -> Response {
+    match ingested {
+        Ingested::Accepted(processed) => {
+            Outcome::Accepted.count();
+            metrics::histogram!("modbridge_webhook_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            info!(
+                cards = processed.cards,
+                already_sent = processed.already_sent,
+                parked = processed.parked,
+                "accepted"
+            );
+            reply(
+                StatusCode::OK,
+                json!({
+                    "status": "accepted",
+                    "cards": processed.cards,
+                    "already_sent": processed.already_sent,
+                    "parked": processed.parked,
+                }),
+            )
+        }
+        Ingested::Duplicate => {
+            Outcome::Duplicate.count();
+            reply(StatusCode::OK, json!({ "status": "duplicate" }))
+        }
+        Ingested::InFlight { retry_after } => retry_later(
+            Outcome::InFlight,
+            "this execution is being processed; retry later",
+            retry_after,
+        ),
+        Ingested::StoreUnavailable => retry_later(
+            Outcome::Unavailable,
+            "dedupe store unavailable; retry later",
+            Duration::from_secs(5),
+        ),
+        Ingested::RetryLater(e) => retry_later(
+            Outcome::Unavailable,
+            &format!("delivery failed: {}; retry later", e.detail),
+            e.retry_after,
+        ),
+        Ingested::Stopped => retry_later(
+            Outcome::Unavailable,
+            "processing stopped unexpectedly; retry later",
+            Duration::from_secs(5),
+        ),
+        Ingested::StillRunning => retry_later(
+            Outcome::InFlight,
+            "still delivering; retry later",
+            Duration::from_secs(5),
+        ),
+    }
 }
 
 fn too_large(limit: usize) -> Response {
@@ -374,29 +384,4 @@ fn too_large(limit: usize) -> Response {
         Outcome::TooLarge,
         &format!("body is larger than {limit} bytes"),
     )
-}
-
-/// Runs the pipeline, renewing the lease meanwhile.
-async fn process_with_lease(
-    state: &AppState,
-    post: Arc<crate::post::Post>,
-    lease: &Lease,
-) -> Result<crate::pipeline::Processed, RetryLater> {
-    let renew_every = (state.settings.dedupe.lease / 3).max(Duration::from_millis(100));
-    let work = state.pipeline.process(post);
-    tokio::pin!(work);
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = ticker.tick() => {
-                match state.store.renew(lease).await {
-                    Ok(true) => {}
-                    Ok(false) => warn!("lease lost while processing"),
-                    Err(e) => warn!(error = %e, "could not renew the lease"),
-                }
-            }
-        }
-    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use modbridge::commands::serve::{Running, start_with};
+use modbridge::app::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::intake::signature::Secret;
 use modbridge::platforms::{Recorder, Sinks};

@@ -10,4 +10,5 @@ mod fake_discord;
 mod fake_slack;
 mod helpers;
 mod intake;
+mod redis_format;
 mod slack;

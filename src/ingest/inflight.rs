@@ -1,7 +1,8 @@
-//! Work that outlives its request: deliveries still running at the deadline
-//! keep going in the background, holding (and renewing) their lease. On
-//! shutdown they get a grace period; leases of what could not finish are
-//! released so that Cativa's retry can do the work at once.
+//! The in-flight registry: every execution being processed, with its lease,
+//! including work that outlived its request (still running at the deadline,
+//! holding and renewing its lease). On shutdown it gets a grace period; the
+//! leases of what could not finish are released so that Cativa's retry can do
+//! the work at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::dedupe::{DedupeStore, Lease, Store};
 
+/// Cheap to clone: clones share one registry.
 #[derive(Clone, Default)]
 pub struct Inflight {
     inner: Arc<Inner>,
@@ -46,6 +48,7 @@ impl Drop for Ticket {
 }
 
 impl Inflight {
+    /// Registers `lease` until the returned ticket is dropped.
     pub fn start(&self, lease: &Lease) -> Ticket {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         self.inner

@@ -1,0 +1,280 @@
+//! The composition root: builds the running service from [`Settings`] and the
+//! loaded rules — dedupe store, deliverer (with alerts and its prober), live
+//! rules (with the reload watcher and what a reload announces), pipeline,
+//! ingest service, routes and listeners — and returns [`Running`], which stops
+//! it. `commands::serve` and the API tests both start the service here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
+use crate::delivery::{Alerts, Deliverer, Policy};
+use crate::ingest::{Ingest, Timing};
+use crate::intake::{AppState, admin_routes, public_routes};
+use crate::pipeline::Pipeline;
+use crate::rules::{LiveRules, ReloadEvent, RuleSet, WatchGuard};
+use crate::platforms::Sinks;
+use crate::telemetry;
+
+/// A running server (for tests and the CLI).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    prober: tokio::task::JoinHandle<()>,
+    _watch: Option<WatchGuard>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then gives background
+    /// deliveries the rest of `shutdown_timeout_secs` before releasing their
+    /// claims for Cativa's retry.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.prober.abort();
+        let released = self
+            .state
+            .ingest
+            .drain(self.state.settings.shutdown_timeout)
+            .await;
+        if released > 0 {
+            warn!(
+                released,
+                "deliveries unfinished at shutdown: their claims were released for Cativa's retry"
+            );
+        }
+    }
+}
+
+/// The dedupe store the settings ask for: Redis with `REDIS_URL`, memory without.
+pub fn store_for(settings: &Settings) -> anyhow::Result<Store> {
+    let ttl = Ttl {
+        lease: settings.dedupe.lease,
+        done: settings.dedupe.done_ttl,
+    };
+    Ok(match &settings.redis_url {
+        Some(url) => Store::Redis(
+            RedisStore::new(url, &settings.dedupe.key_prefix, ttl)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => Store::Memory(MemoryStore::new(ttl, settings.dedupe.memory_capacity)),
+    })
+}
+
+/// Binds the listeners and serves in the background.
+pub async fn start(
+    settings: Settings,
+    rules: RuleSet,
+    watch_rules: bool,
+) -> anyhow::Result<Running> {
+    let sinks = Sinks::for_settings(&settings, &crate::config::ProcessEnv).map_err(|e| anyhow::anyhow!(e))?;
+    start_with(settings, rules, watch_rules, sinks).await
+}
+
+/// [`start`] with the sinks given (tests record cards instead of sending).
+pub async fn start_with(
+    settings: Settings,
+    rules: RuleSet,
+    watch_rules: bool,
+    sinks: Sinks,
+) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
+    let store = announced_store(&settings)?;
+    let live = LiveRules::new(
+        rules,
+        settings.rules_dir.clone(),
+        settings.destinations.clone(),
+    );
+    let guard = if watch_rules { watch(&live) } else { None };
+    let alerts = alerts_for(&settings, &sinks);
+    let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
+        .with_alerts(alerts.clone());
+    let prober = deliverer.spawn_prober();
+    announce_reloads(&live, alerts, deliverer.clone());
+    let pipeline = Pipeline::new(
+        live,
+        deliverer,
+        settings.post_url.clone(),
+        settings.groups.clone(),
+    );
+    let ingest = Ingest::new(
+        store.clone(),
+        pipeline.clone(),
+        Timing::new(settings.deadline, settings.dedupe.lease),
+    );
+    let state = AppState {
+        settings: settings.clone(),
+        store,
+        pipeline,
+        metrics: telemetry::metrics(),
+        ingest,
+    };
+    let listeners = listen(&settings, &state).await?;
+    if settings.insecure_dev_secret {
+        warn!(
+            "INSECURE: no CATIVA_WEBHOOK_SECRET set; accepting only requests signed with the published development secret, on 127.0.0.1 only. Never run this way in production."
+        );
+    }
+    info!(
+        listen = %listeners.addr,
+        admin = ?listeners.admin_addr,
+        dry_run = settings.dry_run,
+        rules = state.pipeline.rules().current().files(),
+        "modbridge is listening"
+    );
+    Ok(Running {
+        addr: listeners.addr,
+        admin_addr: listeners.admin_addr,
+        state,
+        shutdown: listeners.shutdown,
+        tasks: listeners.tasks,
+        prober,
+        _watch: guard,
+    })
+}
+
+/// [`store_for`], saying in the log which store is in use and what that means.
+fn announced_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = store_for(settings)?;
+    match &store {
+        Store::Redis(_) => info!(
+            redis = %settings.redis_display().unwrap_or_default(),
+            "dedupe records in Redis (shared by every replica)"
+        ),
+        Store::Memory(_) => info!(
+            capacity = settings.dedupe.memory_capacity,
+            "dedupe records in memory (REDIS_URL is not set: one process only, forgotten on restart)"
+        ),
+    }
+    Ok(store)
+}
+
+/// Watches the rules directory; without a watcher, SIGHUP still reloads.
+fn watch(live: &Arc<LiveRules>) -> Option<WatchGuard> {
+    match live.watch() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the rules directory; reload with SIGHUP");
+            None
+        }
+    }
+}
+
+/// The `[alerts]` destination's notifier, when one is configured.
+fn alerts_for(settings: &Settings, sinks: &Sinks) -> Option<Alerts> {
+    let name = settings.alerts_to.as_ref()?;
+    settings
+        .destinations
+        .resolve(name)
+        .ok()
+        .map(|d| Alerts::new(sinks.clone(), d))
+}
+
+/// Every reload: announce failures (and the recovery after one), and probe
+/// broken destinations at once (the fix may have been in the rules).
+fn announce_reloads(live: &Arc<LiveRules>, alerts: Option<Alerts>, probe: Deliverer) {
+    let runtime = tokio::runtime::Handle::current();
+    live.on_reload(move |event| {
+        match &event {
+            ReloadEvent::Failed { errors } => {
+                if let Some(a) = &alerts {
+                    a.notify(
+                        "Rules reload failed: the previous rules keep running",
+                        errors,
+                    );
+                }
+            }
+            ReloadEvent::Loaded { files, recovered } => {
+                if *recovered && let Some(a) = &alerts {
+                    a.notify(
+                        "Rules reloaded",
+                        &format!("{files} rules file(s) are in force again."),
+                    );
+                }
+            }
+        }
+        let probe = probe.clone();
+        runtime.spawn(async move { probe.probe(true).await });
+    });
+}
+
+/// The bound listeners, serving in the background until `shutdown` says stop.
+struct Listeners {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Binds the public listener (and the admin one, when configured) and serves.
+async fn listen(settings: &Settings, state: &AppState) -> anyhow::Result<Listeners> {
+    let (shutdown, signal) = watch::channel(false);
+    let acceptor = TcpListener::bind(settings.listen)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = local(&acceptor).unwrap_or(settings.listen);
+    let mut tasks = vec![tokio::spawn(serve_on(
+        acceptor,
+        public_routes(state.clone()),
+        signal.clone(),
+        settings.shutdown_timeout,
+    ))];
+    let mut admin_addr = None;
+    if let Some(admin) = settings.admin_listen {
+        let acceptor = TcpListener::bind(admin)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {admin} (MODBRIDGE_ADMIN_LISTEN)"))?;
+        admin_addr = Some(local(&acceptor).unwrap_or(admin));
+        tasks.push(tokio::spawn(serve_on(
+            acceptor,
+            admin_routes(state.clone()),
+            signal,
+            settings.shutdown_timeout,
+        )));
+    }
+    Ok(Listeners {
+        addr,
+        admin_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+fn local(acceptor: &impl Acceptor) -> Option<SocketAddr> {
+    acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+}
+
+async fn serve_on<A: Acceptor + 'static>(
+    acceptor: A,
+    routes: impl poem::IntoEndpoint<Endpoint: 'static>,
+    mut signal: watch::Receiver<bool>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            routes,
+            async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+            },
+            Some(grace),
+        )
+        .await
+}

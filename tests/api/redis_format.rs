@@ -1,0 +1,234 @@
+//! Redis formats are a contract: live deployments hold 7 days of records, and
+//! old and new replicas share Redis during a rollout. These tests pin, with the
+//! default `key_prefix`, the exact key strings modbridge writes and reads
+//! (claim, done, sent record, parked list and index), and read a parked entry
+//! written in the JSON format of the first release that parked cards.
+//!
+//! They go through HTTP and raw Redis commands only, so that no refactor of
+//! the store can change a format without failing here.
+
+use std::time::{Duration, Instant};
+
+use modbridge::destination::Target;
+use redis::AsyncCommands;
+
+use crate::helpers::*;
+
+/// The customer of [`post_body`].
+const CUSTOMER: &str = "01HQ0ABCDEF1234567890XYZ";
+
+/// A destination whose target text form is `discord-webhook:$MOD_HOOK`.
+const HOOK_CONFIG: &str = "[destinations.hook]\ndiscord_webhook_env = \"MOD_HOOK\"\n";
+
+fn hook_rules() -> String {
+    DEFAULT_RULES.replace(r#"to = ["slack:C0123ABCD"]"#, r#"to = ["hook"]"#)
+}
+
+fn hook() -> Target {
+    Target::DiscordWebhook {
+        env: "MOD_HOOK".into(),
+    }
+}
+
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = conn.keys("*").await.unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn claim_done_and_sent_keys_keep_their_format() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: HOOK_CONFIG.into(),
+        rules: hook_rules(),
+        ..Default::default()
+    })
+    .await;
+    let mut conn = connect(&redis.url).await;
+
+    // A claim held elsewhere (an old replica) under today's claim key.
+    let _: () = conn
+        .set_ex("modbridge:exec:{fmt-held}:claim", "someone-elses-token", 60)
+        .await
+        .unwrap();
+    let resp = app
+        .deliver(&post_body("FMT0", "forbidden phrase"), "fmt-held")
+        .await;
+    assert_eq!(resp.status().as_u16(), 503, "a held claim is in flight");
+    assert!(app.recorder.cards().is_empty());
+
+    // A done record written by an old replica.
+    let _: () = conn
+        .set_ex("modbridge:exec:{fmt-old}:done", "1", 60)
+        .await
+        .unwrap();
+    let (status, json) = answer(
+        app.deliver(&post_body("FMT0", "forbidden phrase"), "fmt-old")
+            .await,
+    )
+    .await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
+
+    // A sent record written by an old replica: no second card.
+    let old_sent = format!("modbridge:sent:{CUSTOMER}\u{1f}FMT-OLD\u{1f}discord-webhook:$MOD_HOOK");
+    let _: () = conn.set_ex(&old_sent, "1", 60).await.unwrap();
+    let (status, json) = answer(
+        app.deliver(&post_body("FMT-OLD", "forbidden phrase"), "fmt-2")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, json["already_sent"].as_u64()),
+        (200, Some(1)),
+        "{json}"
+    );
+    assert!(app.recorder.cards().is_empty());
+
+    // What this version writes for a new card.
+    let (status, json) = answer(
+        app.deliver(&post_body("FMT1", "forbidden phrase"), "fmt-1")
+            .await,
+    )
+    .await;
+    assert_eq!((status, json["cards"].as_u64()), (200, Some(1)), "{json}");
+    assert_eq!(
+        keys(&mut conn).await,
+        [
+            "modbridge:exec:{fmt-1}:done".to_owned(),
+            "modbridge:exec:{fmt-2}:done".to_owned(),
+            "modbridge:exec:{fmt-held}:claim".to_owned(),
+            "modbridge:exec:{fmt-old}:done".to_owned(),
+            format!("modbridge:sent:{CUSTOMER}\u{1f}FMT-OLD\u{1f}discord-webhook:$MOD_HOOK"),
+            format!("modbridge:sent:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"),
+        ]
+    );
+    let done: String = conn.get("modbridge:exec:{fmt-1}:done").await.unwrap();
+    let sent: String = conn
+        .get(format!(
+            "modbridge:sent:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"
+        ))
+        .await
+        .unwrap();
+    assert_eq!((done.as_str(), sent.as_str()), ("1", "1"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn parked_lists_keep_their_names_and_entry_format() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: HOOK_CONFIG.into(),
+        rules: hook_rules(),
+        env: vec![("MODBRIDGE_PROBE_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let mut conn = connect(&redis.url).await;
+    app.recorder.break_config(&hook());
+
+    // What this version writes when it parks.
+    let (status, json) = answer(
+        app.deliver(&post_body("FMT2", "forbidden phrase"), "fmt-park")
+            .await,
+    )
+    .await;
+    assert_eq!((status, json["parked"].as_u64()), (200, Some(1)), "{json}");
+    let index: Vec<String> = conn.smembers("modbridge:parked-targets").await.unwrap();
+    assert_eq!(index, ["discord-webhook:$MOD_HOOK"]);
+    let entries: Vec<String> = conn
+        .lrange("modbridge:parked:discord-webhook:$MOD_HOOK", 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry: serde_json::Value = serde_json::from_str(&entries[0]).unwrap();
+    assert_eq!(
+        entry["key"],
+        format!("{CUSTOMER}\u{1f}FMT2\u{1f}discord-webhook:$MOD_HOOK")
+    );
+    assert_eq!(entry["target"], "discord-webhook:$MOD_HOOK");
+    assert_eq!(entry["card"]["post_id"], "FMT2");
+    assert_eq!(entry["card"]["target"], "discord-webhook:$MOD_HOOK");
+    let mut fields: Vec<&str> = entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["card", "key", "parked_at", "reason", "target"]);
+
+    // An entry an old replica parked, in today's exact JSON, beside it.
+    let _: () = conn
+        .rpush("modbridge:parked:discord-webhook:$MOD_HOOK", OLD_ENTRY)
+        .await
+        .unwrap();
+    let _: () = conn
+        .sadd("modbridge:parked-targets", "discord-webhook:$MOD_HOOK")
+        .await
+        .unwrap();
+
+    // The destination works again: the prober delivers both, oldest first.
+    app.recorder.fix(&hook());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.recorder.cards().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cards = app.recorder.cards_for(&hook());
+    let posts: Vec<&str> = cards.iter().map(|c| c.post_id.as_str()).collect();
+    assert_eq!(posts, ["FMT2", "FMT-PARKED"]);
+    let old = &cards[1];
+    assert_eq!(old.headline, "Flagged post · Main feed");
+    assert_eq!(old.content.as_deref(), Some("a forbidden phrase here"));
+    assert_eq!(old.highlights.len(), 1);
+    assert_eq!(old.highlights[0], 2..18);
+    assert_eq!(old.author.name, "Mary Smith");
+    assert_eq!(old.author.email.as_deref(), Some("mary@example.com"));
+    assert_eq!(
+        old.post_url.as_deref(),
+        Some("https://cativa.example/p/FMT-PARKED")
+    );
+    assert_eq!(old.reasons[0].terms, ["forbidden phrase"]);
+    assert_eq!(old.mention.as_deref(), Some("<@&112233445566778899>"));
+
+    // Delivered entries leave the list; their sent records use today's key.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = conn
+            .lrange("modbridge:parked:discord-webhook:$MOD_HOOK", 0, -1)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still parked: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent: bool = conn
+        .exists(format!(
+            "modbridge:sent:{CUSTOMER}\u{1f}FMT-PARKED\u{1f}discord-webhook:$MOD_HOOK"
+        ))
+        .await
+        .unwrap();
+    assert!(sent, "the replayed card's sent record");
+    app.stop().await;
+}
+
+/// A parked entry exactly as this format's first release wrote it (captured
+/// from a running modbridge, then given an email, a mention and a post link so
+/// that every optional field is read).
+const OLD_ENTRY: &str = r#"{"key":"01HQ0ABCDEF1234567890XYZ\u001fFMT-PARKED\u001fdiscord-webhook:$MOD_HOOK","target":"discord-webhook:$MOD_HOOK","parked_at":"2026-11-30T08:49:01.842751597Z","reason":"recorder destination is misconfigured: told to be misconfigured","card":{"destination":"hook","target":"discord-webhook:$MOD_HOOK","severity":"flagged","headline":"Flagged post · Main feed","place":"Main feed","author":{"name":"Mary Smith","username":"mary","user_id":"U1","joined_at":"2026-04-12T14:32:01Z","badges":0,"email":"mary@example.com"},"content":"a forbidden phrase here","highlights":[{"start":2,"end":18}],"image_url":null,"reasons":[{"rules":"Everywhere","name":"forbidden","terms":["forbidden phrase"]}],"customer_id":"01HQ0ABCDEF1234567890XYZ","post_id":"FMT-PARKED","group_id":null,"posted_at":"2026-05-08T14:32:01Z","post_url":"https://cativa.example/p/FMT-PARKED","mention":"<@&112233445566778899>"}}"#;

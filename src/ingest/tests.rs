@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::dedupe::{MemoryStore, Ttl};
+use crate::dedupe::{MemoryStore, RedisStore, Ttl};
 use crate::delivery::{Deliverer, Policy};
 use crate::destination::Destinations;
 use crate::intake::payload::Event;
@@ -29,14 +29,18 @@ struct Setup {
     recorder: Recorder,
 }
 
+fn ttl(lease: Duration) -> Ttl {
+    Ttl {
+        lease,
+        done: Duration::from_secs(3600),
+    }
+}
+
 fn setup(lease: Duration, timing: Timing) -> Setup {
-    let store = Store::Memory(MemoryStore::new(
-        Ttl {
-            lease,
-            done: Duration::from_secs(3600),
-        },
-        1_000,
-    ));
+    setup_with(Store::Memory(MemoryStore::new(ttl(lease), 1_000)), timing)
+}
+
+fn setup_with(store: Store, timing: Timing) -> Setup {
     let destinations = Destinations::default();
     let rules = RuleSet::from_sources(
         Path::new("rules"),
@@ -225,4 +229,20 @@ async fn shutdown_waits_then_releases_what_cannot_finish() {
     assert_eq!(s.ingest.drain(Duration::from_secs(5)).await, 0);
     assert_eq!(s.recorder.cards().len(), 1);
     assert_eq!(s.store.claim(&exec("e6")).await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_answer_means_nothing_is_done() {
+    // Nothing listens on port 1: every Redis operation fails at once.
+    let redis = RedisStore::new("redis://127.0.0.1:1/", "t:", ttl(Duration::from_secs(5))).unwrap();
+    let s = setup_with(
+        Store::Redis(redis),
+        Timing::new(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    assert!(matches!(
+        s.ingest.handle(&exec("e7"), post("P7")).await,
+        Ingested::StoreUnavailable
+    ));
+    assert_eq!(s.recorder.attempts(), 0, "nothing is sent without a claim");
+    assert!(s.ingest.inflight().is_empty());
 }

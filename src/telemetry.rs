@@ -18,7 +18,7 @@ pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // serenity's spans record every request with its route, and a Discord
     // webhook's route holds its token: keep them out of the logs whatever
-    // RUST_LOG says (sinks/discord.rs logs what matters, redacted).
+    // RUST_LOG says (platforms/discord/ logs what matters, redacted).
     let filter = match "serenity=off".parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
@@ -80,7 +80,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "modbridge_cards_total",
-        "Cards handed to a sink, by destination and outcome"
+        "Cards handed to a platform, by destination and outcome"
     );
     metrics::describe_histogram!(
         "modbridge_webhook_duration_seconds",

@@ -1,4 +1,4 @@
-//! The dry-run sink: each card printed as one JSON line on standard output,
+//! The dry run: each card printed as one JSON line on standard output,
 //! exactly the body the platform would receive ([`super::render`]).
 
 use std::io::Write;

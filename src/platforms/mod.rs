@@ -349,6 +349,15 @@ pub fn body_name(target: &Target) -> &'static str {
     }
 }
 
+/// What `check --live` asks of each platform.
+#[derive(Debug, Clone, Copy)]
+pub struct Preflight<'a> {
+    /// Every destination (name, target); each platform checks its own.
+    pub destinations: &'a [(String, Target)],
+    /// Post a test card to each destination.
+    pub send_test: bool,
+}
+
 /// The real platforms, built once at start from the environment. A platform
 /// without its credentials is absent: posting to it is a configuration error.
 #[derive(Debug, Clone, Default)]
@@ -422,9 +431,12 @@ impl Platforms {
         destinations: &[(String, Target)],
         send_test: bool,
     ) -> Vec<String> {
-        let mut lines =
-            discord::preflight::run(self.discord.as_ref(), destinations, send_test).await;
-        lines.extend(slack::preflight::run(self.slack.as_ref(), destinations, send_test).await);
+        let ask = Preflight {
+            destinations,
+            send_test,
+        };
+        let mut lines = discord::preflight::run(self.discord.as_ref(), &ask).await;
+        lines.extend(slack::preflight::run(self.slack.as_ref(), &ask).await);
         lines
     }
 

@@ -1,4 +1,4 @@
-//! Per-channel pacing shared by the sinks: a small token bucket per key
+//! Per-channel pacing shared by the platforms: a small token bucket per key
 //! (channel, webhook), and a hold after a 429 until its wait has passed.
 //! Waiting happens before a platform call and is not part of its timeout.
 
@@ -82,23 +82,52 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn allows_a_burst_then_the_rate_and_holds_after_a_429() {
+    // tokio's paused clock: sleeps advance virtual time at once, so the
+    // timings below are exact and the test takes no real time.
+
+    #[tokio::test(start_paused = true)]
+    async fn allows_a_burst_then_the_rate() {
         let p = Pacer::new(3.0, 1.0);
         let start = Instant::now();
         for _ in 0..3 {
             p.wait(&"C1").await;
         }
-        assert!(start.elapsed() < Duration::from_millis(200));
+        assert_eq!(start.elapsed(), Duration::ZERO);
         p.wait(&"C1").await;
-        let fourth = start.elapsed();
-        assert!(fourth >= Duration::from_millis(900), "{fourth:?}");
-        // Another key has its own bucket.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        p.wait(&"C1").await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_have_their_own_buckets() {
+        let p = Pacer::new(1.0, 1.0);
+        let start = Instant::now();
+        p.wait(&"C1").await;
         p.wait(&"C2").await;
-        assert!(start.elapsed() < fourth + Duration::from_millis(200));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_the_key_until_its_wait_has_passed() {
+        let p = Pacer::new(3.0, 1.0);
         p.hold(&"C2", Duration::from_millis(300));
         let held = Instant::now();
         p.wait(&"C2").await;
-        assert!(held.elapsed() >= Duration::from_millis(290));
+        // The hold, then the token it emptied refills at the rate.
+        assert!(
+            held.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            held.elapsed()
+        );
+        assert!(
+            held.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            held.elapsed()
+        );
+        // Another key is not held.
+        let other = Instant::now();
+        p.wait(&"C3").await;
+        assert_eq!(other.elapsed(), Duration::ZERO);
     }
 }

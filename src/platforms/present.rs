@@ -191,6 +191,29 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
     }
 }
 
+/// Cards the platforms' render tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use crate::card::Card;
+
+    /// A minute after the example card was posted.
+    pub fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    /// The example card with 5,000 family emoji (five code points each, so
+    /// a cut inside one shows) and a link to the post.
+    pub fn long_card(target: &str) -> Card {
+        let mut c = Card::example(target, Some(&"👨‍👩‍👧".repeat(5_000)));
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

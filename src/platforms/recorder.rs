@@ -1,4 +1,4 @@
-//! A sink that keeps cards in memory: for tests and for embedding modbridge
+//! Cards kept in memory instead of posted: for tests and for embedding modbridge
 //! as a library. It can be told to fail, per target, the ways platforms fail.
 
 use std::collections::HashMap;

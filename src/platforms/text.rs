@@ -1,4 +1,4 @@
-//! Text budgets shared by the platform sinks: cut untrusted text on grapheme
+//! Text budgets shared by the platforms: cut untrusted text on grapheme
 //! boundaries so that, once escaped, it fits a platform's limit.
 
 use std::ops::Range;
@@ -39,7 +39,7 @@ pub(crate) fn fit_escaped(
     (out, raw[taken_bytes..].chars().count())
 }
 
-/// The highlight ranges a sink can use: inside `content`, on character
+/// The highlight ranges a platform can use: inside `content`, on character
 /// boundaries, trimmed of white space (bold around nothing, or around a space,
 /// renders wrong on both platforms), empty ones dropped.
 pub(crate) fn clean_highlights(content: &str, highlights: &[Range<usize>]) -> Vec<Range<usize>> {

@@ -5,14 +5,11 @@
 //! `--send-test` asks for a test card: executing a webhook posts a message.
 
 use super::{Channel, Client, TOKEN_ENV};
-use crate::platforms::{Target, present};
+use crate::platforms::{Preflight, Target, present};
 
 /// One line per finding: `ok:`, `warning:`, `error:`, `note:`.
-pub async fn run(
-    client: Option<&Client>,
-    destinations: &[(String, Target)],
-    send_test: bool,
-) -> Vec<String> {
+pub async fn run(client: Option<&Client>, ask: &Preflight<'_>) -> Vec<String> {
+    let (destinations, send_test) = (ask.destinations, ask.send_test);
     let mut lines = Vec::new();
     let mut channels: Vec<(&str, Channel)> = Vec::new();
     let mut hooks: Vec<(&str, &Target)> = Vec::new();

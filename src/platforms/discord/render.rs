@@ -477,17 +477,16 @@ mod tests {
     use super::*;
     use crate::card::Severity;
     use crate::platforms::discord::Channel as DiscordChannel;
-
-    use chrono::TimeZone;
+    use crate::platforms::present::fixtures::{self, now};
 
     const CHANNEL: u64 = 112233445566778899;
 
-    fn card(content: Option<&str>) -> Card {
-        Card::example(&format!("discord:{CHANNEL}"), content)
+    fn c_target() -> String {
+        format!("discord:{CHANNEL}")
     }
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap()
+    fn card(content: Option<&str>) -> Card {
+        Card::example(&c_target(), content)
     }
 
     fn bot(card: &Card) -> serde_json::Value {
@@ -609,20 +608,18 @@ mod tests {
     }
 
     #[test]
-    fn long_content_is_cut_on_graphemes_and_says_how_much() {
-        let family = "👨‍👩‍👧";
-        let text = family.repeat(5_000);
-        let mut c = card(Some(&text));
-        c.post_url = Some("https://community.example.com/posts/P1".into());
-        let v = bot(&c);
-        let d = v["embeds"][0]["description"].as_str().unwrap();
-        assert!(width(d) <= limits::DESCRIPTION);
+    fn a_long_description_is_cut_on_graphemes_and_says_how_much() {
+        let d = bot(&fixtures::long_card(&c_target()))["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(width(&d) <= limits::DESCRIPTION);
         let (shown, note) = d.split_once("\n\n✂️ Cut: ").unwrap();
         assert!(
             shown.starts_with('👨') && shown.ends_with('👧'),
             "cut inside a grapheme"
         );
-        let total = text.chars().count();
+        let total = 5 * 5_000;
         assert!(
             note.starts_with(&format!(
                 "{} of {total} characters not shown.",

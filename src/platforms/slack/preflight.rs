@@ -7,14 +7,11 @@
 //! that cards arrive.
 
 use super::{Channel, Client, TOKEN_ENV};
-use crate::platforms::{Failure, MessageRef, Target, present};
+use crate::platforms::{Failure, MessageRef, Preflight, Target, present};
 
 /// One line per finding: `ok:`, `warning:`, `error:`, `note:`.
-pub async fn run(
-    client: Option<&Client>,
-    destinations: &[(String, Target)],
-    send_test: bool,
-) -> Vec<String> {
+pub async fn run(client: Option<&Client>, ask: &Preflight<'_>) -> Vec<String> {
+    let (destinations, send_test) = (ask.destinations, ask.send_test);
     let mut lines = Vec::new();
     let mut channels: Vec<(&str, &Channel)> = Vec::new();
     for (name, target) in destinations {

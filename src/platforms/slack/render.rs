@@ -406,14 +406,14 @@ fn json_text_width(v: &serde_json::Value) -> usize {
 mod tests {
     use super::super::mention_markup;
     use super::*;
-    use chrono::TimeZone;
+    use crate::platforms::present::fixtures::{self, now};
 
-    fn card(content: Option<&str>) -> Card {
-        Card::example("slack:C0123ABCD", content)
+    fn c_target() -> String {
+        "slack:C0123ABCD".to_owned()
     }
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 5, 8, 14, 33, 0).unwrap()
+    fn card(content: Option<&str>) -> Card {
+        Card::example(&c_target(), content)
     }
 
     fn json(card: &Card) -> serde_json::Value {
@@ -551,10 +551,8 @@ mod tests {
 
     #[test]
     fn long_content_is_cut_on_graphemes_and_says_how_much() {
-        let family = "👨‍👩‍👧";
-        let text = family.repeat(5_000);
-        let mut c = card(Some(&text));
-        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let c = fixtures::long_card(&c_target());
+        let text = c.content.clone().unwrap();
         let v = json(&c);
         let blocks = v["blocks"].as_array().unwrap();
         let mut shown = 0;

@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
 //! modbridge: Cativa `post_created` webhooks in, moderation cards out.
 //!
 //! See ARCHITECTURE.md for the map. A request goes intake (HTTP, signature,

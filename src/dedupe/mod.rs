@@ -257,6 +257,9 @@ impl DedupeStore for Store {
 /// One suite of semantics, run against every implementation (the memory store
 /// in unit tests, Redis in `tests/dedupe_redis.rs`).
 #[doc(hidden)]
+// Test code compiled into the library so that `tests/` can run it against
+// Redis: a panic is how it reports a failed expectation.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod suite {
     use super::*;
 

@@ -741,3 +741,53 @@ async fn posted_cards_are_edited_in_place_as_bot_and_webhook() {
         Err(SinkError::Config { .. })
     ));
 }
+
+/// `check --live --send-test` posts a marked test card to every Discord
+/// destination: the bot's channels and the webhooks (never showing the URL).
+#[tokio::test]
+async fn check_live_send_test_posts_a_test_card_to_channels_and_webhooks() {
+    use modbridge::commands::check::live_check;
+    use modbridge::config::Settings;
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("modbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"
+        ),
+    )
+    .unwrap();
+    let env: BTreeMap<String, String> = [
+        ("DISCORD_API_URL", fake.base.clone()),
+        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ("MODS_HOOK", FakeDiscord::webhook_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::load(Some(&config), true, &env).unwrap();
+    let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
+    let lines = live_check(&settings, &env, &destinations, true)
+        .await
+        .join("\n");
+    assert!(
+        lines.contains(&format!("ok: discord: mods ({CHANNEL}): test card posted")),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("ok: discord: hook: test card posted"),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains(crate::fake_discord::WEBHOOK_TOKEN),
+        "{lines}"
+    );
+    for key in [CHANNEL, WEBHOOK_ID] {
+        let posted = fake.messages(key);
+        assert_eq!(posted.len(), 1, "{key}: {posted:?}");
+        let title = posted[0]["embeds"][0]["title"].as_str().unwrap_or_default();
+        assert!(title.starts_with("TEST card"), "{title}");
+    }
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+}

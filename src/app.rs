@@ -20,8 +20,8 @@ use crate::delivery::{Alerts, Deliverer, Policy};
 use crate::ingest::{Ingest, Timing};
 use crate::intake::{AppState, admin_routes, public_routes};
 use crate::pipeline::Pipeline;
-use crate::rules::{LiveRules, ReloadEvent, RuleSet, WatchGuard};
 use crate::platforms::Sinks;
+use crate::rules::{LiveRules, ReloadEvent, RuleSet, WatchGuard};
 use crate::telemetry;
 
 /// A running server (for tests and the CLI).
@@ -80,7 +80,8 @@ pub async fn start(
     rules: RuleSet,
     watch_rules: bool,
 ) -> anyhow::Result<Running> {
-    let sinks = Sinks::for_settings(&settings, &crate::config::ProcessEnv).map_err(|e| anyhow::anyhow!(e))?;
+    let sinks = Sinks::for_settings(&settings, &crate::config::ProcessEnv)
+        .map_err(|e| anyhow::anyhow!(e))?;
     start_with(settings, rules, watch_rules, sinks).await
 }
 

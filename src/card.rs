@@ -24,7 +24,8 @@ pub enum Severity {
     Notice,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The author as a card shows them. `Debug` shows the user ID only.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AuthorView {
     pub name: String,
     pub username: Option<String>,
@@ -39,7 +40,8 @@ pub struct AuthorView {
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One reason on a card. `Debug` leaves out the matched terms (post text).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ReasonView {
     /// The rules file's `name`.
     pub rules: String,
@@ -49,7 +51,9 @@ pub struct ReasonView {
     pub terms: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows IDs, the target and the severity only: a card holds post
+/// text and may hold the author's email and phone.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Card {
     /// The destination's name (`[destinations.NAME]` or the inline spec).
     pub destination: String,
@@ -76,6 +80,41 @@ pub struct Card {
     pub post_url: Option<String>,
     /// The destination's configured mention, when a match asked for it.
     pub mention: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorView")
+            .field("user_id", &self.user_id)
+            .field("joined_at", &self.joined_at)
+            .field("badges", &self.badges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReasonView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReasonView")
+            .field("rules", &self.rules)
+            .field("name", &self.name)
+            .field("terms", &self.terms.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Card {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Card")
+            .field("destination", &self.destination)
+            .field("target", &self.target)
+            .field("severity", &self.severity)
+            .field("customer_id", &self.customer_id)
+            .field("post_id", &self.post_id)
+            .field("group_id", &self.group_id)
+            .field("author", &self.author)
+            .field("reasons", &self.reasons)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a card needs besides the post and the reasons.

@@ -66,6 +66,7 @@ pub fn sent_key(customer: &CustomerId, post: &PostId, target: &Target) -> SentKe
 }
 
 /// A parked card, as stored (JSON) in the list named after its target.
+/// `Debug` goes through [`Card`]'s, which shows IDs only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParkedCard {
     pub key: String,

@@ -77,7 +77,10 @@ id_type!(
 );
 
 /// A post published on the main feed or inside a group.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows IDs only: content, image URL and the author's personal data
+/// never reach a log through a stray `{:?}`.
+#[derive(Clone, PartialEq)]
 pub struct Post {
     pub customer_id: CustomerId,
     pub post_id: PostId,
@@ -141,6 +144,18 @@ impl Author {
     /// Whether the author holds `badge` (primary or any other).
     pub fn has_badge(&self, badge: &BadgeId) -> bool {
         self.badge_id.as_ref() == Some(badge) || self.badges.contains(badge)
+    }
+}
+
+impl fmt::Debug for Post {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Post")
+            .field("customer_id", &self.customer_id)
+            .field("post_id", &self.post_id)
+            .field("group_id", &self.group_id)
+            .field("author", &self.author)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
     }
 }
 

@@ -78,7 +78,7 @@ fn card() -> Card {
         place: NAME.into(),
         author: author_view(),
         content: Some(CONTENT.into()),
-        highlights: vec![0..8],
+        highlights: vec![0..8, 9..14],
         image_url: Some(IMAGE.into()),
         reasons: vec![ReasonView {
             rules: "Rules".into(),

@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::platforms::DestinationKeys;
-
 pub use crate::platforms::Target;
 /// The platforms' channel types, under the names rules and tests use.
 pub use crate::platforms::discord::Channel as DiscordChannel;
@@ -49,11 +47,15 @@ pub struct Destination {
 impl Destination {
     /// A `[destinations.NAME]` table, checked (the config loader's way in).
     pub fn from_raw(name: &str, raw: RawDestination) -> Result<Self, String> {
-        let target = Target::from_keys(&DestinationKeys {
-            slack: raw.slack,
-            discord: raw.discord,
-            discord_webhook_env: raw.discord_webhook_env,
-        })?;
+        let keys: BTreeMap<String, String> = [
+            ("slack", raw.slack),
+            ("discord", raw.discord),
+            ("discord_webhook_env", raw.discord_webhook_env),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
+        let target = Target::from_keys(&keys)?;
         if let Some(m) = &raw.mention {
             target.check_mention(m)?;
         }

@@ -1,6 +1,8 @@
-//! From rules files to one compiled [`Compiled`] set: checks every value,
-//! collects every error of every file, then builds one keyword automaton and
-//! one regex set (two when some patterns are case-sensitive) for all files.
+//! From rules files to one [`Compiled`] set: reads the directory, checks
+//! every value of every file (collecting every error, each at `file:line:col`),
+//! then builds one keyword automaton and one regex set (two when some patterns
+//! are case-sensitive) for all files. Patterns are compiled in `patterns`,
+//! `[[test]]` tables in `cases`; the result's shape is `model`.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -8,195 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use chrono::{DateTime, Utc};
-use regex_automata::meta;
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
-use regex_syntax::hir::{Capture, Hir, HirKind, Look, Repetition};
 
-use super::file::{self, RawFile, RawMatch, RawTest, SpannedList};
+use super::cases::compile_test;
+use super::file::{self, RawFile, RawMatch, SpannedList};
+use super::model::{Compiled, CompiledFile, KeywordInfo, Keywords, MatchRule, Owner, Scope};
 use super::normalize::{is_word_char, normalize_phrase};
-use super::{Diagnostic, LoadErrors, Loaded, PATTERN_SIZE_LIMIT, RuleSet};
+use super::patterns::{PatternError, PendingPattern, build_set, compile_pattern};
+use super::{Diagnostic, LoadErrors, Loaded, RuleSet};
 use crate::destination::{Destination, Destinations};
-use crate::post::{BadgeId, CustomerId, GroupId, PostId, UserId};
+use crate::post::{BadgeId, CustomerId, GroupId, UserId};
 
 /// Up to this many keywords, phrases and pattern literals, the keyword
 /// automaton is a DFA.
 const DFA_MAX_LITERALS: usize = 50_000;
-
-/// Where a file applies.
-#[derive(Debug, Clone)]
-pub enum Scope {
-    Everywhere,
-    Listed { feed: bool, groups: Vec<GroupId> },
-}
-
-impl Scope {
-    pub fn covers(&self, group: Option<&GroupId>) -> bool {
-        match (self, group) {
-            (Scope::Everywhere, _) => true,
-            (Scope::Listed { feed, .. }, None) => *feed,
-            (Scope::Listed { groups, .. }, Some(g)) => groups.contains(g),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Scope::Everywhere => "everywhere".into(),
-            Scope::Listed { feed, groups } => {
-                let mut parts: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-                if *feed {
-                    parts.insert(0, "the main feed".into());
-                }
-                parts.join(", ")
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct CompiledFile {
-    pub name: String,
-    pub file_name: String,
-    pub path: PathBuf,
-    pub scope: Scope,
-    pub customers: Option<Vec<CustomerId>>,
-    pub to: Vec<Arc<Destination>>,
-    pub sensitive: bool,
-    pub exempt_badges: Vec<BadgeId>,
-    pub exempt_users: Vec<UserId>,
-    /// Indexes into [`Compiled::matches`].
-    pub matches: Range<usize>,
-    pub tests: Vec<TestCase>,
-    /// Where a test without `group` posts.
-    pub default_group: Option<GroupId>,
-}
-
-#[derive(Debug)]
-pub struct MatchRule {
-    pub file: usize,
-    pub name: String,
-    /// Resolved: the match's own `to`, else the file's.
-    pub to: Vec<Arc<Destination>>,
-    pub mention: bool,
-    pub max_account_age_days: Option<u32>,
-    pub has_image: Option<bool>,
-    /// The `unless` phrases as written.
-    pub unless: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct TestCase {
-    pub post_id: PostId,
-    pub line: usize,
-    pub col: usize,
-    pub name: Option<String>,
-    pub content: Option<String>,
-    pub group: Option<GroupId>,
-    pub customer: CustomerId,
-    pub user: UserId,
-    pub badges: Vec<BadgeId>,
-    pub image: bool,
-    pub author_joined: Option<DateTime<Utc>>,
-    pub author_age_days: Option<u32>,
-    pub posted_at: Option<DateTime<Utc>>,
-    pub expect: Vec<String>,
-}
-
-/// Who cares about a keyword hit.
-#[derive(Debug, Clone, Copy)]
-pub enum Owner {
-    Match(u32),
-    Unless {
-        rule: u32,
-        phrase: u32,
-    },
-    /// A literal every match of this pattern (an index into
-    /// [`Compiled::triggered`]) starts with.
-    Pattern(u32),
-}
-
-#[derive(Debug)]
-pub struct KeywordInfo {
-    /// The keyword starts (ends) with a word character, so the text before
-    /// (after) it must not be one.
-    pub word_start: bool,
-    pub word_end: bool,
-    pub owners: Vec<Owner>,
-}
-
-#[derive(Debug)]
-pub struct Keywords {
-    pub automaton: AhoCorasick,
-    /// Indexed by the automaton's pattern ID.
-    pub info: Vec<KeywordInfo>,
-}
-
-#[derive(Debug)]
-pub struct PatternRule {
-    pub rule: u32,
-    /// The regex as written.
-    pub real: meta::Regex,
-    /// The regex without Unicode word boundaries, when it had any: finds
-    /// candidates fast on any script; `real` then confirms each anchored.
-    pub relaxed: Option<meta::Regex>,
-}
-
-#[derive(Debug)]
-pub struct Patterns {
-    /// Every member's relaxed regex; reports which may match.
-    pub set: meta::Regex,
-    /// Indexed by the set's pattern ID.
-    pub members: Vec<PatternRule>,
-}
-
-#[derive(Debug, Default)]
-pub struct Compiled {
-    pub files: Vec<CompiledFile>,
-    pub matches: Vec<MatchRule>,
-    pub keywords: Option<Keywords>,
-    /// Patterns whose matches all start with one of a few literals: the
-    /// keyword automaton finds those, and the regex runs anchored there.
-    pub triggered: Vec<PatternRule>,
-    /// Patterns matched against the folded text.
-    pub folded: Option<Patterns>,
-    /// `case_sensitive` patterns, matched against the text before folding.
-    pub exact: Option<Patterns>,
-}
-
-impl Compiled {
-    pub fn memory_usage(&self) -> usize {
-        let kw = self.keywords.as_ref().map_or(0, |k| {
-            k.automaton.memory_usage()
-                + k.info
-                    .iter()
-                    .map(|i| i.owners.capacity() * 8 + 64)
-                    .sum::<usize>()
-        });
-        let pats = |p: &Option<Patterns>| {
-            p.as_ref().map_or(0, |p| {
-                p.set.memory_usage()
-                    + p.members
-                        .iter()
-                        .map(|m| {
-                            m.real.memory_usage()
-                                + m.relaxed.as_ref().map_or(0, |r| r.memory_usage())
-                        })
-                        .sum::<usize>()
-            })
-        };
-        let triggered: usize = self.triggered.iter().map(|p| p.real.memory_usage()).sum();
-        kw + triggered + pats(&self.folded) + pats(&self.exact)
-    }
-
-    pub fn counts(&self) -> (usize, usize) {
-        let kw = self.keywords.as_ref().map_or(0, |k| k.info.len());
-        let pats = |p: &Option<Patterns>| p.as_ref().map_or(0, |p| p.members.len());
-        (
-            kw,
-            self.triggered.len() + pats(&self.folded) + pats(&self.exact),
-        )
-    }
-}
 
 pub fn load_dir(dir: &Path, destinations: &Destinations) -> Result<Loaded, LoadErrors> {
     let whole = |message: String| {
@@ -265,14 +91,6 @@ pub fn from_sources<'a>(
     }
     b.finish(dir)
 }
-
-struct PendingPattern {
-    rule: PatternRule,
-    relaxed_hir: Hir,
-    /// Literals every match starts with (case-insensitive patterns only).
-    triggers: Option<Vec<Vec<u8>>>,
-}
-
 struct Builder<'d> {
     destinations: &'d Destinations,
     out: Compiled,
@@ -287,11 +105,11 @@ struct Builder<'d> {
 }
 
 /// Reports about one file.
-struct Ctx<'t> {
-    path: PathBuf,
-    text: &'t str,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+pub(super) struct Ctx<'t> {
+    pub path: PathBuf,
+    pub text: &'t str,
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
@@ -304,11 +122,11 @@ impl Ctx<'_> {
             message,
         }
     }
-    fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+    pub fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
         let d = self.diag(span.start, message.into());
         self.errors.push(d);
     }
-    fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
+    pub fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
         let d = self.diag(span.start, message.into());
         self.warnings.push(d);
     }
@@ -392,65 +210,9 @@ impl<'d> Builder<'d> {
     }
 
     fn add_raw(&mut self, ctx: &mut Ctx<'_>, file_name: &str, raw: RawFile) {
-        let whole = 0..0;
         let file_index = self.out.files.len();
-        let stem = file_name
-            .strip_suffix(".toml")
-            .unwrap_or(file_name)
-            .to_owned();
-        let name = match &raw.name {
-            Some(n) if n.get_ref().trim().is_empty() => {
-                ctx.error(&n.span(), "`name` is empty: write the name shown on cards, or remove the line to use the file name");
-                stem
-            }
-            Some(n) => n.get_ref().trim().to_owned(),
-            None => stem,
-        };
-
-        // Where the file applies.
-        let mut scope = Scope::Listed {
-            feed: false,
-            groups: Vec::new(),
-        };
-        let mut default_group = None;
-        match &raw.groups {
-            None => ctx.error(
-                &whole,
-                "missing `groups`: add groups = [\"<GroupId>\"], [\"feed\"] for the main feed or [\"*\"] for everywhere",
-            ),
-            Some(list) if list.get_ref().is_empty() => ctx.error(
-                &list.span(),
-                "`groups` is empty: list GroupIds, \"feed\" for the main feed or \"*\" for everywhere",
-            ),
-            Some(list) => {
-                for (i, g) in list.get_ref().iter().enumerate() {
-                    let value = g.get_ref().trim();
-                    match (value, &mut scope) {
-                        ("*", s) => {
-                            if list.get_ref().len() > 1 {
-                                ctx.warn(&g.span(), "\"*\" already covers everywhere: the other `groups` entries do nothing");
-                            }
-                            *s = Scope::Everywhere;
-                        }
-                        ("feed", Scope::Listed { feed, .. }) => *feed = true,
-                        (_, Scope::Listed { groups, .. }) => match GroupId::parse(value) {
-                            Ok(id) => {
-                                if i == 0 {
-                                    default_group = Some(id.clone());
-                                }
-                                groups.push(id);
-                            }
-                            Err(_) => ctx.error(
-                                &g.span(),
-                                "empty group ID: write a GroupId, \"feed\" for the main feed or \"*\" for everywhere",
-                            ),
-                        },
-                        _ => {}
-                    }
-                }
-            }
-        }
-
+        let name = file_display_name(ctx, file_name, &raw);
+        let (scope, default_group) = file_scope(ctx, &raw);
         let customers = raw.customers.as_ref().map(|list| {
             if list.get_ref().is_empty() {
                 ctx.error(
@@ -472,18 +234,7 @@ impl<'d> Builder<'d> {
             "user ID in `exempt_users`",
             UserId::parse,
         );
-
-        let to = match &raw.to {
-            Some(list) => self.resolve_list(ctx, list, "`to`"),
-            None => Vec::new(),
-        };
-        let needs_file_to = raw.sensitive || raw.matches.iter().any(|m| m.get_ref().to.is_none());
-        if raw.to.is_none() && needs_file_to {
-            ctx.error(
-                &whole,
-                "no `to`: add to = [\"<destination>\"] at the top of the file (names from modbridge.toml, or \"slack:C0123ABCD\" / \"discord:112233445566778899\")",
-            );
-        }
+        let to = self.file_to(ctx, &raw);
 
         let first_match = self.out.matches.len();
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -493,7 +244,7 @@ impl<'d> Builder<'d> {
         let matches = first_match..self.out.matches.len();
         if !raw.sensitive && raw.matches.is_empty() {
             ctx.warn(
-                &whole,
+                &WHOLE_FILE,
                 "this file does nothing: set `sensitive = true` or add a [[match]]",
             );
         }
@@ -528,6 +279,23 @@ impl<'d> Builder<'d> {
             }
         }
         self.out.files.push(file);
+    }
+
+    /// The file's `to`, resolved; an error when some part of the file needs it
+    /// and it is missing.
+    fn file_to(&self, ctx: &mut Ctx<'_>, raw: &RawFile) -> Vec<Arc<Destination>> {
+        let to = match &raw.to {
+            Some(list) => self.resolve_list(ctx, list, "`to`"),
+            None => Vec::new(),
+        };
+        let needs_file_to = raw.sensitive || raw.matches.iter().any(|m| m.get_ref().to.is_none());
+        if raw.to.is_none() && needs_file_to {
+            ctx.error(
+                &WHOLE_FILE,
+                "no `to`: add to = [\"<destination>\"] at the top of the file (names from modbridge.toml, or \"slack:C0123ABCD\" / \"discord:112233445566778899\")",
+            );
+        }
+        to
     }
 
     fn add_match(
@@ -716,7 +484,73 @@ impl<'d> Builder<'d> {
     }
 }
 
-fn parse_ids<T>(
+/// Diagnostics about the file as a whole point at its start.
+const WHOLE_FILE: Range<usize> = 0..0;
+
+/// The file's `name`, or its stem.
+fn file_display_name(ctx: &mut Ctx<'_>, file_name: &str, raw: &RawFile) -> String {
+    let stem = file_name
+        .strip_suffix(".toml")
+        .unwrap_or(file_name)
+        .to_owned();
+    match &raw.name {
+        Some(n) if n.get_ref().trim().is_empty() => {
+            ctx.error(&n.span(), "`name` is empty: write the name shown on cards, or remove the line to use the file name");
+            stem
+        }
+        Some(n) => n.get_ref().trim().to_owned(),
+        None => stem,
+    }
+}
+
+/// Where the file applies, and the group a `[[test]]` without `group` posts in.
+fn file_scope(ctx: &mut Ctx<'_>, raw: &RawFile) -> (Scope, Option<GroupId>) {
+    let mut scope = Scope::Listed {
+        feed: false,
+        groups: Vec::new(),
+    };
+    let mut default_group = None;
+    match &raw.groups {
+            None => ctx.error(
+                &WHOLE_FILE,
+                "missing `groups`: add groups = [\"<GroupId>\"], [\"feed\"] for the main feed or [\"*\"] for everywhere",
+            ),
+            Some(list) if list.get_ref().is_empty() => ctx.error(
+                &list.span(),
+                "`groups` is empty: list GroupIds, \"feed\" for the main feed or \"*\" for everywhere",
+            ),
+            Some(list) => {
+                for (i, g) in list.get_ref().iter().enumerate() {
+                    let value = g.get_ref().trim();
+                    match (value, &mut scope) {
+                        ("*", s) => {
+                            if list.get_ref().len() > 1 {
+                                ctx.warn(&g.span(), "\"*\" already covers everywhere: the other `groups` entries do nothing");
+                            }
+                            *s = Scope::Everywhere;
+                        }
+                        ("feed", Scope::Listed { feed, .. }) => *feed = true,
+                        (_, Scope::Listed { groups, .. }) => match GroupId::parse(value) {
+                            Ok(id) => {
+                                if i == 0 {
+                                    default_group = Some(id.clone());
+                                }
+                                groups.push(id);
+                            }
+                            Err(_) => ctx.error(
+                                &g.span(),
+                                "empty group ID: write a GroupId, \"feed\" for the main feed or \"*\" for everywhere",
+                            ),
+                        },
+                        _ => {}
+                    }
+                }
+            }
+        }
+    (scope, default_group)
+}
+
+pub(super) fn parse_ids<T>(
     ctx: &mut Ctx<'_>,
     raw: &[toml::Spanned<String>],
     what: &str,
@@ -733,309 +567,4 @@ fn parse_ids<T>(
         }
     }
     out
-}
-
-fn compile_test(
-    ctx: &mut Ctx<'_>,
-    file: &CompiledFile,
-    known: &[String],
-    span: Range<usize>,
-    t: &RawTest,
-) -> Option<TestCase> {
-    let errors_before = ctx.errors.len();
-    let group = match &t.group {
-        None => file.default_group.clone(),
-        Some(g) => match g.get_ref().trim() {
-            "feed" => None,
-            "*" => {
-                ctx.error(
-                    &g.span(),
-                    "a test posts in one place: write a GroupId or \"feed\", not \"*\"",
-                );
-                None
-            }
-            other => match GroupId::parse(other) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    ctx.error(
-                        &g.span(),
-                        "empty `group`: write a GroupId or \"feed\", or remove the line",
-                    );
-                    None
-                }
-            },
-        },
-    };
-    let id_or =
-        |ctx: &mut Ctx<'_>, v: &Option<toml::Spanned<String>>, default: &str, what: &str| {
-            let raw = v.as_ref().map_or(default, |s| s.get_ref().trim());
-            if raw.is_empty() {
-                if let Some(s) = v {
-                    ctx.error(
-                        &s.span(),
-                        format!("empty `{what}`: write an ID or remove the line"),
-                    );
-                }
-                return default.to_owned();
-            }
-            raw.to_owned()
-        };
-    let default_customer = file
-        .customers
-        .as_ref()
-        .and_then(|c| c.first())
-        .map_or("test-customer", |c| c.as_str());
-    let customer = CustomerId::parse(id_or(ctx, &t.customer, default_customer, "customer")).ok()?;
-    let user = UserId::parse(id_or(ctx, &t.user, "test-user", "user")).ok()?;
-    let badges = parse_ids(ctx, &t.badges, "badge ID in `badges`", BadgeId::parse);
-    let datetime =
-        |ctx: &mut Ctx<'_>, v: &Option<toml::Spanned<toml::value::Datetime>>, what: &str| {
-            let v = v.as_ref()?;
-            match DateTime::parse_from_rfc3339(&v.get_ref().to_string()) {
-                Ok(t) => Some(t.with_timezone(&Utc)),
-                Err(_) => {
-                    ctx.error(
-                        &v.span(),
-                        format!(
-                            "`{what}` needs a full date-time with offset, like 2025-01-31T09:00:00Z"
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-    let author_joined = datetime(ctx, &t.author_joined, "author_joined");
-    let posted_at = datetime(ctx, &t.posted_at, "posted_at");
-    if t.author_joined.is_some() && t.author_age_days.is_some() {
-        ctx.error(
-            &span,
-            "set only one of `author_joined` and `author_age_days`",
-        );
-    }
-    let mut expect = Vec::new();
-    match &t.expect {
-        None => ctx.error(
-            &span,
-            "this [[test]] has no `expect`: list the reasons this file should give, like expect = [\"self-harm\"], or expect = [] for none",
-        ),
-        Some(list) => {
-            for e in list.get_ref() {
-                let value = e.get_ref().trim();
-                if known.iter().any(|k| k == value) {
-                    expect.push(value.to_owned());
-                } else {
-                    let options = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
-                    ctx.error(
-                        &e.span(),
-                        format!("this file never gives reason `{value}`: reasons here are {options} (\"sensitive\" needs sensitive = true)"),
-                    );
-                }
-            }
-        }
-    }
-    expect.sort();
-    expect.dedup();
-    if ctx.errors.len() > errors_before {
-        return None;
-    }
-    let (line, col) = file::line_col(ctx.text, span.start);
-    Some(TestCase {
-        post_id: PostId::parse(format!("test:{}:{line}", file.file_name)).ok()?,
-        line,
-        col,
-        name: t.name.clone(),
-        content: t.content.clone(),
-        group,
-        customer,
-        user,
-        badges,
-        image: t.image,
-        author_joined,
-        author_age_days: t.author_age_days,
-        posted_at,
-        expect,
-    })
-}
-
-struct PatternError {
-    /// Byte offset of the fault inside the pattern, when known.
-    offset: Option<usize>,
-    message: String,
-}
-
-fn compile_pattern(
-    pattern: &str,
-    case_sensitive: bool,
-    rule: u32,
-) -> Result<PendingPattern, PatternError> {
-    if pattern.is_empty() {
-        return Err(PatternError {
-            offset: None,
-            message: "empty pattern: it would match every post; remove it".into(),
-        });
-    }
-    let hir = regex_syntax::ParserBuilder::new()
-        .case_insensitive(!case_sensitive)
-        .build()
-        .parse(pattern)
-        .map_err(|e| {
-            let offset = match &e {
-                regex_syntax::Error::Parse(e) => Some(e.span().start.offset),
-                regex_syntax::Error::Translate(e) => Some(e.span().start.offset),
-                _ => None,
-            };
-            PatternError {
-                offset,
-                message: format!("invalid regex (Rust regex syntax):\n{e}"),
-            }
-        })?;
-    if hir.properties().minimum_len() == Some(0) {
-        return Err(PatternError {
-            offset: None,
-            message: format!(
-                "pattern {pattern:?} can match empty text, so it would fire on every post: make it require at least one character (e.g. `+` instead of `*`)"
-            ),
-        });
-    }
-    // A regex only ever run anchored needs no prefilter (which would triple
-    // its size).
-    let build = |hir: &Hir, anchored_only: bool| {
-        meta::Builder::new()
-            .configure(
-                meta::Config::new()
-                    .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
-                    .auto_prefilter(!anchored_only)
-                    // Full DFAs (built when some other crate enables them) cost far
-                    // more memory than they save time on short confirmations.
-                    .dfa(false),
-            )
-            .build_from_hir(hir)
-            .map_err(|e| PatternError {
-                offset: None,
-                message: match e.size_limit() {
-                    Some(limit) => format!(
-                        "pattern {pattern:?} is too big: compiled it exceeds {} KiB (the limit per pattern); large counted repetitions like {{1000}} and wide Unicode classes blow up, so simplify it or split it into several patterns",
-                        limit / 1024
-                    ),
-                    None => format!("cannot compile pattern {pattern:?}: {e}"),
-                },
-            })
-    };
-    let triggers = if case_sensitive { None } else { triggers(&hir) };
-    let unicode_words = hir.properties().look_set().contains_word_unicode();
-    let real = build(&hir, triggers.is_some() || unicode_words)?;
-    let (relaxed, relaxed_hir) = if triggers.is_none() && unicode_words {
-        let stripped = strip_unicode_word_boundaries(&hir);
-        (Some(build(&stripped, false)?), stripped)
-    } else {
-        (None, hir)
-    };
-    Ok(PendingPattern {
-        rule: PatternRule {
-            rule,
-            real,
-            relaxed,
-        },
-        relaxed_hir,
-        triggers,
-    })
-}
-
-/// Literals of at least 3 bytes that every match of `hir` starts with, when
-/// there are few enough. Those with upper-case letters are dropped: the text
-/// they are looked for in is lower-cased.
-fn triggers(hir: &Hir) -> Option<Vec<Vec<u8>>> {
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
-    let literals = seq.literals()?;
-    if literals.is_empty() || literals.len() > 256 {
-        return None;
-    }
-    let mut out = Vec::new();
-    for l in literals {
-        let bytes = l.as_bytes();
-        if bytes.len() < 3 {
-            return None;
-        }
-        let folded_away = std::str::from_utf8(bytes)
-            .is_ok_and(|s| s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c))));
-        if !folded_away {
-            out.push(bytes.to_vec());
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// The same regex without Unicode word-boundary assertions: it matches
-/// wherever the original does (and more), and the lazy DFA can run it on
-/// non-ASCII text.
-fn strip_unicode_word_boundaries(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Look(look) if is_unicode_word_look(*look) => Hir::empty(),
-        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(strip_unicode_word_boundaries(&r.sub)),
-        }),
-        HirKind::Capture(c) => Hir::capture(Capture {
-            index: c.index,
-            name: c.name.clone(),
-            sub: Box::new(strip_unicode_word_boundaries(&c.sub)),
-        }),
-        HirKind::Concat(subs) => {
-            Hir::concat(subs.iter().map(strip_unicode_word_boundaries).collect())
-        }
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.iter().map(strip_unicode_word_boundaries).collect())
-        }
-    }
-}
-
-fn is_unicode_word_look(look: Look) -> bool {
-    matches!(
-        look,
-        Look::WordUnicode
-            | Look::WordUnicodeNegate
-            | Look::WordStartUnicode
-            | Look::WordEndUnicode
-            | Look::WordStartHalfUnicode
-            | Look::WordEndHalfUnicode
-    )
-}
-
-fn build_set(pending: Vec<PendingPattern>) -> Result<Option<Patterns>, String> {
-    if pending.is_empty() {
-        return Ok(None);
-    }
-    let hirs: Vec<&Hir> = pending.iter().map(|p| &p.relaxed_hir).collect();
-    let set = meta::Builder::new()
-        .configure(
-            meta::Config::new()
-                .match_kind(regex_automata::MatchKind::All)
-                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
-                .nfa_size_limit(None)
-                .hybrid_cache_capacity(8 * 1024 * 1024),
-        )
-        .build_many_from_hir(&hirs)
-        .map_err(|e| {
-            format!("cannot combine the patterns into one set: {e}; use fewer or simpler patterns")
-        })?;
-    Ok(Some(Patterns {
-        set,
-        members: pending.into_iter().map(|p| p.rule).collect(),
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relaxed_pattern_drops_only_unicode_word_boundaries() {
-        let hir = regex_syntax::parse(r"\bsu[i1!]c(?-u:\b)x\B").unwrap();
-        let stripped = strip_unicode_word_boundaries(&hir);
-        assert!(!stripped.properties().look_set().contains_word_unicode());
-        assert!(stripped.properties().look_set().contains_word_ascii());
-    }
 }

@@ -1,28 +1,26 @@
-//! Evaluating a post against a compiled rule set. Pure: no IO, no async, no
-//! clock (except `run_tests`, whose posts default to "now").
+//! Evaluating a post against a compiled rule set: which files apply, what the
+//! keyword automaton and the pattern sets find, which matches fire, and the
+//! resulting [`Verdict`]. Pure: no IO, no async, no clock. `explain` and
+//! `runner` build on the scan done here.
 //!
 //! One pass over the normalised text with the keyword automaton, one with the
 //! pattern set; then only the patterns the set reported are confirmed. Work is
 //! linear in the text, which is capped at [`MAX_TEXT_BYTES`].
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use regex_automata::{Anchored, Input, PatternSet};
 
-use super::compile::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns, TestCase};
+use super::model::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns};
 use super::normalize::{Normalized, is_word_char, normalize};
-use super::{
-    Delivery, Diagnostic, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind,
-    TestReport, TestResult, Verdict,
-};
+use super::{Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing, Verdict};
 use crate::destination::Destination;
-use crate::post::{Author, BadgeId, Post};
+use crate::post::{BadgeId, Post};
 
 /// Why a file does not apply to a post.
-enum NotApplied {
+pub(super) enum NotApplied {
     Group,
     Customer,
     ExemptBadge(BadgeId),
@@ -47,7 +45,7 @@ fn applies(file: &CompiledFile, post: &Post) -> Result<(), NotApplied> {
     Ok(())
 }
 
-fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> String {
+pub(super) fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> String {
     match why {
         NotApplied::Group => {
             let place = post
@@ -80,7 +78,7 @@ fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> S
 }
 
 /// Why a match that found its words does not fire anyway.
-enum Narrowed {
+pub(super) enum Narrowed {
     TooOld { days: i64, limit: u32 },
     JoinUnknown,
     NeedsImage,
@@ -106,13 +104,13 @@ fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
 }
 
 /// Everything found in one post.
-struct Scan {
-    applies: Vec<Result<(), NotApplied>>,
+pub(super) struct Scan {
+    pub applies: Vec<Result<(), NotApplied>>,
     /// Per rule, sorted: original ranges that matched.
-    hits: Vec<(u32, Vec<Highlight>)>,
+    pub hits: Vec<(u32, Vec<Highlight>)>,
     /// (rule, phrase, where) for `unless` phrases found.
-    unless: Vec<(u32, u32, Highlight)>,
-    truncated: bool,
+    pub unless: Vec<(u32, u32, Highlight)>,
+    pub truncated: bool,
 }
 
 impl Scan {
@@ -135,7 +133,7 @@ fn capped(text: &str) -> (&str, bool) {
 
 /// With `detail`, every rule of an applicable file is searched (to explain
 /// near misses); without, rules that cannot fire are skipped.
-fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
+pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let applies: Vec<_> = c.files.iter().map(|f| applies(f, post)).collect();
     let mut out = Scan {
         applies,
@@ -327,13 +325,13 @@ fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Hig
 }
 
 /// Why a rule with an applicable file did not fire.
-enum NotFired<'s> {
+pub(super) enum NotFired<'s> {
     NoHit,
     Unless(&'s str, &'s Highlight),
     Narrowed(Narrowed),
 }
 
-fn decide<'s>(
+pub(super) fn decide<'s>(
     c: &'s Compiled,
     s: &'s Scan,
     post: &Post,
@@ -362,7 +360,7 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
                 existing.reasons.push(reason.clone());
                 existing.mention |= mention;
             }
-            None => verdict.deliveries.push(Delivery {
+            None => verdict.deliveries.push(Routing {
                 destination: d.clone(),
                 reasons: vec![reason.clone()],
                 mention,
@@ -371,7 +369,7 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
     }
 }
 
-fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
+pub(super) fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
     let mut verdict = Verdict::default();
     let mut hits = s.hits.iter().peekable();
     for (fi, file) in c.files.iter().enumerate() {
@@ -412,282 +410,15 @@ pub fn evaluate(c: &Compiled, post: &Post) -> Verdict {
     verdict_of(c, &scan(c, post, false), post)
 }
 
-/// How every file treated a post. `Display` prints it for people.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub files: Vec<FileExplanation>,
-    /// What `evaluate` returns for the same post.
-    pub verdict: Verdict,
-    /// The content was longer than [`MAX_TEXT_BYTES`]; only its start was read.
-    pub truncated: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileExplanation {
-    pub file: String,
-    pub name: String,
-    /// `Err` says why the file does not apply (wrong group, author exempt...).
-    pub applies: Result<(), String>,
-    pub sensitive: bool,
-    pub to: Vec<String>,
-    pub matches: Vec<MatchExplanation>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MatchExplanation {
-    pub name: String,
-    pub fired: bool,
-    /// What was found, whether or not it fired.
-    pub matched: Vec<Highlight>,
-    /// Why it did not fire.
-    pub why_not: Option<String>,
-    pub to: Vec<String>,
-    pub mention: bool,
-}
-
-pub fn explain(c: &Compiled, post: &Post) -> Explanation {
-    let s = scan(c, post, true);
-    let files = c
-        .files
-        .iter()
-        .enumerate()
-        .map(|(fi, file)| {
-            let applies = s.applies[fi]
-                .as_ref()
-                .map_err(|why| describe_not_applied(why, file, post))
-                .copied();
-            let matches = if applies.is_ok() {
-                file.matches
-                    .clone()
-                    .map(|ri| explain_match(c, &s, post, ri as u32))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            FileExplanation {
-                file: file.file_name.clone(),
-                name: file.name.clone(),
-                applies,
-                sensitive: file.sensitive,
-                to: names(&file.to),
-                matches,
-            }
-        })
-        .collect();
-    Explanation {
-        files,
-        verdict: verdict_of(c, &s, post),
-        truncated: s.truncated,
-    }
-}
-
-fn names(to: &[Arc<Destination>]) -> Vec<String> {
-    to.iter().map(|d| d.name.clone()).collect()
-}
-
-fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplanation {
-    let m = &c.matches[rule as usize];
-    let matched = s
-        .hits
-        .iter()
-        .find(|(r, _)| *r == rule)
-        .map(|(_, h)| h.clone())
-        .unwrap_or_default();
-    let why_not = match decide(c, s, post, rule, !matched.is_empty()) {
-        Ok(()) => None,
-        Err(NotFired::NoHit) if post.content.is_none() => Some("the post has no text".to_owned()),
-        Err(NotFired::NoHit) => Some("no keyword or pattern found".to_owned()),
-        Err(NotFired::Unless(phrase, at)) => Some(format!(
-            "cancelled by `unless` phrase {phrase:?} (found {:?})",
-            at.text
-        )),
-        Err(NotFired::Narrowed(Narrowed::TooOld { days, limit })) => Some(format!(
-            "the author joined {days} days before the post; this match is for accounts up to {limit} days old"
-        )),
-        Err(NotFired::Narrowed(Narrowed::JoinUnknown)) => Some(
-            "the author's join date is unknown, so max_account_age_days cannot hold".to_owned(),
-        ),
-        Err(NotFired::Narrowed(Narrowed::NeedsImage)) => {
-            Some("the post has no image (has_image = true)".to_owned())
-        }
-        Err(NotFired::Narrowed(Narrowed::NeedsNoImage)) => {
-            Some("the post has an image (has_image = false)".to_owned())
-        }
-    };
-    MatchExplanation {
-        name: m.name.clone(),
-        fired: why_not.is_none(),
-        matched,
-        why_not,
-        to: names(&m.to),
-        mention: m.mention,
-    }
-}
-
-fn quoted(h: &[Highlight]) -> String {
-    h.iter()
-        .map(|h| format!("{:?}", h.text))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl fmt::Display for FileExplanation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}): ", self.file, self.name)?;
-        match &self.applies {
-            Err(why) => return writeln!(f, "does not apply: {why}"),
-            Ok(()) => writeln!(f, "applies")?,
-        }
-        if self.sensitive {
-            writeln!(
-                f,
-                "  sensitive group: every post goes to {}",
-                self.to.join(", ")
-            )?;
-        }
-        for m in &self.matches {
-            match (&m.why_not, m.matched.is_empty()) {
-                (None, _) => {
-                    let mention = if m.mention { " with a mention" } else { "" };
-                    writeln!(
-                        f,
-                        "  {}: fired on {} → {}{mention}",
-                        m.name,
-                        quoted(&m.matched),
-                        m.to.join(", ")
-                    )?
-                }
-                (Some(why), true) => writeln!(f, "  {}: not fired: {why}", m.name)?,
-                (Some(why), false) => writeln!(
-                    f,
-                    "  {}: found {} but not fired: {why}",
-                    m.name,
-                    quoted(&m.matched)
-                )?,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Explanation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.files.is_empty() {
-            writeln!(f, "no rules files loaded")?;
-        }
-        for file in &self.files {
-            write!(f, "{file}")?;
-        }
-        if self.truncated {
-            writeln!(
-                f,
-                "(only the first {} KiB of the post were read)",
-                MAX_TEXT_BYTES / 1024
-            )?;
-        }
-        if self.verdict.is_empty() {
-            return write!(f, "result: nothing forwarded");
-        }
-        write!(f, "result:")?;
-        for d in &self.verdict.deliveries {
-            let reasons = d
-                .reasons
-                .iter()
-                .map(|r| format!("{} ({})", r.name(), r.rules_file))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mention = if d.mention { ", with a mention" } else { "" };
-            write!(f, "\n  → {}: {reasons}{mention}", d.destination.name)?;
-        }
-        Ok(())
-    }
-}
-
-fn test_post(t: &TestCase) -> Post {
-    let created_at = t.posted_at.unwrap_or_else(Utc::now);
-    let joined_at = t.author_joined.or_else(|| {
-        t.author_age_days
-            .map(|d| created_at - Duration::days(i64::from(d)))
-    });
-    Post {
-        customer_id: t.customer.clone(),
-        post_id: t.post_id.clone(),
-        group_id: t.group.clone(),
-        author: Author {
-            id: t.user.clone(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            username: None,
-            phone_number: None,
-            joined_at,
-            badge_id: None,
-            badges: t.badges.clone(),
-        },
-        content: t.content.clone(),
-        image_url: t
-            .image
-            .then(|| "https://example.com/test-image.png".to_owned()),
-        created_at,
-    }
-}
-
-pub fn run_tests(c: &Compiled) -> TestReport {
-    let mut results = Vec::new();
-    for (fi, file) in c.files.iter().enumerate() {
-        for t in &file.tests {
-            let post = test_post(t);
-            let verdict = evaluate(c, &post);
-            let mut actual: Vec<String> = verdict
-                .deliveries
-                .iter()
-                .flat_map(|d| &d.reasons)
-                .filter(|r| r.rules_file == file.file_name)
-                .map(|r| r.name().to_owned())
-                .collect();
-            actual.sort();
-            actual.dedup();
-            let explanation = if actual == t.expect {
-                String::new()
-            } else {
-                let mut e = explain(c, &post);
-                let content = post
-                    .content
-                    .as_deref()
-                    .map_or("(no text)".to_owned(), |c| format!("{c:?}"));
-                let mut s = format!("post: {content}\n");
-                if let Some(fe) = e.files.get_mut(fi) {
-                    s.push_str(&fe.to_string());
-                }
-                s
-            };
-            results.push(TestResult {
-                at: Diagnostic {
-                    path: file.path.clone(),
-                    line: t.line,
-                    col: t.col,
-                    message: String::new(),
-                },
-                name: t.name.clone(),
-                expected: t.expect.clone(),
-                actual,
-                explanation,
-            });
-        }
-    }
-    TestReport { results }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     use super::*;
     use crate::destination::{Destinations, DiscordChannel, SlackChannel, Target};
-    use crate::post::{CustomerId, GroupId, PostId, UserId};
+    use crate::post::{Author, CustomerId, GroupId, PostId, UserId};
     use crate::rules::RuleSet;
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";

@@ -2,9 +2,11 @@
 //!
 //! Owns the rules files admins write (`rules/*.toml`): their TOML model
 //! (`file`), compiling every file of a directory into one immutable [`RuleSet`]
-//! (`compile`), evaluating a [`Post`] against it (`eval`, pure: no IO, no
-//! async), the normalisation that defeats evasion (`normalize`), and live
-//! reload of the directory (`reload`).
+//! (`compile`, with patterns in `patterns` and `[[test]]` tables in `cases`;
+//! the compiled shape is `model`), evaluating a [`Post`] against it (`eval`,
+//! pure: no IO, no async), explaining that evaluation (`explain`), running the
+//! `[[test]]`s (`runner`), the normalisation that defeats evasion
+//! (`normalize`), and live reload of the directory (`reload`).
 //!
 //! Architecture invariant: rules know nothing of HTTP, Redis, Slack or Discord.
 //! They name destinations and hand back [`Verdict`]s; cards and sinks do the rest.
@@ -28,11 +30,16 @@
 //!   before folding.
 //! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled.
 
+mod cases;
 mod compile;
 mod eval;
+mod explain;
 mod file;
+mod model;
 mod normalize;
+mod patterns;
 pub mod reload;
+mod runner;
 
 use std::fmt;
 use std::ops::Range;
@@ -42,7 +49,7 @@ use std::sync::Arc;
 use crate::destination::{Destination, Destinations};
 use crate::post::Post;
 
-pub use eval::{Explanation, FileExplanation, MatchExplanation};
+pub use explain::{Explanation, FileExplanation, MatchExplanation};
 pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
 /// Only this many bytes of a post's content are evaluated (the start of the post).
@@ -54,7 +61,7 @@ pub const MAX_HIGHLIGHTS: usize = 32;
 
 /// Every rules file of a directory, compiled. Immutable; share it in an `Arc`.
 pub struct RuleSet {
-    compiled: compile::Compiled,
+    compiled: model::Compiled,
 }
 
 impl fmt::Debug for RuleSet {
@@ -70,7 +77,7 @@ impl RuleSet {
     /// No rules: nothing is forwarded.
     pub fn empty() -> Self {
         Self {
-            compiled: compile::Compiled::default(),
+            compiled: model::Compiled::default(),
         }
     }
 
@@ -98,7 +105,7 @@ impl RuleSet {
 
     /// A human-readable account of how every file treats `post`.
     pub fn explain(&self, post: &Post) -> Explanation {
-        eval::explain(&self.compiled, post)
+        explain::explain(&self.compiled, post)
     }
 
     /// How many rules files were loaded.
@@ -124,7 +131,7 @@ impl RuleSet {
 
     /// Runs every `[[test]]` of every file.
     pub fn run_tests(&self) -> TestReport {
-        eval::run_tests(&self.compiled)
+        runner::run_tests(&self.compiled)
     }
 
     /// Heap bytes held by the compiled automata (keyword automaton, regex sets
@@ -195,10 +202,12 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// What to do with a post: one delivery per destination. Empty: nothing to forward.
+/// What to do with a post: one card per destination. Empty: nothing to forward.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
-    pub deliveries: Vec<Delivery>,
+    /// One per destination (the field keeps its name until `pipeline`,
+    /// `card` and `commands::explain` move to `routings`).
+    pub deliveries: Vec<Routing>,
 }
 
 impl Verdict {
@@ -207,14 +216,19 @@ impl Verdict {
     }
 }
 
-/// One card to one destination, with every reason that sent it there.
+/// Where the rules send a post: one destination, with every reason that
+/// sent it there. (Sending it is the `delivery` module's job.)
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Routing {
     pub destination: Arc<Destination>,
     pub reasons: Vec<Reason>,
     /// Whether the card pings the destination's configured mention.
     pub mention: bool,
 }
+
+/// The old name of [`Routing`], kept so `card.rs` builds until it moves to
+/// the new name; it clashed with the `delivery` module.
+pub type Delivery = Routing;
 
 /// Why a post is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,172 @@
+//! The compiled rule set: what a rules directory becomes once checked, and
+//! what evaluation reads. Files, matches and their routing, the keyword
+//! automaton with the owners of each literal, and the pattern sets. Built only
+//! by `compile`; immutable afterwards.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use regex_automata::meta;
+
+use super::cases::TestCase;
+use crate::destination::Destination;
+use crate::post::{BadgeId, CustomerId, GroupId, UserId};
+
+/// Where a file applies.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Everywhere,
+    Listed { feed: bool, groups: Vec<GroupId> },
+}
+
+impl Scope {
+    pub fn covers(&self, group: Option<&GroupId>) -> bool {
+        match (self, group) {
+            (Scope::Everywhere, _) => true,
+            (Scope::Listed { feed, .. }, None) => *feed,
+            (Scope::Listed { groups, .. }, Some(g)) => groups.contains(g),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Scope::Everywhere => "everywhere".into(),
+            Scope::Listed { feed, groups } => {
+                let mut parts: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+                if *feed {
+                    parts.insert(0, "the main feed".into());
+                }
+                parts.join(", ")
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CompiledFile {
+    pub name: String,
+    pub file_name: String,
+    pub path: PathBuf,
+    pub scope: Scope,
+    pub customers: Option<Vec<CustomerId>>,
+    pub to: Vec<Arc<Destination>>,
+    pub sensitive: bool,
+    pub exempt_badges: Vec<BadgeId>,
+    pub exempt_users: Vec<UserId>,
+    /// Indexes into [`Compiled::matches`].
+    pub matches: Range<usize>,
+    pub tests: Vec<TestCase>,
+    /// Where a test without `group` posts.
+    pub default_group: Option<GroupId>,
+}
+
+#[derive(Debug)]
+pub struct MatchRule {
+    pub file: usize,
+    pub name: String,
+    /// Resolved: the match's own `to`, else the file's.
+    pub to: Vec<Arc<Destination>>,
+    pub mention: bool,
+    pub max_account_age_days: Option<u32>,
+    pub has_image: Option<bool>,
+    /// The `unless` phrases as written.
+    pub unless: Vec<String>,
+}
+
+/// Who cares about a keyword hit.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    Match(u32),
+    Unless {
+        rule: u32,
+        phrase: u32,
+    },
+    /// A literal every match of this pattern (an index into
+    /// [`Compiled::triggered`]) starts with.
+    Pattern(u32),
+}
+
+#[derive(Debug)]
+pub struct KeywordInfo {
+    /// The keyword starts (ends) with a word character, so the text before
+    /// (after) it must not be one.
+    pub word_start: bool,
+    pub word_end: bool,
+    pub owners: Vec<Owner>,
+}
+
+#[derive(Debug)]
+pub struct Keywords {
+    pub automaton: AhoCorasick,
+    /// Indexed by the automaton's pattern ID.
+    pub info: Vec<KeywordInfo>,
+}
+
+#[derive(Debug)]
+pub struct PatternRule {
+    pub rule: u32,
+    /// The regex as written.
+    pub real: meta::Regex,
+    /// The regex without Unicode word boundaries, when it had any: finds
+    /// candidates fast on any script; `real` then confirms each anchored.
+    pub relaxed: Option<meta::Regex>,
+}
+
+#[derive(Debug)]
+pub struct Patterns {
+    /// Every member's relaxed regex; reports which may match.
+    pub set: meta::Regex,
+    /// Indexed by the set's pattern ID.
+    pub members: Vec<PatternRule>,
+}
+
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub files: Vec<CompiledFile>,
+    pub matches: Vec<MatchRule>,
+    pub keywords: Option<Keywords>,
+    /// Patterns whose matches all start with one of a few literals: the
+    /// keyword automaton finds those, and the regex runs anchored there.
+    pub triggered: Vec<PatternRule>,
+    /// Patterns matched against the folded text.
+    pub folded: Option<Patterns>,
+    /// `case_sensitive` patterns, matched against the text before folding.
+    pub exact: Option<Patterns>,
+}
+
+impl Compiled {
+    pub fn memory_usage(&self) -> usize {
+        let kw = self.keywords.as_ref().map_or(0, |k| {
+            k.automaton.memory_usage()
+                + k.info
+                    .iter()
+                    .map(|i| i.owners.capacity() * 8 + 64)
+                    .sum::<usize>()
+        });
+        let pats = |p: &Option<Patterns>| {
+            p.as_ref().map_or(0, |p| {
+                p.set.memory_usage()
+                    + p.members
+                        .iter()
+                        .map(|m| {
+                            m.real.memory_usage()
+                                + m.relaxed.as_ref().map_or(0, |r| r.memory_usage())
+                        })
+                        .sum::<usize>()
+            })
+        };
+        let triggered: usize = self.triggered.iter().map(|p| p.real.memory_usage()).sum();
+        kw + triggered + pats(&self.folded) + pats(&self.exact)
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let kw = self.keywords.as_ref().map_or(0, |k| k.info.len());
+        let pats = |p: &Option<Patterns>| p.as_ref().map_or(0, |p| p.members.len());
+        (
+            kw,
+            self.triggered.len() + pats(&self.folded) + pats(&self.exact),
+        )
+    }
+}

@@ -13,8 +13,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use super::cases::compile_test;
 use super::file::{self, RawFile, RawMatch, SpannedList};
-use super::model::{Compiled, CompiledFile, KeywordInfo, Keywords, MatchRule, Owner, Scope};
-use super::normalize::{is_word_char, normalize_phrase};
+use super::model::{Compiled, CompiledFile, KeywordInfo, Keywords, MatchRule, Owner, Scope, View};
+use super::normalize::{Fold, is_word_char, normalize_phrase};
 use super::patterns::{PatternError, PendingPattern, build_set, compile_pattern};
 use super::{Diagnostic, LoadErrors, Loaded, RuleSet};
 use crate::destination::{Destination, Destinations};
@@ -85,20 +85,89 @@ pub fn from_sources<'a>(
     sources: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     destinations: &Destinations,
 ) -> Result<Loaded, LoadErrors> {
+    super::normalize::warm_up();
     let mut b = Builder::new(destinations);
     for (name, bytes) in sources {
         b.add_file(dir, name, bytes);
     }
     b.finish(dir)
 }
+/// The literals and patterns that run over one normalised view of the text.
+#[derive(Default)]
+struct PendingView {
+    /// By text and whether it is a pattern trigger (which needs no word boundary).
+    literal_index: HashMap<(Vec<u8>, bool), usize>,
+    literals: Vec<Vec<u8>>,
+    info: Vec<KeywordInfo>,
+    patterns: Vec<PendingPattern>,
+}
+
+impl PendingView {
+    fn add_literal(&mut self, text: Vec<u8>, trigger: bool, owner: Owner) {
+        let key = (text, trigger);
+        let index = match self.literal_index.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = self.literals.len();
+                let s = String::from_utf8_lossy(&key.0);
+                self.info.push(KeywordInfo {
+                    word_start: !trigger && s.chars().next().is_some_and(is_word_char),
+                    word_end: !trigger && s.chars().next_back().is_some_and(is_word_char),
+                    owners: Vec::new(),
+                });
+                self.literals.push(key.0.clone());
+                self.literal_index.insert(key, i);
+                i
+            }
+        };
+        self.info[index].owners.push(owner);
+    }
+
+    fn build(self) -> Result<View, String> {
+        let keywords = if self.literals.is_empty() {
+            None
+        } else {
+            let automaton = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                // A DFA is about a third faster than the default NFA here
+                // (about 1.6 KiB per literal); past DFA_MAX_LITERALS memory wins.
+                .kind((self.literals.len() <= DFA_MAX_LITERALS).then_some(AhoCorasickKind::DFA))
+                // With thousands of literals nearly every byte is a candidate:
+                // a prefilter only adds work.
+                .prefilter(false)
+                .build(&self.literals)
+                .map_err(|e| {
+                    format!("cannot build the keyword automaton: {e}; use fewer keywords")
+                })?;
+            Some(Keywords {
+                automaton,
+                info: self.info,
+            })
+        };
+        Ok(View {
+            keywords,
+            patterns: build_set(self.patterns)?,
+        })
+    }
+}
+
+/// Which view a keyword or pattern runs over: plain ASCII ones over the text
+/// without marks and look-alikes, the others over the case-folded text.
+fn view_of(text: &str) -> Fold {
+    if text.is_ascii() {
+        Fold::Marks
+    } else {
+        Fold::Case
+    }
+}
+
 struct Builder<'d> {
     destinations: &'d Destinations,
     out: Compiled,
-    /// By text and whether it is a pattern trigger (which needs no word boundary).
-    keyword_index: HashMap<(Vec<u8>, bool), usize>,
-    keyword_texts: Vec<Vec<u8>>,
-    keyword_info: Vec<KeywordInfo>,
-    folded: Vec<PendingPattern>,
+    /// Over [`Fold::Marks`] text.
+    ascii: PendingView,
+    /// Over [`Fold::Case`] text.
+    unicode: PendingView,
     exact: Vec<PendingPattern>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
@@ -137,10 +206,8 @@ impl<'d> Builder<'d> {
         Self {
             destinations,
             out: Compiled::default(),
-            keyword_index: HashMap::new(),
-            keyword_texts: Vec::new(),
-            keyword_info: Vec::new(),
-            folded: Vec::new(),
+            ascii: PendingView::default(),
+            unicode: PendingView::default(),
             exact: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -361,6 +428,7 @@ impl<'d> Builder<'d> {
             unless.push(u.get_ref().clone());
         }
         for p in &m.patterns {
+            let view = view_of(p.get_ref());
             match compile_pattern(p.get_ref(), m.case_sensitive, rule) {
                 Ok(PendingPattern {
                     rule,
@@ -370,14 +438,14 @@ impl<'d> Builder<'d> {
                     let index = self.out.triggered.len() as u32;
                     self.out.triggered.push(rule);
                     for t in triggers {
-                        self.add_literal(t, true, Owner::Pattern(index));
+                        self.view(view).add_literal(t, true, Owner::Pattern(index));
                     }
                 }
                 Ok(pending) => {
                     if m.case_sensitive {
                         self.exact.push(pending);
                     } else {
-                        self.folded.push(pending);
+                        self.view(view).patterns.push(pending);
                     }
                 }
                 Err(PatternError { offset, message }) => {
@@ -417,28 +485,16 @@ impl<'d> Builder<'d> {
         Some(norm)
     }
 
-    fn add_keyword(&mut self, norm: String, owner: Owner) {
-        self.add_literal(norm.into_bytes(), false, owner);
+    fn view(&mut self, fold: Fold) -> &mut PendingView {
+        match fold {
+            Fold::Marks => &mut self.ascii,
+            _ => &mut self.unicode,
+        }
     }
 
-    fn add_literal(&mut self, text: Vec<u8>, trigger: bool, owner: Owner) {
-        let key = (text, trigger);
-        let index = match self.keyword_index.get(&key) {
-            Some(i) => *i,
-            None => {
-                let i = self.keyword_texts.len();
-                let s = String::from_utf8_lossy(&key.0);
-                self.keyword_info.push(KeywordInfo {
-                    word_start: !trigger && s.chars().next().is_some_and(is_word_char),
-                    word_end: !trigger && s.chars().next_back().is_some_and(is_word_char),
-                    owners: Vec::new(),
-                });
-                self.keyword_texts.push(key.0.clone());
-                self.keyword_index.insert(key, i);
-                i
-            }
-        };
-        self.keyword_info[index].owners.push(owner);
+    fn add_keyword(&mut self, norm: String, owner: Owner) {
+        let view = view_of(&norm);
+        self.view(view).add_literal(norm.into_bytes(), false, owner);
     }
 
     fn finish(mut self, dir: &Path) -> Result<Loaded, LoadErrors> {
@@ -453,29 +509,8 @@ impl<'d> Builder<'d> {
                 message,
             }])
         };
-        if !self.keyword_texts.is_empty() {
-            let automaton = AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                // A DFA is about a third faster than the default NFA here
-                // (about 1.6 KiB per literal); past DFA_MAX_LITERALS memory wins.
-                .kind(
-                    (self.keyword_texts.len() <= DFA_MAX_LITERALS).then_some(AhoCorasickKind::DFA),
-                )
-                // With thousands of literals nearly every byte is a candidate:
-                // a prefilter only adds work.
-                .prefilter(false)
-                .build(&self.keyword_texts)
-                .map_err(|e| {
-                    whole(format!(
-                        "cannot build the keyword automaton: {e}; use fewer keywords"
-                    ))
-                })?;
-            self.out.keywords = Some(Keywords {
-                automaton,
-                info: self.keyword_info,
-            });
-        }
-        self.out.folded = build_set(self.folded).map_err(&whole)?;
+        self.out.ascii = self.ascii.build().map_err(&whole)?;
+        self.out.unicode = self.unicode.build().map_err(&whole)?;
         self.out.exact = build_set(self.exact).map_err(&whole)?;
         Ok(Loaded {
             rules: RuleSet { compiled: self.out },

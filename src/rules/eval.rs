@@ -14,7 +14,7 @@ use chrono::Duration;
 use regex_automata::{Anchored, Input, PatternSet};
 
 use super::model::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns};
-use super::normalize::{Normalized, is_word_char, normalize};
+use super::normalize::{Fold, Normalized, is_word_char, normalize};
 use super::{Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing, Verdict};
 use crate::destination::Destination;
 use crate::post::{BadgeId, Post};
@@ -154,12 +154,22 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     let (text, truncated) = capped(content);
     out.truncated = truncated;
-    let folded = normalize(text, true);
+    let ascii = (!c.ascii.is_empty()).then(|| normalize(text, Fold::Marks));
+    // On ASCII text both views are the same.
+    let same_views = text.is_ascii() && ascii.is_some();
+    let unicode_owned = (!c.unicode.is_empty() && !same_views).then(|| normalize(text, Fold::Case));
+    let unicode = unicode_owned
+        .as_ref()
+        .or(ascii.as_ref().filter(|_| !c.unicode.is_empty()));
+    let views = [(&c.ascii, ascii.as_ref()), (&c.unicode, unicode)];
     let mut hits: Vec<(u32, Range<usize>)> = Vec::new();
-    // (triggered pattern, start) to confirm once every `unless` is known.
-    let mut candidates: Vec<(u32, usize)> = Vec::new();
-    if let Some(k) = &c.keywords {
-        let t = folded.text.as_str();
+    // Per view, (triggered pattern, start) to confirm once every `unless` is known.
+    let mut candidates: [Vec<(u32, usize)>; 2] = [Vec::new(), Vec::new()];
+    for ((view, norm), candidates) in views.iter().zip(&mut candidates) {
+        let (Some(k), Some(norm)) = (&view.keywords, norm) else {
+            continue;
+        };
+        let t = norm.text.as_str();
         for m in k.automaton.find_overlapping_iter(t) {
             let info = &k.info[m.pattern().as_usize()];
             if (info.word_start && t[..m.start()].chars().next_back().is_some_and(is_word_char))
@@ -170,10 +180,10 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             for owner in &info.owners {
                 match *owner {
                     Owner::Match(rule) if live[rule as usize] => {
-                        hits.push((rule, folded.original_range(m.range())))
+                        hits.push((rule, norm.original_range(m.range())))
                     }
                     Owner::Unless { rule, phrase } if live[rule as usize] => {
-                        let at = highlight(content, folded.original_range(m.range()));
+                        let at = highlight(content, norm.original_range(m.range()));
                         out.unless.push((rule, phrase, at))
                     }
                     Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
@@ -186,12 +196,15 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     let wanted =
         |rule: u32| live[rule as usize] && (detail || !out.unless.iter().any(|u| u.0 == rule));
-    confirm_triggered(c, &folded, candidates, &wanted, &mut hits);
-    if let Some(p) = &c.folded {
-        search_patterns(p, &folded, &wanted, &mut hits);
+    for ((view, norm), candidates) in views.iter().zip(candidates) {
+        let Some(norm) = norm else { continue };
+        confirm_triggered(c, norm, candidates, &wanted, &mut hits);
+        if let Some(p) = &view.patterns {
+            search_patterns(p, norm, &wanted, &mut hits);
+        }
     }
     if let Some(p) = &c.exact {
-        search_patterns(p, &normalize(text, false), &wanted, &mut hits);
+        search_patterns(p, &normalize(text, Fold::Exact), &wanted, &mut hits);
     }
     out.hits = group(hits, content);
     out
@@ -717,12 +730,14 @@ mod tests {
     }
 
     #[test]
-    fn long_posts_are_read_up_to_the_cap() {
+    fn long_and_padded_posts_are_read_to_the_end() {
         let r = one("[[match]]\nname = \"m\"\nkeywords = [\"needle\"]\n");
-        let early = format!("needle {}", "é".repeat(MAX_TEXT_BYTES));
-        let late = format!("{} needle", "é".repeat(MAX_TEXT_BYTES));
+        let early = format!("needle {}", "é".repeat(200 * 1024));
+        let late = format!("{} needle", "é".repeat(200 * 1024));
+        let padded = format!("{}needle", "\u{200B}".repeat(70_000));
         assert!(fires(&r, &early));
-        assert!(!fires(&r, &late));
-        assert!(r.explain(&post(&late)).truncated);
+        assert!(fires(&r, &late));
+        assert!(fires(&r, &padded));
+        assert!(!r.explain(&post(&late)).truncated);
     }
 }

@@ -12,12 +12,15 @@
 //! They name destinations and hand back [`Verdict`]s; cards and sinks do the rest.
 //!
 //! How matching works, and its limits:
-//! - The post's content is normalised (NFKC, lower-cased, zero-width characters
-//!   and soft hyphens removed, whitespace runs as one space) and only its first
-//!   [`MAX_TEXT_BYTES`] bytes are evaluated, which keeps evaluation time bounded
-//!   whatever the post length. Match positions are mapped back to the original.
+//! - The post's whole content is normalised (NFKC, lower-cased, every
+//!   Default_Ignorable_Code_Point and bidi control removed, blank letters and
+//!   whitespace runs as one space; see `normalize`). Plain-ASCII keywords and
+//!   patterns run over a view that also drops combining marks and folds
+//!   look-alike letters in mixed-script words (`kíll`, `k̶i̶l̶l̶`, `kіll`);
+//!   the others (`über`) over the case-folded view, exactly. Match positions
+//!   are mapped back to the original.
 //! - All keywords and `unless` phrases of all files are one Aho-Corasick
-//!   automaton over the normalised text; word boundaries are checked at each hit.
+//!   automaton per view; word boundaries are checked at each hit.
 //! - Most patterns start with one of a few literals (`\bsu[i1!]c…` starts with
 //!   `sui`, `su1`, `su!`): those literals join the same automaton, and the
 //!   pattern's real regex only runs anchored where one was found. The regex
@@ -33,6 +36,8 @@
 mod cases;
 mod compile;
 mod eval;
+#[cfg(test)]
+mod evasion_tests;
 mod explain;
 mod file;
 mod model;
@@ -52,8 +57,10 @@ use crate::post::Post;
 pub use explain::{Explanation, FileExplanation, MatchExplanation};
 pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
-/// Only this many bytes of a post's content are evaluated (the start of the post).
-pub const MAX_TEXT_BYTES: usize = 200 * 1024;
+/// Only this many bytes of a post's content are evaluated (the start of the
+/// post): far above the 1 MiB webhook body cap, so every real post is read
+/// whole; it keeps offsets in `u32` for any `Post` built elsewhere.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
 /// The most a single pattern may take once compiled.
 pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
 /// The most highlights one reason carries (cards show a few; the rest is noise).

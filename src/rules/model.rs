@@ -122,22 +122,17 @@ pub struct Patterns {
     pub members: Vec<PatternRule>,
 }
 
+/// The keyword automaton and the pattern set that run over one normalised
+/// view of a post.
 #[derive(Debug, Default)]
-pub struct Compiled {
-    pub files: Vec<CompiledFile>,
-    pub matches: Vec<MatchRule>,
+pub struct View {
     pub keywords: Option<Keywords>,
-    /// Patterns whose matches all start with one of a few literals: the
-    /// keyword automaton finds those, and the regex runs anchored there.
-    pub triggered: Vec<PatternRule>,
-    /// Patterns matched against the folded text.
-    pub folded: Option<Patterns>,
-    /// `case_sensitive` patterns, matched against the text before folding.
-    pub exact: Option<Patterns>,
+    /// Patterns without trigger literals; reports which may match.
+    pub patterns: Option<Patterns>,
 }
 
-impl Compiled {
-    pub fn memory_usage(&self) -> usize {
+impl View {
+    fn memory_usage(&self) -> usize {
         let kw = self.keywords.as_ref().map_or(0, |k| {
             k.automaton.memory_usage()
                 + k.info
@@ -145,28 +140,58 @@ impl Compiled {
                     .map(|i| i.owners.capacity() * 8 + 64)
                     .sum::<usize>()
         });
-        let pats = |p: &Option<Patterns>| {
-            p.as_ref().map_or(0, |p| {
-                p.set.memory_usage()
-                    + p.members
-                        .iter()
-                        .map(|m| {
-                            m.real.memory_usage()
-                                + m.relaxed.as_ref().map_or(0, |r| r.memory_usage())
-                        })
-                        .sum::<usize>()
-            })
-        };
+        kw + patterns_memory(&self.patterns)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keywords.is_none() && self.patterns.is_none()
+    }
+}
+
+fn patterns_memory(p: &Option<Patterns>) -> usize {
+    p.as_ref().map_or(0, |p| {
+        p.set.memory_usage()
+            + p.members
+                .iter()
+                .map(|m| m.real.memory_usage() + m.relaxed.as_ref().map_or(0, |r| r.memory_usage()))
+                .sum::<usize>()
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub files: Vec<CompiledFile>,
+    pub matches: Vec<MatchRule>,
+    /// Plain-ASCII keywords and patterns, over the text without marks and
+    /// look-alikes ([`Fold::Marks`](super::normalize::Fold::Marks)).
+    pub ascii: View,
+    /// The other keywords and patterns, over the case-folded text.
+    pub unicode: View,
+    /// Patterns whose matches all start with one of a few literals: a view's
+    /// keyword automaton finds those, and the regex runs anchored there.
+    pub triggered: Vec<PatternRule>,
+    /// `case_sensitive` patterns, matched against the text before folding.
+    pub exact: Option<Patterns>,
+}
+
+impl Compiled {
+    pub fn memory_usage(&self) -> usize {
         let triggered: usize = self.triggered.iter().map(|p| p.real.memory_usage()).sum();
-        kw + triggered + pats(&self.folded) + pats(&self.exact)
+        self.ascii.memory_usage()
+            + self.unicode.memory_usage()
+            + triggered
+            + patterns_memory(&self.exact)
     }
 
     pub fn counts(&self) -> (usize, usize) {
-        let kw = self.keywords.as_ref().map_or(0, |k| k.info.len());
+        let kw = |v: &View| v.keywords.as_ref().map_or(0, |k| k.info.len());
         let pats = |p: &Option<Patterns>| p.as_ref().map_or(0, |p| p.members.len());
         (
-            kw,
-            self.triggered.len() + pats(&self.folded) + pats(&self.exact),
+            kw(&self.ascii) + kw(&self.unicode),
+            self.triggered.len()
+                + pats(&self.ascii.patterns)
+                + pats(&self.unicode.patterns)
+                + pats(&self.exact),
         )
     }
 }

@@ -307,7 +307,7 @@ fn other_files_are_ignored_and_warnings_reported() {
 fn failing_tests_print_expected_and_actual() {
     let (_dir, result) = load(&[(
         "t.toml",
-        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\nunless = [\"ham\"]\n[[test]]\ncontent = \"spam and ham\"\nexpect = [\"m\"]\n[[test]]\ncontent = \"spam\"\nexpect = [\"m\"]\n",
+        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\nunless = [\"spam and ham\"]\n[[test]]\ncontent = \"spam and ham\"\nexpect = [\"m\"]\n[[test]]\ncontent = \"spam\"\nexpect = [\"m\"]\n",
     )]);
     let report = result.unwrap().rules.run_tests();
     assert_eq!((report.passed(), report.failed()), (1, 1));
@@ -317,7 +317,7 @@ fn failing_tests_print_expected_and_actual() {
         "{shown}"
     );
     assert!(
-        shown.contains("cancelled by `unless` phrase \"ham\""),
+        shown.contains("cancelled by `unless` phrase \"spam and ham\""),
         "{shown}"
     );
     assert!(shown.ends_with("1 passed, 1 failed"), "{shown}");
@@ -463,5 +463,22 @@ fn the_json_schema_knows_exactly_the_keys_the_loader_accepts() {
     assert_eq!(
         schema_keys(&schema, "/definitions/test/properties"),
         accepted_keys("groups = [\"feed\"]\n[[test]]\nzzz = 1\n")
+    );
+}
+
+#[test]
+fn unless_phrases_that_can_never_overlap_a_hit_are_warned_about() {
+    let (_dir, result) = load(&[(
+        "a.toml",
+        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"self-harm\"\nkeywords = [\"kill myself\"]\npatterns = ['\\bsu[i1!]c[i1!]d[e3]\\b']\nunless = [\"suicide prevention\", \"hotline\", \"kill myself now\"]\n",
+    )]);
+    let loaded = result.unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "a.toml:7:33: `unless` phrase \"hotline\" can never overlap a hit of match `self-harm`"
+        ),
+        "{w:?}"
     );
 }

@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_syntax::hir::Hir;
 
 use super::cases::compile_test;
 use super::file::{self, RawFile, RawMatch, SpannedList};
 use super::model::{Compiled, CompiledFile, KeywordInfo, Keywords, MatchRule, Owner, Scope, View};
 use super::normalize::{Fold, is_word_char, normalize_phrase};
-use super::patterns::{PatternError, PendingPattern, build_set, compile_pattern};
+use super::patterns::{
+    PatternError, PendingPattern, build_set, can_overlap, compile_pattern, keyword_hir,
+};
 use super::{Diagnostic, LoadErrors, Loaded, RuleSet};
 use crate::destination::{Destination, Destinations};
 use crate::post::{BadgeId, CustomerId, GroupId, UserId};
@@ -409,14 +412,23 @@ impl<'d> Builder<'d> {
                 format!("match `{name}` can never fire: it has no `keywords` and no `patterns`"),
             );
         }
+        // What a hit of this match can be, to tell `unless` phrases that
+        // can never overlap one.
+        let mut hit_shapes: Vec<Hir> = Vec::new();
+        let checks_unless = !m.unless.is_empty();
         for k in &m.keywords {
             if let Some(norm) = self.checked_phrase(ctx, k, "keyword") {
+                if checks_unless {
+                    hit_shapes.push(keyword_hir(&norm));
+                }
                 self.add_keyword(norm, Owner::Match(rule));
             }
         }
         let mut unless = Vec::new();
+        let mut unless_norm = Vec::new();
         for (i, u) in m.unless.iter().enumerate() {
             if let Some(norm) = self.checked_phrase(ctx, u, "`unless` phrase") {
+                unless_norm.push((u.span(), norm.clone()));
                 self.add_keyword(
                     norm,
                     Owner::Unless {
@@ -429,7 +441,11 @@ impl<'d> Builder<'d> {
         }
         for p in &m.patterns {
             let view = view_of(p.get_ref());
-            match compile_pattern(p.get_ref(), m.case_sensitive, rule) {
+            let compiled = compile_pattern(p.get_ref(), m.case_sensitive, rule);
+            if let (true, Ok(pending)) = (checks_unless, &compiled) {
+                hit_shapes.push(pending.relaxed_hir.clone());
+            }
+            match compiled {
                 Ok(PendingPattern {
                     rule,
                     triggers: Some(triggers),
@@ -454,6 +470,19 @@ impl<'d> Builder<'d> {
                         _ => p.span().start,
                     };
                     ctx.error(&(at..at), format!("match `{name}`: {message}"));
+                }
+            }
+        }
+        let complete = hit_shapes.len() == m.keywords.len() + m.patterns.len();
+        if checks_unless && complete && !hit_shapes.is_empty() {
+            for (span, phrase) in &unless_norm {
+                if !can_overlap(&hit_shapes, phrase) {
+                    ctx.warn(
+                        span,
+                        format!(
+                            "`unless` phrase {phrase:?} can never overlap a hit of match `{name}`, so it cancels nothing: a phrase only cancels the hits it covers or overlaps (\"suicide hotline\" covers \"suicide\"); write it around a keyword or remove it"
+                        ),
+                    );
                 }
             }
         }

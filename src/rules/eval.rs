@@ -106,16 +106,84 @@ fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
 /// Everything found in one post.
 pub(super) struct Scan {
     pub applies: Vec<Result<(), NotApplied>>,
-    /// Per rule, sorted: original ranges that matched.
+    /// Per rule, sorted: original ranges that matched and no `unless` phrase
+    /// of the rule covers or overlaps.
     pub hits: Vec<(u32, Vec<Highlight>)>,
-    /// (rule, phrase, where) for `unless` phrases found.
+    /// Sorted by rule and position: (rule, phrase, where) for `unless`
+    /// phrases found.
     pub unless: Vec<(u32, u32, Highlight)>,
+    /// (rule, the hit, index into `unless` of what cancelled it), sorted.
+    pub cancelled: Vec<(u32, Highlight, usize)>,
     pub truncated: bool,
 }
 
 impl Scan {
-    fn cancelled(&self, rule: u32) -> Option<&(u32, u32, Highlight)> {
-        self.unless.iter().find(|u| u.0 == rule)
+    /// The hits of `rule` an `unless` phrase cancelled, each with the phrase
+    /// (its index in the rule's `unless`) and where it was found.
+    pub fn cancelled_hits(&self, rule: u32) -> impl Iterator<Item = (&Highlight, u32, &Highlight)> {
+        let first = self.cancelled.partition_point(|c| c.0 < rule);
+        self.cancelled[first..]
+            .iter()
+            .take_while(move |c| c.0 == rule)
+            .filter_map(|(_, hit, u)| {
+                self.unless
+                    .get(*u)
+                    .map(|(_, phrase, at)| (hit, *phrase, at))
+            })
+    }
+}
+
+/// Sorts hits into those that count and those an `unless` phrase of their
+/// rule cancels (it covers or overlaps them).
+struct Collector<'a> {
+    /// Sorted by rule and start.
+    unless: &'a [(u32, u32, Highlight)],
+    /// The longest `unless` hit, in original bytes.
+    longest_unless: usize,
+    hits: Vec<(u32, Range<usize>)>,
+    cancelled: Vec<(u32, Range<usize>, usize)>,
+}
+
+impl<'a> Collector<'a> {
+    fn new(unless: &'a [(u32, u32, Highlight)]) -> Self {
+        Self {
+            unless,
+            longest_unless: unless.iter().map(|u| u.2.range.len()).max().unwrap_or(0),
+            hits: Vec::new(),
+            cancelled: Vec::new(),
+        }
+    }
+
+    /// Index in `unless` of a phrase of `rule` that overlaps `range`.
+    fn canceller(&self, rule: u32, range: &Range<usize>) -> Option<usize> {
+        let mut i = self
+            .unless
+            .partition_point(|u| (u.0, u.2.range.start) < (rule, range.end));
+        while i > 0 {
+            i -= 1;
+            let (r, _, at) = &self.unless[i];
+            if *r != rule || at.range.start + self.longest_unless <= range.start {
+                break;
+            }
+            if range.start < at.range.end {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Records a hit; true when it counts (no `unless` phrase cancels it).
+    fn push(&mut self, rule: u32, range: Range<usize>) -> bool {
+        match self.canceller(rule, &range) {
+            Some(u) => {
+                self.cancelled.push((rule, range, u));
+                false
+            }
+            None => {
+                self.hits.push((rule, range));
+                true
+            }
+        }
     }
 }
 
@@ -139,6 +207,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         applies,
         hits: Vec::new(),
         unless: Vec::new(),
+        cancelled: Vec::new(),
         truncated: false,
     };
     let Some(content) = post.content.as_deref() else {
@@ -162,7 +231,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         .as_ref()
         .or(ascii.as_ref().filter(|_| !c.unicode.is_empty()));
     let views = [(&c.ascii, ascii.as_ref()), (&c.unicode, unicode)];
-    let mut hits: Vec<(u32, Range<usize>)> = Vec::new();
+    let mut keyword_hits: Vec<(u32, Range<usize>)> = Vec::new();
     // Per view, (triggered pattern, start) to confirm once every `unless` is known.
     let mut candidates: [Vec<(u32, usize)>; 2] = [Vec::new(), Vec::new()];
     for ((view, norm), candidates) in views.iter().zip(&mut candidates) {
@@ -180,7 +249,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             for owner in &info.owners {
                 match *owner {
                     Owner::Match(rule) if live[rule as usize] => {
-                        hits.push((rule, norm.original_range(m.range())))
+                        keyword_hits.push((rule, norm.original_range(m.range())))
                     }
                     Owner::Unless { rule, phrase } if live[rule as usize] => {
                         let at = highlight(content, norm.original_range(m.range()));
@@ -194,8 +263,12 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             }
         }
     }
-    let wanted =
-        |rule: u32| live[rule as usize] && (detail || !out.unless.iter().any(|u| u.0 == rule));
+    out.unless.sort_by_key(|u| (u.0, u.2.range.start));
+    let wanted = |rule: u32| live[rule as usize];
+    let mut hits = Collector::new(&out.unless);
+    for (rule, range) in keyword_hits {
+        hits.push(rule, range);
+    }
     for ((view, norm), candidates) in views.iter().zip(candidates) {
         let Some(norm) = norm else { continue };
         confirm_triggered(c, norm, candidates, &wanted, &mut hits);
@@ -206,6 +279,17 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     if let Some(p) = &c.exact {
         search_patterns(p, &normalize(text, Fold::Exact), &wanted, &mut hits);
     }
+    let Collector {
+        hits,
+        mut cancelled,
+        ..
+    } = hits;
+    cancelled.sort_by_key(|c| (c.0, c.1.start, c.1.end));
+    cancelled.dedup_by_key(|c| (c.0, c.1.clone()));
+    out.cancelled = cancelled
+        .into_iter()
+        .map(|(rule, range, u)| (rule, highlight(content, range), u))
+        .collect();
     out.hits = group(hits, content);
     out
 }
@@ -217,7 +301,7 @@ fn confirm_triggered(
     folded: &Normalized,
     mut candidates: Vec<(u32, usize)>,
     wanted: &dyn Fn(u32) -> bool,
-    hits: &mut Vec<(u32, Range<usize>)>,
+    hits: &mut Collector<'_>,
 ) {
     candidates.sort_unstable();
     candidates.dedup();
@@ -241,8 +325,9 @@ fn confirm_triggered(
             .search(&anchored)
             .filter(|m| m.end() > m.start())
         {
-            hits.push((member.rule, folded.original_range(m.range())));
-            found += 1;
+            if hits.push(member.rule, folded.original_range(m.range())) {
+                found += 1;
+            }
             end = m.end();
         }
     }
@@ -252,24 +337,19 @@ fn search_patterns(
     p: &Patterns,
     norm: &Normalized,
     wanted: &dyn Fn(u32) -> bool,
-    hits: &mut Vec<(u32, Range<usize>)>,
+    hits: &mut Collector<'_>,
 ) {
     let mut which = PatternSet::new(p.set.pattern_len());
     p.set
         .which_overlapping_matches(&Input::new(&norm.text), &mut which);
-    let mut found = Vec::new();
     for id in which.iter() {
         let member = &p.members[id.as_usize()];
         if !wanted(member.rule) {
             continue;
         }
-        found.clear();
-        confirm(member, &norm.text, &mut found);
-        hits.extend(
-            found
-                .iter()
-                .map(|r| (member.rule, norm.original_range(r.clone()))),
-        );
+        confirm(member, &norm.text, &mut |r| {
+            hits.push(member.rule, norm.original_range(r))
+        });
     }
 }
 
@@ -277,19 +357,22 @@ fn search_patterns(
 /// `find_iter` would give. With Unicode word boundaries, the relaxed regex
 /// proposes each start and the real one is run anchored there, so the slow
 /// engines only ever look at candidate spans.
-fn confirm(member: &PatternRule, text: &str, found: &mut Vec<Range<usize>>) {
+/// `accept` records each and says whether it counts (is not cancelled).
+fn confirm(member: &PatternRule, text: &str, accept: &mut dyn FnMut(Range<usize>) -> bool) {
+    let mut found = 0;
     let Some(relaxed) = &member.relaxed else {
-        found.extend(
-            member
-                .real
-                .find_iter(text)
-                .take(MAX_HIGHLIGHTS)
-                .map(|m| m.range()),
-        );
+        for m in member.real.find_iter(text) {
+            if accept(m.range()) {
+                found += 1;
+                if found >= MAX_HIGHLIGHTS {
+                    break;
+                }
+            }
+        }
         return;
     };
     let mut at = 0;
-    while at < text.len() && found.len() < MAX_HIGHLIGHTS {
+    while at < text.len() && found < MAX_HIGHLIGHTS {
         let Some(candidate) = relaxed.search(&Input::new(text).range(at..)) else {
             break;
         };
@@ -297,7 +380,9 @@ fn confirm(member: &PatternRule, text: &str, found: &mut Vec<Range<usize>>) {
         let anchored = Input::new(text).range(start..).anchored(Anchored::Yes);
         match member.real.search(&anchored) {
             Some(m) if m.end() > m.start() => {
-                found.push(m.range());
+                if accept(m.range()) {
+                    found += 1;
+                }
                 at = m.end();
             }
             _ => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
@@ -353,11 +438,13 @@ pub(super) fn decide<'s>(
 ) -> Result<(), NotFired<'s>> {
     let m = &c.matches[rule as usize];
     if !hit {
-        return Err(NotFired::NoHit);
-    }
-    if let Some((_, phrase, at)) = s.cancelled(rule) {
-        let phrase = m.unless.get(*phrase as usize).map_or("", String::as_str);
-        return Err(NotFired::Unless(phrase, at));
+        return match s.cancelled_hits(rule).next() {
+            Some((_, phrase, at)) => {
+                let phrase = m.unless.get(phrase as usize).map_or("", String::as_str);
+                Err(NotFired::Unless(phrase, at))
+            }
+            None => Err(NotFired::NoHit),
+        };
     }
     narrow(m, post).map_err(NotFired::Narrowed)
 }
@@ -612,15 +699,23 @@ mod tests {
             summary(&r.evaluate(&post("Suicide  Prevention week"))),
             ["trust-safety: other"]
         );
+        // Issue 12: an `unless` phrase cancels only the hits it covers or
+        // overlaps; "hotline" elsewhere in the post cancels nothing.
         assert_eq!(
             summary(&r.evaluate(&post("suicide? call the HOTLINE"))),
-            ["trust-safety: other"]
+            ["trust-safety: self-harm, other"]
         );
-        let e = r
-            .explain(&post("call the hotline about suicide"))
-            .to_string();
+        let v = r.evaluate(&post("suicide prevention week. I think about suicide"));
+        assert_eq!(summary(&v), ["trust-safety: self-harm, other"]);
+        assert_eq!(v.deliveries[0].reasons[0].matched.len(), 1);
+        assert_eq!(v.deliveries[0].reasons[0].matched[0].range, 39..46);
+        let e = r.explain(&post("Suicide  Prevention week")).to_string();
         assert!(
-            e.contains("cancelled by `unless` phrase \"hotline\""),
+            e.contains("self-harm: not fired: cancelled by `unless` phrase \"suicide prevention\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"Suicide\" cancelled by `unless` phrase \"suicide prevention\" (found \"Suicide  Prevention\")"),
             "{e}"
         );
     }

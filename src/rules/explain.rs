@@ -32,12 +32,24 @@ pub struct FileExplanation {
     pub matches: Vec<MatchExplanation>,
 }
 
+/// A hit that an `unless` phrase covers or overlaps.
+#[derive(Debug, Clone)]
+pub struct CancelledHit {
+    pub hit: Highlight,
+    /// The `unless` phrase as written.
+    pub phrase: String,
+    /// Where the phrase was found.
+    pub at: Highlight,
+}
+
 #[derive(Debug, Clone)]
 pub struct MatchExplanation {
     pub name: String,
     pub fired: bool,
-    /// What was found, whether or not it fired.
+    /// What was found and counts, whether or not it fired.
     pub matched: Vec<Highlight>,
+    /// What was found but an `unless` phrase cancelled.
+    pub cancelled: Vec<CancelledHit>,
     /// Why it did not fire.
     pub why_not: Option<String>,
     pub to: Vec<String>,
@@ -113,10 +125,19 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
             Some("the post has an image (has_image = false)".to_owned())
         }
     };
+    let cancelled = s
+        .cancelled_hits(rule)
+        .map(|(hit, phrase, at)| CancelledHit {
+            hit: hit.clone(),
+            phrase: m.unless.get(phrase as usize).cloned().unwrap_or_default(),
+            at: at.clone(),
+        })
+        .collect();
     MatchExplanation {
         name: m.name.clone(),
         fired: why_not.is_none(),
         matched,
+        cancelled,
         why_not,
         to: names(&m.to),
         mention: m.mention,
@@ -163,6 +184,13 @@ impl fmt::Display for FileExplanation {
                     m.name,
                     quoted(&m.matched)
                 )?,
+            }
+            for c in &m.cancelled {
+                writeln!(
+                    f,
+                    "    {:?} cancelled by `unless` phrase {:?} (found {:?})",
+                    c.hit.text, c.phrase, c.at.text
+                )?;
             }
         }
         Ok(())

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use crate::destination::{Destination, Destinations};
 use crate::post::Post;
 
-pub use explain::{Explanation, FileExplanation, MatchExplanation};
+pub use explain::{CancelledHit, Explanation, FileExplanation, MatchExplanation};
 pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
 /// Only this many bytes of a post's content are evaluated (the start of the

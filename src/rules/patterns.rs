@@ -188,6 +188,151 @@ pub fn build_set(pending: Vec<PendingPattern>) -> Result<Option<Patterns>, Strin
     }))
 }
 
+/// A keyword (normalised) as a regex, with the word boundaries it is matched
+/// with (ASCII ones: a keyword that starts or ends with a non-ASCII letter
+/// gets none there, which only widens what it matches).
+pub fn keyword_hir(keyword: &str) -> Hir {
+    let ascii_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let mut parts = Vec::new();
+    if ascii_word(keyword.chars().next()) {
+        parts.push(Hir::look(Look::WordAscii));
+    }
+    parts.push(Hir::literal(keyword.as_bytes().to_vec()));
+    if ascii_word(keyword.chars().next_back()) {
+        parts.push(Hir::look(Look::WordAscii));
+    }
+    Hir::concat(parts)
+}
+
+/// Most lazy-DFA states explored when deciding whether an `unless` phrase can
+/// overlap a match; past it the answer is "maybe" (no warning).
+const OVERLAP_MAX_STATES: usize = 2_000;
+
+/// Whether some text can hold a hit of `hirs` (a match's keywords as
+/// literals and its patterns) that shares at least one byte with an
+/// occurrence of `phrase` (normalised). Exact for keywords; for patterns,
+/// Unicode word boundaries are ignored, so it may answer yes for a phrase that
+/// cannot overlap, never no for one that can. Unsure (too many states): yes.
+pub fn can_overlap(hirs: &[Hir], phrase: &str) -> bool {
+    overlap(hirs, phrase.as_bytes()).unwrap_or(true)
+}
+
+fn overlap(hirs: &[Hir], u: &[u8]) -> Option<bool> {
+    use regex_automata::Anchored;
+    use regex_automata::hybrid::LazyStateID;
+    use regex_automata::hybrid::dfa::DFA;
+    use regex_automata::util::start;
+    use std::collections::{HashMap, HashSet};
+
+    if u.is_empty() || hirs.is_empty() {
+        return Some(false);
+    }
+    let hir = Hir::alternation(hirs.iter().map(strip_unicode_word_boundaries).collect());
+    let nfa = regex_automata::nfa::thompson::Compiler::new()
+        .configure(
+            regex_automata::nfa::thompson::Config::new()
+                .nfa_size_limit(Some(super::PATTERN_SIZE_LIMIT)),
+        )
+        .build_from_hir(&hir)
+        .ok()?;
+    let dfa = DFA::builder()
+        .configure(
+            DFA::config()
+                .cache_capacity(32 * 1024 * 1024)
+                .minimum_cache_clear_count(Some(0)),
+        )
+        .build_from_nfa(nfa)
+        .ok()?;
+    let mut cache = dfa.create_cache();
+    let units: Vec<u8> = dfa
+        .byte_classes()
+        .representatives(..)
+        .filter_map(|u| u.as_u8())
+        .collect();
+    let start_after = |cache: &mut _, before: Option<u8>| {
+        dfa.start_state(
+            cache,
+            &start::Config::new()
+                .anchored(Anchored::Yes)
+                .look_behind(before),
+        )
+        .ok()
+    };
+    // Every state some prefix reaches, with its transitions.
+    let mut starts = Vec::new();
+    for before in [None, Some(b' '), Some(b'a')] {
+        starts.push(start_after(&mut cache, before)?);
+    }
+    let mut edges: HashMap<LazyStateID, Vec<LazyStateID>> = HashMap::new();
+    let mut ends_here: HashSet<LazyStateID> = HashSet::new();
+    let mut todo: Vec<LazyStateID> = starts.clone();
+    while let Some(s) = todo.pop() {
+        if edges.contains_key(&s) {
+            continue;
+        }
+        if edges.len() >= OVERLAP_MAX_STATES || s.is_quit() {
+            return None;
+        }
+        let mut next = Vec::with_capacity(units.len());
+        if dfa.next_eoi_state(&mut cache, s).ok()?.is_match() {
+            ends_here.insert(s);
+        }
+        for &b in &units {
+            let n = dfa.next_state(&mut cache, s, b).ok()?;
+            if n.is_match() {
+                ends_here.insert(s);
+            }
+            if !n.is_dead() {
+                next.push(n);
+                todo.push(n);
+            }
+        }
+        edges.insert(s, next);
+    }
+    // States from which some continuation ends a match.
+    let mut can_end: HashSet<LazyStateID> = ends_here.clone();
+    loop {
+        let before = can_end.len();
+        for (s, next) in &edges {
+            if !can_end.contains(s) && next.iter().any(|n| can_end.contains(n)) {
+                can_end.insert(*s);
+            }
+        }
+        if can_end.len() == before {
+            break;
+        }
+    }
+    // Walks `rest` of the phrase from `s` (at least one byte of the phrase
+    // already or yet to be inside the match): does a match end inside the
+    // phrase, or can one end after it?
+    let walk = |cache: &mut _, mut s: LazyStateID, rest: &[u8]| -> Option<bool> {
+        for (i, &b) in rest.iter().enumerate() {
+            let n = dfa.next_state(cache, s, b).ok()?;
+            if n.is_match() && i > 0 {
+                return Some(true);
+            }
+            if n.is_dead() {
+                return Some(false);
+            }
+            s = n;
+        }
+        Some(can_end.contains(&s) || !edges.contains_key(&s))
+    };
+    // A match that starts before the phrase (any reachable state) or inside it.
+    for s in edges.keys().copied().collect::<Vec<_>>() {
+        if walk(&mut cache, s, u)? {
+            return Some(true);
+        }
+    }
+    for k in 1..u.len() {
+        let s = start_after(&mut cache, Some(u[k - 1]))?;
+        if walk(&mut cache, s, &u[k..])? {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +343,39 @@ mod tests {
         let stripped = strip_unicode_word_boundaries(&hir);
         assert!(!stripped.properties().look_set().contains_word_unicode());
         assert!(stripped.properties().look_set().contains_word_ascii());
+    }
+
+    fn hirs(keywords: &[&str], patterns: &[&str]) -> Vec<Hir> {
+        let mut out: Vec<Hir> = keywords.iter().map(|k| keyword_hir(k)).collect();
+        for p in patterns {
+            out.push(
+                regex_syntax::ParserBuilder::new()
+                    .case_insensitive(true)
+                    .build()
+                    .parse(p)
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn unless_phrases_that_can_and_cannot_overlap() {
+        let shipped = hirs(
+            &["kill myself", "end it all"],
+            &[r"\bsu[i1!]c[i1!]d[e3]\b", r"\bself[- ]?harm(ing)?\b"],
+        );
+        assert!(can_overlap(&shipped, "suicide prevention"));
+        assert!(can_overlap(&shipped, "suicide hotline"));
+        assert!(!can_overlap(&shipped, "hotline"));
+        assert!(can_overlap(&shipped, "myself esteem"));
+        assert!(can_overlap(&shipped, "it all"));
+        assert!(can_overlap(&shipped, "the end"));
+        assert!(!can_overlap(&shipped, "pretend it"));
+        assert!(!can_overlap(&hirs(&["suicide"], &[]), "prevention"));
+        assert!(!can_overlap(&hirs(&["kill"], &[]), "skills"));
+        assert!(can_overlap(&hirs(&["kill"], &[]), "kill it"));
+        // Unbounded patterns can span any phrase.
+        assert!(can_overlap(&hirs(&[], &[r"\bbuy\b.*\bnow\b"]), "hotline"));
     }
 }

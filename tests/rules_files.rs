@@ -422,7 +422,13 @@ fn reload_keeps_the_last_good_rules_and_watching_picks_up_changes() {
 /// The keys serde accepts, read from its own "unknown field" message.
 fn accepted_keys(toml_text: &str) -> Vec<String> {
     let (_dir, result) = load(&[("keys.toml", toml_text.as_bytes())]);
-    let message = result.unwrap_err().0.remove(0).message;
+    // Every error is reported now: take the unknown-key one.
+    let errors = result.unwrap_err().0;
+    let message = errors
+        .iter()
+        .map(|d| d.message.clone())
+        .find(|m| m.starts_with("unknown field"))
+        .unwrap_or_else(|| panic!("{errors:?}"));
     let (_, expected) = message
         .split_once("expected one of ")
         .unwrap_or_else(|| panic!("{message}"));
@@ -481,4 +487,23 @@ fn unless_phrases_that_can_never_overlap_a_hit_are_warned_about() {
         ),
         "{w:?}"
     );
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_in_one_run() {
+    let errors = errors(&[(
+        "many.toml",
+        "groups = [\"feed\"]\nto = [\"nowhere\"]\nsensitve = true\n[[match]]\nname = \"m\"\nkeyword = [\"x\"]\npatterns = ['(']\n[[match]]\nname = 1\n[[test]]\ncontent = \"x\"\nexpect = [\"nope\"]\n",
+    )]);
+    let joined = errors.join("\n");
+    for expected in [
+        "many.toml:2:7: ",
+        "many.toml:3:1: unknown field `sensitve`",
+        "many.toml:6:1: unknown field `keyword`",
+        "many.toml:7:",
+        "many.toml:9:8: invalid type",
+        "many.toml:12:11: this file never gives reason `nope`",
+    ] {
+        assert!(joined.contains(expected), "{expected}: {joined}");
+    }
 }

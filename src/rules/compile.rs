@@ -244,9 +244,12 @@ impl<'d> Builder<'d> {
             errors: Vec::new(),
             warnings: Vec::new(),
         };
-        match file::parse(text) {
-            Ok(raw) => self.add_raw(&mut ctx, file_name, raw),
-            Err((span, message)) => ctx.error(&span, message),
+        let (raw, errors) = file::parse(text);
+        for (span, message) in errors {
+            ctx.error(&span, message);
+        }
+        if let Some(raw) = raw {
+            self.add_raw(&mut ctx, file_name, raw);
         }
         ctx.errors.sort_by_key(|d| (d.line, d.col));
         self.errors.append(&mut ctx.errors);

@@ -1,6 +1,7 @@
 //! Evaluating a post against a compiled rule set: which files apply, what the
 //! keyword automaton and the pattern sets find, which matches fire, and the
-//! resulting [`Verdict`]. Pure: no IO, no async, no clock. `explain` and
+//! resulting [`Verdict`]. Pure: no IO, no async; the monotonic clock is read
+//! only for the time budget. `explain` and
 //! `runner` build on the scan done here.
 //!
 //! One pass over the normalised text with the keyword automaton, one with the
@@ -11,11 +12,16 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::Duration;
-use regex_automata::{Anchored, Input, PatternSet};
+use std::cell::Cell;
+use std::time::{Duration as StdDuration, Instant};
+
+use regex_automata::{Anchored, Input, PatternSet, meta};
 
 use super::model::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns};
 use super::normalize::{Fold, Normalized, is_word_char, normalize};
-use super::{Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing, Verdict};
+use super::{
+    CONFIRM_WINDOW, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing, Verdict,
+};
 use crate::destination::Destination;
 use crate::post::{BadgeId, Post};
 
@@ -115,6 +121,8 @@ pub(super) struct Scan {
     /// (rule, the hit, index into `unless` of what cancelled it), sorted.
     pub cancelled: Vec<(u32, Highlight, usize)>,
     pub truncated: bool,
+    /// The time budget ran out before every pattern was confirmed.
+    pub not_fully_checked: bool,
 }
 
 impl Scan {
@@ -209,6 +217,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         unless: Vec::new(),
         cancelled: Vec::new(),
         truncated: false,
+        not_fully_checked: false,
     };
     let Some(content) = post.content.as_deref() else {
         return out;
@@ -265,20 +274,28 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     out.unless.sort_by_key(|u| (u.0, u.2.range.start));
     let wanted = |rule: u32| live[rule as usize];
+    let budget = Budget::new(c.max_eval);
     let mut hits = Collector::new(&out.unless);
     for (rule, range) in keyword_hits {
         hits.push(rule, range);
     }
     for ((view, norm), candidates) in views.iter().zip(candidates) {
         let Some(norm) = norm else { continue };
-        confirm_triggered(c, norm, candidates, &wanted, &mut hits);
+        confirm_triggered(c, norm, candidates, &wanted, &budget, &mut hits);
         if let Some(p) = &view.patterns {
-            search_patterns(p, norm, &wanted, &mut hits);
+            search_patterns(p, norm, &wanted, &budget, &mut hits);
         }
     }
     if let Some(p) = &c.exact {
-        search_patterns(p, &normalize(text, Fold::Exact), &wanted, &mut hits);
+        search_patterns(
+            p,
+            &normalize(text, Fold::Exact),
+            &wanted,
+            &budget,
+            &mut hits,
+        );
     }
+    out.not_fully_checked = budget.spent();
     let Collector {
         hits,
         mut cancelled,
@@ -294,6 +311,50 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     out
 }
 
+/// The evaluation time budget of one post: once it is spent, no more
+/// pattern work starts and the post is marked not fully checked.
+pub(super) struct Budget {
+    deadline: Option<Instant>,
+    spent: Cell<bool>,
+}
+
+impl Budget {
+    pub fn new(limit: StdDuration) -> Self {
+        Self {
+            deadline: Instant::now().checked_add(limit),
+            spent: Cell::new(false),
+        }
+    }
+
+    /// True once the deadline has passed (and from then on).
+    fn spent(&self) -> bool {
+        if self.spent.get() {
+            return true;
+        }
+        let spent = self.deadline.is_some_and(|d| Instant::now() >= d);
+        self.spent.set(spent);
+        spent
+    }
+}
+
+/// The end of the window a match starting at `start` must fit in.
+fn window_end(text: &str, start: usize, len: usize) -> usize {
+    let mut end = start.saturating_add(len).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    end
+}
+
+/// The real regex anchored at `start`, within [`CONFIRM_WINDOW`] bytes.
+fn confirm_at(real: &meta::Regex, text: &str, start: usize) -> Option<Range<usize>> {
+    let end = window_end(text, start, CONFIRM_WINDOW);
+    let anchored = Input::new(text).range(start..end).anchored(Anchored::Yes);
+    real.search(&anchored)
+        .filter(|m| m.end() > m.start())
+        .map(|m| m.range())
+}
+
 /// Runs each triggered pattern anchored where one of its literals was found.
 /// Every match starts with such a literal, so none is missed.
 fn confirm_triggered(
@@ -301,15 +362,18 @@ fn confirm_triggered(
     folded: &Normalized,
     mut candidates: Vec<(u32, usize)>,
     wanted: &dyn Fn(u32) -> bool,
+    budget: &Budget,
     hits: &mut Collector<'_>,
 ) {
     candidates.sort_unstable();
     candidates.dedup();
     let mut found = 0;
+    let mut failed = 0;
     let mut end = 0;
     for (i, &(p, start)) in candidates.iter().enumerate() {
         if i == 0 || candidates[i - 1].0 != p {
             found = 0;
+            failed = 0;
             end = 0;
         }
         let member = &c.triggered[p as usize];
@@ -317,75 +381,116 @@ fn confirm_triggered(
         if found >= MAX_HIGHLIGHTS || start < end || !wanted(member.rule) {
             continue;
         }
-        let anchored = Input::new(&folded.text)
-            .range(start..)
-            .anchored(Anchored::Yes);
-        if let Some(m) = member
-            .real
-            .search(&anchored)
-            .filter(|m| m.end() > m.start())
-        {
-            if hits.push(member.rule, folded.original_range(m.range())) {
-                found += 1;
+        if budget.spent() {
+            return;
+        }
+        if failed >= ANCHORED_TRIES {
+            // Many candidates that come to nothing (`buy` again and again
+            // for `\bbuy\b.*\bnow\b`): scan the rest window by window, in
+            // linear time, instead of a window per candidate.
+            let text = &folded.text;
+            confirm_from(member, text, start, found, budget, &mut |r| {
+                hits.push(member.rule, folded.original_range(r))
+            });
+            end = text.len();
+            continue;
+        }
+        match confirm_at(&member.real, &folded.text, start) {
+            Some(m) => {
+                if hits.push(member.rule, folded.original_range(m.clone())) {
+                    found += 1;
+                }
+                end = m.end;
             }
-            end = m.end();
+            None => failed += 1,
         }
     }
 }
+
+/// Failed anchored tries of one triggered pattern before the rest of the text
+/// is scanned window by window instead.
+const ANCHORED_TRIES: usize = 32;
 
 fn search_patterns(
     p: &Patterns,
     norm: &Normalized,
     wanted: &dyn Fn(u32) -> bool,
+    budget: &Budget,
     hits: &mut Collector<'_>,
 ) {
+    let text = norm.text.as_str();
     let mut which = PatternSet::new(p.set.pattern_len());
-    p.set
-        .which_overlapping_matches(&Input::new(&norm.text), &mut which);
+    // In chunks (overlapping by a window, so no match that fits one is cut),
+    // checking the budget between them.
+    let mut at = 0;
+    while at < text.len() && !which.is_full() {
+        if budget.spent() {
+            return;
+        }
+        let end = window_end(text, at, SET_CHUNK + CONFIRM_WINDOW);
+        p.set
+            .which_overlapping_matches(&Input::new(text).range(at..end), &mut which);
+        at = window_end(text, at, SET_CHUNK);
+    }
     for id in which.iter() {
         let member = &p.members[id.as_usize()];
         if !wanted(member.rule) {
             continue;
         }
-        confirm(member, &norm.text, &mut |r| {
+        confirm(member, text, budget, &mut |r| {
             hits.push(member.rule, norm.original_range(r))
         });
     }
 }
 
-/// Finds up to [`MAX_HIGHLIGHTS`] matches of the real regex, the same ones
-/// `find_iter` would give. With Unicode word boundaries, the relaxed regex
-/// proposes each start and the real one is run anchored there, so the slow
-/// engines only ever look at candidate spans.
-/// `accept` records each and says whether it counts (is not cancelled).
-fn confirm(member: &PatternRule, text: &str, accept: &mut dyn FnMut(Range<usize>) -> bool) {
-    let mut found = 0;
-    let Some(relaxed) = &member.relaxed else {
-        for m in member.real.find_iter(text) {
-            if accept(m.range()) {
-                found += 1;
-                if found >= MAX_HIGHLIGHTS {
-                    break;
-                }
-            }
-        }
-        return;
-    };
-    let mut at = 0;
+/// Finds up to [`MAX_HIGHLIGHTS`] matches of the real regex, each within
+/// [`CONFIRM_WINDOW`] bytes of its start; the same ones `find_iter` would
+/// give for matches that fit. The relaxed regex (or the real one) proposes
+/// each start, searching one window ahead at a time, and the real one is run
+/// anchored there, so work stays linear in the text whatever the pattern.
+/// `accept` records each match and says whether it counts (is not cancelled).
+fn confirm(
+    member: &PatternRule,
+    text: &str,
+    budget: &Budget,
+    accept: &mut dyn FnMut(Range<usize>) -> bool,
+) {
+    confirm_from(member, text, 0, 0, budget, accept);
+}
+
+/// [`confirm`] from byte `at`, with `found` matches already counted.
+fn confirm_from(
+    member: &PatternRule,
+    text: &str,
+    mut at: usize,
+    mut found: usize,
+    budget: &Budget,
+    accept: &mut dyn FnMut(Range<usize>) -> bool,
+) {
+    let finder = member.relaxed.as_ref().unwrap_or(&member.real);
     while at < text.len() && found < MAX_HIGHLIGHTS {
-        let Some(candidate) = relaxed.search(&Input::new(text).range(at..)) else {
-            break;
+        if budget.spent() {
+            return;
+        }
+        // Every match that starts in the first window and fits a window lies
+        // inside these two.
+        let ahead = window_end(text, at, 2 * CONFIRM_WINDOW);
+        let next_window = window_end(text, at, CONFIRM_WINDOW);
+        let start = match finder.search(&Input::new(text).range(at..ahead)) {
+            Some(c) if c.start() < next_window => c.start(),
+            _ => {
+                at = next_window;
+                continue;
+            }
         };
-        let start = candidate.start();
-        let anchored = Input::new(text).range(start..).anchored(Anchored::Yes);
-        match member.real.search(&anchored) {
-            Some(m) if m.end() > m.start() => {
-                if accept(m.range()) {
+        match confirm_at(&member.real, text, start) {
+            Some(m) => {
+                at = m.end;
+                if accept(m) {
                     found += 1;
                 }
-                at = m.end();
             }
-            _ => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
+            None => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
         }
     }
 }
@@ -503,12 +608,16 @@ pub(super) fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
             add(&mut verdict, &m.to, &r, m.mention);
         }
     }
+    verdict.not_fully_checked = s.not_fully_checked;
     verdict
 }
 
 pub fn evaluate(c: &Compiled, post: &Post) -> Verdict {
     verdict_of(c, &scan(c, post, false), post)
 }
+
+/// How much text the pattern set reads between two looks at the budget.
+const SET_CHUNK: usize = 32 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -519,7 +628,7 @@ mod tests {
     use super::*;
     use crate::destination::{Destinations, DiscordChannel, SlackChannel, Target};
     use crate::post::{Author, CustomerId, GroupId, PostId, UserId};
-    use crate::rules::RuleSet;
+    use crate::rules::{CONFIRM_WINDOW, RuleSet};
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
 
@@ -548,6 +657,12 @@ mod tests {
         match RuleSet::from_sources(Path::new("rules"), sources, &destinations()) {
             Ok(l) => l.rules,
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    impl RuleSet {
+        fn clone_with_budget(self, budget: std::time::Duration) -> RuleSet {
+            self.with_max_eval(budget)
         }
     }
 
@@ -822,6 +937,46 @@ mod tests {
         let mut p = post("");
         p.content = None;
         assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: sensitive"]);
+    }
+
+    #[test]
+    fn patterns_are_confirmed_within_a_window_in_linear_time() {
+        let r = one(
+            "[[match]]\nname = \"m\"\npatterns = ['\\bbuy\\b.*\\bnow\\b', '(a|aa|b)+c', '\\w+x\\b']\n",
+        );
+        assert!(fires(&r, "buy it now"));
+        assert!(fires(&r, "aabac"));
+        let far = format!("buy {} now", "x ".repeat(CONFIRM_WINDOW));
+        assert!(
+            !fires(&r, &far),
+            "a match longer than the window is not seen"
+        );
+        let adversarial = format!("{}now", "buy ".repeat(50_000));
+        let started = std::time::Instant::now();
+        let v = r
+            .clone_with_budget(std::time::Duration::from_secs(60))
+            .evaluate(&post(&adversarial));
+        assert!(!v.not_fully_checked);
+        // Linear: far below the seconds a scan to the end at each candidate takes.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let h = &v.deliveries[0].reasons[0].matched[0].text;
+        assert!(h.ends_with("buy now") && h.len() <= CONFIRM_WINDOW, "{h}");
+    }
+
+    #[test]
+    fn a_post_over_the_time_budget_is_marked_not_fully_checked() {
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bk[i1]ll\\b', 'x+y']\n")
+            .clone_with_budget(std::time::Duration::ZERO);
+        let p = post("kill xxy");
+        assert!(r.evaluate(&p).not_fully_checked);
+        let e = r.explain(&p).to_string();
+        assert!(e.contains("not fully checked"), "{e}");
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bk[i1]ll\\b']\n");
+        assert!(!r.evaluate(&p).not_fully_checked);
     }
 
     #[test]

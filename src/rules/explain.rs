@@ -212,6 +212,12 @@ impl fmt::Display for Explanation {
                 MAX_TEXT_BYTES / 1024
             )?;
         }
+        if self.verdict.not_fully_checked {
+            writeln!(
+                f,
+                "not fully checked: evaluation ran out of its time budget (rules.max_eval_ms) before every pattern was confirmed"
+            )?;
+        }
         if self.verdict.is_empty() {
             return write!(f, "result: nothing forwarded");
         }

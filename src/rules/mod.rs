@@ -31,7 +31,14 @@
 //!   reports are confirmed with their real regex, anchored where the relaxed
 //!   one matched. `case_sensitive` patterns are a second set over the text
 //!   before folding.
-//! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled.
+//! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled,
+//!   and each match is confirmed within [`CONFIRM_WINDOW`] bytes of its start,
+//!   searching one window ahead at a time, so no pattern makes evaluation
+//!   rescan the text at every candidate. Each post has a time budget
+//!   ([`DEFAULT_MAX_EVAL_MS`], `RuleSet::with_max_eval`): past it no more
+//!   pattern work starts and the verdict is marked not fully checked. Reading
+//!   the monotonic clock for that is the only thing evaluation does besides
+//!   computing.
 
 mod cases;
 mod compile;
@@ -61,6 +68,14 @@ pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 /// post): far above the 1 MiB webhook body cap, so every real post is read
 /// whole; it keeps offsets in `u32` for any `Post` built elsewhere.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+/// Each pattern match is confirmed within this many bytes from its start: a
+/// longer match (`.*` across a whole post) is not seen, and no pattern can
+/// make evaluation scan the rest of the text at every candidate.
+pub const CONFIRM_WINDOW: usize = 1024;
+/// The default time budget for one post (`rules.max_eval_ms`): past it, no
+/// more pattern work starts and the verdict says the post was not fully
+/// checked.
+pub const DEFAULT_MAX_EVAL_MS: u64 = 50;
 /// The most a single pattern may take once compiled.
 pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
 /// The most highlights one reason carries (cards show a few; the rest is noise).
@@ -105,9 +120,22 @@ impl RuleSet {
         compile::from_sources(dir, sources, destinations)
     }
 
-    /// What to forward for `post`, and why.
+    /// Sets the time budget of one post's evaluation (`rules.max_eval_ms`;
+    /// [`DEFAULT_MAX_EVAL_MS`] unless set).
+    pub fn with_max_eval(mut self, budget: std::time::Duration) -> Self {
+        self.compiled.max_eval = budget;
+        self
+    }
+
+    /// What to forward for `post`, and why. A post whose patterns could not
+    /// all be confirmed within the budget is counted in
+    /// `modbridge_rules_not_fully_checked_total` and says so in the verdict.
     pub fn evaluate(&self, post: &Post) -> Verdict {
-        eval::evaluate(&self.compiled, post)
+        let verdict = eval::evaluate(&self.compiled, post);
+        if verdict.not_fully_checked {
+            metrics::counter!("modbridge_rules_not_fully_checked_total").increment(1);
+        }
+        verdict
     }
 
     /// A human-readable account of how every file treats `post`.
@@ -215,6 +243,9 @@ pub struct Verdict {
     /// One per destination (the field keeps its name until `pipeline`,
     /// `card` and `commands::explain` move to `routings`).
     pub deliveries: Vec<Routing>,
+    /// The evaluation ran out of its time budget (`rules.max_eval_ms`)
+    /// before every pattern was confirmed: more rules may match than these.
+    pub not_fully_checked: bool,
 }
 
 impl Verdict {

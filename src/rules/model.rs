@@ -6,10 +6,12 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aho_corasick::AhoCorasick;
 use regex_automata::meta;
 
+use super::DEFAULT_MAX_EVAL_MS;
 use super::cases::TestCase;
 use crate::destination::Destination;
 use crate::post::{BadgeId, CustomerId, GroupId, UserId};
@@ -158,7 +160,7 @@ fn patterns_memory(p: &Option<Patterns>) -> usize {
     })
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Compiled {
     pub files: Vec<CompiledFile>,
     pub matches: Vec<MatchRule>,
@@ -172,6 +174,22 @@ pub struct Compiled {
     pub triggered: Vec<PatternRule>,
     /// `case_sensitive` patterns, matched against the text before folding.
     pub exact: Option<Patterns>,
+    /// The time budget of one post's evaluation.
+    pub max_eval: Duration,
+}
+
+impl Default for Compiled {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            matches: Vec::new(),
+            ascii: View::default(),
+            unicode: View::default(),
+            triggered: Vec::new(),
+            exact: None,
+            max_eval: Duration::from_millis(DEFAULT_MAX_EVAL_MS),
+        }
+    }
 }
 
 impl Compiled {

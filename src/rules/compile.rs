@@ -14,12 +14,14 @@ use regex_syntax::hir::Hir;
 
 use super::cases::compile_test;
 use super::file::{self, RawFile, RawMatch, SpannedList};
-use super::model::{Compiled, CompiledFile, KeywordInfo, Keywords, MatchRule, Owner, Scope, View};
+use super::model::{
+    Compiled, CompiledFile, Conditions, KeywordInfo, Keywords, MatchRule, Owner, Scope, View,
+};
 use super::normalize::{Fold, is_word_char, normalize_phrase};
 use super::patterns::{
     PatternError, PendingPattern, build_set, can_overlap, compile_pattern, keyword_hir,
 };
-use super::{Diagnostic, LoadErrors, Loaded, RuleSet};
+use super::{Diagnostic, LoadErrors, Loaded, RuleSet, RuleSeverity};
 use crate::destination::{Destination, Destinations};
 use crate::post::{BadgeId, CustomerId, GroupId, UserId};
 
@@ -311,8 +313,15 @@ impl<'d> Builder<'d> {
 
         let first_match = self.out.matches.len();
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let (shadow, disabled) = (parse_mode(ctx, &raw.mode), raw.enabled == Some(false));
+        let defaults = FileDefaults {
+            index: file_index,
+            to: &to,
+            shadow,
+            disabled,
+        };
         for m in &raw.matches {
-            self.add_match(ctx, file_index, &to, m.span(), m.get_ref(), &mut seen);
+            self.add_match(ctx, &defaults, m.span(), m.get_ref(), &mut seen);
         }
         let matches = first_match..self.out.matches.len();
         if !raw.sensitive && raw.matches.is_empty() {
@@ -330,6 +339,8 @@ impl<'d> Builder<'d> {
             customers,
             to,
             sensitive: raw.sensitive,
+            shadow,
+            disabled,
             exempt_badges,
             exempt_users,
             matches,
@@ -374,12 +385,13 @@ impl<'d> Builder<'d> {
     fn add_match(
         &mut self,
         ctx: &mut Ctx<'_>,
-        file_index: usize,
-        file_to: &[Arc<Destination>],
+        file: &FileDefaults<'_>,
         span: Range<usize>,
         m: &RawMatch,
         seen: &mut HashMap<String, usize>,
     ) {
+        let file_index = file.index;
+        let file_to = file.to;
         let rule = self.out.matches.len() as u32;
         let name = match &m.name {
             None => {
@@ -489,14 +501,36 @@ impl<'d> Builder<'d> {
                 }
             }
         }
+        let severity = match &m.severity {
+            None => RuleSeverity::default(),
+            Some(s) => RuleSeverity::parse(s.get_ref().trim()).unwrap_or_else(|| {
+                ctx.error(
+                    &s.span(),
+                    format!("match `{name}`: unknown severity {:?}: write \"low\", \"normal\", \"high\" or \"urgent\"", s.get_ref()),
+                );
+                RuleSeverity::default()
+            }),
+        };
+        let conditions = match_conditions(ctx, &name, m);
+        let note = m.note.as_ref().and_then(|n| {
+            let text = n.get_ref().trim();
+            if text.is_empty() {
+                ctx.error(&n.span(), format!("match `{name}`: `note` is empty: write what moderators should check, or remove the line"));
+                return None;
+            }
+            Some(text.to_owned())
+        });
         self.out.matches.push(MatchRule {
             file: file_index,
-            name,
             to,
-            mention: m.mention,
-            max_account_age_days: m.max_account_age_days,
-            has_image: m.has_image,
+            mention: m.mention.unwrap_or(severity == RuleSeverity::Urgent),
+            conditions,
             unless,
+            note,
+            severity,
+            shadow: file.shadow || parse_mode(ctx, &m.mode),
+            disabled: file.disabled || m.enabled == Some(false),
+            name,
         });
     }
 
@@ -548,6 +582,69 @@ impl<'d> Builder<'d> {
             rules: RuleSet { compiled: self.out },
             warnings: self.warnings,
         })
+    }
+}
+
+/// What a file gives each of its matches.
+struct FileDefaults<'a> {
+    index: usize,
+    to: &'a [Arc<Destination>],
+    shadow: bool,
+    disabled: bool,
+}
+
+/// `mode`: true for `"shadow"`, false for `"live"` or absent.
+fn parse_mode(ctx: &mut Ctx<'_>, mode: &Option<toml::Spanned<String>>) -> bool {
+    match mode.as_ref().map(|m| (m.get_ref().trim(), m.span())) {
+        None | Some(("live", _)) => false,
+        Some(("shadow", _)) => true,
+        Some((other, span)) => {
+            ctx.error(
+                &span,
+                format!("unknown mode {other:?}: write \"live\" (cards) or \"shadow\" (counted and explained, no card)"),
+            );
+            false
+        }
+    }
+}
+
+/// The author and post conditions of a match, checked.
+fn match_conditions(ctx: &mut Ctx<'_>, name: &str, m: &RawMatch) -> Conditions {
+    if let (Some(min), Some(max)) = (m.min_account_age_days, m.max_account_age_days) {
+        if min > max {
+            ctx.error(
+                &(0..0),
+                format!("match `{name}`: min_account_age_days ({min}) is above max_account_age_days ({max}), so it can never fire"),
+            );
+        }
+    }
+    if let (Some(min), Some(max)) = (m.min_length, m.max_length) {
+        if min > max {
+            ctx.error(
+                &(0..0),
+                format!("match `{name}`: min_length ({min}) is above max_length ({max}), so it can never fire"),
+            );
+        }
+    }
+    Conditions {
+        max_account_age_days: m.max_account_age_days,
+        min_account_age_days: m.min_account_age_days,
+        has_image: m.has_image,
+        has_link: m.has_link,
+        min_length: m.min_length,
+        max_length: m.max_length,
+        badges_any: parse_ids(
+            ctx,
+            &m.badges_any,
+            "badge ID in `badges_any`",
+            BadgeId::parse,
+        ),
+        badges_none: parse_ids(
+            ctx,
+            &m.badges_none,
+            "badge ID in `badges_none`",
+            BadgeId::parse,
+        ),
     }
 }
 

@@ -20,7 +20,8 @@ use regex_automata::{Anchored, Input, PatternSet, meta};
 use super::model::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns};
 use super::normalize::{Fold, Normalized, is_word_char, normalize};
 use super::{
-    CONFIRM_WINDOW, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing, Verdict,
+    CONFIRM_WINDOW, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing,
+    RuleSeverity, Verdict,
 };
 use crate::destination::Destination;
 use crate::post::{BadgeId, Post};
@@ -86,27 +87,75 @@ pub(super) fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: 
 /// Why a match that found its words does not fire anyway.
 pub(super) enum Narrowed {
     TooOld { days: i64, limit: u32 },
+    TooNew { days: i64, limit: u32 },
     JoinUnknown,
     NeedsImage,
     NeedsNoImage,
+    NeedsLink,
+    NeedsNoLink,
+    TooShort { chars: usize, limit: u32 },
+    TooLong { chars: usize, limit: u32 },
+    MissingBadge,
+    HasBadge(BadgeId),
+}
+
+/// Whether `text` holds a link: a URL scheme or a `www.` host.
+fn has_link(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("http://") || lower.contains("https://") || lower.contains("www.")
 }
 
 fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
-    if let Some(limit) = rule.max_account_age_days {
+    let c = &rule.conditions;
+    if c.max_account_age_days.is_some() || c.min_account_age_days.is_some() {
         let joined = post.author.joined_at.ok_or(Narrowed::JoinUnknown)?;
         let age = post.created_at - joined;
-        if age > Duration::days(i64::from(limit)) {
-            return Err(Narrowed::TooOld {
-                days: age.num_days(),
-                limit,
-            });
+        if let Some(limit) = c.max_account_age_days {
+            if age > Duration::days(i64::from(limit)) {
+                return Err(Narrowed::TooOld {
+                    days: age.num_days(),
+                    limit,
+                });
+            }
+        }
+        if let Some(limit) = c.min_account_age_days {
+            if age < Duration::days(i64::from(limit)) {
+                return Err(Narrowed::TooNew {
+                    days: age.num_days(),
+                    limit,
+                });
+            }
         }
     }
-    match (rule.has_image, post.image_url.is_some()) {
-        (Some(true), false) => Err(Narrowed::NeedsImage),
-        (Some(false), true) => Err(Narrowed::NeedsNoImage),
-        _ => Ok(()),
+    match (c.has_image, post.image_url.is_some()) {
+        (Some(true), false) => return Err(Narrowed::NeedsImage),
+        (Some(false), true) => return Err(Narrowed::NeedsNoImage),
+        _ => {}
     }
+    let content = post.content.as_deref().unwrap_or_default();
+    if let Some(wanted) = c.has_link {
+        match (wanted, has_link(content)) {
+            (true, false) => return Err(Narrowed::NeedsLink),
+            (false, true) => return Err(Narrowed::NeedsNoLink),
+            _ => {}
+        }
+    }
+    if c.min_length.is_some() || c.max_length.is_some() {
+        let chars = content.chars().count();
+        if let Some(limit) = c.min_length.filter(|l| chars < *l as usize) {
+            return Err(Narrowed::TooShort { chars, limit });
+        }
+        if let Some(limit) = c.max_length.filter(|l| chars > *l as usize) {
+            return Err(Narrowed::TooLong { chars, limit });
+        }
+    }
+    if !c.badges_any.is_empty() && !c.badges_any.iter().any(|b| post.author.has_badge(b)) {
+        return Err(Narrowed::MissingBadge);
+    }
+    if let Some(b) = c.badges_none.iter().find(|b| post.author.has_badge(b)) {
+        return Err(Narrowed::HasBadge(b.clone()));
+    }
+    Ok(())
 }
 
 /// Everything found in one post.
@@ -225,7 +274,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let live: Vec<bool> = c
         .matches
         .iter()
-        .map(|m| out.applies[m.file].is_ok() && (detail || narrow(m, post).is_ok()))
+        .map(|m| out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok()))
         .collect();
     if !live.contains(&true) {
         return out;
@@ -529,6 +578,7 @@ fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Hig
 
 /// Why a rule with an applicable file did not fire.
 pub(super) enum NotFired<'s> {
+    Disabled,
     NoHit,
     Unless(&'s str, &'s Highlight),
     Narrowed(Narrowed),
@@ -542,6 +592,9 @@ pub(super) fn decide<'s>(
     hit: bool,
 ) -> Result<(), NotFired<'s>> {
     let m = &c.matches[rule as usize];
+    if m.disabled {
+        return Err(NotFired::Disabled);
+    }
     if !hit {
         return match s.cancelled_hits(rule).next() {
             Some((_, phrase, at)) => {
@@ -578,19 +631,26 @@ pub(super) fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
     let mut verdict = Verdict::default();
     let mut hits = s.hits.iter().peekable();
     for (fi, file) in c.files.iter().enumerate() {
-        let reason = |kind, matched| Reason {
+        let reason = |kind, matched, note, severity| Reason {
             rules_name: file.name.clone(),
             rules_file: file.file_name.clone(),
             kind,
             matched,
+            note,
+            severity,
         };
-        if s.applies[fi].is_ok() && file.sensitive {
-            add(
-                &mut verdict,
-                &file.to,
-                &reason(ReasonKind::SensitiveGroup, Vec::new()),
-                false,
+        if s.applies[fi].is_ok() && file.sensitive && !file.disabled {
+            let r = reason(
+                ReasonKind::SensitiveGroup,
+                Vec::new(),
+                None,
+                RuleSeverity::default(),
             );
+            if file.shadow {
+                verdict.shadow.push(r);
+            } else {
+                add(&mut verdict, &file.to, &r, false);
+            }
         }
         while let Some((rule, highlights)) =
             hits.next_if(|(r, _)| c.matches[*r as usize].file == fi)
@@ -599,13 +659,23 @@ pub(super) fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
                 continue;
             }
             let m = &c.matches[*rule as usize];
+            let note = m.note.as_ref().map(|n| {
+                let first = highlights.first().map_or("", |h| h.text.as_str());
+                n.replace("{rule}", &m.name).replace("{match}", first)
+            });
             let r = reason(
                 ReasonKind::Match {
                     name: m.name.clone(),
                 },
                 highlights.clone(),
+                note,
+                m.severity,
             );
-            add(&mut verdict, &m.to, &r, m.mention);
+            if m.shadow {
+                verdict.shadow.push(r);
+            } else {
+                add(&mut verdict, &m.to, &r, m.mention);
+            }
         }
     }
     verdict.not_fully_checked = s.not_fully_checked;
@@ -628,7 +698,7 @@ mod tests {
     use super::*;
     use crate::destination::{Destinations, DiscordChannel, SlackChannel, Target};
     use crate::post::{Author, CustomerId, GroupId, PostId, UserId};
-    use crate::rules::{CONFIRM_WINDOW, RuleSet};
+    use crate::rules::{CONFIRM_WINDOW, RuleSet, RuleSeverity};
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
 
@@ -977,6 +1047,72 @@ mod tests {
         assert!(e.contains("not fully checked"), "{e}");
         let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bk[i1]ll\\b']\n");
         assert!(!r.evaluate(&p).not_fully_checked);
+    }
+
+    #[test]
+    fn note_severity_and_mention() {
+        let r = one(
+            "[[match]]\nname = \"threat\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nnote = \"{rule}: check {match} against the playbook\"\n[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
+        );
+        let v = r.evaluate(&post("I will KILL"));
+        assert!(v.deliveries[0].mention, "urgent pings by default");
+        let threat = &v.deliveries[0].reasons[0];
+        assert_eq!(threat.severity, RuleSeverity::Urgent);
+        assert_eq!(
+            threat.note.as_deref(),
+            Some("threat: check KILL against the playbook")
+        );
+        let r = one(
+            "[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
+        );
+        assert!(!r.evaluate(&post("kill")).deliveries[0].mention);
+    }
+
+    #[test]
+    fn shadow_and_disabled_matches_send_no_card() {
+        let r = one(
+            "[[match]]\nname = \"try\"\nkeywords = [\"spam\"]\nmode = \"shadow\"\n[[match]]\nname = \"off\"\nkeywords = [\"spam\"]\nenabled = false\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty());
+        assert_eq!(v.shadow.len(), 1);
+        let e = r.explain(&post("spam")).to_string();
+        assert!(e.contains("[shadow: counted, no card]"), "{e}");
+        assert!(
+            e.contains("off: not fired: disabled (enabled = false)"),
+            "{e}"
+        );
+        let r = one(
+            "mode = \"shadow\"\nsensitive = true\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty());
+        assert_eq!(v.shadow.len(), 2);
+        let r = one(
+            "enabled = false\nsensitive = true\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty() && v.shadow.is_empty());
+    }
+
+    #[test]
+    fn author_and_post_conditions_narrow_a_match() {
+        let r = one(
+            "[[match]]\nname = \"old-links\"\nkeywords = [\"offer\"]\nhas_link = true\nmin_account_age_days = 30\n[[match]]\nname = \"short\"\nkeywords = [\"offer\"]\nmax_length = 10\n[[match]]\nname = \"long\"\nkeywords = [\"offer\"]\nmin_length = 11\n[[match]]\nname = \"vip\"\nkeywords = [\"offer\"]\nbadges_any = [\"VIP\"]\nbadges_none = [\"MOD\"]\n",
+        );
+        let mut p = post("offer www.x.example");
+        p.author.joined_at = Some(p.created_at - Duration::days(40));
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: old-links, long"]);
+        p.author.joined_at = Some(p.created_at - Duration::days(3));
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: long"]);
+        let e = r.explain(&p).to_string();
+        assert!(e.contains("at least 30 days old"), "{e}");
+        let mut p = post("offer");
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short"]);
+        p.author.badges = vec![BadgeId::parse("VIP").unwrap()];
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short, vip"]);
+        p.author.badges.push(BadgeId::parse("MOD").unwrap());
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short"]);
     }
 
     #[test]

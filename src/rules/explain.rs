@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::eval::{Narrowed, NotFired, Scan, decide, describe_not_applied, scan, verdict_of};
 use super::model::Compiled;
-use super::{Highlight, MAX_TEXT_BYTES, Verdict};
+use super::{Highlight, MAX_TEXT_BYTES, RuleSeverity, Verdict};
 use crate::destination::Destination;
 use crate::post::Post;
 
@@ -54,6 +54,11 @@ pub struct MatchExplanation {
     pub why_not: Option<String>,
     pub to: Vec<String>,
     pub mention: bool,
+    pub severity: RuleSeverity,
+    /// `mode = "shadow"`: when it fires, counted and explained, no card.
+    pub shadow: bool,
+    /// The note as written (placeholders unfilled).
+    pub note: Option<String>,
 }
 
 pub fn explain(c: &Compiled, post: &Post) -> Explanation {
@@ -106,6 +111,7 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
         .unwrap_or_default();
     let why_not = match decide(c, s, post, rule, !matched.is_empty()) {
         Ok(()) => None,
+        Err(NotFired::Disabled) => Some("disabled (enabled = false)".to_owned()),
         Err(NotFired::NoHit) if post.content.is_none() => Some("the post has no text".to_owned()),
         Err(NotFired::NoHit) => Some("no keyword or pattern found".to_owned()),
         Err(NotFired::Unless(phrase, at)) => Some(format!(
@@ -124,6 +130,27 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
         Err(NotFired::Narrowed(Narrowed::NeedsNoImage)) => {
             Some("the post has an image (has_image = false)".to_owned())
         }
+        Err(NotFired::Narrowed(Narrowed::TooNew { days, limit })) => Some(format!(
+            "the author joined {days} days before the post; this match is for accounts at least {limit} days old"
+        )),
+        Err(NotFired::Narrowed(Narrowed::NeedsLink)) => {
+            Some("the post has no link (has_link = true)".to_owned())
+        }
+        Err(NotFired::Narrowed(Narrowed::NeedsNoLink)) => {
+            Some("the post has a link (has_link = false)".to_owned())
+        }
+        Err(NotFired::Narrowed(Narrowed::TooShort { chars, limit })) => Some(format!(
+            "the post has {chars} characters; min_length is {limit}"
+        )),
+        Err(NotFired::Narrowed(Narrowed::TooLong { chars, limit })) => Some(format!(
+            "the post has {chars} characters; max_length is {limit}"
+        )),
+        Err(NotFired::Narrowed(Narrowed::MissingBadge)) => {
+            Some("the author holds none of badges_any".to_owned())
+        }
+        Err(NotFired::Narrowed(Narrowed::HasBadge(b))) => {
+            Some(format!("the author holds badge {b} (badges_none)"))
+        }
     };
     let cancelled = s
         .cancelled_hits(rule)
@@ -141,6 +168,9 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
         why_not,
         to: names(&m.to),
         mention: m.mention,
+        severity: m.severity,
+        shadow: m.shadow,
+        note: m.note.clone(),
     }
 }
 
@@ -169,13 +199,25 @@ impl fmt::Display for FileExplanation {
             match (&m.why_not, m.matched.is_empty()) {
                 (None, _) => {
                     let mention = if m.mention { " with a mention" } else { "" };
+                    let severity = match m.severity {
+                        RuleSeverity::Normal => String::new(),
+                        s => format!(" (severity {})", s.as_str()),
+                    };
+                    let shadow = if m.shadow {
+                        " [shadow: counted, no card]"
+                    } else {
+                        ""
+                    };
                     writeln!(
                         f,
-                        "  {}: fired on {} → {}{mention}",
+                        "  {}: fired on {} → {}{mention}{severity}{shadow}",
                         m.name,
                         quoted(&m.matched),
                         m.to.join(", ")
-                    )?
+                    )?;
+                    if let Some(note) = &m.note {
+                        writeln!(f, "    note: {note}")?;
+                    }
                 }
                 (Some(why), true) => writeln!(f, "  {}: not fired: {why}", m.name)?,
                 (Some(why), false) => writeln!(
@@ -217,6 +259,9 @@ impl fmt::Display for Explanation {
                 f,
                 "not fully checked: evaluation ran out of its time budget (rules.max_eval_ms) before every pattern was confirmed"
             )?;
+        }
+        for r in &self.verdict.shadow {
+            writeln!(f, "shadow (no card): {} ({})", r.name(), r.rules_file)?;
         }
         if self.verdict.is_empty() {
             return write!(f, "result: nothing forwarded");

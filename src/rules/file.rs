@@ -26,6 +26,10 @@ pub struct RawFile {
     pub exempt_badges: Vec<Spanned<String>>,
     #[serde(default)]
     pub exempt_users: Vec<Spanned<String>>,
+    /// `"live"` (default) or `"shadow"`: counted and explained, no card.
+    pub mode: Option<Spanned<String>>,
+    /// `false` switches the whole file off.
+    pub enabled: Option<bool>,
     #[serde(default, rename = "match")]
     pub matches: Vec<Spanned<RawMatch>>,
     #[serde(default, rename = "test")]
@@ -43,12 +47,29 @@ pub struct RawMatch {
     #[serde(default)]
     pub unless: Vec<Spanned<String>>,
     pub to: Option<SpannedList>,
-    #[serde(default)]
-    pub mention: bool,
+    /// Absent: ping when the severity is `urgent`.
+    pub mention: Option<bool>,
     #[serde(default)]
     pub case_sensitive: bool,
     pub max_account_age_days: Option<u32>,
+    pub min_account_age_days: Option<u32>,
     pub has_image: Option<bool>,
+    pub has_link: Option<bool>,
+    /// Post length in characters.
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    #[serde(default)]
+    pub badges_any: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub badges_none: Vec<Spanned<String>>,
+    /// For moderators, with `{match}` and `{rule}` placeholders.
+    pub note: Option<Spanned<String>>,
+    /// `low`, `normal` (default), `high` or `urgent`.
+    pub severity: Option<Spanned<String>>,
+    /// `"live"` (default) or `"shadow"`.
+    pub mode: Option<Spanned<String>>,
+    /// `false` switches the match off.
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +107,8 @@ pub const FILE_KEYS: &[&str] = &[
     "sensitive",
     "exempt_badges",
     "exempt_users",
+    "mode",
+    "enabled",
     "match",
     "test",
 ];
@@ -98,7 +121,17 @@ pub const MATCH_KEYS: &[&str] = &[
     "mention",
     "case_sensitive",
     "max_account_age_days",
+    "min_account_age_days",
     "has_image",
+    "has_link",
+    "min_length",
+    "max_length",
+    "badges_any",
+    "badges_none",
+    "note",
+    "severity",
+    "mode",
+    "enabled",
 ];
 pub const TEST_KEYS: &[&str] = &[
     "name",

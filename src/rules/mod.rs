@@ -135,6 +135,14 @@ impl RuleSet {
         if verdict.not_fully_checked {
             metrics::counter!("modbridge_rules_not_fully_checked_total").increment(1);
         }
+        for r in &verdict.shadow {
+            metrics::counter!(
+                "modbridge_rules_shadow_matches_total",
+                "file" => r.rules_file.clone(),
+                "match" => r.name().to_owned()
+            )
+            .increment(1);
+        }
         verdict
     }
 
@@ -246,6 +254,8 @@ pub struct Verdict {
     /// The evaluation ran out of its time budget (`rules.max_eval_ms`)
     /// before every pattern was confirmed: more rules may match than these.
     pub not_fully_checked: bool,
+    /// Matches in `mode = "shadow"` that fired: counted and explained, no card.
+    pub shadow: Vec<Reason>,
 }
 
 impl Verdict {
@@ -278,6 +288,43 @@ pub struct Reason {
     pub kind: ReasonKind,
     /// What matched in the post (empty for a sensitive group).
     pub matched: Vec<Highlight>,
+    /// The match's `note` for moderators, `{rule}` and `{match}` filled in
+    /// (`{match}` is post text: escape it like all post text).
+    pub note: Option<String>,
+    pub severity: RuleSeverity,
+}
+
+/// How serious a match is (`severity` in a `[[match]]`); a sensitive group's
+/// reason is `Normal`. `Urgent` pings the destination's mention unless the
+/// match says `mention = false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RuleSeverity {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl RuleSeverity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "low" => Some(Self::Low),
+            "normal" => Some(Self::Normal),
+            "high" => Some(Self::High),
+            "urgent" => Some(Self::Urgent),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
 }
 
 impl Reason {

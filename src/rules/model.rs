@@ -11,8 +11,8 @@ use std::time::Duration;
 use aho_corasick::AhoCorasick;
 use regex_automata::meta;
 
-use super::DEFAULT_MAX_EVAL_MS;
 use super::cases::TestCase;
+use super::{DEFAULT_MAX_EVAL_MS, RuleSeverity};
 use crate::destination::Destination;
 use crate::post::{BadgeId, CustomerId, GroupId, UserId};
 
@@ -55,6 +55,10 @@ pub struct CompiledFile {
     pub customers: Option<Vec<CustomerId>>,
     pub to: Vec<Arc<Destination>>,
     pub sensitive: bool,
+    /// `mode = "shadow"`: its reasons are counted and explained, no card.
+    pub shadow: bool,
+    /// `enabled = false`.
+    pub disabled: bool,
     pub exempt_badges: Vec<BadgeId>,
     pub exempt_users: Vec<UserId>,
     /// Indexes into [`Compiled::matches`].
@@ -70,11 +74,31 @@ pub struct MatchRule {
     pub name: String,
     /// Resolved: the match's own `to`, else the file's.
     pub to: Vec<Arc<Destination>>,
+    /// Resolved: `mention`, else whether the severity is urgent.
     pub mention: bool,
-    pub max_account_age_days: Option<u32>,
-    pub has_image: Option<bool>,
+    pub conditions: Conditions,
     /// The `unless` phrases as written.
     pub unless: Vec<String>,
+    pub note: Option<String>,
+    pub severity: RuleSeverity,
+    /// The match's or its file's `mode = "shadow"`: counted, explained, no card.
+    pub shadow: bool,
+    /// The match's or its file's `enabled = false`.
+    pub disabled: bool,
+}
+
+/// What a post and its author must be for a match that found its words to fire.
+#[derive(Debug, Default)]
+pub struct Conditions {
+    pub max_account_age_days: Option<u32>,
+    pub min_account_age_days: Option<u32>,
+    pub has_image: Option<bool>,
+    pub has_link: Option<bool>,
+    /// In characters.
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    pub badges_any: Vec<BadgeId>,
+    pub badges_none: Vec<BadgeId>,
 }
 
 /// Who cares about a keyword hit.

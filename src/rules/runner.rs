@@ -48,10 +48,12 @@ pub fn run_tests(c: &Compiled) -> TestReport {
         for t in &file.tests {
             let post = test_post(t);
             let verdict = evaluate(c, &post);
+            // Shadow matches count: a test is how to try one before it sends cards.
             let mut actual: Vec<String> = verdict
                 .deliveries
                 .iter()
                 .flat_map(|d| &d.reasons)
+                .chain(&verdict.shadow)
                 .filter(|r| r.rules_file == file.file_name)
                 .map(|r| r.name().to_owned())
                 .collect();

@@ -421,7 +421,7 @@ impl<'d> Builder<'d> {
             Some(list) => self.resolve_list(ctx, list, "`to` of this match"),
             None => file_to.to_vec(),
         };
-        if m.keywords.is_empty() && m.patterns.is_empty() {
+        if m.keywords.is_empty() && m.patterns.is_empty() && m.domains.is_empty() {
             ctx.warn(
                 &span,
                 format!("match `{name}` can never fire: it has no `keywords` and no `patterns`"),
@@ -455,40 +455,41 @@ impl<'d> Builder<'d> {
             unless.push(u.get_ref().clone());
         }
         for p in &m.patterns {
-            let view = view_of(p.get_ref());
-            let compiled = compile_pattern(p.get_ref(), m.case_sensitive, rule);
-            if let (true, Ok(pending)) = (checks_unless, &compiled) {
-                hit_shapes.push(pending.relaxed_hir.clone());
-            }
-            match compiled {
-                Ok(PendingPattern {
-                    rule,
-                    triggers: Some(triggers),
-                    ..
-                }) => {
-                    let index = self.out.triggered.len() as u32;
-                    self.out.triggered.push(rule);
-                    for t in triggers {
-                        self.view(view).add_literal(t, true, Owner::Pattern(index));
-                    }
-                }
-                Ok(pending) => {
-                    if m.case_sensitive {
-                        self.exact.push(pending);
-                    } else {
-                        self.view(view).patterns.push(pending);
-                    }
-                }
-                Err(PatternError { offset, message }) => {
-                    let at = match (offset, file::literal_contents_start(ctx.text, &p.span())) {
-                        (Some(o), Some(start)) => start + o,
-                        _ => p.span().start,
-                    };
-                    ctx.error(&(at..at), format!("match `{name}`: {message}"));
-                }
+            let at_fault = |offset: Option<usize>| match (
+                offset,
+                file::literal_contents_start(ctx.text, &p.span()),
+            ) {
+                (Some(o), Some(start)) => start + o,
+                _ => p.span().start,
+            };
+            let fault = self.add_pattern(
+                p.get_ref(),
+                m.case_sensitive,
+                rule,
+                checks_unless,
+                &mut hit_shapes,
+            );
+            if let Err(PatternError { offset, message }) = fault {
+                let at = at_fault(offset);
+                ctx.error(&(at..at), format!("match `{name}`: {message}"));
             }
         }
-        let complete = hit_shapes.len() == m.keywords.len() + m.patterns.len();
+        for d in &m.domains {
+            match domain_pattern(d.get_ref()) {
+                Ok(regex) => {
+                    if let Err(e) =
+                        self.add_pattern(&regex, false, rule, checks_unless, &mut hit_shapes)
+                    {
+                        ctx.error(
+                            &d.span(),
+                            format!("match `{name}`: domain {:?}: {}", d.get_ref(), e.message),
+                        );
+                    }
+                }
+                Err(message) => ctx.error(&d.span(), format!("match `{name}`: {message}")),
+            }
+        }
+        let complete = hit_shapes.len() == m.keywords.len() + m.patterns.len() + m.domains.len();
         if checks_unless && complete && !hit_shapes.is_empty() {
             for (span, phrase) in &unless_norm {
                 if !can_overlap(&hit_shapes, phrase) {
@@ -532,6 +533,39 @@ impl<'d> Builder<'d> {
             disabled: file.disabled || m.enabled == Some(false),
             name,
         });
+    }
+
+    /// Compiles one pattern of match `rule` into the right view; with
+    /// `shapes`, remembers what its hits can be.
+    fn add_pattern(
+        &mut self,
+        source: &str,
+        case_sensitive: bool,
+        rule: u32,
+        shapes: bool,
+        hit_shapes: &mut Vec<Hir>,
+    ) -> Result<(), PatternError> {
+        let view = view_of(source);
+        let pending = compile_pattern(source, case_sensitive, rule)?;
+        if shapes {
+            hit_shapes.push(pending.relaxed_hir.clone());
+        }
+        match pending {
+            PendingPattern {
+                rule,
+                triggers: Some(triggers),
+                ..
+            } => {
+                let index = self.out.triggered.len() as u32;
+                self.out.triggered.push(rule);
+                for t in triggers {
+                    self.view(view).add_literal(t, true, Owner::Pattern(index));
+                }
+            }
+            pending if case_sensitive => self.exact.push(pending),
+            pending => self.view(view).patterns.push(pending),
+        }
+        Ok(())
     }
 
     fn checked_phrase(
@@ -583,6 +617,31 @@ impl<'d> Builder<'d> {
             warnings: self.warnings,
         })
     }
+}
+
+/// The regex for a `domains` entry: the domain and its subdomains, with or
+/// without a scheme, and written to dodge link filters (`example[.]com`,
+/// `example . com`, `example(dot)com`).
+fn domain_pattern(domain: &str) -> Result<String, String> {
+    let domain = domain.trim().trim_start_matches("*.").trim_end_matches('.');
+    let labels: Vec<&str> = domain.split('.').collect();
+    let valid = labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid {
+        return Err(format!(
+            "{domain:?} is not a domain: write it like \"bit.ly\" or \"example.com\" (no scheme, no path; subdomains are included)"
+        ));
+    }
+    let dot =
+        r"\s*(?:[.。]|\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\{\s*(?:\.|dot)\s*\}|\s+dot\s+)\s*";
+    let body = labels
+        .iter()
+        .map(|l| regex_syntax::escape(l))
+        .collect::<Vec<_>>()
+        .join(dot);
+    Ok(format!(r"\b{body}\b"))
 }
 
 /// What a file gives each of its matches.

@@ -1116,6 +1116,42 @@ mod tests {
     }
 
     #[test]
+    fn domains_match_links_subdomains_and_obfuscations() {
+        let r = one("[[match]]\nname = \"links\"\ndomains = [\"bit.ly\", \"example.com\"]\n");
+        for hit in [
+            "see https://bit.ly/abc",
+            "bit.ly/abc",
+            "go to www.example.com/x",
+            "shop.EXAMPLE.com",
+            "example[.]com",
+            "example . com",
+            "example(dot)com",
+            "ｅｘａｍｐｌｅ．ｃｏｍ",
+        ] {
+            assert!(fires(&r, hit), "{hit}");
+        }
+        for miss in [
+            "xbit.ly",
+            "bit.lyrics",
+            "example.community",
+            "an example. Come",
+        ] {
+            assert!(!fires(&r, miss), "{miss}");
+        }
+        let e = RuleSet::from_sources(
+            Path::new("rules"),
+            [(
+                "t.toml",
+                "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"m\"\ndomains = [\"https://x.com/a\"]\n".as_bytes(),
+            )],
+            &destinations(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not a domain"), "{e}");
+    }
+
+    #[test]
     fn long_and_padded_posts_are_read_to_the_end() {
         let r = one("[[match]]\nname = \"m\"\nkeywords = [\"needle\"]\n");
         let early = format!("needle {}", "é".repeat(200 * 1024));

@@ -46,6 +46,9 @@ pub struct RawMatch {
     pub patterns: Vec<Spanned<String>>,
     #[serde(default)]
     pub unless: Vec<Spanned<String>>,
+    /// Links to these domains (and their subdomains) in the text.
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
     pub to: Option<SpannedList>,
     /// Absent: ping when the severity is `urgent`.
     pub mention: Option<bool>,
@@ -117,6 +120,7 @@ pub const MATCH_KEYS: &[&str] = &[
     "keywords",
     "patterns",
     "unless",
+    "domains",
     "to",
     "mention",
     "case_sensitive",

@@ -21,7 +21,7 @@ use super::normalize::{Fold, is_word_char, normalize_phrase};
 use super::patterns::{
     PatternError, PendingPattern, build_set, can_overlap, compile_pattern, keyword_hir,
 };
-use super::{Diagnostic, LoadErrors, Loaded, RuleSet, RuleSeverity};
+use super::{Diagnostic, LoadErrors, Loaded, PATTERN_SIZE_LIMIT, RuleSet, RuleSeverity};
 use crate::destination::{Destination, Destinations};
 use crate::post::{BadgeId, CustomerId, GroupId, UserId};
 
@@ -704,6 +704,23 @@ fn match_conditions(ctx: &mut Ctx<'_>, name: &str, m: &RawMatch) -> Conditions {
             "badge ID in `badges_none`",
             BadgeId::parse,
         ),
+        usernames: m
+            .usernames
+            .iter()
+            .filter_map(|u| {
+                regex::RegexBuilder::new(u.get_ref())
+                    .case_insensitive(true)
+                    .size_limit(PATTERN_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| {
+                        ctx.error(
+                            &u.span(),
+                            format!("match `{name}`: invalid regex in `usernames` (Rust regex syntax):\n{e}"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect(),
     }
 }
 

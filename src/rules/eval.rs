@@ -97,6 +97,7 @@ pub(super) enum Narrowed {
     TooLong { chars: usize, limit: u32 },
     MissingBadge,
     HasBadge(BadgeId),
+    NameNotMatched,
 }
 
 /// Whether `text` holds a link: a URL scheme or a `www.` host.
@@ -154,6 +155,16 @@ fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
     }
     if let Some(b) = c.badges_none.iter().find(|b| post.author.has_badge(b)) {
         return Err(Narrowed::HasBadge(b.clone()));
+    }
+    if !c.usernames.is_empty() {
+        let names = [&post.author.display_name, &post.author.username];
+        let matched = names
+            .iter()
+            .filter_map(|n| n.as_deref())
+            .any(|n| c.usernames.iter().any(|r| r.is_match(n)));
+        if !matched {
+            return Err(Narrowed::NameNotMatched);
+        }
     }
     Ok(())
 }
@@ -1113,6 +1124,17 @@ mod tests {
         assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short, vip"]);
         p.author.badges.push(BadgeId::parse("MOD").unwrap());
         assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short"]);
+        let r = one(
+            "[[match]]\nname = \"names\"\nkeywords = [\"offer\"]\nusernames = ['^crypto', 'support$']\n",
+        );
+        let mut p = post("offer");
+        assert!(r.evaluate(&p).is_empty());
+        assert!(r.explain(&p).to_string().contains("matches `usernames`"));
+        p.author.username = Some("CryptoKing".into());
+        assert!(!r.evaluate(&p).is_empty());
+        p.author.username = None;
+        p.author.display_name = Some("Official Support".into());
+        assert!(!r.evaluate(&p).is_empty());
     }
 
     #[test]

@@ -148,6 +148,9 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
         Err(NotFired::Narrowed(Narrowed::MissingBadge)) => {
             Some("the author holds none of badges_any".to_owned())
         }
+        Err(NotFired::Narrowed(Narrowed::NameNotMatched)) => {
+            Some("neither the author's display name nor username matches `usernames`".to_owned())
+        }
         Err(NotFired::Narrowed(Narrowed::HasBadge(b))) => {
             Some(format!("the author holds badge {b} (badges_none)"))
         }

@@ -65,6 +65,9 @@ pub struct RawMatch {
     pub badges_any: Vec<Spanned<String>>,
     #[serde(default)]
     pub badges_none: Vec<Spanned<String>>,
+    /// Regexes on the author's display name and username.
+    #[serde(default)]
+    pub usernames: Vec<Spanned<String>>,
     /// For moderators, with `{match}` and `{rule}` placeholders.
     pub note: Option<Spanned<String>>,
     /// `low`, `normal` (default), `high` or `urgent`.
@@ -86,6 +89,9 @@ pub struct RawTest {
     pub group: Option<Spanned<String>>,
     pub customer: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
+    /// The author's display name and username (for `usernames`).
+    pub display_name: Option<String>,
+    pub username: Option<String>,
     #[serde(default)]
     pub badges: Vec<Spanned<String>>,
     /// Whether the post has an image.
@@ -132,6 +138,7 @@ pub const MATCH_KEYS: &[&str] = &[
     "max_length",
     "badges_any",
     "badges_none",
+    "usernames",
     "note",
     "severity",
     "mode",
@@ -143,6 +150,8 @@ pub const TEST_KEYS: &[&str] = &[
     "group",
     "customer",
     "user",
+    "display_name",
+    "username",
     "badges",
     "image",
     "author_joined",

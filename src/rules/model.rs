@@ -99,6 +99,8 @@ pub struct Conditions {
     pub max_length: Option<u32>,
     pub badges_any: Vec<BadgeId>,
     pub badges_none: Vec<BadgeId>,
+    /// Case-insensitive regexes; one must match the display name or username.
+    pub usernames: Vec<regex::Regex>,
 }
 
 /// Who cares about a keyword hit.

@@ -393,30 +393,7 @@ impl<'d> Builder<'d> {
         let file_index = file.index;
         let file_to = file.to;
         let rule = self.out.matches.len() as u32;
-        let name = match &m.name {
-            None => {
-                ctx.error(&span, "this [[match]] has no `name`: add name = \"...\" (shown on cards, listed in [[test]] expect)");
-                format!("#{}", rule)
-            }
-            Some(n) => {
-                let value = n.get_ref().trim();
-                if value.is_empty() {
-                    ctx.error(&n.span(), "match `name` is empty: give it a short name like \"self-harm\" (shown on cards, listed in [[test]] expect)");
-                } else if value == "sensitive" {
-                    ctx.error(&n.span(), "a match cannot be named `sensitive`: that name means \"forwarded because the group is sensitive\"; pick another");
-                } else if let Some(first) = seen.get(value) {
-                    let first = *first;
-                    ctx.error(
-                        &n.span(),
-                        format!("duplicate match name `{value}` (first used on line {first}): match names must be unique within a file"),
-                    );
-                } else {
-                    let (line, _) = file::line_col(ctx.text, n.span().start);
-                    seen.insert(value.to_owned(), line);
-                }
-                value.to_owned()
-            }
-        };
+        let name = match_name(ctx, m, &span, rule, seen);
         let to = match &m.to {
             Some(list) => self.resolve_list(ctx, list, "`to` of this match"),
             None => file_to.to_vec(),
@@ -491,36 +468,10 @@ impl<'d> Builder<'d> {
         }
         let complete = hit_shapes.len() == m.keywords.len() + m.patterns.len() + m.domains.len();
         if checks_unless && complete && !hit_shapes.is_empty() {
-            for (span, phrase) in &unless_norm {
-                if !can_overlap(&hit_shapes, phrase) {
-                    ctx.warn(
-                        span,
-                        format!(
-                            "`unless` phrase {phrase:?} can never overlap a hit of match `{name}`, so it cancels nothing: a phrase only cancels the hits it covers or overlaps (\"suicide hotline\" covers \"suicide\"); write it around a keyword or remove it"
-                        ),
-                    );
-                }
-            }
+            warn_unless_without_overlap(ctx, &name, &hit_shapes, &unless_norm);
         }
-        let severity = match &m.severity {
-            None => RuleSeverity::default(),
-            Some(s) => RuleSeverity::parse(s.get_ref().trim()).unwrap_or_else(|| {
-                ctx.error(
-                    &s.span(),
-                    format!("match `{name}`: unknown severity {:?}: write \"low\", \"normal\", \"high\" or \"urgent\"", s.get_ref()),
-                );
-                RuleSeverity::default()
-            }),
-        };
+        let (severity, note) = severity_and_note(ctx, &name, m);
         let conditions = match_conditions(ctx, &name, m);
-        let note = m.note.as_ref().and_then(|n| {
-            let text = n.get_ref().trim();
-            if text.is_empty() {
-                ctx.error(&n.span(), format!("match `{name}`: `note` is empty: write what moderators should check, or remove the line"));
-                return None;
-            }
-            Some(text.to_owned())
-        });
         self.out.matches.push(MatchRule {
             file: file_index,
             to,
@@ -642,6 +593,87 @@ fn domain_pattern(domain: &str) -> Result<String, String> {
         .collect::<Vec<_>>()
         .join(dot);
     Ok(format!(r"\b{body}\b"))
+}
+
+/// The match's `name`, checked (present, not empty, not `sensitive`, unique
+/// in the file: `seen` maps names to their line).
+fn match_name(
+    ctx: &mut Ctx<'_>,
+    m: &RawMatch,
+    span: &Range<usize>,
+    rule: u32,
+    seen: &mut HashMap<String, usize>,
+) -> String {
+    match &m.name {
+        None => {
+            ctx.error(span, "this [[match]] has no `name`: add name = \"...\" (shown on cards, listed in [[test]] expect)");
+            format!("#{}", rule)
+        }
+        Some(n) => {
+            let value = n.get_ref().trim();
+            if value.is_empty() {
+                ctx.error(&n.span(), "match `name` is empty: give it a short name like \"self-harm\" (shown on cards, listed in [[test]] expect)");
+            } else if value == "sensitive" {
+                ctx.error(&n.span(), "a match cannot be named `sensitive`: that name means \"forwarded because the group is sensitive\"; pick another");
+            } else if let Some(first) = seen.get(value) {
+                let first = *first;
+                ctx.error(
+                        &n.span(),
+                        format!("duplicate match name `{value}` (first used on line {first}): match names must be unique within a file"),
+                    );
+            } else {
+                let (line, _) = file::line_col(ctx.text, n.span().start);
+                seen.insert(value.to_owned(), line);
+            }
+            value.to_owned()
+        }
+    }
+}
+
+/// The match's `severity` and `note`, checked.
+fn severity_and_note(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    m: &RawMatch,
+) -> (RuleSeverity, Option<String>) {
+    let severity = match &m.severity {
+            None => RuleSeverity::default(),
+            Some(s) => RuleSeverity::parse(s.get_ref().trim()).unwrap_or_else(|| {
+                ctx.error(
+                    &s.span(),
+                    format!("match `{name}`: unknown severity {:?}: write \"low\", \"normal\", \"high\" or \"urgent\"", s.get_ref()),
+                );
+                RuleSeverity::default()
+            }),
+        };
+    let note = m.note.as_ref().and_then(|n| {
+            let text = n.get_ref().trim();
+            if text.is_empty() {
+                ctx.error(&n.span(), format!("match `{name}`: `note` is empty: write what moderators should check, or remove the line"));
+                return None;
+            }
+            Some(text.to_owned())
+        });
+    (severity, note)
+}
+
+/// Warns about each `unless` phrase that can never overlap a hit of the match.
+fn warn_unless_without_overlap(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    hit_shapes: &[Hir],
+    unless: &[(Range<usize>, String)],
+) {
+    for (span, phrase) in unless {
+        if !can_overlap(hit_shapes, phrase) {
+            ctx.warn(
+                span,
+                format!(
+                    "`unless` phrase {phrase:?} can never overlap a hit of match `{name}`, so it cancels nothing: a phrase only cancels the hits it covers or overlaps (\"suicide hotline\" covers \"suicide\"); write it around a keyword or remove it"
+                ),
+            );
+        }
+    }
 }
 
 /// What a file gives each of its matches.

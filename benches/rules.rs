@@ -1,7 +1,9 @@
 //! Rules engine figures: evaluation of 5 KB posts (English, and Portuguese with
 //! accents and emoji; matching and not) against 200 files holding 10,000
 //! keywords and 1,000 `\b…\b` patterns; scaling with post length; load and
-//! compile time; memory of the compiled set (printed once).
+//! compile time; memory of the compiled set (printed once); and 200 KiB posts
+//! against one and 1,000 adversarial patterns (`.*` between words, nested
+//! alternation).
 //!
 //! Run: `cargo bench --bench rules -- --warm-up-time 1 --measurement-time 3`
 
@@ -230,5 +232,70 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(rules, benches);
+/// A ruleset of `n` adversarial patterns (`.*` between words, nested
+/// alternation), as one file.
+fn adversarial_rules(n: usize) -> RuleSet {
+    let patterns: Vec<String> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                r"'\bbuy\b.*\bnow\b'".to_owned()
+            } else {
+                format!(r"'\b{}\b.*\b((now|today)+|(here|there)+)\b'", word(i))
+            }
+        })
+        .collect();
+    let text = format!(
+        "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"adversarial\"\npatterns = [{}]\n",
+        patterns.join(", ")
+    );
+    match RuleSet::from_sources(
+        Path::new("rules"),
+        [("a.toml", text.as_bytes())],
+        &destinations(),
+    ) {
+        Ok(l) => l.rules.with_max_eval(std::time::Duration::from_secs(60)),
+        Err(e) => panic!("adversarial ruleset does not load:\n{e}"),
+    }
+}
+
+/// 200 KiB where every pattern has many starts and no end in reach.
+fn adversarial_post(n: usize) -> Post {
+    let words: Vec<String> = (0..n.max(1))
+        .map(|i| if i == 0 { "buy".to_owned() } else { word(i) })
+        .collect();
+    let base = format!("{} ", words.join(" buy "));
+    post(post_text(&base, 200 * 1024, None) + " now")
+}
+
+fn adversarial(c: &mut Criterion) {
+    let mut g = c.benchmark_group("adversarial_200KB");
+    g.sample_size(10);
+    for n in [1, 1_000] {
+        let rules = adversarial_rules(n);
+        let p = adversarial_post(n);
+        let v = rules.evaluate(&p);
+        assert!(!v.not_fully_checked);
+        let default_budget = rules_with_default_budget(n).evaluate(&p);
+        println!(
+            "adversarial, {n} pattern(s): within the default 50 ms budget: {}",
+            if default_budget.not_fully_checked {
+                "no (not fully checked)"
+            } else {
+                "yes"
+            }
+        );
+        g.bench_function(format!("{n}_patterns"), |b| {
+            b.iter(|| rules.evaluate(black_box(&p)))
+        });
+    }
+    g.finish();
+}
+
+fn rules_with_default_budget(n: usize) -> RuleSet {
+    adversarial_rules(n).with_max_eval(std::time::Duration::from_millis(
+        modbridge::rules::DEFAULT_MAX_EVAL_MS,
+    ))
+}
+
+criterion_group!(rules, benches, adversarial);
 criterion_main!(rules);

@@ -190,6 +190,11 @@ fn check_and_test_pass_on_the_shipped_rules() {
     let out = String::from_utf8_lossy(&test.stdout);
     assert!(test.status.success(), "{out}");
     assert!(out.contains(" 0 failed"), "{out}");
+    assert_eq!(
+        out.matches(" passed, ").count(),
+        1,
+        "the summary prints once: {out}"
+    );
 }
 
 #[test]

@@ -316,7 +316,7 @@ fn other_files_are_ignored_and_warnings_reported() {
 fn failing_tests_print_expected_and_actual() {
     let (_dir, result) = load(&[(
         "t.toml",
-        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\nunless = [\"ham\"]\n[[test]]\ncontent = \"spam and ham\"\nexpect = [\"m\"]\n[[test]]\ncontent = \"spam\"\nexpect = [\"m\"]\n",
+        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\nunless = [\"spam and ham\"]\n[[test]]\ncontent = \"spam and ham\"\nexpect = [\"m\"]\n[[test]]\ncontent = \"spam\"\nexpect = [\"m\"]\n",
     )]);
     let report = result.unwrap().rules.run_tests();
     assert_eq!((report.passed(), report.failed()), (1, 1));
@@ -326,7 +326,7 @@ fn failing_tests_print_expected_and_actual() {
         "{shown}"
     );
     assert!(
-        shown.contains("cancelled by `unless` phrase \"ham\""),
+        shown.contains("cancelled by `unless` phrase \"spam and ham\""),
         "{shown}"
     );
     assert!(shown.ends_with("1 passed, 1 failed"), "{shown}");
@@ -431,7 +431,13 @@ fn reload_keeps_the_last_good_rules_and_watching_picks_up_changes() {
 /// The keys serde accepts, read from its own "unknown field" message.
 fn accepted_keys(toml_text: &str) -> Vec<String> {
     let (_dir, result) = load(&[("keys.toml", toml_text.as_bytes())]);
-    let message = result.unwrap_err().0.remove(0).message;
+    // Every error is reported now: take the unknown-key one.
+    let errors = result.unwrap_err().0;
+    let message = errors
+        .iter()
+        .map(|d| d.message.clone())
+        .find(|m| m.starts_with("unknown field"))
+        .unwrap_or_else(|| panic!("{errors:?}"));
     let (_, expected) = message
         .split_once("expected one of ")
         .unwrap_or_else(|| panic!("{message}"));
@@ -473,4 +479,40 @@ fn the_json_schema_knows_exactly_the_keys_the_loader_accepts() {
         schema_keys(&schema, "/definitions/test/properties"),
         accepted_keys("groups = [\"feed\"]\n[[test]]\nzzz = 1\n")
     );
+}
+
+#[test]
+fn unless_phrases_that_can_never_overlap_a_hit_are_warned_about() {
+    let (_dir, result) = load(&[(
+        "a.toml",
+        b"groups = [\"feed\"]\nto = [\"urgent\"]\n[[match]]\nname = \"self-harm\"\nkeywords = [\"kill myself\"]\npatterns = ['\\bsu[i1!]c[i1!]d[e3]\\b']\nunless = [\"suicide prevention\", \"hotline\", \"kill myself now\"]\n",
+    )]);
+    let loaded = result.unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "a.toml:7:33: `unless` phrase \"hotline\" can never overlap a hit of match `self-harm`"
+        ),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_in_one_run() {
+    let errors = errors(&[(
+        "many.toml",
+        "groups = [\"feed\"]\nto = [\"nowhere\"]\nsensitve = true\n[[match]]\nname = \"m\"\nkeyword = [\"x\"]\npatterns = ['(']\n[[match]]\nname = 1\n[[test]]\ncontent = \"x\"\nexpect = [\"nope\"]\n",
+    )]);
+    let joined = errors.join("\n");
+    for expected in [
+        "many.toml:2:7: ",
+        "many.toml:3:1: unknown field `sensitve`",
+        "many.toml:6:1: unknown field `keyword`",
+        "many.toml:7:",
+        "many.toml:9:8: invalid type",
+        "many.toml:12:11: this file never gives reason `nope`",
+    ] {
+        assert!(joined.contains(expected), "{expected}: {joined}");
+    }
 }

@@ -10,8 +10,8 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     let report = rules.run_tests();
-    print!("{report}");
-    println!("{} passed, {} failed", report.passed(), report.failed());
+    // The report ends with its "N passed, M failed" summary line.
+    println!("{report}");
     if report.failed() == 0 {
         ExitCode::SUCCESS
     } else {

@@ -1,28 +1,33 @@
-//! Evaluating a post against a compiled rule set. Pure: no IO, no async, no
-//! clock (except `run_tests`, whose posts default to "now").
+//! Evaluating a post against a compiled rule set: which files apply, what the
+//! keyword automaton and the pattern sets find, which matches fire, and the
+//! resulting [`Verdict`]. Pure: no IO, no async; the monotonic clock is read
+//! only for the time budget. `explain` and
+//! `runner` build on the scan done here.
 //!
 //! One pass over the normalised text with the keyword automaton, one with the
 //! pattern set; then only the patterns the set reported are confirmed. Work is
 //! linear in the text, which is capped at [`MAX_TEXT_BYTES`].
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
-use regex_automata::{Anchored, Input, PatternSet};
+use chrono::Duration;
+use std::cell::Cell;
+use std::time::{Duration as StdDuration, Instant};
 
-use super::compile::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns, TestCase};
-use super::normalize::{Normalized, is_word_char, normalize};
+use regex_automata::{Anchored, Input, PatternSet, meta};
+
+use super::model::{Compiled, CompiledFile, MatchRule, Owner, PatternRule, Patterns};
+use super::normalize::{Fold, Normalized, is_word_char, normalize};
 use super::{
-    Delivery, Diagnostic, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind,
-    TestReport, TestResult, Verdict,
+    CONFIRM_WINDOW, Highlight, MAX_HIGHLIGHTS, MAX_TEXT_BYTES, Reason, ReasonKind, Routing,
+    RuleSeverity, Verdict,
 };
 use crate::destination::Destination;
-use crate::post::{Author, BadgeId, Post};
+use crate::post::{BadgeId, Post};
 
 /// Why a file does not apply to a post.
-enum NotApplied {
+pub(super) enum NotApplied {
     Group,
     Customer,
     ExemptBadge(BadgeId),
@@ -47,7 +52,7 @@ fn applies(file: &CompiledFile, post: &Post) -> Result<(), NotApplied> {
     Ok(())
 }
 
-fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> String {
+pub(super) fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> String {
     match why {
         NotApplied::Group => {
             let place = post
@@ -80,44 +85,173 @@ fn describe_not_applied(why: &NotApplied, file: &CompiledFile, post: &Post) -> S
 }
 
 /// Why a match that found its words does not fire anyway.
-enum Narrowed {
+pub(super) enum Narrowed {
     TooOld { days: i64, limit: u32 },
+    TooNew { days: i64, limit: u32 },
     JoinUnknown,
     NeedsImage,
     NeedsNoImage,
+    NeedsLink,
+    NeedsNoLink,
+    TooShort { chars: usize, limit: u32 },
+    TooLong { chars: usize, limit: u32 },
+    MissingBadge,
+    HasBadge(BadgeId),
+    NameNotMatched,
+}
+
+/// Whether `text` holds a link: a URL scheme or a `www.` host.
+fn has_link(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("http://") || lower.contains("https://") || lower.contains("www.")
 }
 
 fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
-    if let Some(limit) = rule.max_account_age_days {
+    let c = &rule.conditions;
+    if c.max_account_age_days.is_some() || c.min_account_age_days.is_some() {
         let joined = post.author.joined_at.ok_or(Narrowed::JoinUnknown)?;
         let age = post.created_at - joined;
-        if age > Duration::days(i64::from(limit)) {
-            return Err(Narrowed::TooOld {
-                days: age.num_days(),
-                limit,
-            });
+        if let Some(limit) = c.max_account_age_days {
+            if age > Duration::days(i64::from(limit)) {
+                return Err(Narrowed::TooOld {
+                    days: age.num_days(),
+                    limit,
+                });
+            }
+        }
+        if let Some(limit) = c.min_account_age_days {
+            if age < Duration::days(i64::from(limit)) {
+                return Err(Narrowed::TooNew {
+                    days: age.num_days(),
+                    limit,
+                });
+            }
         }
     }
-    match (rule.has_image, post.image_url.is_some()) {
-        (Some(true), false) => Err(Narrowed::NeedsImage),
-        (Some(false), true) => Err(Narrowed::NeedsNoImage),
-        _ => Ok(()),
+    match (c.has_image, post.image_url.is_some()) {
+        (Some(true), false) => return Err(Narrowed::NeedsImage),
+        (Some(false), true) => return Err(Narrowed::NeedsNoImage),
+        _ => {}
     }
+    let content = post.content.as_deref().unwrap_or_default();
+    if let Some(wanted) = c.has_link {
+        match (wanted, has_link(content)) {
+            (true, false) => return Err(Narrowed::NeedsLink),
+            (false, true) => return Err(Narrowed::NeedsNoLink),
+            _ => {}
+        }
+    }
+    if c.min_length.is_some() || c.max_length.is_some() {
+        let chars = content.chars().count();
+        if let Some(limit) = c.min_length.filter(|l| chars < *l as usize) {
+            return Err(Narrowed::TooShort { chars, limit });
+        }
+        if let Some(limit) = c.max_length.filter(|l| chars > *l as usize) {
+            return Err(Narrowed::TooLong { chars, limit });
+        }
+    }
+    if !c.badges_any.is_empty() && !c.badges_any.iter().any(|b| post.author.has_badge(b)) {
+        return Err(Narrowed::MissingBadge);
+    }
+    if let Some(b) = c.badges_none.iter().find(|b| post.author.has_badge(b)) {
+        return Err(Narrowed::HasBadge(b.clone()));
+    }
+    if !c.usernames.is_empty() {
+        let names = [&post.author.display_name, &post.author.username];
+        let matched = names
+            .iter()
+            .filter_map(|n| n.as_deref())
+            .any(|n| c.usernames.iter().any(|r| r.is_match(n)));
+        if !matched {
+            return Err(Narrowed::NameNotMatched);
+        }
+    }
+    Ok(())
 }
 
 /// Everything found in one post.
-struct Scan {
-    applies: Vec<Result<(), NotApplied>>,
-    /// Per rule, sorted: original ranges that matched.
-    hits: Vec<(u32, Vec<Highlight>)>,
-    /// (rule, phrase, where) for `unless` phrases found.
-    unless: Vec<(u32, u32, Highlight)>,
-    truncated: bool,
+pub(super) struct Scan {
+    pub applies: Vec<Result<(), NotApplied>>,
+    /// Per rule, sorted: original ranges that matched and no `unless` phrase
+    /// of the rule covers or overlaps.
+    pub hits: Vec<(u32, Vec<Highlight>)>,
+    /// Sorted by rule and position: (rule, phrase, where) for `unless`
+    /// phrases found.
+    pub unless: Vec<(u32, u32, Highlight)>,
+    /// (rule, the hit, index into `unless` of what cancelled it), sorted.
+    pub cancelled: Vec<(u32, Highlight, usize)>,
+    pub truncated: bool,
+    /// The time budget ran out before every pattern was confirmed.
+    pub not_fully_checked: bool,
 }
 
 impl Scan {
-    fn cancelled(&self, rule: u32) -> Option<&(u32, u32, Highlight)> {
-        self.unless.iter().find(|u| u.0 == rule)
+    /// The hits of `rule` an `unless` phrase cancelled, each with the phrase
+    /// (its index in the rule's `unless`) and where it was found.
+    pub fn cancelled_hits(&self, rule: u32) -> impl Iterator<Item = (&Highlight, u32, &Highlight)> {
+        let first = self.cancelled.partition_point(|c| c.0 < rule);
+        self.cancelled[first..]
+            .iter()
+            .take_while(move |c| c.0 == rule)
+            .filter_map(|(_, hit, u)| {
+                self.unless
+                    .get(*u)
+                    .map(|(_, phrase, at)| (hit, *phrase, at))
+            })
+    }
+}
+
+/// Sorts hits into those that count and those an `unless` phrase of their
+/// rule cancels (it covers or overlaps them).
+struct Collector<'a> {
+    /// Sorted by rule and start.
+    unless: &'a [(u32, u32, Highlight)],
+    /// The longest `unless` hit, in original bytes.
+    longest_unless: usize,
+    hits: Vec<(u32, Range<usize>)>,
+    cancelled: Vec<(u32, Range<usize>, usize)>,
+}
+
+impl<'a> Collector<'a> {
+    fn new(unless: &'a [(u32, u32, Highlight)]) -> Self {
+        Self {
+            unless,
+            longest_unless: unless.iter().map(|u| u.2.range.len()).max().unwrap_or(0),
+            hits: Vec::new(),
+            cancelled: Vec::new(),
+        }
+    }
+
+    /// Index in `unless` of a phrase of `rule` that overlaps `range`.
+    fn canceller(&self, rule: u32, range: &Range<usize>) -> Option<usize> {
+        let mut i = self
+            .unless
+            .partition_point(|u| (u.0, u.2.range.start) < (rule, range.end));
+        while i > 0 {
+            i -= 1;
+            let (r, _, at) = &self.unless[i];
+            if *r != rule || at.range.start + self.longest_unless <= range.start {
+                break;
+            }
+            if range.start < at.range.end {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Records a hit; true when it counts (no `unless` phrase cancels it).
+    fn push(&mut self, rule: u32, range: Range<usize>) -> bool {
+        match self.canceller(rule, &range) {
+            Some(u) => {
+                self.cancelled.push((rule, range, u));
+                false
+            }
+            None => {
+                self.hits.push((rule, range));
+                true
+            }
+        }
     }
 }
 
@@ -135,13 +269,15 @@ fn capped(text: &str) -> (&str, bool) {
 
 /// With `detail`, every rule of an applicable file is searched (to explain
 /// near misses); without, rules that cannot fire are skipped.
-fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
+pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let applies: Vec<_> = c.files.iter().map(|f| applies(f, post)).collect();
     let mut out = Scan {
         applies,
         hits: Vec::new(),
         unless: Vec::new(),
+        cancelled: Vec::new(),
         truncated: false,
+        not_fully_checked: false,
     };
     let Some(content) = post.content.as_deref() else {
         return out;
@@ -149,19 +285,29 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let live: Vec<bool> = c
         .matches
         .iter()
-        .map(|m| out.applies[m.file].is_ok() && (detail || narrow(m, post).is_ok()))
+        .map(|m| out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok()))
         .collect();
     if !live.contains(&true) {
         return out;
     }
     let (text, truncated) = capped(content);
     out.truncated = truncated;
-    let folded = normalize(text, true);
-    let mut hits: Vec<(u32, Range<usize>)> = Vec::new();
-    // (triggered pattern, start) to confirm once every `unless` is known.
-    let mut candidates: Vec<(u32, usize)> = Vec::new();
-    if let Some(k) = &c.keywords {
-        let t = folded.text.as_str();
+    let ascii = (!c.ascii.is_empty()).then(|| normalize(text, Fold::Marks));
+    // On ASCII text both views are the same.
+    let same_views = text.is_ascii() && ascii.is_some();
+    let unicode_owned = (!c.unicode.is_empty() && !same_views).then(|| normalize(text, Fold::Case));
+    let unicode = unicode_owned
+        .as_ref()
+        .or(ascii.as_ref().filter(|_| !c.unicode.is_empty()));
+    let views = [(&c.ascii, ascii.as_ref()), (&c.unicode, unicode)];
+    let mut keyword_hits: Vec<(u32, Range<usize>)> = Vec::new();
+    // Per view, (triggered pattern, start) to confirm once every `unless` is known.
+    let mut candidates: [Vec<(u32, usize)>; 2] = [Vec::new(), Vec::new()];
+    for ((view, norm), candidates) in views.iter().zip(&mut candidates) {
+        let (Some(k), Some(norm)) = (&view.keywords, norm) else {
+            continue;
+        };
+        let t = norm.text.as_str();
         for m in k.automaton.find_overlapping_iter(t) {
             let info = &k.info[m.pattern().as_usize()];
             if (info.word_start && t[..m.start()].chars().next_back().is_some_and(is_word_char))
@@ -172,10 +318,10 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             for owner in &info.owners {
                 match *owner {
                     Owner::Match(rule) if live[rule as usize] => {
-                        hits.push((rule, folded.original_range(m.range())))
+                        keyword_hits.push((rule, norm.original_range(m.range())))
                     }
                     Owner::Unless { rule, phrase } if live[rule as usize] => {
-                        let at = highlight(content, folded.original_range(m.range()));
+                        let at = highlight(content, norm.original_range(m.range()));
                         out.unless.push((rule, phrase, at))
                     }
                     Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
@@ -186,17 +332,87 @@ fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             }
         }
     }
-    let wanted =
-        |rule: u32| live[rule as usize] && (detail || !out.unless.iter().any(|u| u.0 == rule));
-    confirm_triggered(c, &folded, candidates, &wanted, &mut hits);
-    if let Some(p) = &c.folded {
-        search_patterns(p, &folded, &wanted, &mut hits);
+    out.unless.sort_by_key(|u| (u.0, u.2.range.start));
+    let wanted = |rule: u32| live[rule as usize];
+    let budget = Budget::new(c.max_eval);
+    let mut hits = Collector::new(&out.unless);
+    for (rule, range) in keyword_hits {
+        hits.push(rule, range);
+    }
+    for ((view, norm), candidates) in views.iter().zip(candidates) {
+        let Some(norm) = norm else { continue };
+        confirm_triggered(c, norm, candidates, &wanted, &budget, &mut hits);
+        if let Some(p) = &view.patterns {
+            search_patterns(p, norm, &wanted, &budget, &mut hits);
+        }
     }
     if let Some(p) = &c.exact {
-        search_patterns(p, &normalize(text, false), &wanted, &mut hits);
+        search_patterns(
+            p,
+            &normalize(text, Fold::Exact),
+            &wanted,
+            &budget,
+            &mut hits,
+        );
     }
+    out.not_fully_checked = budget.spent();
+    let Collector {
+        hits,
+        mut cancelled,
+        ..
+    } = hits;
+    cancelled.sort_by_key(|c| (c.0, c.1.start, c.1.end));
+    cancelled.dedup_by_key(|c| (c.0, c.1.clone()));
+    out.cancelled = cancelled
+        .into_iter()
+        .map(|(rule, range, u)| (rule, highlight(content, range), u))
+        .collect();
     out.hits = group(hits, content);
     out
+}
+
+/// The evaluation time budget of one post: once it is spent, no more
+/// pattern work starts and the post is marked not fully checked.
+pub(super) struct Budget {
+    deadline: Option<Instant>,
+    spent: Cell<bool>,
+}
+
+impl Budget {
+    pub fn new(limit: StdDuration) -> Self {
+        Self {
+            deadline: Instant::now().checked_add(limit),
+            spent: Cell::new(false),
+        }
+    }
+
+    /// True once the deadline has passed (and from then on).
+    fn spent(&self) -> bool {
+        if self.spent.get() {
+            return true;
+        }
+        let spent = self.deadline.is_some_and(|d| Instant::now() >= d);
+        self.spent.set(spent);
+        spent
+    }
+}
+
+/// The end of the window a match starting at `start` must fit in.
+fn window_end(text: &str, start: usize, len: usize) -> usize {
+    let mut end = start.saturating_add(len).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    end
+}
+
+/// The real regex anchored at `start`, within [`CONFIRM_WINDOW`] bytes.
+fn confirm_at(real: &meta::Regex, text: &str, start: usize) -> Option<Range<usize>> {
+    let end = window_end(text, start, CONFIRM_WINDOW);
+    let anchored = Input::new(text).range(start..end).anchored(Anchored::Yes);
+    real.search(&anchored)
+        .filter(|m| m.end() > m.start())
+        .map(|m| m.range())
 }
 
 /// Runs each triggered pattern anchored where one of its literals was found.
@@ -206,15 +422,18 @@ fn confirm_triggered(
     folded: &Normalized,
     mut candidates: Vec<(u32, usize)>,
     wanted: &dyn Fn(u32) -> bool,
-    hits: &mut Vec<(u32, Range<usize>)>,
+    budget: &Budget,
+    hits: &mut Collector<'_>,
 ) {
     candidates.sort_unstable();
     candidates.dedup();
     let mut found = 0;
+    let mut failed = 0;
     let mut end = 0;
     for (i, &(p, start)) in candidates.iter().enumerate() {
         if i == 0 || candidates[i - 1].0 != p {
             found = 0;
+            failed = 0;
             end = 0;
         }
         let member = &c.triggered[p as usize];
@@ -222,74 +441,116 @@ fn confirm_triggered(
         if found >= MAX_HIGHLIGHTS || start < end || !wanted(member.rule) {
             continue;
         }
-        let anchored = Input::new(&folded.text)
-            .range(start..)
-            .anchored(Anchored::Yes);
-        if let Some(m) = member
-            .real
-            .search(&anchored)
-            .filter(|m| m.end() > m.start())
-        {
-            hits.push((member.rule, folded.original_range(m.range())));
-            found += 1;
-            end = m.end();
+        if budget.spent() {
+            return;
+        }
+        if failed >= ANCHORED_TRIES {
+            // Many candidates that come to nothing (`buy` again and again
+            // for `\bbuy\b.*\bnow\b`): scan the rest window by window, in
+            // linear time, instead of a window per candidate.
+            let text = &folded.text;
+            confirm_from(member, text, start, found, budget, &mut |r| {
+                hits.push(member.rule, folded.original_range(r))
+            });
+            end = text.len();
+            continue;
+        }
+        match confirm_at(&member.real, &folded.text, start) {
+            Some(m) => {
+                if hits.push(member.rule, folded.original_range(m.clone())) {
+                    found += 1;
+                }
+                end = m.end;
+            }
+            None => failed += 1,
         }
     }
 }
+
+/// Failed anchored tries of one triggered pattern before the rest of the text
+/// is scanned window by window instead.
+const ANCHORED_TRIES: usize = 32;
 
 fn search_patterns(
     p: &Patterns,
     norm: &Normalized,
     wanted: &dyn Fn(u32) -> bool,
-    hits: &mut Vec<(u32, Range<usize>)>,
+    budget: &Budget,
+    hits: &mut Collector<'_>,
 ) {
+    let text = norm.text.as_str();
     let mut which = PatternSet::new(p.set.pattern_len());
-    p.set
-        .which_overlapping_matches(&Input::new(&norm.text), &mut which);
-    let mut found = Vec::new();
+    // In chunks (overlapping by a window, so no match that fits one is cut),
+    // checking the budget between them.
+    let mut at = 0;
+    while at < text.len() && !which.is_full() {
+        if budget.spent() {
+            return;
+        }
+        let end = window_end(text, at, SET_CHUNK + CONFIRM_WINDOW);
+        p.set
+            .which_overlapping_matches(&Input::new(text).range(at..end), &mut which);
+        at = window_end(text, at, SET_CHUNK);
+    }
     for id in which.iter() {
         let member = &p.members[id.as_usize()];
         if !wanted(member.rule) {
             continue;
         }
-        found.clear();
-        confirm(member, &norm.text, &mut found);
-        hits.extend(
-            found
-                .iter()
-                .map(|r| (member.rule, norm.original_range(r.clone()))),
-        );
+        confirm(member, text, budget, &mut |r| {
+            hits.push(member.rule, norm.original_range(r))
+        });
     }
 }
 
-/// Finds up to [`MAX_HIGHLIGHTS`] matches of the real regex, the same ones
-/// `find_iter` would give. With Unicode word boundaries, the relaxed regex
-/// proposes each start and the real one is run anchored there, so the slow
-/// engines only ever look at candidate spans.
-fn confirm(member: &PatternRule, text: &str, found: &mut Vec<Range<usize>>) {
-    let Some(relaxed) = &member.relaxed else {
-        found.extend(
-            member
-                .real
-                .find_iter(text)
-                .take(MAX_HIGHLIGHTS)
-                .map(|m| m.range()),
-        );
-        return;
-    };
-    let mut at = 0;
-    while at < text.len() && found.len() < MAX_HIGHLIGHTS {
-        let Some(candidate) = relaxed.search(&Input::new(text).range(at..)) else {
-            break;
-        };
-        let start = candidate.start();
-        let anchored = Input::new(text).range(start..).anchored(Anchored::Yes);
-        match member.real.search(&anchored) {
-            Some(m) if m.end() > m.start() => {
-                found.push(m.range());
-                at = m.end();
+/// Finds up to [`MAX_HIGHLIGHTS`] matches of the real regex, each within
+/// [`CONFIRM_WINDOW`] bytes of its start; the same ones `find_iter` would
+/// give for matches that fit. The relaxed regex (or the real one) proposes
+/// each start, searching one window ahead at a time, and the real one is run
+/// anchored there, so work stays linear in the text whatever the pattern.
+/// `accept` records each match and says whether it counts (is not cancelled).
+fn confirm(
+    member: &PatternRule,
+    text: &str,
+    budget: &Budget,
+    accept: &mut dyn FnMut(Range<usize>) -> bool,
+) {
+    confirm_from(member, text, 0, 0, budget, accept);
+}
+
+/// [`confirm`] from byte `at`, with `found` matches already counted.
+fn confirm_from(
+    member: &PatternRule,
+    text: &str,
+    mut at: usize,
+    mut found: usize,
+    budget: &Budget,
+    accept: &mut dyn FnMut(Range<usize>) -> bool,
+) {
+    let finder = member.relaxed.as_ref().unwrap_or(&member.real);
+    while at < text.len() && found < MAX_HIGHLIGHTS {
+        if budget.spent() {
+            return;
+        }
+        // Every match that starts in the first window and fits a window lies
+        // inside these two.
+        let ahead = window_end(text, at, 2 * CONFIRM_WINDOW);
+        let next_window = window_end(text, at, CONFIRM_WINDOW);
+        let start = match finder.search(&Input::new(text).range(at..ahead)) {
+            Some(c) if c.start() < next_window => c.start(),
+            _ => {
+                at = next_window;
+                continue;
             }
-            _ => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
+        };
+        match confirm_at(&member.real, text, start) {
+            Some(m) => {
+                at = m.end;
+                if accept(m) {
+                    found += 1;
+                }
+            }
+            None => at = start + text[start..].chars().next().map_or(1, char::len_utf8),
         }
     }
 }
@@ -327,13 +588,14 @@ fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Hig
 }
 
 /// Why a rule with an applicable file did not fire.
-enum NotFired<'s> {
+pub(super) enum NotFired<'s> {
+    Disabled,
     NoHit,
     Unless(&'s str, &'s Highlight),
     Narrowed(Narrowed),
 }
 
-fn decide<'s>(
+pub(super) fn decide<'s>(
     c: &'s Compiled,
     s: &'s Scan,
     post: &Post,
@@ -341,12 +603,17 @@ fn decide<'s>(
     hit: bool,
 ) -> Result<(), NotFired<'s>> {
     let m = &c.matches[rule as usize];
-    if !hit {
-        return Err(NotFired::NoHit);
+    if m.disabled {
+        return Err(NotFired::Disabled);
     }
-    if let Some((_, phrase, at)) = s.cancelled(rule) {
-        let phrase = m.unless.get(*phrase as usize).map_or("", String::as_str);
-        return Err(NotFired::Unless(phrase, at));
+    if !hit {
+        return match s.cancelled_hits(rule).next() {
+            Some((_, phrase, at)) => {
+                let phrase = m.unless.get(phrase as usize).map_or("", String::as_str);
+                Err(NotFired::Unless(phrase, at))
+            }
+            None => Err(NotFired::NoHit),
+        };
     }
     narrow(m, post).map_err(NotFired::Narrowed)
 }
@@ -362,7 +629,7 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
                 existing.reasons.push(reason.clone());
                 existing.mention |= mention;
             }
-            None => verdict.deliveries.push(Delivery {
+            None => verdict.deliveries.push(Routing {
                 destination: d.clone(),
                 reasons: vec![reason.clone()],
                 mention,
@@ -371,23 +638,30 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
     }
 }
 
-fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
+pub(super) fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
     let mut verdict = Verdict::default();
     let mut hits = s.hits.iter().peekable();
     for (fi, file) in c.files.iter().enumerate() {
-        let reason = |kind, matched| Reason {
+        let reason = |kind, matched, note, severity| Reason {
             rules_name: file.name.clone(),
             rules_file: file.file_name.clone(),
             kind,
             matched,
+            note,
+            severity,
         };
-        if s.applies[fi].is_ok() && file.sensitive {
-            add(
-                &mut verdict,
-                &file.to,
-                &reason(ReasonKind::SensitiveGroup, Vec::new()),
-                false,
+        if s.applies[fi].is_ok() && file.sensitive && !file.disabled {
+            let r = reason(
+                ReasonKind::SensitiveGroup,
+                Vec::new(),
+                None,
+                RuleSeverity::default(),
             );
+            if file.shadow {
+                verdict.shadow.push(r);
+            } else {
+                add(&mut verdict, &file.to, &r, false);
+            }
         }
         while let Some((rule, highlights)) =
             hits.next_if(|(r, _)| c.matches[*r as usize].file == fi)
@@ -396,15 +670,26 @@ fn verdict_of(c: &Compiled, s: &Scan, post: &Post) -> Verdict {
                 continue;
             }
             let m = &c.matches[*rule as usize];
+            let note = m.note.as_ref().map(|n| {
+                let first = highlights.first().map_or("", |h| h.text.as_str());
+                n.replace("{rule}", &m.name).replace("{match}", first)
+            });
             let r = reason(
                 ReasonKind::Match {
                     name: m.name.clone(),
                 },
                 highlights.clone(),
+                note,
+                m.severity,
             );
-            add(&mut verdict, &m.to, &r, m.mention);
+            if m.shadow {
+                verdict.shadow.push(r);
+            } else {
+                add(&mut verdict, &m.to, &r, m.mention);
+            }
         }
     }
+    verdict.not_fully_checked = s.not_fully_checked;
     verdict
 }
 
@@ -412,283 +697,19 @@ pub fn evaluate(c: &Compiled, post: &Post) -> Verdict {
     verdict_of(c, &scan(c, post, false), post)
 }
 
-/// How every file treated a post. `Display` prints it for people.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub files: Vec<FileExplanation>,
-    /// What `evaluate` returns for the same post.
-    pub verdict: Verdict,
-    /// The content was longer than [`MAX_TEXT_BYTES`]; only its start was read.
-    pub truncated: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileExplanation {
-    pub file: String,
-    pub name: String,
-    /// `Err` says why the file does not apply (wrong group, author exempt...).
-    pub applies: Result<(), String>,
-    pub sensitive: bool,
-    pub to: Vec<String>,
-    pub matches: Vec<MatchExplanation>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MatchExplanation {
-    pub name: String,
-    pub fired: bool,
-    /// What was found, whether or not it fired.
-    pub matched: Vec<Highlight>,
-    /// Why it did not fire.
-    pub why_not: Option<String>,
-    pub to: Vec<String>,
-    pub mention: bool,
-}
-
-pub fn explain(c: &Compiled, post: &Post) -> Explanation {
-    let s = scan(c, post, true);
-    let files = c
-        .files
-        .iter()
-        .enumerate()
-        .map(|(fi, file)| {
-            let applies = s.applies[fi]
-                .as_ref()
-                .map_err(|why| describe_not_applied(why, file, post))
-                .copied();
-            let matches = if applies.is_ok() {
-                file.matches
-                    .clone()
-                    .map(|ri| explain_match(c, &s, post, ri as u32))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            FileExplanation {
-                file: file.file_name.clone(),
-                name: file.name.clone(),
-                applies,
-                sensitive: file.sensitive,
-                to: names(&file.to),
-                matches,
-            }
-        })
-        .collect();
-    Explanation {
-        files,
-        verdict: verdict_of(c, &s, post),
-        truncated: s.truncated,
-    }
-}
-
-fn names(to: &[Arc<Destination>]) -> Vec<String> {
-    to.iter().map(|d| d.name().to_owned()).collect()
-}
-
-fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplanation {
-    let m = &c.matches[rule as usize];
-    let matched = s
-        .hits
-        .iter()
-        .find(|(r, _)| *r == rule)
-        .map(|(_, h)| h.clone())
-        .unwrap_or_default();
-    let why_not = match decide(c, s, post, rule, !matched.is_empty()) {
-        Ok(()) => None,
-        Err(NotFired::NoHit) if post.content.is_none() => Some("the post has no text".to_owned()),
-        Err(NotFired::NoHit) => Some("no keyword or pattern found".to_owned()),
-        Err(NotFired::Unless(phrase, at)) => Some(format!(
-            "cancelled by `unless` phrase {phrase:?} (found {:?})",
-            at.text
-        )),
-        Err(NotFired::Narrowed(Narrowed::TooOld { days, limit })) => Some(format!(
-            "the author joined {days} days before the post; this match is for accounts up to {limit} days old"
-        )),
-        Err(NotFired::Narrowed(Narrowed::JoinUnknown)) => Some(
-            "the author's join date is unknown, so max_account_age_days cannot hold".to_owned(),
-        ),
-        Err(NotFired::Narrowed(Narrowed::NeedsImage)) => {
-            Some("the post has no image (has_image = true)".to_owned())
-        }
-        Err(NotFired::Narrowed(Narrowed::NeedsNoImage)) => {
-            Some("the post has an image (has_image = false)".to_owned())
-        }
-    };
-    MatchExplanation {
-        name: m.name.clone(),
-        fired: why_not.is_none(),
-        matched,
-        why_not,
-        to: names(&m.to),
-        mention: m.mention,
-    }
-}
-
-fn quoted(h: &[Highlight]) -> String {
-    h.iter()
-        .map(|h| format!("{:?}", h.text))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl fmt::Display for FileExplanation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}): ", self.file, self.name)?;
-        match &self.applies {
-            Err(why) => return writeln!(f, "does not apply: {why}"),
-            Ok(()) => writeln!(f, "applies")?,
-        }
-        if self.sensitive {
-            writeln!(
-                f,
-                "  sensitive group: every post goes to {}",
-                self.to.join(", ")
-            )?;
-        }
-        for m in &self.matches {
-            match (&m.why_not, m.matched.is_empty()) {
-                (None, _) => {
-                    let mention = if m.mention { " with a mention" } else { "" };
-                    writeln!(
-                        f,
-                        "  {}: fired on {} → {}{mention}",
-                        m.name,
-                        quoted(&m.matched),
-                        m.to.join(", ")
-                    )?
-                }
-                (Some(why), true) => writeln!(f, "  {}: not fired: {why}", m.name)?,
-                (Some(why), false) => writeln!(
-                    f,
-                    "  {}: found {} but not fired: {why}",
-                    m.name,
-                    quoted(&m.matched)
-                )?,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Explanation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.files.is_empty() {
-            writeln!(f, "no rules files loaded")?;
-        }
-        for file in &self.files {
-            write!(f, "{file}")?;
-        }
-        if self.truncated {
-            writeln!(
-                f,
-                "(only the first {} KiB of the post were read)",
-                MAX_TEXT_BYTES / 1024
-            )?;
-        }
-        if self.verdict.is_empty() {
-            return write!(f, "result: nothing forwarded");
-        }
-        write!(f, "result:")?;
-        for d in &self.verdict.deliveries {
-            let reasons = d
-                .reasons
-                .iter()
-                .map(|r| format!("{} ({})", r.name(), r.rules_file))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mention = if d.mention { ", with a mention" } else { "" };
-            write!(f, "\n  → {}: {reasons}{mention}", d.destination.name())?;
-        }
-        Ok(())
-    }
-}
-
-fn test_post(t: &TestCase) -> Post {
-    let created_at = t.posted_at.unwrap_or_else(Utc::now);
-    let joined_at = t.author_joined.or_else(|| {
-        t.author_age_days
-            .map(|d| created_at - Duration::days(i64::from(d)))
-    });
-    Post {
-        customer_id: t.customer.clone(),
-        post_id: t.post_id.clone(),
-        group_id: t.group.clone(),
-        author: Author {
-            id: t.user.clone(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            username: None,
-            phone_number: None,
-            joined_at,
-            badge_id: None,
-            badges: t.badges.clone(),
-        },
-        content: t.content.clone(),
-        image_url: t
-            .image
-            .then(|| "https://example.com/test-image.png".to_owned()),
-        created_at,
-    }
-}
-
-pub fn run_tests(c: &Compiled) -> TestReport {
-    let mut results = Vec::new();
-    for (fi, file) in c.files.iter().enumerate() {
-        for t in &file.tests {
-            let post = test_post(t);
-            let verdict = evaluate(c, &post);
-            let mut actual: Vec<String> = verdict
-                .deliveries
-                .iter()
-                .flat_map(|d| &d.reasons)
-                .filter(|r| r.rules_file == file.file_name)
-                .map(|r| r.name().to_owned())
-                .collect();
-            actual.sort();
-            actual.dedup();
-            let explanation = if actual == t.expect {
-                String::new()
-            } else {
-                let mut e = explain(c, &post);
-                let content = post
-                    .content
-                    .as_deref()
-                    .map_or("(no text)".to_owned(), |c| format!("{c:?}"));
-                let mut s = format!("post: {content}\n");
-                if let Some(fe) = e.files.get_mut(fi) {
-                    s.push_str(&fe.to_string());
-                }
-                s
-            };
-            results.push(TestResult {
-                at: Diagnostic {
-                    path: file.path.clone(),
-                    line: t.line,
-                    col: t.col,
-                    message: String::new(),
-                },
-                name: t.name.clone(),
-                expected: t.expect.clone(),
-                actual,
-                explanation,
-            });
-        }
-    }
-    TestReport { results }
-}
+/// How much text the pattern set reads between two looks at the budget.
+const SET_CHUNK: usize = 32 * 1024;
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     use super::*;
     use crate::destination::{Destinations, DiscordChannel, RawDestination, SlackChannel, Target};
-    use crate::post::{CustomerId, GroupId, PostId, UserId};
-    use crate::rules::RuleSet;
+    use crate::post::{Author, CustomerId, GroupId, PostId, UserId};
+    use crate::rules::{CONFIRM_WINDOW, RuleSet, RuleSeverity};
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
 
@@ -724,6 +745,12 @@ mod tests {
         match RuleSet::from_sources(Path::new("rules"), sources, &destinations()) {
             Ok(l) => l.rules,
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    impl RuleSet {
+        fn clone_with_budget(self, budget: std::time::Duration) -> RuleSet {
+            self.with_max_eval(budget)
         }
     }
 
@@ -875,15 +902,23 @@ mod tests {
             summary(&r.evaluate(&post("Suicide  Prevention week"))),
             ["trust-safety: other"]
         );
+        // Issue 12: an `unless` phrase cancels only the hits it covers or
+        // overlaps; "hotline" elsewhere in the post cancels nothing.
         assert_eq!(
             summary(&r.evaluate(&post("suicide? call the HOTLINE"))),
-            ["trust-safety: other"]
+            ["trust-safety: self-harm, other"]
         );
-        let e = r
-            .explain(&post("call the hotline about suicide"))
-            .to_string();
+        let v = r.evaluate(&post("suicide prevention week. I think about suicide"));
+        assert_eq!(summary(&v), ["trust-safety: self-harm, other"]);
+        assert_eq!(v.deliveries[0].reasons[0].matched.len(), 1);
+        assert_eq!(v.deliveries[0].reasons[0].matched[0].range, 39..46);
+        let e = r.explain(&post("Suicide  Prevention week")).to_string();
         assert!(
-            e.contains("cancelled by `unless` phrase \"hotline\""),
+            e.contains("self-harm: not fired: cancelled by `unless` phrase \"suicide prevention\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"Suicide\" cancelled by `unless` phrase \"suicide prevention\" (found \"Suicide  Prevention\")"),
             "{e}"
         );
     }
@@ -993,12 +1028,167 @@ mod tests {
     }
 
     #[test]
-    fn long_posts_are_read_up_to_the_cap() {
+    fn patterns_are_confirmed_within_a_window_in_linear_time() {
+        let r = one(
+            "[[match]]\nname = \"m\"\npatterns = ['\\bbuy\\b.*\\bnow\\b', '(a|aa|b)+c', '\\w+x\\b']\n",
+        );
+        assert!(fires(&r, "buy it now"));
+        assert!(fires(&r, "aabac"));
+        let far = format!("buy {} now", "x ".repeat(CONFIRM_WINDOW));
+        assert!(
+            !fires(&r, &far),
+            "a match longer than the window is not seen"
+        );
+        let adversarial = format!("{}now", "buy ".repeat(50_000));
+        let started = std::time::Instant::now();
+        let v = r
+            .clone_with_budget(std::time::Duration::from_secs(60))
+            .evaluate(&post(&adversarial));
+        assert!(!v.not_fully_checked);
+        // Linear: far below the seconds a scan to the end at each candidate takes.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let h = &v.deliveries[0].reasons[0].matched[0].text;
+        assert!(h.ends_with("buy now") && h.len() <= CONFIRM_WINDOW, "{h}");
+    }
+
+    #[test]
+    fn a_post_over_the_time_budget_is_marked_not_fully_checked() {
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bk[i1]ll\\b', 'x+y']\n")
+            .clone_with_budget(std::time::Duration::ZERO);
+        let p = post("kill xxy");
+        assert!(r.evaluate(&p).not_fully_checked);
+        let e = r.explain(&p).to_string();
+        assert!(e.contains("not fully checked"), "{e}");
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bk[i1]ll\\b']\n");
+        assert!(!r.evaluate(&p).not_fully_checked);
+    }
+
+    #[test]
+    fn note_severity_and_mention() {
+        let r = one(
+            "[[match]]\nname = \"threat\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nnote = \"{rule}: check {match} against the playbook\"\n[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
+        );
+        let v = r.evaluate(&post("I will KILL"));
+        assert!(v.deliveries[0].mention, "urgent pings by default");
+        let threat = &v.deliveries[0].reasons[0];
+        assert_eq!(threat.severity, RuleSeverity::Urgent);
+        assert_eq!(
+            threat.note.as_deref(),
+            Some("threat: check KILL against the playbook")
+        );
+        let r = one(
+            "[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
+        );
+        assert!(!r.evaluate(&post("kill")).deliveries[0].mention);
+    }
+
+    #[test]
+    fn shadow_and_disabled_matches_send_no_card() {
+        let r = one(
+            "[[match]]\nname = \"try\"\nkeywords = [\"spam\"]\nmode = \"shadow\"\n[[match]]\nname = \"off\"\nkeywords = [\"spam\"]\nenabled = false\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty());
+        assert_eq!(v.shadow.len(), 1);
+        let e = r.explain(&post("spam")).to_string();
+        assert!(e.contains("[shadow: counted, no card]"), "{e}");
+        assert!(
+            e.contains("off: not fired: disabled (enabled = false)"),
+            "{e}"
+        );
+        let r = one(
+            "mode = \"shadow\"\nsensitive = true\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty());
+        assert_eq!(v.shadow.len(), 2);
+        let r = one(
+            "enabled = false\nsensitive = true\n[[match]]\nname = \"m\"\nkeywords = [\"spam\"]\n",
+        );
+        let v = r.evaluate(&post("spam"));
+        assert!(v.is_empty() && v.shadow.is_empty());
+    }
+
+    #[test]
+    fn author_and_post_conditions_narrow_a_match() {
+        let r = one(
+            "[[match]]\nname = \"old-links\"\nkeywords = [\"offer\"]\nhas_link = true\nmin_account_age_days = 30\n[[match]]\nname = \"short\"\nkeywords = [\"offer\"]\nmax_length = 10\n[[match]]\nname = \"long\"\nkeywords = [\"offer\"]\nmin_length = 11\n[[match]]\nname = \"vip\"\nkeywords = [\"offer\"]\nbadges_any = [\"VIP\"]\nbadges_none = [\"MOD\"]\n",
+        );
+        let mut p = post("offer www.x.example");
+        p.author.joined_at = Some(p.created_at - Duration::days(40));
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: old-links, long"]);
+        p.author.joined_at = Some(p.created_at - Duration::days(3));
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: long"]);
+        let e = r.explain(&p).to_string();
+        assert!(e.contains("at least 30 days old"), "{e}");
+        let mut p = post("offer");
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short"]);
+        p.author.badges = vec![BadgeId::parse("VIP").unwrap()];
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short, vip"]);
+        p.author.badges.push(BadgeId::parse("MOD").unwrap());
+        assert_eq!(summary(&r.evaluate(&p)), ["trust-safety: short"]);
+        let r = one(
+            "[[match]]\nname = \"names\"\nkeywords = [\"offer\"]\nusernames = ['^crypto', 'support$']\n",
+        );
+        let mut p = post("offer");
+        assert!(r.evaluate(&p).is_empty());
+        assert!(r.explain(&p).to_string().contains("matches `usernames`"));
+        p.author.username = Some("CryptoKing".into());
+        assert!(!r.evaluate(&p).is_empty());
+        p.author.username = None;
+        p.author.display_name = Some("Official Support".into());
+        assert!(!r.evaluate(&p).is_empty());
+    }
+
+    #[test]
+    fn domains_match_links_subdomains_and_obfuscations() {
+        let r = one("[[match]]\nname = \"links\"\ndomains = [\"bit.ly\", \"example.com\"]\n");
+        for hit in [
+            "see https://bit.ly/abc",
+            "bit.ly/abc",
+            "go to www.example.com/x",
+            "shop.EXAMPLE.com",
+            "example[.]com",
+            "example . com",
+            "example(dot)com",
+            "ｅｘａｍｐｌｅ．ｃｏｍ",
+        ] {
+            assert!(fires(&r, hit), "{hit}");
+        }
+        for miss in [
+            "xbit.ly",
+            "bit.lyrics",
+            "example.community",
+            "an example. Come",
+        ] {
+            assert!(!fires(&r, miss), "{miss}");
+        }
+        let e = RuleSet::from_sources(
+            Path::new("rules"),
+            [(
+                "t.toml",
+                "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"m\"\ndomains = [\"https://x.com/a\"]\n".as_bytes(),
+            )],
+            &destinations(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not a domain"), "{e}");
+    }
+
+    #[test]
+    fn long_and_padded_posts_are_read_to_the_end() {
         let r = one("[[match]]\nname = \"m\"\nkeywords = [\"needle\"]\n");
-        let early = format!("needle {}", "é".repeat(MAX_TEXT_BYTES));
-        let late = format!("{} needle", "é".repeat(MAX_TEXT_BYTES));
+        let early = format!("needle {}", "é".repeat(200 * 1024));
+        let late = format!("{} needle", "é".repeat(200 * 1024));
+        let padded = format!("{}needle", "\u{200B}".repeat(70_000));
         assert!(fires(&r, &early));
-        assert!(!fires(&r, &late));
-        assert!(r.explain(&post(&late)).truncated);
+        assert!(fires(&r, &late));
+        assert!(fires(&r, &padded));
+        assert!(!r.explain(&post(&late)).truncated);
     }
 }

@@ -2,20 +2,25 @@
 //!
 //! Owns the rules files admins write (`rules/*.toml`): their TOML model
 //! (`file`), compiling every file of a directory into one immutable [`RuleSet`]
-//! (`compile`), evaluating a [`Post`] against it (`eval`, pure: no IO, no
-//! async), the normalisation that defeats evasion (`normalize`), and live
-//! reload of the directory (`reload`).
+//! (`compile`, with patterns in `patterns` and `[[test]]` tables in `cases`;
+//! the compiled shape is `model`), evaluating a [`Post`] against it (`eval`,
+//! pure: no IO, no async), explaining that evaluation (`explain`), running the
+//! `[[test]]`s (`runner`), the normalisation that defeats evasion
+//! (`normalize`), and live reload of the directory (`reload`).
 //!
 //! Architecture invariant: rules know nothing of HTTP, Redis, Slack or Discord.
 //! They name destinations and hand back [`Verdict`]s; cards and sinks do the rest.
 //!
 //! How matching works, and its limits:
-//! - The post's content is normalised (NFKC, lower-cased, zero-width characters
-//!   and soft hyphens removed, whitespace runs as one space) and only its first
-//!   [`MAX_TEXT_BYTES`] bytes are evaluated, which keeps evaluation time bounded
-//!   whatever the post length. Match positions are mapped back to the original.
+//! - The post's whole content is normalised (NFKC, lower-cased, every
+//!   Default_Ignorable_Code_Point and bidi control removed, blank letters and
+//!   whitespace runs as one space; see `normalize`). Plain-ASCII keywords and
+//!   patterns run over a view that also drops combining marks and folds
+//!   look-alike letters in mixed-script words (`kíll`, `k̶i̶l̶l̶`, `kіll`);
+//!   the others (`über`) over the case-folded view, exactly. Match positions
+//!   are mapped back to the original.
 //! - All keywords and `unless` phrases of all files are one Aho-Corasick
-//!   automaton over the normalised text; word boundaries are checked at each hit.
+//!   automaton per view; word boundaries are checked at each hit.
 //! - Most patterns start with one of a few literals (`\bsu[i1!]c…` starts with
 //!   `sui`, `su1`, `su!`): those literals join the same automaton, and the
 //!   pattern's real regex only runs anchored where one was found. The regex
@@ -26,13 +31,27 @@
 //!   reports are confirmed with their real regex, anchored where the relaxed
 //!   one matched. `case_sensitive` patterns are a second set over the text
 //!   before folding.
-//! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled.
+//! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled,
+//!   and each match is confirmed within [`CONFIRM_WINDOW`] bytes of its start,
+//!   searching one window ahead at a time, so no pattern makes evaluation
+//!   rescan the text at every candidate. Each post has a time budget
+//!   ([`DEFAULT_MAX_EVAL_MS`], `RuleSet::with_max_eval`): past it no more
+//!   pattern work starts and the verdict is marked not fully checked. Reading
+//!   the monotonic clock for that is the only thing evaluation does besides
+//!   computing.
 
+mod cases;
 mod compile;
 mod eval;
+#[cfg(test)]
+mod evasion_tests;
+mod explain;
 mod file;
+mod model;
 mod normalize;
+mod patterns;
 pub mod reload;
+mod runner;
 
 use std::fmt;
 use std::ops::Range;
@@ -42,11 +61,21 @@ use std::sync::Arc;
 use crate::destination::{Destination, Destinations};
 use crate::post::Post;
 
-pub use eval::{Explanation, FileExplanation, MatchExplanation};
+pub use explain::{CancelledHit, Explanation, FileExplanation, MatchExplanation};
 pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
-/// Only this many bytes of a post's content are evaluated (the start of the post).
-pub const MAX_TEXT_BYTES: usize = 200 * 1024;
+/// Only this many bytes of a post's content are evaluated (the start of the
+/// post): far above the 1 MiB webhook body cap, so every real post is read
+/// whole; it keeps offsets in `u32` for any `Post` built elsewhere.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+/// Each pattern match is confirmed within this many bytes from its start: a
+/// longer match (`.*` across a whole post) is not seen, and no pattern can
+/// make evaluation scan the rest of the text at every candidate.
+pub const CONFIRM_WINDOW: usize = 1024;
+/// The default time budget for one post (`rules.max_eval_ms`): past it, no
+/// more pattern work starts and the verdict says the post was not fully
+/// checked.
+pub const DEFAULT_MAX_EVAL_MS: u64 = 50;
 /// The most a single pattern may take once compiled.
 pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
 /// The most highlights one reason carries (cards show a few; the rest is noise).
@@ -54,7 +83,7 @@ pub const MAX_HIGHLIGHTS: usize = 32;
 
 /// Every rules file of a directory, compiled. Immutable; share it in an `Arc`.
 pub struct RuleSet {
-    compiled: compile::Compiled,
+    compiled: model::Compiled,
 }
 
 impl fmt::Debug for RuleSet {
@@ -70,7 +99,7 @@ impl RuleSet {
     /// No rules: nothing is forwarded.
     pub fn empty() -> Self {
         Self {
-            compiled: compile::Compiled::default(),
+            compiled: model::Compiled::default(),
         }
     }
 
@@ -91,14 +120,35 @@ impl RuleSet {
         compile::from_sources(dir, sources, destinations)
     }
 
-    /// What to forward for `post`, and why.
+    /// Sets the time budget of one post's evaluation (`rules.max_eval_ms`;
+    /// [`DEFAULT_MAX_EVAL_MS`] unless set).
+    pub fn with_max_eval(mut self, budget: std::time::Duration) -> Self {
+        self.compiled.max_eval = budget;
+        self
+    }
+
+    /// What to forward for `post`, and why. A post whose patterns could not
+    /// all be confirmed within the budget is counted in
+    /// `modbridge_rules_not_fully_checked_total` and says so in the verdict.
     pub fn evaluate(&self, post: &Post) -> Verdict {
-        eval::evaluate(&self.compiled, post)
+        let verdict = eval::evaluate(&self.compiled, post);
+        if verdict.not_fully_checked {
+            metrics::counter!("modbridge_rules_not_fully_checked_total").increment(1);
+        }
+        for r in &verdict.shadow {
+            metrics::counter!(
+                "modbridge_rules_shadow_matches_total",
+                "file" => r.rules_file.clone(),
+                "match" => r.name().to_owned()
+            )
+            .increment(1);
+        }
+        verdict
     }
 
     /// A human-readable account of how every file treats `post`.
     pub fn explain(&self, post: &Post) -> Explanation {
-        eval::explain(&self.compiled, post)
+        explain::explain(&self.compiled, post)
     }
 
     /// How many rules files were loaded.
@@ -124,7 +174,7 @@ impl RuleSet {
 
     /// Runs every `[[test]]` of every file.
     pub fn run_tests(&self) -> TestReport {
-        eval::run_tests(&self.compiled)
+        runner::run_tests(&self.compiled)
     }
 
     /// Heap bytes held by the compiled automata (keyword automaton, regex sets
@@ -195,10 +245,17 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// What to do with a post: one delivery per destination. Empty: nothing to forward.
+/// What to do with a post: one card per destination. Empty: nothing to forward.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
-    pub deliveries: Vec<Delivery>,
+    /// One per destination (the field keeps its name until `pipeline`,
+    /// `card` and `commands::explain` move to `routings`).
+    pub deliveries: Vec<Routing>,
+    /// The evaluation ran out of its time budget (`rules.max_eval_ms`)
+    /// before every pattern was confirmed: more rules may match than these.
+    pub not_fully_checked: bool,
+    /// Matches in `mode = "shadow"` that fired: counted and explained, no card.
+    pub shadow: Vec<Reason>,
 }
 
 impl Verdict {
@@ -207,14 +264,19 @@ impl Verdict {
     }
 }
 
-/// One card to one destination, with every reason that sent it there.
+/// Where the rules send a post: one destination, with every reason that
+/// sent it there. (Sending it is the `delivery` module's job.)
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Routing {
     pub destination: Arc<Destination>,
     pub reasons: Vec<Reason>,
     /// Whether the card pings the destination's configured mention.
     pub mention: bool,
 }
+
+/// The old name of [`Routing`], kept so `card.rs` builds until it moves to
+/// the new name; it clashed with the `delivery` module.
+pub type Delivery = Routing;
 
 /// Why a post is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +288,43 @@ pub struct Reason {
     pub kind: ReasonKind,
     /// What matched in the post (empty for a sensitive group).
     pub matched: Vec<Highlight>,
+    /// The match's `note` for moderators, `{rule}` and `{match}` filled in
+    /// (`{match}` is post text: escape it like all post text).
+    pub note: Option<String>,
+    pub severity: RuleSeverity,
+}
+
+/// How serious a match is (`severity` in a `[[match]]`); a sensitive group's
+/// reason is `Normal`. `Urgent` pings the destination's mention unless the
+/// match says `mention = false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RuleSeverity {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl RuleSeverity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "low" => Some(Self::Low),
+            "normal" => Some(Self::Normal),
+            "high" => Some(Self::High),
+            "urgent" => Some(Self::Urgent),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
 }
 
 impl Reason {

@@ -1,11 +1,17 @@
 //! Text normalisation against evasion, with a map back to the original text.
 //!
-//! Matching runs on a normalised copy of the post: Unicode NFKC (full-width and
-//! styled letters become plain ones, ligatures are split), case folded (with
-//! `char::to_lowercase`), invisible characters removed (zero-width space, joiners,
-//! word joiner, BOM, soft hyphen) and every run of whitespace turned into one
-//! space. Every byte of the normalised text remembers the byte range of the
-//! original text it came from, so a match can be highlighted in the original.
+//! Matching runs on normalised copies of the post (see [`Fold`]): Unicode NFKC
+//! (full-width and styled letters become plain ones, ligatures are split),
+//! every Default_Ignorable_Code_Point and bidi control removed (zero-width
+//! characters, joiners, direction marks, variation selectors, tag characters,
+//! the soft hyphen...: the set comes from the Unicode data in `regex-syntax`),
+//! blank letters used as spaces (U+3164, U+FFA0, U+115F, U+1160, U+2800) and
+//! every run of whitespace turned into one space, optionally case folded (with
+//! `char::to_lowercase`), and for ASCII keywords also stripped of combining
+//! marks (`kíll`, `k̶i̶l̶l̶`) with look-alike letters folded (`kіll` with a
+//! Cyrillic `і`, see [`confusable_prototype`]). Every byte of a normalised text
+//! remembers the byte range of the original text it came from, so a match can
+//! be highlighted in the original.
 //!
 //! NFKC is applied per cluster (a character plus the combining marks and
 //! Hangul vowel/final jamo that follow it), which is what lets the map stay
@@ -16,21 +22,143 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use unicode_normalization::char::canonical_combining_class;
+use regex_syntax::hir::{Class, HirKind};
+use unicode_normalization::char::{
+    canonical_combining_class, decompose_canonical, is_combining_mark,
+};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-/// Characters that render as nothing and are used to split words past filters.
-pub fn is_invisible(c: char) -> bool {
+/// How far a text is normalised beyond NFKC, removing what is invisible and
+/// collapsing whitespace (which every mode does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Case kept: for `case_sensitive` patterns.
+    Exact,
+    /// Lower-cased: for keywords and patterns that are not plain ASCII
+    /// (`über` stays `über`).
+    Case,
+    /// Lower-cased, combining marks stripped and look-alike letters folded in
+    /// mixed-script words: for ASCII keywords and patterns (`kíll`, `k̶i̶l̶l̶`
+    /// and `kіll` all read `kill`).
+    Marks,
+}
+
+/// Sorted, disjoint character ranges of a Unicode property.
+struct Ranges(Vec<(char, char)>);
+
+impl Ranges {
+    /// The ranges of a regex character class like `\p{Latin}`, from the
+    /// Unicode tables `regex-syntax` ships (a dependency already, kept current
+    /// with Unicode releases).
+    fn of(class: &str) -> Self {
+        let ranges = match regex_syntax::parse(class).map(|h| h.into_kind()) {
+            Ok(HirKind::Class(Class::Unicode(c))) => {
+                c.ranges().iter().map(|r| (r.start(), r.end())).collect()
+            }
+            // Unreachable with the fixed classes below (a unit test parses
+            // them); matching would degrade to what NFKC alone does.
+            _ => Vec::new(),
+        };
+        Self(ranges)
+    }
+
+    fn contains(&self, c: char) -> bool {
+        let i = self.0.partition_point(|r| r.1 < c);
+        self.0.get(i).is_some_and(|r| r.0 <= c)
+    }
+}
+
+const IGNORABLE_CLASS: &str = r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]";
+const LATIN_CLASS: &str = r"\p{Script=Latin}";
+
+fn ignorable_ranges() -> &'static Ranges {
+    static SET: OnceLock<Ranges> = OnceLock::new();
+    SET.get_or_init(|| Ranges::of(IGNORABLE_CLASS))
+}
+
+fn latin_ranges() -> &'static Ranges {
+    static SET: OnceLock<Ranges> = OnceLock::new();
+    SET.get_or_init(|| Ranges::of(LATIN_CLASS))
+}
+
+/// Letters that render blank and are used as spaces between words.
+pub fn is_blank_letter(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+        '\u{3164}' | '\u{FFA0}' | '\u{115F}' | '\u{1160}' | '\u{2800}'
     )
+}
+
+/// Characters that render as nothing (Default_Ignorable_Code_Point, bidi
+/// controls), blank letters excepted: removed before matching.
+pub fn is_invisible(c: char) -> bool {
+    !c.is_ascii() && !is_blank_letter(c) && ignorable_ranges().contains(c)
+}
+
+/// Whitespace, or a blank letter standing for it.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || is_blank_letter(c)
+}
+
+fn is_latin(c: char) -> bool {
+    c.is_ascii_alphabetic() || (!c.is_ascii() && latin_ranges().contains(c))
+}
+
+/// The one ASCII letter a non-Latin letter looks like (its Unicode TS #39
+/// confusable prototype), when there is one: Cyrillic `і` → `i`, `ѕ` → `s`,
+/// Greek `ο` → `o`. Never for ASCII, Latin letters, digits, or characters
+/// whose prototype is more than one letter (`rn` → `m` would make "burn"
+/// read "bum").
+pub fn confusable_prototype(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return None;
+    }
+    let table = confusable_table();
+    table
+        .binary_search_by_key(&c, |(from, _)| *from)
+        .ok()
+        .and_then(|i| table.get(i))
+        .map(|(_, to)| *to)
+}
+
+fn confusable_table() -> &'static [(char, char)] {
+    static TABLE: OnceLock<Vec<(char, char)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut out = Vec::new();
+        // Styled letters outside the BMP (mathematical alphanumerics) are
+        // plain ASCII after NFKC already.
+        for c in (0x80..0x1_0000u32).filter_map(char::from_u32) {
+            if !c.is_alphabetic() || is_latin(c) || c.to_lowercase().ne(std::iter::once(c)) {
+                continue;
+            }
+            let mut buf = [0; 4];
+            let mut skeleton =
+                unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+            if let (Some(p), None) = (skeleton.next(), skeleton.next()) {
+                if p.is_ascii_alphabetic() {
+                    out.push((c, p.to_ascii_lowercase()));
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Builds the look-up tables once (a few milliseconds), so the first post
+/// evaluated does not pay for it.
+pub fn warm_up() {
+    let _ = (
+        ignorable_ranges(),
+        latin_ranges(),
+        confusable_table(),
+        small_table(),
+    );
 }
 
 /// A word character for whole-word matching: letters, digits, marks and `_`
 /// (the Unicode `\w` of regular expressions, near enough).
 pub fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || unicode_normalization::char::is_combining_mark(c)
+    c.is_alphanumeric() || c == '_' || is_combining_mark(c)
 }
 
 /// A normalised text and the way back to the original text.
@@ -91,6 +219,64 @@ impl Normalized {
             return start..start;
         }
         start..self.end_of(range.end - 1)
+    }
+}
+
+impl Normalized {
+    /// This text with each `(range, c)` of `edits` (sorted, disjoint,
+    /// character ranges) replaced by `c`, mapped to the same original bytes.
+    fn replace_chars(&self, edits: &[(Range<usize>, char)]) -> Normalized {
+        let mut w = Writer {
+            buf: Vec::with_capacity(self.text.len()),
+            segments: Vec::with_capacity(self.segments.len() + 2 * edits.len()),
+            after_space: false,
+        };
+        let mut at = 0;
+        for (range, c) in edits {
+            self.copy_into(&mut w, at..range.start);
+            w.cluster(self.original_range(range.clone()));
+            let mut utf8 = [0; 4];
+            w.buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            at = range.end;
+        }
+        self.copy_into(&mut w, at..self.text.len());
+        let text = String::from_utf8(w.buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Normalized {
+            text,
+            segments: w.segments,
+        }
+    }
+
+    /// Copies `range` of this text, with its map, to the end of `w`.
+    fn copy_into(&self, w: &mut Writer, range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.norm as usize <= range.start)
+            .saturating_sub(1);
+        for (i, s) in self.segments.iter().enumerate().skip(first) {
+            let seg_start = s.norm as usize;
+            if seg_start >= range.end {
+                break;
+            }
+            let seg_end = self
+                .segments
+                .get(i + 1)
+                .map_or(self.text.len(), |n| n.norm as usize);
+            let piece = seg_start.max(range.start)..seg_end.min(range.end);
+            if piece.is_empty() {
+                continue;
+            }
+            if s.is_linear() {
+                w.linear(s.orig as usize + (piece.start - seg_start));
+            } else {
+                w.cluster(s.orig as usize..s.orig_end as usize);
+            }
+            w.buf.extend_from_slice(&self.text.as_bytes()[piece]);
+        }
     }
 }
 
@@ -200,12 +386,9 @@ impl Writer {
         }
     }
 
-    /// Writes `c`, the only character `from` normalises to.
+    /// Writes `c`, the only character `from` normalises to (not invisible).
     fn one(&mut self, c: char, from: Range<usize>) {
-        if is_invisible(c) {
-            return;
-        }
-        if c.is_whitespace() {
+        if is_space(c) {
             let single_byte = from.len() == 1;
             self.space(from, single_byte);
             return;
@@ -221,43 +404,42 @@ impl Writer {
         self.after_space = false;
     }
 
-    /// Writes the characters one original cluster `from` normalises to.
+    /// Writes the characters one original cluster `from` normalises to
+    /// (invisible ones already dropped).
     fn chars(&mut self, out: &[char], from: Range<usize>) {
-        let visible: usize = out.iter().filter(|c| !is_invisible(**c)).count();
-        if visible == 0 {
-            return;
+        match out {
+            [] => return,
+            [c] => return self.one(*c, from),
+            _ => {}
         }
-        if out.iter().all(|c| c.is_whitespace()) {
+        if out.iter().all(|c| is_space(*c)) {
             let single_byte = from.len() == 1;
             self.space(from, single_byte);
             return;
         }
-        let same_bytes =
-            visible == 1 && out.iter().map(|c| c.len_utf8()).sum::<usize>() == from.len();
-        if same_bytes {
-            self.linear(from.start);
-        } else {
-            self.cluster(from.clone());
-        }
+        self.cluster(from);
         for &c in out {
-            if is_invisible(c) {
-                continue;
-            }
             // A cluster mixing letters and spaces (rare: compatibility
             // characters like U+2474) keeps its spaces as they are.
+            let c = if is_blank_letter(c) { ' ' } else { c };
             let mut utf8 = [0; 4];
             self.buf
                 .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
         }
-        self.after_space = out.last().is_some_and(|c| c.is_whitespace());
+        self.after_space = out.last().is_some_and(|c| is_space(*c));
     }
 }
 
-/// Hangul medial vowels and final consonants compose with the syllable before.
+/// Hangul medial vowels and final consonants, and combining marks, compose
+/// with the character before.
 fn continues_cluster(c: char) -> bool {
     !is_invisible(c)
+        && !is_blank_letter(c)
         && (canonical_combining_class(c) != 0 || ('\u{1160}'..='\u{11FF}').contains(&c))
 }
+
+/// Characters below this are looked up in a table.
+const SMALL: u32 = 0x800;
 
 /// What normalising needs to know about a character below U+0800 (ASCII,
 /// Latin, Greek, Cyrillic, Hebrew, Arabic...), looked up instead of computed.
@@ -265,16 +447,21 @@ fn continues_cluster(c: char) -> bool {
 struct Small {
     /// A combining mark: continues the cluster before it.
     combining: bool,
+    /// Removed before matching.
+    invisible: bool,
     /// NFKC leaves the character alone.
     nfkc_stable: bool,
     /// Its lower case, when that is one character.
     lower: Option<char>,
+    /// Its lower case without combining marks, when that is one character
+    /// (`é` → `e`); `None` for a mark alone.
+    bare: Option<char>,
 }
 
 fn small_table() -> &'static [Small] {
     static TABLE: OnceLock<Vec<Small>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        (0..0x800u32)
+        (0..SMALL)
             .map(|u| {
                 let c = char::from_u32(u).unwrap_or('\0');
                 let mut lower = c.to_lowercase();
@@ -282,10 +469,17 @@ fn small_table() -> &'static [Small] {
                     (Some(l), None) => Some(l),
                     _ => None,
                 };
+                let mut bare = Vec::new();
+                strip_marks_into(&mut bare, single.unwrap_or(c));
                 Small {
                     combining: continues_cluster(c),
+                    invisible: is_invisible(c),
                     nfkc_stable: is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes,
                     lower: single,
+                    bare: match (single, bare.as_slice()) {
+                        (Some(_), [b]) => Some(*b),
+                        _ => None,
+                    },
                 }
             })
             .collect()
@@ -306,9 +500,9 @@ fn continues_at(original: &str, at: usize, table: &[Small]) -> Option<char> {
     continues.then_some(c)
 }
 
-/// Normalises `original` (callers cap its length: offsets are kept as `u32`).
-/// With `fold` the text is also lower-cased.
-pub fn normalize(original: &str, fold: bool) -> Normalized {
+/// Normalises `original` (offsets are kept as `u32`: callers keep texts under
+/// 4 GiB) as `fold` says.
+pub fn normalize(original: &str, fold: Fold) -> Normalized {
     let table = small_table();
     let bytes = original.as_bytes();
     let mut w = Writer {
@@ -316,6 +510,7 @@ pub fn normalize(original: &str, fold: bool) -> Normalized {
         segments: Vec::new(),
         after_space: false,
     };
+    let lower = fold != Fold::Exact;
     let mut chars: Vec<char> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -333,7 +528,7 @@ pub fn normalize(original: &str, fold: bool) -> Normalized {
                 run_end
             };
             if stop > i {
-                w.ascii(&bytes[i..stop], i, fold);
+                w.ascii(&bytes[i..stop], i, lower);
                 i = stop;
                 continue;
             }
@@ -349,31 +544,23 @@ pub fn normalize(original: &str, fold: bool) -> Normalized {
         i = end;
         if from.len() == first.len_utf8() {
             // A lone character: most often a table lookup.
-            let known = table.get(first as usize).map_or_else(
-                || {
-                    let stable = is_nfkc_quick(std::iter::once(first)) == IsNormalized::Yes;
-                    (stable, None)
-                },
-                |s| (s.nfkc_stable, s.lower),
-            );
-            match known {
-                (true, _) if !fold => {
-                    w.one(first, from);
+            if let Some(s) = table.get(first as usize) {
+                if s.invisible {
                     continue;
                 }
-                (true, Some(lower)) => {
-                    w.one(lower, from);
+                let known = match fold {
+                    Fold::Exact => Some(first),
+                    Fold::Case => s.lower,
+                    Fold::Marks => s.bare,
+                };
+                if let (true, Some(c)) = (s.nfkc_stable, known) {
+                    w.one(c, from);
                     continue;
                 }
-                _ => {}
             }
             chars.clear();
-            if known.0 {
-                fold_into(&mut chars, first, fold);
-            } else {
-                for c in std::iter::once(first).nfkc() {
-                    fold_into(&mut chars, c, fold);
-                }
+            for c in std::iter::once(first).nfkc() {
+                fold_into(&mut chars, c, fold);
             }
             w.chars(&chars, from);
             continue;
@@ -386,24 +573,94 @@ pub fn normalize(original: &str, fold: bool) -> Normalized {
     }
     let text = String::from_utf8(w.buf)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    Normalized {
+    let n = Normalized {
         text,
         segments: w.segments,
+    };
+    if fold == Fold::Marks {
+        fold_confusables(n)
+    } else {
+        n
     }
 }
 
-fn fold_into(out: &mut Vec<char>, c: char, fold: bool) {
-    if fold {
-        out.extend(c.to_lowercase());
-    } else {
+/// Appends `c` as `fold` says, invisible characters dropped.
+fn fold_into(out: &mut Vec<char>, c: char, fold: Fold) {
+    if is_invisible(c) {
+        return;
+    }
+    match fold {
+        Fold::Exact => out.push(c),
+        Fold::Case => out.extend(c.to_lowercase()),
+        Fold::Marks => {
+            for l in c.to_lowercase() {
+                strip_marks_into(out, l);
+            }
+        }
+    }
+}
+
+/// `c` decomposed, without its combining marks (`é` → `e`; a mark alone →
+/// nothing).
+fn strip_marks_into(out: &mut Vec<char>, c: char) {
+    if c.is_ascii() {
         out.push(c);
+        return;
+    }
+    decompose_canonical(c, |d| {
+        if !is_combining_mark(d) && !is_invisible(d) {
+            out.push(d);
+        }
+    });
+}
+
+/// In every word that mixes Latin letters with letters of another script,
+/// the non-Latin letters that look like one ASCII letter become that letter.
+fn fold_confusables(n: Normalized) -> Normalized {
+    if n.text.is_ascii() {
+        return n;
+    }
+    let mut edits: Vec<(Range<usize>, char)> = Vec::new();
+    let text = n.text.as_str();
+    let mut word_start = None;
+    let check = |start: usize, end: usize, edits: &mut Vec<(Range<usize>, char)>| {
+        let word = &text[start..end];
+        if word.is_ascii() || !word.chars().any(is_latin) {
+            return;
+        }
+        for (at, c) in word.char_indices() {
+            if is_latin(c) {
+                continue;
+            }
+            if let Some(p) = confusable_prototype(c) {
+                edits.push((start + at..start + at + c.len_utf8(), p));
+            }
+        }
+    };
+    for (at, c) in text.char_indices() {
+        match (is_word_char(c), word_start) {
+            (true, None) => word_start = Some(at),
+            (false, Some(start)) => {
+                check(start, at, &mut edits);
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = word_start {
+        check(start, text.len(), &mut edits);
+    }
+    if edits.is_empty() {
+        n
+    } else {
+        n.replace_chars(&edits)
     }
 }
 
 /// Normalises a keyword or `unless` phrase the way post text is normalised,
 /// without leading or trailing space.
 pub fn normalize_phrase(phrase: &str) -> String {
-    normalize(phrase, true).text.trim().to_owned()
+    normalize(phrase, Fold::Case).text.trim().to_owned()
 }
 
 #[cfg(test)]
@@ -418,7 +675,7 @@ mod tests {
     #[test]
     fn folds_case_width_and_invisible_characters() {
         let original = "ＳＵＩＣＩＤＥ and s\u{200B}u\u{00AD}i\u{FEFF}c\u{2060}ide";
-        let n = normalize(original, true);
+        let n = normalize(original, Fold::Case);
         assert_eq!(n.text, "suicide and suicide");
         assert_eq!(back(&n, original, "suicide and"), "ＳＵＩＣＩＤＥ and");
         let last = n.text.rfind("suicide").unwrap();
@@ -429,7 +686,7 @@ mod tests {
     #[test]
     fn whitespace_runs_become_one_space_mapped_to_the_whole_run() {
         let original = "END it \t\n  all";
-        let n = normalize(original, true);
+        let n = normalize(original, Fold::Case);
         assert_eq!(n.text, "end it all");
         assert_eq!(back(&n, original, "end it all"), original);
         assert_eq!(back(&n, original, "it "), "it \t\n  ");
@@ -438,11 +695,11 @@ mod tests {
     #[test]
     fn combining_marks_compose_and_map_to_the_cluster() {
         let original = "Cafe\u{301} ÜBER";
-        let n = normalize(original, true);
+        let n = normalize(original, Fold::Case);
         assert_eq!(n.text, "café über");
         assert_eq!(back(&n, original, "é"), "e\u{301}");
         assert_eq!(back(&n, original, "über"), "ÜBER");
-        let kept = normalize(original, false);
+        let kept = normalize(original, Fold::Exact);
         assert_eq!(kept.text, "Café ÜBER");
     }
 
@@ -450,7 +707,7 @@ mod tests {
     fn length_changing_characters_keep_the_map_exact() {
         // İ lower-cases to two characters; ﬁ decomposes to two; ß stays one.
         let original = "İstanbul ﬁne Straße 😢 x";
-        let n = normalize(original, true);
+        let n = normalize(original, Fold::Case);
         assert_eq!(n.text, "i\u{307}stanbul fine straße 😢 x");
         assert_eq!(back(&n, original, "fine"), "ﬁne");
         assert_eq!(back(&n, original, "i\u{307}stanbul"), "İstanbul");

@@ -1,161 +1,63 @@
 //! Settings: `modbridge.toml` (optional) overridden by environment variables,
 //! checked once at start-up into [`Settings`]. Secrets live in
-//! [`Secret`]s and never reach `Debug` output.
+//! [`Secret`](crate::secret::Secret)s and never reach `Debug` output.
+//!
+//! This module owns the whole ([`Settings`], [`ConfigError`], where values
+//! come from: [`Env`]) and the order of [`Settings::load`]; each section of the
+//! file has a module that turns its raw part (plus the environment) into typed
+//! sub-settings, adding every problem to one shared list (`loader`), so one
+//! run reports them all, each naming the key or variable at fault:
+//! `file` (reading the TOML), `server`, `intake`, `dedupe`, `delivery`,
+//! `listeners` (webhook secrets), `destinations` (and `[alerts]`), `cards`
+//! (`post_url`, `[groups]`).
 //!
 //! Every key, its environment variable and default are listed in README.md
 //! ("Configuration reference"); keep the two in step.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+mod cards;
+mod dedupe;
+mod delivery;
+mod destinations;
+mod file;
+mod intake;
+mod listeners;
+mod loader;
+mod server;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::destination::{Destination, Destinations, RawDestination};
-use crate::post::CustomerId;
-use crate::secret::Secret;
-
-/// The documented development secret `--dry-run` uses when none is set. Never
-/// use it where anyone else can reach the service.
-pub const DEV_SECRET: &str =
-    "whsec_0000000000000000000000000000000000000000000000000000000000000000";
+pub use self::cards::CardSettings;
+pub use self::dedupe::DedupeSettings;
+pub use self::delivery::DeliverySettings;
+pub use self::file::line_col;
+pub use self::intake::IntakeSettings;
+pub use self::listeners::{DEV_SECRET, ListenerSecret, ListenerSettings};
+use self::loader::{Loader, truthy};
+pub use self::server::{LogFormat, ServerSettings};
+use crate::destination::Destinations;
 
 /// The configuration file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "modbridge.toml";
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    listen: Option<String>,
-    admin_listen: Option<String>,
-    rules_dir: Option<PathBuf>,
-    dry_run: Option<bool>,
-    redis_url: Option<String>,
-    shutdown_timeout_secs: Option<u64>,
-    post_url: Option<String>,
-    log_format: Option<String>,
-    slack_api_url: Option<String>,
-    discord_api_url: Option<String>,
-    #[serde(default)]
-    intake: RawIntake,
-    #[serde(default)]
-    dedupe: RawDedupe,
-    #[serde(default)]
-    delivery: RawDelivery,
-    #[serde(default)]
-    listeners: BTreeMap<String, RawListener>,
-    #[serde(default)]
-    destinations: BTreeMap<String, RawDestination>,
-    #[serde(default)]
-    groups: BTreeMap<String, String>,
-    alerts: Option<RawAlerts>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawIntake {
-    max_body_bytes: Option<usize>,
-    signature_tolerance_secs: Option<u64>,
-    deadline_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDedupe {
-    lease_secs: Option<u64>,
-    done_ttl_days: Option<u64>,
-    memory_capacity: Option<usize>,
-    key_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDelivery {
-    backlog: Option<usize>,
-    probe_interval_secs: Option<u64>,
-    timeout_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListener {
-    secret_env: String,
-    #[serde(default)]
-    customers: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAlerts {
-    to: String,
-}
-
-/// A secret that may sign webhooks, and the tenants it may speak for.
-#[derive(Debug, Clone)]
-pub struct ListenerSecret {
-    /// Where it came from (`CATIVA_WEBHOOK_SECRET` or `listeners.NAME`), for logs.
-    pub source: String,
-    pub secret: Secret,
-    /// `None`: any tenant.
-    pub customers: Option<BTreeSet<CustomerId>>,
-}
-
-impl ListenerSecret {
-    pub fn allows(&self, customer: &CustomerId) -> bool {
-        self.customers.as_ref().is_none_or(|c| c.contains(customer))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct DedupeSettings {
-    pub lease: Duration,
-    pub done_ttl: Duration,
-    pub memory_capacity: usize,
-    pub key_prefix: String,
-}
-
-/// `[delivery]`: plain values; delivery builds its runtime policy from them.
-#[derive(Debug, Clone, Copy)]
-pub struct DeliverySettings {
-    /// Cards in flight at once per target; more are refused with 503.
-    pub backlog: usize,
-    /// How often a broken target is probed.
-    pub probe_interval: Duration,
-    /// The longest one platform HTTP call may take.
-    pub timeout: Duration,
-}
-
 /// Everything `serve` needs, checked.
 #[derive(Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    pub admin_listen: Option<SocketAddr>,
+    /// Listen addresses, log format, shutdown grace.
+    pub server: ServerSettings,
     pub rules_dir: PathBuf,
     pub dry_run: bool,
     /// May hold a password: never log it whole (see [`Settings::redis_display`]).
     pub redis_url: Option<String>,
-    /// How long SIGTERM waits for in-flight requests and deliveries.
-    pub shutdown_timeout: Duration,
-    pub secrets: Vec<ListenerSecret>,
-    /// `--dry-run` without any secret: the development secret is in use.
-    pub insecure_dev_secret: bool,
-    pub max_body_bytes: usize,
-    pub signature_tolerance_secs: u64,
-    pub deadline: Duration,
+    /// The webhook secrets (never empty).
+    pub listeners: ListenerSettings,
+    pub intake: IntakeSettings,
     pub dedupe: DedupeSettings,
     pub delivery: DeliverySettings,
     pub destinations: Destinations,
-    pub groups: BTreeMap<String, String>,
-    pub post_url: Option<String>,
+    /// The destination `[alerts] to` names (one of `destinations`).
     pub alerts_to: Option<String>,
-    pub log_format: LogFormat,
+    pub cards: CardSettings,
     /// Values the file gives for settings read from the environment by the
     /// module that owns them (the platforms read `SLACK_API_URL`,
     /// `DISCORD_API_URL`; the file's `slack_api_url`, `discord_api_url`
@@ -166,12 +68,12 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("listen", &self.listen)
-            .field("admin_listen", &self.admin_listen)
+            .field("listen", &self.server.listen)
+            .field("admin_listen", &self.server.admin_listen)
             .field("rules_dir", &self.rules_dir)
             .field("dry_run", &self.dry_run)
             .field("redis", &self.redis_display())
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &self.listeners.secrets.len())
             .finish_non_exhaustive()
     }
 }
@@ -215,14 +117,6 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
-fn truthy(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 impl Settings {
     /// Reads `path` (or `modbridge.toml` when present), applies the environment,
     /// and checks everything, collecting every problem.
@@ -231,276 +125,64 @@ impl Settings {
         dry_run_flag: bool,
         env: &dyn Env,
     ) -> Result<Self, ConfigError> {
-        let mut errors = Vec::new();
-        let raw = match read_file(path) {
-            Ok(raw) => raw,
-            Err(e) => return Err(ConfigError(vec![e])),
-        };
+        let raw = file::read(path).map_err(|e| ConfigError(vec![e]))?;
         let file_name = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG_FILE.into());
+        let mut l = Loader::new(env, file_name);
 
-        let dry_run = match env.var("MODBRIDGE_DRY_RUN") {
-            Some(v) => match truthy(&v) {
-                Some(b) => b || dry_run_flag,
-                None => {
-                    errors.push(format!("MODBRIDGE_DRY_RUN={v:?}: use 1 or 0"));
-                    dry_run_flag
-                }
-            },
-            None => dry_run_flag || raw.dry_run.unwrap_or(false),
+        let dry_run = dry_run(dry_run_flag, raw.dry_run, &mut l);
+        let mut server = ServerSettings::build(raw.server, &mut l);
+        let intake = IntakeSettings::build(raw.intake, &mut l);
+        let delivery = DeliverySettings::build(raw.delivery, &mut l);
+        let dedupe = DedupeSettings::build(raw.dedupe, intake.deadline, &mut l);
+        let listeners = ListenerSettings::build(raw.listeners, dry_run, &mut l);
+        if listeners.insecure_dev_secret {
+            // Nobody else may reach a service that trusts a published secret.
+            server.bind_loopback();
+        }
+        let (destinations, alerts_to) = destinations::build(raw.destinations, raw.alerts, &mut l);
+        let cards = CardSettings::build(raw.post_url, raw.groups, &mut l);
+
+        let settings = Settings {
+            server,
+            rules_dir: l
+                .var("MODBRIDGE_RULES")
+                .map(PathBuf::from)
+                .or(raw.rules_dir)
+                .unwrap_or_else(|| PathBuf::from("rules")),
+            dry_run,
+            redis_url: l.var("REDIS_URL").or(raw.redis_url),
+            listeners,
+            intake,
+            dedupe,
+            delivery,
+            destinations,
+            alerts_to,
+            cards,
+            env_defaults: raw.env_defaults,
         };
-
-        let mut addr = |var: &str, key: &str, file_value: Option<String>, default: Option<&str>| {
-            let (value, from) = match env.var(var) {
-                Some(v) => (Some(v), var.to_owned()),
-                None => (
-                    file_value.or(default.map(str::to_owned)),
-                    format!("{file_name}: {key}"),
-                ),
-            };
-            value.and_then(|v| match v.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    errors.push(format!(
-                        "{from}: {v:?} is not a listen address (like 0.0.0.0:8080 or 127.0.0.1:9090)"
-                    ));
-                    None
-                }
-            })
-        };
-        let listen = addr(
-            "MODBRIDGE_LISTEN",
-            "listen",
-            raw.listen,
-            Some("0.0.0.0:8080"),
-        );
-        let admin_listen = addr(
-            "MODBRIDGE_ADMIN_LISTEN",
-            "admin_listen",
-            raw.admin_listen,
-            None,
-        );
-
-        let rules_dir = env
-            .var("MODBRIDGE_RULES")
-            .map(PathBuf::from)
-            .or(raw.rules_dir)
-            .unwrap_or_else(|| PathBuf::from("rules"));
-
-        let number =
-            |errors: &mut Vec<String>, var: &str, file: Option<u64>, default: u64| -> u64 {
-                match env.var(var) {
-                    Some(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
-                        errors.push(format!("{var}={v:?}: expected a whole number"));
-                        default
-                    }),
-                    None => file.unwrap_or(default),
-                }
-            };
-        let max_body_bytes = number(
-            &mut errors,
-            "MODBRIDGE_MAX_BODY_BYTES",
-            raw.intake.max_body_bytes.map(|n| n as u64),
-            1024 * 1024,
-        ) as usize;
-        let signature_tolerance_secs = number(
-            &mut errors,
-            "MODBRIDGE_SIGNATURE_TOLERANCE_SECS",
-            raw.intake.signature_tolerance_secs,
-            300,
-        );
-        let deadline_secs = number(
-            &mut errors,
-            "MODBRIDGE_DEADLINE_SECS",
-            raw.intake.deadline_secs,
-            5,
-        );
-        if deadline_secs == 0 {
-            errors.push("intake.deadline_secs must be at least 1".into());
-        }
-        let probe_interval_secs = number(
-            &mut errors,
-            "MODBRIDGE_PROBE_INTERVAL_SECS",
-            raw.delivery.probe_interval_secs,
-            60,
-        );
-        let delivery_timeout_secs = number(
-            &mut errors,
-            "MODBRIDGE_DELIVERY_TIMEOUT_SECS",
-            raw.delivery.timeout_secs,
-            10,
-        );
-        let shutdown_timeout_secs = number(
-            &mut errors,
-            "MODBRIDGE_SHUTDOWN_TIMEOUT_SECS",
-            raw.shutdown_timeout_secs,
-            10,
-        );
-        let lease_secs = raw.dedupe.lease_secs.unwrap_or(deadline_secs + 5).max(1);
-        let done_ttl_days = number(
-            &mut errors,
-            "MODBRIDGE_DEDUPE_TTL_DAYS",
-            raw.dedupe.done_ttl_days,
-            7,
-        )
-        .max(1);
-
-        let log_format = match env
-            .var("MODBRIDGE_LOG_FORMAT")
-            .or(raw.log_format)
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                errors.push(format!("MODBRIDGE_LOG_FORMAT={other:?}: use text or json"));
-                LogFormat::Text
-            }
-        };
-
-        // Secrets: the shared variable, then per-listener ones.
-        let mut secrets = Vec::new();
-        if let Some(list) = env.var("CATIVA_WEBHOOK_SECRET") {
-            for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match Secret::new(part) {
-                    Ok(secret) => secrets.push(ListenerSecret {
-                        source: "CATIVA_WEBHOOK_SECRET".into(),
-                        secret,
-                        customers: None,
-                    }),
-                    Err(e) => errors.push(format!("CATIVA_WEBHOOK_SECRET: {e}")),
-                }
-            }
-        }
-        for (name, listener) in raw.listeners {
-            let customers = if listener.customers.is_empty() {
-                None
-            } else {
-                let mut set = BTreeSet::new();
-                for c in listener.customers {
-                    match CustomerId::parse(c) {
-                        Ok(c) => {
-                            set.insert(c);
-                        }
-                        Err(_) => errors.push(format!(
-                            "{file_name}: listeners.{name}.customers: an ID is empty"
-                        )),
-                    }
-                }
-                Some(set)
-            };
-            match env.var(&listener.secret_env) {
-                None => errors.push(format!(
-                    "{file_name}: listeners.{name}: environment variable {} is not set (it holds that listener's whsec_ secret)",
-                    listener.secret_env
-                )),
-                Some(list) => {
-                    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        match Secret::new(part) {
-                            Ok(secret) => secrets.push(ListenerSecret {
-                                source: format!("listeners.{name}"),
-                                secret,
-                                customers: customers.clone(),
-                            }),
-                            Err(e) => errors.push(format!("{}: {e}", listener.secret_env)),
-                        }
-                    }
-                }
-            }
-        }
-        let mut insecure_dev_secret = false;
-        let mut listen = listen;
-        if secrets.is_empty() {
-            if dry_run {
-                insecure_dev_secret = true;
-                secrets.push(ListenerSecret {
-                    source: "development secret (--dry-run)".into(),
-                    secret: Secret::new(DEV_SECRET).map_err(|e| ConfigError(vec![e.into()]))?,
-                    customers: None,
-                });
-                // Nobody else may reach a service that trusts a published secret.
-                if let Some(a) = listen.as_mut() {
-                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-            } else {
-                errors.push(
-                    "no webhook secret: set CATIVA_WEBHOOK_SECRET to the listener's whsec_ secret (Cativa Console > Webhooks), or run with --dry-run to try modbridge locally"
-                        .into(),
-                );
-            }
-        }
-
-        let mut named = Vec::new();
-        for (name, raw_dest) in raw.destinations {
-            match Destination::from_raw(&name, raw_dest) {
-                Ok(d) => named.push(d),
-                Err(e) => errors.push(format!("{file_name}: destinations.{name}: {e}")),
-            }
-        }
-        let destinations = Destinations::new(named);
-        let alerts_to = raw.alerts.map(|a| a.to);
-        if let Some(to) = &alerts_to
-            && let Err(e) = destinations.resolve(to)
-        {
-            errors.push(format!("{file_name}: alerts.to: {e}"));
-        }
-        if let Some(url) = &raw.post_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            errors.push(format!(
-                "{file_name}: post_url must start with https:// (like \"https://community.example.com/posts/{{post_id}}\")"
-            ));
-        }
-
-        let env_defaults: BTreeMap<String, String> = [
-            ("SLACK_API_URL", raw.slack_api_url),
-            ("DISCORD_API_URL", raw.discord_api_url),
-        ]
-        .into_iter()
-        .filter_map(|(var, v)| v.map(|v| (var.to_owned(), v)))
-        .collect();
-
-        match (listen, errors.is_empty()) {
-            (Some(listen), true) => Ok(Settings {
-                listen,
-                admin_listen,
-                rules_dir,
-                dry_run,
-                redis_url: env.var("REDIS_URL").or(raw.redis_url),
-                shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
-                secrets,
-                insecure_dev_secret,
-                max_body_bytes,
-                signature_tolerance_secs,
-                deadline: Duration::from_secs(deadline_secs),
-                dedupe: DedupeSettings {
-                    lease: Duration::from_secs(lease_secs),
-                    done_ttl: Duration::from_secs(done_ttl_days * 86_400),
-                    memory_capacity: raw.dedupe.memory_capacity.unwrap_or(100_000),
-                    key_prefix: raw.dedupe.key_prefix.unwrap_or_else(|| "modbridge:".into()),
-                },
-                delivery: DeliverySettings {
-                    backlog: raw.delivery.backlog.unwrap_or(64).max(1),
-                    probe_interval: Duration::from_secs(probe_interval_secs.max(1)),
-                    timeout: Duration::from_secs(delivery_timeout_secs.max(1)),
-                },
-                destinations,
-                groups: raw.groups,
-                post_url: raw.post_url,
-                alerts_to,
-                log_format,
-                env_defaults,
-            }),
-            _ => Err(ConfigError(errors)),
-        }
+        l.finish(settings)
     }
 
     /// The Redis URL without its password, for logs.
     pub fn redis_display(&self) -> Option<String> {
         self.redis_url.as_deref().map(redact_url)
+    }
+}
+
+/// `MODBRIDGE_DRY_RUN` (which can only add to `--dry-run`), else the flag or
+/// the file's `dry_run`.
+fn dry_run(flag: bool, file: Option<bool>, l: &mut Loader) -> bool {
+    match l.var("MODBRIDGE_DRY_RUN") {
+        Some(v) => match truthy(&v) {
+            Some(b) => b || flag,
+            None => {
+                l.problem(format!("MODBRIDGE_DRY_RUN={v:?}: use 1 or 0"));
+                flag
+            }
+        },
+        None => flag || file.unwrap_or(false),
     }
 }
 
@@ -516,36 +198,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn read_file(path: Option<&Path>) -> Result<RawConfig, String> {
-    let (path, required) = match path {
-        Some(p) => (p.to_path_buf(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(RawConfig::default());
-        }
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-    };
-    toml::from_str(&text).map_err(|e| {
-        let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-        format!("{}:{line}:{col}: {}", path.display(), e.message())
-    })
-}
-
-/// 1-based line and column (in characters) of byte offset `at`.
-pub fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::post::CustomerId;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -567,9 +223,9 @@ mod tests {
             .to_string();
         assert!(err.contains("CATIVA_WEBHOOK_SECRET"), "{err}");
         let s = Settings::load(None, true, &env(&[])).unwrap();
-        assert!(s.insecure_dev_secret);
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.secrets[0].secret.expose(), DEV_SECRET);
+        assert!(s.listeners.insecure_dev_secret);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.listeners.secrets[0].secret.expose(), DEV_SECRET);
     }
 
     #[test]
@@ -584,9 +240,9 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:9");
-        assert_eq!(s.max_body_bytes, 10);
-        assert_eq!(s.secrets.len(), 2);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(s.intake.max_body_bytes, 10);
+        assert_eq!(s.listeners.secrets.len(), 2);
         assert!(!format!("{s:?}").contains("whsec_a"));
     }
 
@@ -599,7 +255,7 @@ mod tests {
             &env(&[("ACME_SECRET", "whsec_acme")]),
         )
         .unwrap();
-        let l = &s.secrets[0];
+        let l = &s.listeners.secrets[0];
         assert!(l.allows(&CustomerId::parse("C1").unwrap()));
         assert!(!l.allows(&CustomerId::parse("C2").unwrap()));
         let err = Settings::load(Some(f.path()), false, &env(&[]))

@@ -10,8 +10,8 @@ use crate::dedupe::{MemoryStore, RedisStore, Ttl};
 use crate::delivery::{Deliverer, Policy};
 use crate::destination::Destinations;
 use crate::intake::payload::Event;
-use crate::rules::{LiveRules, RuleSet};
 use crate::platforms::{Recorder, Sinks};
+use crate::rules::{LiveRules, RuleSet};
 
 const RULES: &str = r#"
 name = "Everywhere"

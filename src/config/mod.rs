@@ -286,6 +286,67 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_reported_word_for_word_section_by_section() {
+        let f = write(concat!(
+            "listen = \"nowhere\"\npost_url = \"ftp://x\"\n",
+            "[intake]\ndeadline_secs = 0\n",
+            "[listeners.acme]\nsecret_env = \"ACME_SECRET\"\ncustomers = [\"\"]\n",
+            "[destinations.x]\nslack = \"general\"\n",
+            "[alerts]\nto = \"nope\"\n",
+        ));
+        let err = Settings::load(
+            Some(f.path()),
+            false,
+            &env(&[
+                ("MODBRIDGE_DRY_RUN", "maybe"),
+                ("MODBRIDGE_ADMIN_LISTEN", "x"),
+                ("MODBRIDGE_SHUTDOWN_TIMEOUT_SECS", "soon"),
+                ("MODBRIDGE_LOG_FORMAT", "XML"),
+                ("MODBRIDGE_MAX_BODY_BYTES", "-1"),
+                ("MODBRIDGE_PROBE_INTERVAL_SECS", "often"),
+                ("MODBRIDGE_DEDUPE_TTL_DAYS", "week"),
+            ]),
+        )
+        .unwrap_err()
+        .0;
+        let file = f.path().display().to_string();
+        let address = "is not a listen address (like 0.0.0.0:8080 or 127.0.0.1:9090)";
+        let expected = [
+            "MODBRIDGE_DRY_RUN=\"maybe\": use 1 or 0".to_owned(),
+            format!("{file}: listen: \"nowhere\" {address}"),
+            format!("MODBRIDGE_ADMIN_LISTEN: \"x\" {address}"),
+            "MODBRIDGE_SHUTDOWN_TIMEOUT_SECS=\"soon\": expected a whole number".into(),
+            "MODBRIDGE_LOG_FORMAT=\"xml\": use text or json".into(),
+            "MODBRIDGE_MAX_BODY_BYTES=\"-1\": expected a whole number".into(),
+            "intake.deadline_secs must be at least 1".into(),
+            "MODBRIDGE_PROBE_INTERVAL_SECS=\"often\": expected a whole number".into(),
+            "MODBRIDGE_DEDUPE_TTL_DAYS=\"week\": expected a whole number".into(),
+            format!("{file}: listeners.acme.customers: an ID is empty"),
+            format!(
+                "{file}: listeners.acme: environment variable ACME_SECRET is not set (it holds that listener's whsec_ secret)"
+            ),
+            "no webhook secret: set CATIVA_WEBHOOK_SECRET to the listener's whsec_ secret (Cativa Console > Webhooks), or run with --dry-run to try modbridge locally".into(),
+        ];
+        assert_eq!(err[..expected.len()], expected, "{err:#?}");
+        let rest = &err[expected.len()..];
+        assert_eq!(rest.len(), 3, "{err:#?}");
+        assert!(
+            rest[0].starts_with(&format!("{file}: destinations.x: ")),
+            "{err:#?}"
+        );
+        assert!(
+            rest[1].starts_with(&format!("{file}: alerts.to: ")),
+            "{err:#?}"
+        );
+        assert_eq!(
+            rest[2],
+            format!(
+                "{file}: post_url must start with https:// (like \"https://community.example.com/posts/{{post_id}}\")"
+            )
+        );
+    }
+
+    #[test]
     fn file_api_urls_stand_in_for_unset_variables() {
         let f = write("slack_api_url = \"http://127.0.0.1:9/api/\"\n");
         let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();

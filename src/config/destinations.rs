@@ -8,6 +8,9 @@ use serde::Deserialize;
 use super::loader::Loader;
 use crate::destination::{Destination, Destinations, RawDestination};
 
+/// `[destinations.NAME]` tables as written, by name.
+pub(super) type RawDestinations = BTreeMap<String, RawDestination>;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAlerts {
@@ -17,7 +20,7 @@ pub(super) struct RawAlerts {
 /// The configured destinations, and the name `[alerts] to` gives (checked to
 /// be one of them).
 pub(super) fn build(
-    raw: BTreeMap<String, RawDestination>,
+    raw: RawDestinations,
     alerts: Option<RawAlerts>,
     l: &mut Loader,
 ) -> (Destinations, Option<String>) {

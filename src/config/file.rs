@@ -10,11 +10,10 @@ use serde::Deserialize;
 use super::DEFAULT_CONFIG_FILE;
 use super::dedupe::RawDedupe;
 use super::delivery::RawDelivery;
-use super::destinations::RawAlerts;
+use super::destinations::{RawAlerts, RawDestinations};
 use super::intake::RawIntake;
 use super::listeners::RawListener;
 use super::server::RawServer;
-use crate::destination::RawDestination;
 
 /// The file exactly as written; unknown keys are refused.
 #[derive(Debug, Deserialize, Default)]
@@ -39,7 +38,7 @@ struct RawConfig {
     #[serde(default)]
     listeners: BTreeMap<String, RawListener>,
     #[serde(default)]
-    destinations: BTreeMap<String, RawDestination>,
+    destinations: RawDestinations,
     #[serde(default)]
     groups: BTreeMap<String, String>,
     alerts: Option<RawAlerts>,
@@ -58,7 +57,7 @@ pub(super) struct RawSections {
     pub dedupe: RawDedupe,
     pub delivery: RawDelivery,
     pub listeners: BTreeMap<String, RawListener>,
-    pub destinations: BTreeMap<String, RawDestination>,
+    pub destinations: RawDestinations,
     pub alerts: Option<RawAlerts>,
     pub post_url: Option<String>,
     pub groups: BTreeMap<String, String>,

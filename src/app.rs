@@ -48,7 +48,7 @@ impl Running {
         let released = self
             .state
             .ingest
-            .drain(self.state.settings.shutdown_timeout)
+            .drain(self.state.settings.server.shutdown_timeout)
             .await;
         if released > 0 {
             warn!(
@@ -108,13 +108,13 @@ pub async fn start_with(
     let pipeline = Pipeline::new(
         live,
         deliverer,
-        settings.post_url.clone(),
-        settings.groups.clone(),
+        settings.cards.post_url.clone(),
+        settings.cards.groups.clone(),
     );
     let ingest = Ingest::new(
         store.clone(),
         pipeline.clone(),
-        Timing::new(settings.deadline, settings.dedupe.lease),
+        Timing::new(settings.intake.deadline, settings.dedupe.lease),
     );
     let state = AppState {
         settings: settings.clone(),
@@ -124,7 +124,7 @@ pub async fn start_with(
         ingest,
     };
     let listeners = listen(&settings, &state).await?;
-    if settings.insecure_dev_secret {
+    if settings.listeners.insecure_dev_secret {
         warn!(
             "INSECURE: no CATIVA_WEBHOOK_SECRET set; accepting only requests signed with the published development secret, on 127.0.0.1 only. Never run this way in production."
         );
@@ -223,19 +223,19 @@ struct Listeners {
 /// Binds the public listener (and the admin one, when configured) and serves.
 async fn listen(settings: &Settings, state: &AppState) -> anyhow::Result<Listeners> {
     let (shutdown, signal) = watch::channel(false);
-    let acceptor = TcpListener::bind(settings.listen)
+    let acceptor = TcpListener::bind(settings.server.listen)
         .into_acceptor()
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = local(&acceptor).unwrap_or(settings.listen);
+        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    let addr = local(&acceptor).unwrap_or(settings.server.listen);
     let mut tasks = vec![tokio::spawn(serve_on(
         acceptor,
         public_routes(state.clone()),
         signal.clone(),
-        settings.shutdown_timeout,
+        settings.server.shutdown_timeout,
     ))];
     let mut admin_addr = None;
-    if let Some(admin) = settings.admin_listen {
+    if let Some(admin) = settings.server.admin_listen {
         let acceptor = TcpListener::bind(admin)
             .into_acceptor()
             .await
@@ -245,7 +245,7 @@ async fn listen(settings: &Settings, state: &AppState) -> anyhow::Result<Listene
             acceptor,
             admin_routes(state.clone()),
             signal,
-            settings.shutdown_timeout,
+            settings.server.shutdown_timeout,
         )));
     }
     Ok(Listeners {

@@ -57,8 +57,8 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
     let pipeline = Pipeline::new(
         live,
         deliverer,
-        settings.post_url.clone(),
-        settings.groups.clone(),
+        settings.cards.post_url.clone(),
+        settings.cards.groups.clone(),
     );
     let cards = pipeline.cards(&post, &verdict);
     if cards.is_empty() {

@@ -23,7 +23,7 @@ pub fn main(config: Option<&Path>, dry_run: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init_logs(settings.log_format);
+    telemetry::init_logs(settings.server.log_format);
     let rules = match RuleSet::load_dir(&settings.rules_dir, &settings.destinations) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -112,7 +112,7 @@ async fn run(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
         }
     }
     info!(
-        grace_secs = running.state.settings.shutdown_timeout.as_secs(),
+        grace_secs = running.state.settings.server.shutdown_timeout.as_secs(),
         "shutting down: finishing in-flight requests and deliveries"
     );
     running.stop().await;

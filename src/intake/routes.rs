@@ -36,7 +36,7 @@ pub struct AppState {
 /// The public listener. `/metrics` and the detailed `/readyz` are served here
 /// only when there is no admin listener.
 pub fn public_routes(state: AppState) -> impl IntoEndpoint {
-    let detailed = state.settings.admin_listen.is_none();
+    let detailed = state.settings.server.admin_listen.is_none();
     let mut route = Route::new()
         .at("/webhooks/cativa", post(webhook))
         .at("/healthz", get(healthz));
@@ -171,7 +171,7 @@ async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Res
             );
             async {
                 // 5. Tenant binding.
-                let listener = &state.settings.secrets[secret_index];
+                let listener = &state.settings.listeners.secrets[secret_index];
                 if !listener.allows(&post.customer_id) {
                     warn!(listener = %listener.source, "rejected webhook: customer not bound to the secret that signed it");
                     return error_reply(
@@ -240,7 +240,7 @@ impl Refusal {
 
 /// Checks 1 to 4, cheapest and least revealing first.
 async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Verified, Refusal> {
-    let body = read_body(req, body, state.settings.max_body_bytes).await?;
+    let body = read_body(req, body, state.settings.intake.max_body_bytes).await?;
     let secret_index = verify_signature(req, body.as_ref(), &state.settings)?;
     let execution_id = execution_id(req)?;
     match Event::parse(body.as_ref()) {
@@ -295,9 +295,9 @@ fn verify_signature(req: &Request, body: &[u8], settings: &Settings) -> Result<u
         Some(Ok(raw)) => SignatureHeader::parse(raw).and_then(|h| {
             h.verify(
                 body,
-                settings.secrets.iter().map(|s| &s.secret),
+                settings.listeners.secrets.iter().map(|s| &s.secret),
                 unix_now(),
-                settings.signature_tolerance_secs,
+                settings.intake.signature_tolerance_secs,
             )
         }),
     };

@@ -56,11 +56,11 @@ fn crate_modules(line: &str) -> Vec<String> {
             .collect();
         if !name.is_empty() {
             found.push(name);
-        } else if after.starts_with('{') {
+        } else if let Some(braced) = after.strip_prefix('{') {
             // `use crate::{a, b::{c, d}}`: every first-level name in the braces.
             let mut depth = 0;
             let mut item = String::new();
-            for c in after[1..].chars() {
+            for c in braced.chars() {
                 match c {
                     '{' => depth += 1,
                     '}' if depth == 0 => break,

@@ -79,7 +79,7 @@ impl fmt::Debug for WebhookUrl {
 
 /// Where a card was going, for messages about it (never the webhook URL).
 #[derive(Debug, Clone)]
-pub enum Place {
+pub enum Endpoint {
     Channel(u64),
     /// The environment variable holding the webhook URL, and its redacted form.
     Webhook {
@@ -88,18 +88,18 @@ pub enum Place {
     },
 }
 
-impl fmt::Display for Place {
+impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Place::Channel(id) => write!(f, "discord:{id}"),
-            Place::Webhook { env, redacted } => write!(f, "discord webhook ${env} ({redacted})"),
+            Endpoint::Channel(id) => write!(f, "discord:{id}"),
+            Endpoint::Webhook { env, redacted } => write!(f, "discord webhook ${env} ({redacted})"),
         }
     }
 }
 
 /// What to do about an unsuccessful answer: HTTP status and Discord's JSON
 /// error code (`-1` when the body was not Discord's error JSON).
-pub fn classify_status(status: u16, code: isize, place: &Place) -> Failure {
+pub fn classify_status(status: u16, code: isize, place: &Endpoint) -> Failure {
     let config = |fix: String| Failure::Config {
         code: if code > 0 {
             format!("http_{status}/{code}")
@@ -117,19 +117,19 @@ pub fn classify_status(status: u16, code: isize, place: &Place) -> Failure {
         (_, 429, _) => Failure::RateLimited(None),
         (_, 408, _) => Failure::Transient("Discord timed out (HTTP 408)".into()),
         (_, s, _) if s >= 500 => Failure::Transient(format!("Discord answered HTTP {s}")),
-        (Place::Channel(_), 401, _) => config(
+        (Endpoint::Channel(_), 401, _) => config(
             "DISCORD_BOT_TOKEN is not accepted: reset the token (Developer Portal > your app > Bot > Reset Token) and set DISCORD_BOT_TOKEN to it".into(),
         ),
-        (Place::Channel(id), 403, 50001) => config(permissions(&format!("channel {id} (Missing Access)"))),
-        (Place::Channel(id), 403, 50013) => config(permissions(&format!("channel {id} (Missing Permissions)"))),
-        (Place::Channel(id), 403, _) => config(permissions(&format!("channel {id}"))),
+        (Endpoint::Channel(id), 403, 50001) => config(permissions(&format!("channel {id} (Missing Access)"))),
+        (Endpoint::Channel(id), 403, 50013) => config(permissions(&format!("channel {id} (Missing Permissions)"))),
+        (Endpoint::Channel(id), 403, _) => config(permissions(&format!("channel {id}"))),
         (_, 404, 10008) => config(
             "the message was deleted (Unknown Message): it cannot be edited any more".into(),
         ),
-        (Place::Channel(id), 404, _) => config(format!(
+        (Endpoint::Channel(id), 404, _) => config(format!(
             "channel {id} does not exist or the bot is not in its server (Unknown Channel): check the channel ID and invite the bot to the server"
         )),
-        (Place::Webhook { env, .. }, 401 | 403 | 404, _) => config(format!(
+        (Endpoint::Webhook { env, .. }, 401 | 403 | 404, _) => config(format!(
             "the webhook in ${env} was deleted or its URL is wrong (Unknown Webhook): create a webhook (channel settings > Integrations > Webhooks) and set ${env} to its URL"
         )),
         (_, 400, _) => Failure::Rejected {
@@ -142,7 +142,7 @@ pub fn classify_status(status: u16, code: isize, place: &Place) -> Failure {
     }
 }
 
-fn classify(err: serenity::Error, place: &Place) -> Failure {
+fn classify(err: serenity::Error, place: &Endpoint) -> Failure {
     use serenity::Error;
     match err {
         Error::Http(HttpError::UnsuccessfulRequest(resp)) => {
@@ -342,17 +342,17 @@ impl Client {
     }
 
     /// The webhook behind `env`, and where it is for messages about it.
-    fn webhook(&self, env: &str) -> (Place, Result<&WebhookUrl, Failure>) {
+    fn webhook(&self, env: &str) -> (Endpoint, Result<&WebhookUrl, Failure>) {
         match self.inner.webhooks.get(env) {
             Some(hook) => (
-                Place::Webhook {
+                Endpoint::Webhook {
                     env: env.to_owned(),
                     redacted: hook.redacted(),
                 },
                 Ok(hook),
             ),
             None => (
-                Place::Webhook {
+                Endpoint::Webhook {
                     env: env.to_owned(),
                     redacted: "webhooks/?/***".into(),
                 },
@@ -375,7 +375,7 @@ impl Client {
     pub async fn deliver(&self, card: &Card, target: &Target) -> Result<MessageRef, PlatformError> {
         let (place, result) = match target {
             Target::Discord(channel) => {
-                let place = Place::Channel(channel.get());
+                let place = Endpoint::Channel(channel.get());
                 let r = self.post_bot(card, channel.get(), &place).await;
                 (place, r)
             }
@@ -409,7 +409,7 @@ impl Client {
                 channel,
                 message_id,
             } => {
-                let place = Place::Channel(*channel);
+                let place = Endpoint::Channel(*channel);
                 let r = self.edit_bot(card, *channel, *message_id, &place).await;
                 (place, r)
             }
@@ -439,7 +439,7 @@ impl Client {
         &self,
         card: &Card,
         channel: u64,
-        place: &Place,
+        place: &Endpoint,
     ) -> Result<MessageRef, Failure> {
         let http = self.bot()?;
         let id = ChannelId::new(channel);
@@ -461,7 +461,7 @@ impl Client {
         card: &Card,
         channel: u64,
         message_id: u64,
-        place: &Place,
+        place: &Endpoint,
     ) -> Result<(), Failure> {
         let http = self.bot()?;
         let id = ChannelId::new(channel);
@@ -482,9 +482,9 @@ impl Client {
         &self,
         card: &Card,
         hook: &WebhookUrl,
-        place: &Place,
+        place: &Endpoint,
     ) -> Result<MessageRef, Failure> {
-        let Place::Webhook { env, .. } = place else {
+        let Endpoint::Webhook { env, .. } = place else {
             return Err(Failure::Transient(
                 "a webhook post needs a webhook place".into(),
             ));
@@ -513,7 +513,7 @@ impl Client {
         card: &Card,
         hook: &WebhookUrl,
         message_id: u64,
-        place: &Place,
+        place: &Endpoint,
     ) -> Result<(), Failure> {
         self.paced(hook.id, place, false, || {
             edit_webhook_message(card, Utc::now()).execute(
@@ -535,7 +535,7 @@ impl Client {
     async fn paced<T, F, Fut>(
         &self,
         key: u64,
-        place: &Place,
+        place: &Endpoint,
         retry: bool,
         call: F,
     ) -> Result<T, Failure>
@@ -570,7 +570,7 @@ impl Client {
             .get_current_user()
             .await
             .map(|u| u.name.clone())
-            .map_err(|e| classify(e, &Place::Channel(0)))
+            .map_err(|e| classify(e, &Endpoint::Channel(0)))
     }
 
     /// `GET /channels/{id}`: the bot can see the channel.
@@ -579,7 +579,7 @@ impl Client {
             .get_channel(ChannelId::new(channel))
             .await
             .map(|_| ())
-            .map_err(|e| classify(e, &Place::Channel(channel)))
+            .map_err(|e| classify(e, &Endpoint::Channel(channel)))
     }
 }
 
@@ -589,7 +589,7 @@ mod tests {
 
     #[test]
     fn errors_are_classified_with_what_to_fix() {
-        let ch = Place::Channel(42);
+        let ch = Endpoint::Channel(42);
         match classify_status(403, 50001, &ch) {
             Failure::Config { fix, code } => {
                 assert_eq!(code, "http_403/50001");
@@ -612,7 +612,7 @@ mod tests {
             Failure::Config { fix, .. } => assert!(fix.contains("DISCORD_BOT_TOKEN")),
             other => panic!("{other:?}"),
         }
-        let hook = Place::Webhook {
+        let hook = Endpoint::Webhook {
             env: "HOOK".into(),
             redacted: "webhooks/1/***".into(),
         };

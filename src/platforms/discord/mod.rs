@@ -12,7 +12,7 @@ mod api;
 pub mod preflight;
 mod render;
 
-pub use api::{Client, Place, WebhookUrl, classify_status};
+pub use api::{Client, Endpoint, WebhookUrl, classify_status};
 pub use render::{
     Rendered, escape, limits, message, nonce, payload, render, webhook_execution, width,
 };

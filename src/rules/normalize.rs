@@ -617,7 +617,13 @@ fn strip_marks_into(out: &mut Vec<char>, c: char) {
 /// In every word that mixes Latin letters with letters of another script,
 /// the non-Latin letters that look like one ASCII letter become that letter.
 fn fold_confusables(n: Normalized) -> Normalized {
-    if n.text.is_ascii() {
+    // Most texts have no letter to fold at all: one look per non-ASCII
+    // character decides, before any word is looked at.
+    let candidate = n
+        .text
+        .chars()
+        .any(|c| !c.is_ascii() && confusable_prototype(c).is_some());
+    if !candidate {
         return n;
     }
     let mut edits: Vec<(Range<usize>, char)> = Vec::new();

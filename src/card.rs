@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::destination::{Destination, Target};
 use crate::post::Post;
-use crate::rules::{Delivery, ReasonKind};
+use crate::rules::{Delivery, ReasonKind, RuleSeverity};
 
 /// Why a card exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,45 @@ pub enum Severity {
     SensitiveGroup,
     /// An operational notice from modbridge itself (`[alerts]`), not a post.
     Notice,
+}
+
+/// How serious the rules say a card is: the highest `severity` of its
+/// reasons (a sensitive group's reason is `Normal`).
+///
+/// Kept apart from [`Severity`] on purpose: `Severity` says *why* a card
+/// exists (a match, a sensitive group, modbridge's own notice) and picks the
+/// headline and layout; `Level` says *how urgent* the rules consider it and
+/// only adds a label (Slack) or changes the colour (Discord). The two are
+/// independent (a sensitive-group card can also carry an urgent match), and
+/// folding levels into `Severity` would change the serialised `severity` of
+/// cards parked by earlier versions. `Normal` renders exactly as cards did
+/// before levels existed, and is not serialised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Level {
+    /// `Normal`: the level a card has when nothing says otherwise.
+    pub fn is_normal(&self) -> bool {
+        *self == Level::Normal
+    }
+}
+
+impl From<RuleSeverity> for Level {
+    fn from(s: RuleSeverity) -> Self {
+        match s {
+            RuleSeverity::Low => Level::Low,
+            RuleSeverity::Normal => Level::Normal,
+            RuleSeverity::High => Level::High,
+            RuleSeverity::Urgent => Level::Urgent,
+        }
+    }
 }
 
 /// The author as a card shows them. `Debug` shows the user ID only.
@@ -49,6 +88,10 @@ pub struct ReasonView {
     pub name: String,
     /// The text that matched, as written in the post.
     pub terms: Vec<String>,
+    /// The match's `note` for moderators, placeholders filled in. Untrusted:
+    /// `{match}` put post text in it, so the platforms escape all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `Debug` shows IDs, the target and the severity only: a card holds post
@@ -61,6 +104,14 @@ pub struct Card {
     /// cards have always been.
     pub target: Target,
     pub severity: Severity,
+    /// How serious the rules say it is (see [`Level`]); absent from cards
+    /// parked by earlier versions, which read back as `Normal`.
+    #[serde(default, skip_serializing_if = "Level::is_normal")]
+    pub level: Level,
+    /// The rules ran out of their time budget (`rules.max_eval_ms`) on this
+    /// post: more rules may match than the card shows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_fully_checked: bool,
     /// "Flagged post · Parents support".
     pub headline: String,
     /// Where it was posted: the group's display name or "Main feed".
@@ -98,6 +149,7 @@ impl std::fmt::Debug for ReasonView {
             .field("rules", &self.rules)
             .field("name", &self.name)
             .field("terms", &self.terms.len())
+            .field("note", &self.note.is_some())
             .finish()
     }
 }
@@ -108,6 +160,8 @@ impl std::fmt::Debug for Card {
             .field("destination", &self.destination)
             .field("target", &self.target)
             .field("severity", &self.severity)
+            .field("level", &self.level)
+            .field("not_fully_checked", &self.not_fully_checked)
             .field("customer_id", &self.customer_id)
             .field("post_id", &self.post_id)
             .field("group_id", &self.group_id)
@@ -122,6 +176,8 @@ impl std::fmt::Debug for Card {
 pub struct CardContext<'a> {
     pub post_url_template: Option<&'a str>,
     pub group_names: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// The verdict ran out of its time budget (`Verdict::not_fully_checked`).
+    pub not_fully_checked: bool,
 }
 
 impl Card {
@@ -179,10 +235,18 @@ impl Card {
                     post.group_id.as_ref().map_or("", |g| g.as_str()),
                 )
         });
+        let level = delivery
+            .reasons
+            .iter()
+            .map(|r| Level::from(r.severity))
+            .max()
+            .unwrap_or_default();
         Card {
             destination: dest.name().to_owned(),
             target: dest.target().clone(),
             severity,
+            level,
+            not_fully_checked: ctx.not_fully_checked,
             headline,
             place,
             author: AuthorView {
@@ -210,6 +274,7 @@ impl Card {
                     rules: r.rules_name.clone(),
                     name: r.name().to_owned(),
                     terms: r.matched.iter().map(|h| h.text.clone()).collect(),
+                    note: r.note.clone().filter(|n| !n.trim().is_empty()),
                 })
                 .collect(),
             customer_id: post.customer_id.to_string(),
@@ -244,6 +309,8 @@ impl Card {
             destination: "mods".into(),
             target,
             severity: Severity::Flagged,
+            level: Level::Normal,
+            not_fully_checked: false,
             headline: "Flagged post · Parents support".into(),
             place: "Parents support".into(),
             author: AuthorView {
@@ -262,6 +329,7 @@ impl Card {
                 rules: "Everywhere".into(),
                 name: "forbidden".into(),
                 terms: vec!["forbidden phrase".into()],
+                note: None,
             }],
             customer_id: "CUST".into(),
             post_id: "P1".into(),
@@ -286,6 +354,8 @@ impl Card {
             destination: destination.name().to_owned(),
             target: destination.target().clone(),
             severity: Severity::Notice,
+            level: Level::Normal,
+            not_fully_checked: false,
             headline: headline.to_owned(),
             place: "modbridge".into(),
             author: AuthorView {

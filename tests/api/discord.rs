@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
 use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
 use modbridge::platforms::{MessageRef, PlatformError as SinkError};
@@ -320,6 +320,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
             terms: (0..rng.random_range(0..10))
                 .map(|_| random_text(rng, 300))
                 .collect(),
+            note: rng.random_bool(0.3).then(|| random_text(rng, 2_000)),
         })
         .collect();
     let mention = rng.random_bool(0.3).then(|| "456".to_owned());
@@ -331,6 +332,8 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
         } else {
             Severity::SensitiveGroup
         },
+        level: [Level::Low, Level::Normal, Level::High, Level::Urgent][rng.random_range(0..4)],
+        not_fully_checked: rng.random_bool(0.3),
         headline: format!("Flagged post · {}", random_text(rng, 1_000)),
         place: random_text(rng, 1_000),
         author: AuthorView {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use modbridge::card::{Card, ReasonView};
+use modbridge::card::{Card, Level, ReasonView};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::destination::SlackChannel;
@@ -561,6 +561,8 @@ fn random_unicode_stays_within_every_block_kit_limit() {
         c.author.phone = (case % 3 == 0).then(|| random_text(&mut rng, 1_000));
         c.headline = format!("Flagged post · {}", random_text(&mut rng, 1_000));
         c.post_id = random_text(&mut rng, 300);
+        c.level = [Level::Low, Level::Normal, Level::High, Level::Urgent][case % 4];
+        c.not_fully_checked = case % 5 == 0;
         c.reasons = (0..rng.random_range(1..30))
             .map(|_| ReasonView {
                 rules: random_text(&mut rng, 200),
@@ -568,6 +570,7 @@ fn random_unicode_stays_within_every_block_kit_limit() {
                 terms: (0..rng.random_range(0..10))
                     .map(|_| random_text(&mut rng, 500))
                     .collect(),
+                note: (case % 3 == 0).then(|| random_text(&mut rng, 2_000)),
             })
             .collect();
         if case % 2 == 1 {

@@ -380,3 +380,130 @@ impl Card {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::destination::Destinations;
+    use crate::post::{Author, CustomerId, PostId, UserId};
+    use crate::rules::RuleSet;
+
+    const RULES: &str = r#"
+groups = ["*"]
+to = ["slack:C0123ABCD"]
+
+[[match]]
+name = "threat"
+keywords = ["kill"]
+severity = "urgent"
+note = "check “{match}” against the playbook"
+
+[[match]]
+name = "spam"
+keywords = ["pills"]
+severity = "low"
+
+[[match]]
+name = "quiet"
+keywords = ["quiet"]
+severity = "low"
+"#;
+
+    fn post(content: &str) -> Post {
+        Post {
+            customer_id: CustomerId::parse("C1").unwrap(),
+            post_id: PostId::parse("P1").unwrap(),
+            group_id: None,
+            author: Author {
+                id: UserId::parse("U1").unwrap(),
+                email: None,
+                first_name: None,
+                last_name: None,
+                display_name: None,
+                username: None,
+                phone_number: None,
+                joined_at: None,
+                badge_id: None,
+                badges: vec![],
+            },
+            content: Some(content.into()),
+            image_url: None,
+            created_at: Utc.with_ymd_and_hms(2026, 5, 8, 12, 0, 0).unwrap(),
+        }
+    }
+
+    fn cards(content: &str, not_fully_checked: bool) -> Vec<Card> {
+        let rules = RuleSet::from_sources(
+            Path::new("rules"),
+            [("t.toml", RULES.as_bytes())],
+            &Destinations::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rules;
+        let post = post(content);
+        let verdict = rules.evaluate(&post);
+        let ctx = CardContext {
+            not_fully_checked,
+            ..Default::default()
+        };
+        verdict
+            .deliveries
+            .iter()
+            .map(|d| Card::build(&post, d, &ctx))
+            .collect()
+    }
+
+    #[test]
+    fn the_level_is_the_highest_of_the_reasons_and_notes_carry_the_match() {
+        let card = &cards("cheap pills, or I KILL", false)[0];
+        assert_eq!(card.level, Level::Urgent);
+        assert!(!card.not_fully_checked);
+        let notes: Vec<Option<&str>> = card.reasons.iter().map(|r| r.note.as_deref()).collect();
+        assert_eq!(
+            notes,
+            [Some("check “KILL” against the playbook"), None],
+            "in the order of the rules file"
+        );
+        assert_eq!(cards("quiet pills", false)[0].level, Level::Low);
+    }
+
+    #[test]
+    fn not_fully_checked_comes_from_the_verdict() {
+        assert!(cards("pills", true)[0].not_fully_checked);
+    }
+
+    #[test]
+    fn new_fields_are_left_out_when_unset_and_default_when_missing() {
+        let card = Card::example("slack:C0123ABCD", Some("text"));
+        let json = serde_json::to_value(&card).unwrap();
+        for key in ["level", "not_fully_checked"] {
+            assert!(json.get(key).is_none(), "{key} in {json}");
+        }
+        assert!(json["reasons"][0].get("note").is_none(), "{json}");
+        let back: Card = serde_json::from_value(json).unwrap();
+        assert_eq!(back.level, Level::Normal);
+        assert!(!back.not_fully_checked && back.reasons[0].note.is_none());
+
+        let mut card = card;
+        card.level = Level::High;
+        card.not_fully_checked = true;
+        card.reasons[0].note = Some("n".into());
+        let json = serde_json::to_value(&card).unwrap();
+        assert_eq!(
+            (
+                &json["level"],
+                &json["not_fully_checked"],
+                &json["reasons"][0]["note"]
+            ),
+            (
+                &serde_json::json!("high"),
+                &serde_json::json!(true),
+                &serde_json::json!("n")
+            )
+        );
+    }
+}

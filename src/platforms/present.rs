@@ -307,4 +307,38 @@ mod tests {
         assert_eq!(shown, 4, "{text}");
         assert!(text.ends_with(" … and 6 reasons more"), "{text}");
     }
+
+    #[test]
+    fn notes_are_said_once_and_name_their_match_when_several() {
+        let mut card = Card::example("slack:C0123ABCD", None);
+        assert_eq!(notes(&card), None);
+        card.reasons[0].note = Some("  ".into());
+        assert_eq!(notes(&card), None, "a blank note is no note");
+        card.reasons[0].note = Some("Warn\u{202E} the author\nthen log it".into());
+        assert_eq!(
+            notes(&card).as_deref(),
+            Some("Warn the author\nthen log it")
+        );
+        let mut other = card.reasons[0].clone();
+        other.name = "second".into();
+        let mut third = other.clone();
+        third.note = Some("Ban".into());
+        card.reasons.extend([other, third]);
+        assert_eq!(
+            notes(&card).as_deref(),
+            Some("Everywhere › forbidden: Warn the author\nthen log it\nEverywhere › second: Ban")
+        );
+    }
+
+    #[test]
+    fn only_a_normal_level_leaves_the_headline_alone() {
+        let mut card = Card::example("slack:C0123ABCD", None);
+        assert_eq!(headline(&card), "Flagged post · Parents support");
+        card.level = Level::Urgent;
+        assert_eq!(
+            headline(&card),
+            "🚨 URGENT · Flagged post · Parents support"
+        );
+        assert!(level_label(Level::Low).is_some() && level_label(Level::High).is_some());
+    }
 }

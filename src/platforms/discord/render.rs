@@ -7,8 +7,8 @@
 //! - every message sets `allowed_mentions` to parse nothing; the only mention
 //!   is the destination's configured role, written by modbridge into `content`
 //!   and allowed explicitly through `allowed_mentions.roles`;
-//! - untrusted text (content, names, matched terms, place) is Discord-markdown
-//!   escaped wherever markdown renders, so no post can forge formatting, masked
+//! - untrusted text (content, names, matched terms, notes, place) is
+//!   Discord-markdown escaped wherever markdown renders, so no post can forge formatting, masked
 //!   links or mention chips; one-line fields lose line breaks, control
 //!   characters and bidirectional overrides;
 //! - every text stays inside Discord's limits in [`limits`], counted in

@@ -4,8 +4,9 @@
 //!
 //! Safety rules the renderer keeps for any input:
 //! - every piece of untrusted text (content, names, username, email, phone,
-//!   matched terms, place, IDs) is escaped (`&`, `<`, `>`) wherever it appears,
-//!   so no post can ping anyone or render a disguised link; the only `<…>`
+//!   matched terms, notes for moderators, place, IDs) is escaped (`&`, `<`,
+//!   `>`) wherever it appears, so no post can ping anyone or render a
+//!   disguised link; the only `<…>`
 //!   sequences are the destination's configured mention and links modbridge
 //!   writes itself (URLs parsed, `|` percent-encoded);
 //! - every text stays inside the Block Kit limits in [`limits`], measured in

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::destination::{Destination, Target};
 use crate::post::Post;
-use crate::rules::{Delivery, ReasonKind};
+use crate::rules::{Delivery, ReasonKind, RuleSeverity};
 
 /// Why a card exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,45 @@ pub enum Severity {
     SensitiveGroup,
     /// An operational notice from modbridge itself (`[alerts]`), not a post.
     Notice,
+}
+
+/// How serious the rules say a card is: the highest `severity` of its
+/// reasons (a sensitive group's reason is `Normal`).
+///
+/// Kept apart from [`Severity`] on purpose: `Severity` says *why* a card
+/// exists (a match, a sensitive group, modbridge's own notice) and picks the
+/// headline and layout; `Level` says *how urgent* the rules consider it and
+/// only adds a label (Slack) or changes the colour (Discord). The two are
+/// independent (a sensitive-group card can also carry an urgent match), and
+/// folding levels into `Severity` would change the serialised `severity` of
+/// cards parked by earlier versions. `Normal` renders exactly as cards did
+/// before levels existed, and is not serialised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Level {
+    /// `Normal`: the level a card has when nothing says otherwise.
+    pub fn is_normal(&self) -> bool {
+        *self == Level::Normal
+    }
+}
+
+impl From<RuleSeverity> for Level {
+    fn from(s: RuleSeverity) -> Self {
+        match s {
+            RuleSeverity::Low => Level::Low,
+            RuleSeverity::Normal => Level::Normal,
+            RuleSeverity::High => Level::High,
+            RuleSeverity::Urgent => Level::Urgent,
+        }
+    }
 }
 
 /// The author as a card shows them. `Debug` shows the user ID only.
@@ -49,6 +88,10 @@ pub struct ReasonView {
     pub name: String,
     /// The text that matched, as written in the post.
     pub terms: Vec<String>,
+    /// The match's `note` for moderators, placeholders filled in. Untrusted:
+    /// `{match}` put post text in it, so the platforms escape all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `Debug` shows IDs, the target and the severity only: a card holds post
@@ -61,6 +104,14 @@ pub struct Card {
     /// cards have always been.
     pub target: Target,
     pub severity: Severity,
+    /// How serious the rules say it is (see [`Level`]); absent from cards
+    /// parked by earlier versions, which read back as `Normal`.
+    #[serde(default, skip_serializing_if = "Level::is_normal")]
+    pub level: Level,
+    /// The rules ran out of their time budget (`rules.max_eval_ms`) on this
+    /// post: more rules may match than the card shows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_fully_checked: bool,
     /// "Flagged post · Parents support".
     pub headline: String,
     /// Where it was posted: the group's display name or "Main feed".
@@ -98,6 +149,7 @@ impl std::fmt::Debug for ReasonView {
             .field("rules", &self.rules)
             .field("name", &self.name)
             .field("terms", &self.terms.len())
+            .field("note", &self.note.is_some())
             .finish()
     }
 }
@@ -108,6 +160,8 @@ impl std::fmt::Debug for Card {
             .field("destination", &self.destination)
             .field("target", &self.target)
             .field("severity", &self.severity)
+            .field("level", &self.level)
+            .field("not_fully_checked", &self.not_fully_checked)
             .field("customer_id", &self.customer_id)
             .field("post_id", &self.post_id)
             .field("group_id", &self.group_id)
@@ -122,6 +176,8 @@ impl std::fmt::Debug for Card {
 pub struct CardContext<'a> {
     pub post_url_template: Option<&'a str>,
     pub group_names: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// The verdict ran out of its time budget (`Verdict::not_fully_checked`).
+    pub not_fully_checked: bool,
 }
 
 impl Card {
@@ -179,10 +235,18 @@ impl Card {
                     post.group_id.as_ref().map_or("", |g| g.as_str()),
                 )
         });
+        let level = delivery
+            .reasons
+            .iter()
+            .map(|r| Level::from(r.severity))
+            .max()
+            .unwrap_or_default();
         Card {
             destination: dest.name().to_owned(),
             target: dest.target().clone(),
             severity,
+            level,
+            not_fully_checked: ctx.not_fully_checked,
             headline,
             place,
             author: AuthorView {
@@ -210,6 +274,7 @@ impl Card {
                     rules: r.rules_name.clone(),
                     name: r.name().to_owned(),
                     terms: r.matched.iter().map(|h| h.text.clone()).collect(),
+                    note: r.note.clone().filter(|n| !n.trim().is_empty()),
                 })
                 .collect(),
             customer_id: post.customer_id.to_string(),
@@ -244,6 +309,8 @@ impl Card {
             destination: "mods".into(),
             target,
             severity: Severity::Flagged,
+            level: Level::Normal,
+            not_fully_checked: false,
             headline: "Flagged post · Parents support".into(),
             place: "Parents support".into(),
             author: AuthorView {
@@ -262,6 +329,7 @@ impl Card {
                 rules: "Everywhere".into(),
                 name: "forbidden".into(),
                 terms: vec!["forbidden phrase".into()],
+                note: None,
             }],
             customer_id: "CUST".into(),
             post_id: "P1".into(),
@@ -286,6 +354,8 @@ impl Card {
             destination: destination.name().to_owned(),
             target: destination.target().clone(),
             severity: Severity::Notice,
+            level: Level::Normal,
+            not_fully_checked: false,
             headline: headline.to_owned(),
             place: "modbridge".into(),
             author: AuthorView {
@@ -308,5 +378,132 @@ impl Card {
             post_url: None,
             mention: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::destination::Destinations;
+    use crate::post::{Author, CustomerId, PostId, UserId};
+    use crate::rules::RuleSet;
+
+    const RULES: &str = r#"
+groups = ["*"]
+to = ["slack:C0123ABCD"]
+
+[[match]]
+name = "threat"
+keywords = ["kill"]
+severity = "urgent"
+note = "check “{match}” against the playbook"
+
+[[match]]
+name = "spam"
+keywords = ["pills"]
+severity = "low"
+
+[[match]]
+name = "quiet"
+keywords = ["quiet"]
+severity = "low"
+"#;
+
+    fn post(content: &str) -> Post {
+        Post {
+            customer_id: CustomerId::parse("C1").unwrap(),
+            post_id: PostId::parse("P1").unwrap(),
+            group_id: None,
+            author: Author {
+                id: UserId::parse("U1").unwrap(),
+                email: None,
+                first_name: None,
+                last_name: None,
+                display_name: None,
+                username: None,
+                phone_number: None,
+                joined_at: None,
+                badge_id: None,
+                badges: vec![],
+            },
+            content: Some(content.into()),
+            image_url: None,
+            created_at: Utc.with_ymd_and_hms(2026, 5, 8, 12, 0, 0).unwrap(),
+        }
+    }
+
+    fn cards(content: &str, not_fully_checked: bool) -> Vec<Card> {
+        let rules = RuleSet::from_sources(
+            Path::new("rules"),
+            [("t.toml", RULES.as_bytes())],
+            &Destinations::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rules;
+        let post = post(content);
+        let verdict = rules.evaluate(&post);
+        let ctx = CardContext {
+            not_fully_checked,
+            ..Default::default()
+        };
+        verdict
+            .deliveries
+            .iter()
+            .map(|d| Card::build(&post, d, &ctx))
+            .collect()
+    }
+
+    #[test]
+    fn the_level_is_the_highest_of_the_reasons_and_notes_carry_the_match() {
+        let card = &cards("cheap pills, or I KILL", false)[0];
+        assert_eq!(card.level, Level::Urgent);
+        assert!(!card.not_fully_checked);
+        let notes: Vec<Option<&str>> = card.reasons.iter().map(|r| r.note.as_deref()).collect();
+        assert_eq!(
+            notes,
+            [Some("check “KILL” against the playbook"), None],
+            "in the order of the rules file"
+        );
+        assert_eq!(cards("quiet pills", false)[0].level, Level::Low);
+    }
+
+    #[test]
+    fn not_fully_checked_comes_from_the_verdict() {
+        assert!(cards("pills", true)[0].not_fully_checked);
+    }
+
+    #[test]
+    fn new_fields_are_left_out_when_unset_and_default_when_missing() {
+        let card = Card::example("slack:C0123ABCD", Some("text"));
+        let json = serde_json::to_value(&card).unwrap();
+        for key in ["level", "not_fully_checked"] {
+            assert!(json.get(key).is_none(), "{key} in {json}");
+        }
+        assert!(json["reasons"][0].get("note").is_none(), "{json}");
+        let back: Card = serde_json::from_value(json).unwrap();
+        assert_eq!(back.level, Level::Normal);
+        assert!(!back.not_fully_checked && back.reasons[0].note.is_none());
+
+        let mut card = card;
+        card.level = Level::High;
+        card.not_fully_checked = true;
+        card.reasons[0].note = Some("n".into());
+        let json = serde_json::to_value(&card).unwrap();
+        assert_eq!(
+            (
+                &json["level"],
+                &json["not_fully_checked"],
+                &json["reasons"][0]["note"]
+            ),
+            (
+                &serde_json::json!("high"),
+                &serde_json::json!(true),
+                &serde_json::json!("n")
+            )
+        );
     }
 }

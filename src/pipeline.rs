@@ -91,6 +91,7 @@ impl Pipeline {
         let ctx = CardContext {
             post_url_template: self.post_url.as_deref(),
             group_names: Some(&self.groups),
+            not_fully_checked: verdict.not_fully_checked,
         };
         verdict
             .deliveries

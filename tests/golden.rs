@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeZone, Utc};
-use modbridge::card::{Card, ReasonView, Severity};
+use modbridge::card::{Card, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, SlackChannel, Target};
 use serde_json::{Value, json};
 
@@ -54,6 +54,7 @@ fn reason(rules: &str, name: &str, terms: &[&str]) -> ReasonView {
         rules: rules.into(),
         name: name.into(),
         terms: terms.iter().map(|t| (*t).to_owned()).collect(),
+        note: None,
     }
 }
 
@@ -227,6 +228,59 @@ fn cards() -> Vec<(&'static str, Card)> {
         &[&"t".repeat(400), "\u{202E}reversed"],
     )];
     out.push(("23-long-one-line-fields-bidi", c));
+
+    // Notes, levels and "not fully checked" (issue 12). `{match}` was filled
+    // with post text by the rules: every injection must arrive inert.
+    let injected =
+        "<!everyone> @everyone <@&456> **bold** [bank](https://evil.example) `x` ||s|| \u{202E}rev";
+    let mut c = base(Some(&format!("look: {injected}")));
+    c.reasons[0].terms = vec![injected.into()];
+    c.reasons[0].note = Some(format!(
+        "Check “{injected}” against the playbook & <guide>:\nhttps://wiki.example.com/playbooks/self-harm_v2 (step #1)"
+    ));
+    highlight(&mut c, "<!everyone>");
+    out.push(("24-note-with-injections-in-match", c));
+
+    for (name, level) in [
+        ("25-level-low", Level::Low),
+        ("26-level-high", Level::High),
+        ("27-level-urgent", Level::Urgent),
+    ] {
+        let mut c = base(Some("this has a forbidden phrase in it"));
+        highlight(&mut c, "forbidden phrase");
+        c.level = level;
+        if level == Level::Urgent {
+            c.mention = Some("here".into());
+        }
+        out.push((name, c));
+    }
+
+    let mut c = base(Some("a very long post the rules could not finish"));
+    c.not_fully_checked = true;
+    out.push(("28-not-fully-checked", c));
+
+    let mut c = base(Some("buy cheap pills and forbidden phrase, call 555"));
+    c.level = Level::Urgent;
+    c.not_fully_checked = true;
+    let mut r1 = reason("Everywhere", "forbidden", &["forbidden phrase"]);
+    r1.note = Some("Remove the post and warn the author.".into());
+    let mut r2 = reason("Spam", "pills", &["cheap pills"]);
+    r2.note = Some(format!("Spam: {}", "very long note ".repeat(200)));
+    let mut r3 = reason("Spam", "pills again", &["pills"]);
+    r3.note = Some("Remove the post and warn the author.".into());
+    c.reasons = vec![r1, r2, r3];
+    highlight(&mut c, "forbidden phrase");
+    highlight(&mut c, "cheap pills");
+    out.push(("29-several-notes-urgent-not-fully-checked", c));
+
+    let mut c = base(Some("a post in a sensitive group that also matched"));
+    c.severity = Severity::SensitiveGroup;
+    c.level = Level::High;
+    c.headline = "New post in sensitive group · Grief support".into();
+    c.place = "Grief support".into();
+    c.group_id = Some("G1".into());
+    c.reasons = vec![reason("Grief support", "sensitive", &[])];
+    out.push(("30-sensitive-group-high", c));
 
     out
 }

@@ -4,7 +4,7 @@
 //! added to one of them later fails this test.
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, Level, ReasonView, Severity};
 use modbridge::delivery::ParkedCard;
 use modbridge::destination::{SlackChannel, Target};
 use modbridge::post::{Author, BadgeId, CustomerId, GroupId, Post, PostId, UserId};
@@ -74,6 +74,8 @@ fn card() -> Card {
         destination: "mods".into(),
         target: Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
         severity: Severity::Flagged,
+        level: Level::Normal,
+        not_fully_checked: false,
         headline: format!("Flagged post · {NAME}"),
         place: NAME.into(),
         author: author_view(),
@@ -84,6 +86,7 @@ fn card() -> Card {
             rules: "Rules".into(),
             name: "match".into(),
             terms: vec![TERM.into()],
+            note: None,
         }],
         customer_id: "C-ID".into(),
         post_id: "P-ID".into(),

@@ -1,11 +1,14 @@
 //! Presentation shared by every platform: the card's text pieces (member age,
-//! reasons with "… and N more", cut notes, placeholders, one-line fields)
-//! built once from a [`Card`]. A platform supplies only its markup: escaping
+//! reasons with "… and N more", cut notes, placeholders, one-line fields, the
+//! severity label, notes for moderators, "not fully checked") built once from
+//! a [`Card`]. A platform supplies only its markup: escaping
 //! and cutting (`fit`), bold, italics, links, separators and width budgets.
 
 use chrono::{DateTime, Utc};
 
-use crate::card::{Card, ReasonView};
+use std::borrow::Cow;
+
+use crate::card::{Card, Level, ReasonView};
 
 /// An account younger than this many days is flagged "new account".
 pub const NEW_ACCOUNT_DAYS: i64 = 7;
@@ -16,6 +19,12 @@ pub const MEDIA_ONLY: &str = "(no text: media only)";
 pub const EMPTY_TEXT: &str = "(empty text)";
 /// Shown when nothing of the text fits (it never should).
 pub const TEXT_HIDDEN: &str = "(the text cannot be shown here)";
+
+/// Said on a card whose rules ran out of their time budget.
+pub const NOT_FULLY_CHECKED: &str =
+    "Not fully checked: the post ran out of its rules time budget; more rules may match.";
+/// The heading of the notes for moderators.
+pub const NOTE_HEADING: &str = "Note for moderators";
 
 /// `1 day`, `3 days`.
 pub fn pluralize(n: i64, one: &str, many: &str) -> String {
@@ -39,6 +48,64 @@ pub fn one_line(s: &str) -> String {
         })
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// A text of several lines (a note): like [`one_line`], but line breaks stay.
+pub fn multi_line(s: &str) -> String {
+    s.split('\n').map(one_line).collect::<Vec<_>>().join("\n")
+}
+
+/// The label a card's [`Level`] adds before its headline: `None` for
+/// `Normal`, so such cards read as they always have.
+pub fn level_label(level: Level) -> Option<&'static str> {
+    match level {
+        Level::Low => Some("⚪ Low severity"),
+        Level::Normal => None,
+        Level::High => Some("🟠 High severity"),
+        Level::Urgent => Some("🚨 URGENT"),
+    }
+}
+
+/// The headline with the level's label before it (`🚨 URGENT · Flagged post
+/// · Parents support`), or the headline alone. Raw: the platforms escape it.
+pub fn headline(card: &Card) -> Cow<'_, str> {
+    match level_label(card.level) {
+        Some(label) => Cow::Owned(format!("{label} · {}", card.headline)),
+        None => Cow::Borrowed(&card.headline),
+    }
+}
+
+/// The notes for moderators, raw (untrusted: the platforms escape and cut the
+/// result), one paragraph each, identical notes once. A note is prefixed with
+/// `rules › match:` when reasons with different notes share the card, so a
+/// moderator knows which match asks for what. `None` when no reason has one.
+pub fn notes(card: &Card) -> Option<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut with_note: Vec<(&ReasonView, &str)> = Vec::new();
+    for r in &card.reasons {
+        if let Some(n) = r.note.as_deref().map(str::trim).filter(|n| !n.is_empty())
+            && !seen.contains(&n)
+        {
+            seen.push(n);
+            with_note.push((r, n));
+        }
+    }
+    if with_note.is_empty() {
+        return None;
+    }
+    let several = with_note.len() > 1;
+    let paragraphs: Vec<String> = with_note
+        .into_iter()
+        .map(|(r, n)| {
+            let n = multi_line(n);
+            if several {
+                format!("{} › {}: {n}", one_line(&r.rules), one_line(&r.name))
+            } else {
+                n
+            }
+        })
+        .collect();
+    Some(paragraphs.join("\n"))
 }
 
 /// How long the author has been a member, when the post says.
@@ -161,6 +228,8 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
         destination: name.to_owned(),
         target: target.clone(),
         severity: crate::card::Severity::Flagged,
+        level: crate::card::Level::Normal,
+        not_fully_checked: false,
         headline: "TEST card from modbridge · not a real post".into(),
         place: "modbridge check --live --send-test".into(),
         author: crate::card::AuthorView {
@@ -181,6 +250,7 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
             rules: "modbridge check".into(),
             name: "test card".into(),
             terms: Vec::new(),
+            note: None,
         }],
         customer_id: "-".into(),
         post_id: format!("test-{}", now.timestamp()),
@@ -236,5 +306,39 @@ mod tests {
         let (text, shown) = reasons(String::new(), lines, 10, ("; ", " "), 80, |s| s.len());
         assert_eq!(shown, 4, "{text}");
         assert!(text.ends_with(" … and 6 reasons more"), "{text}");
+    }
+
+    #[test]
+    fn notes_are_said_once_and_name_their_match_when_several() {
+        let mut card = Card::example("slack:C0123ABCD", None);
+        assert_eq!(notes(&card), None);
+        card.reasons[0].note = Some("  ".into());
+        assert_eq!(notes(&card), None, "a blank note is no note");
+        card.reasons[0].note = Some("Warn\u{202E} the author\nthen log it".into());
+        assert_eq!(
+            notes(&card).as_deref(),
+            Some("Warn the author\nthen log it")
+        );
+        let mut other = card.reasons[0].clone();
+        other.name = "second".into();
+        let mut third = other.clone();
+        third.note = Some("Ban".into());
+        card.reasons.extend([other, third]);
+        assert_eq!(
+            notes(&card).as_deref(),
+            Some("Everywhere › forbidden: Warn the author\nthen log it\nEverywhere › second: Ban")
+        );
+    }
+
+    #[test]
+    fn only_a_normal_level_leaves_the_headline_alone() {
+        let mut card = Card::example("slack:C0123ABCD", None);
+        assert_eq!(headline(&card), "Flagged post · Parents support");
+        card.level = Level::Urgent;
+        assert_eq!(
+            headline(&card),
+            "🚨 URGENT · Flagged post · Parents support"
+        );
+        assert!(level_label(Level::Low).is_some() && level_label(Level::High).is_some());
     }
 }

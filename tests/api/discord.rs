@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
 use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
 use modbridge::platforms::{MessageRef, PlatformError as SinkError};
@@ -320,6 +320,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
             terms: (0..rng.random_range(0..10))
                 .map(|_| random_text(rng, 300))
                 .collect(),
+            note: rng.random_bool(0.3).then(|| random_text(rng, 2_000)),
         })
         .collect();
     let mention = rng.random_bool(0.3).then(|| "456".to_owned());
@@ -331,6 +332,8 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
         } else {
             Severity::SensitiveGroup
         },
+        level: [Level::Low, Level::Normal, Level::High, Level::Urgent][rng.random_range(0..4)],
+        not_fully_checked: rng.random_bool(0.3),
         headline: format!("Flagged post · {}", random_text(rng, 1_000)),
         place: random_text(rng, 1_000),
         author: AuthorView {
@@ -790,4 +793,112 @@ async fn check_live_send_test_posts_a_test_card_to_channels_and_webhooks() {
         assert!(title.starts_with("TEST card"), "{title}");
     }
     assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+}
+
+const URGENT_RULES: &str = r#"
+name = "Everywhere"
+groups = ["*"]
+to = ["mods"]
+
+[[match]]
+name = "threat"
+patterns = ['forbidden \S+']
+severity = "urgent"
+note = "{rule}: check “{match}” against the playbook"
+"#;
+
+/// Issue 12 end to end: an urgent match with a note pings the configured
+/// role, colours the embed and shows the note with the post text in it inert.
+#[tokio::test]
+async fn an_urgent_match_with_a_note_is_coloured_pinged_and_escaped() {
+    let fake = FakeDiscord::start().await;
+    let app = spawn_with(AppOptions {
+        rules: URGENT_RULES.into(),
+        config: config(&format!("discord = \"{CHANNEL}\"")),
+        env: vec![
+            ("DISCORD_API_URL", fake.base.clone()),
+            ("DISCORD_BOT_TOKEN", BOT_TOKEN.into()),
+        ],
+        live: true,
+        ..Default::default()
+    })
+    .await;
+    let (status, json) = answer(
+        app.deliver(&body("P-urgent", "look: forbidden @everyone"), "exec-d12")
+            .await,
+    )
+    .await;
+    assert_eq!((status, &json["cards"]), (200, &json!(1)), "{json}");
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+    let sent = &fake.received()[0].body;
+    assert_eq!(sent["content"], "<@&456> a moderator is needed", "{sent}");
+    assert_eq!(sent["allowed_mentions"]["parse"], json!([]));
+    let e = &sent["embeds"][0];
+    assert_eq!(e["title"], "🚨 URGENT · Flagged post · Main feed");
+    assert_eq!(e["color"], 0x8E_24_AA);
+    let note = e["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "📝 Note for moderators")
+        .unwrap_or_else(|| panic!("no note field: {e}"));
+    assert_eq!(
+        note["value"],
+        "threat: check “forbidden \\@everyone” against the playbook"
+    );
+    app.stop().await;
+}
+
+/// One card with a note (hostile `{match}` text), a level and "not fully
+/// checked", as a bot message and a webhook execution: Discord's OpenAPI
+/// spec accepts both, and each piece is where moderators look for it.
+#[tokio::test]
+async fn note_level_and_not_fully_checked_pass_discords_validation() {
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake);
+    let mut c = Card::example("slack:C0123ABCD", Some("look: forbidden phrase"));
+    c.level = Level::Urgent;
+    c.not_fully_checked = true;
+    c.reasons[0].note = Some(format!(
+        "Check “<@&456> @everyone [x](https://evil.example) **b**” {}",
+        "and more ".repeat(300)
+    ));
+    for target in [
+        bot_target(),
+        Target::DiscordWebhook {
+            env: "MODS_HOOK".into(),
+        },
+    ] {
+        c.target = target.clone();
+        sink.deliver(&c, &target).await.unwrap();
+    }
+    assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+    let received = fake.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let e = &r.body["embeds"][0];
+        assert_eq!(e["color"], 0x8E_24_AA, "{e}");
+        let fields = e["fields"].as_array().unwrap();
+        let value = |name: &str| {
+            fields
+                .iter()
+                .find(|f| f["name"] == name)
+                .and_then(|f| f["value"].as_str())
+                .unwrap_or_else(|| panic!("no field {name}: {e}"))
+        };
+        let note = value("📝 Note for moderators");
+        assert!(note.chars().count() <= limits::FIELD_VALUE, "{note}");
+        assert!(
+            note.starts_with(
+                "Check “\\<\\@&456\\> \\@everyone \\[x\\]\\(https://evil.example\\) \\*\\*b\\*\\*”"
+            ),
+            "{note}"
+        );
+        assert!(note.ends_with('…'), "a long note is cut: {note}");
+        assert_eq!(
+            value("⏳ Rules check"),
+            "Not fully checked: the post ran out of its rules time budget; more rules may match."
+        );
+        assert_eq!(r.body["allowed_mentions"]["parse"], json!([]));
+    }
 }

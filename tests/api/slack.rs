@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use modbridge::card::{Card, ReasonView};
+use modbridge::card::{Card, Level, ReasonView};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::destination::SlackChannel;
@@ -561,6 +561,8 @@ fn random_unicode_stays_within_every_block_kit_limit() {
         c.author.phone = (case % 3 == 0).then(|| random_text(&mut rng, 1_000));
         c.headline = format!("Flagged post · {}", random_text(&mut rng, 1_000));
         c.post_id = random_text(&mut rng, 300);
+        c.level = [Level::Low, Level::Normal, Level::High, Level::Urgent][case % 4];
+        c.not_fully_checked = case % 5 == 0;
         c.reasons = (0..rng.random_range(1..30))
             .map(|_| ReasonView {
                 rules: random_text(&mut rng, 200),
@@ -568,6 +570,7 @@ fn random_unicode_stays_within_every_block_kit_limit() {
                 terms: (0..rng.random_range(0..10))
                     .map(|_| random_text(&mut rng, 500))
                     .collect(),
+                note: (case % 3 == 0).then(|| random_text(&mut rng, 2_000)),
             })
             .collect();
         if case % 2 == 1 {
@@ -734,4 +737,56 @@ async fn posted_cards_are_updated_in_place() {
     };
     assert!(platforms.update(&gone, &changed).await.is_err());
     assert_eq!(fake.received()[2].answer, "message_not_found");
+}
+
+/// Issue 12: one card with a note (every injection of the corpus in its
+/// `{match}` text), an urgent level and "not fully checked", through HTTP to
+/// the fake: accepted, nothing live in it, and each piece where moderators
+/// look for it (Block Kit has no colour: the level is a label in the header).
+#[tokio::test]
+async fn note_level_and_not_fully_checked_reach_slack_inert() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let sink = SlackSink::new(TOKEN, &fake.base).unwrap();
+    let mut c = card(Some("look: forbidden phrase"));
+    c.level = Level::Urgent;
+    c.not_fully_checked = true;
+    c.reasons[0].note = Some(format!(
+        "Check “{}” against the playbook\n{}",
+        INJECTIONS.join(" "),
+        "and more ".repeat(500)
+    ));
+    sink.deliver(&c, &channel(CHANNEL)).await.unwrap();
+    let sent = &fake.posted()[0];
+    check_message(sent).unwrap();
+    assert_no_live_markup(sent, &[]);
+    let blocks = sent["blocks"].as_array().unwrap();
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        "🚨 URGENT · Flagged post · Parents support"
+    );
+    assert!(
+        sent["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🚨 URGENT · Flagged post"),
+        "notifications say it too: {sent}"
+    );
+    let note = blocks_of(sent, "section")
+        .into_iter()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .find(|t| t.starts_with(":memo: *Note for moderators:*\nCheck “&lt;!channel&gt;"))
+        .unwrap_or_else(|| panic!("no note block: {sent}"));
+    assert!(
+        note.ends_with('…') && note.chars().count() <= 1_100,
+        "{note}"
+    );
+    let last_context = blocks_of(sent, "context")
+        .last()
+        .and_then(|b| b["elements"][0]["text"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        last_context,
+        ":hourglass_flowing_sand: Not fully checked: the post ran out of its rules time budget; more rules may match."
+    );
 }

@@ -7,8 +7,8 @@
 //! - every message sets `allowed_mentions` to parse nothing; the only mention
 //!   is the destination's configured role, written by modbridge into `content`
 //!   and allowed explicitly through `allowed_mentions.roles`;
-//! - untrusted text (content, names, matched terms, place) is Discord-markdown
-//!   escaped wherever markdown renders, so no post can forge formatting, masked
+//! - untrusted text (content, names, matched terms, notes, place) is
+//!   Discord-markdown escaped wherever markdown renders, so no post can forge formatting, masked
 //!   links or mention chips; one-line fields lose line breaks, control
 //!   characters and bidirectional overrides;
 //! - every text stays inside Discord's limits in [`limits`], counted in
@@ -28,7 +28,7 @@ use serenity::model::id::RoleId;
 use sha2::{Digest, Sha256};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::card::{Card, ReasonView, Severity};
+use crate::card::{Card, Level, ReasonView, Severity};
 use crate::platforms::Target;
 use crate::platforms::present::{self, one_line};
 
@@ -66,6 +66,25 @@ const COLOUR_FLAGGED: u32 = 0xD9_3F_3F;
 const COLOUR_SENSITIVE: u32 = 0xE6_A2_3C;
 /// Grey: modbridge's own notices (`[alerts]`).
 const COLOUR_NOTICE: u32 = 0x95a5a6;
+/// Purple: an urgent match, unlike any other card.
+const COLOUR_URGENT: u32 = 0x8E_24_AA;
+/// Dark red: a high-severity match, darker than a flagged card's red.
+const COLOUR_HIGH: u32 = 0xA3_00_00;
+/// Blue grey: a low-severity match.
+const COLOUR_LOW: u32 = 0x60_7D_8B;
+
+/// The embed's colour: modbridge's notices stay grey; otherwise the rules'
+/// level when it is not `Normal`, else why the card exists (as before levels).
+fn colour(card: &Card) -> u32 {
+    match (card.severity, card.level) {
+        (Severity::Notice, _) => COLOUR_NOTICE,
+        (_, Level::Urgent) => COLOUR_URGENT,
+        (_, Level::High) => COLOUR_HIGH,
+        (_, Level::Low) => COLOUR_LOW,
+        (Severity::Flagged, Level::Normal) => COLOUR_FLAGGED,
+        (Severity::SensitiveGroup, Level::Normal) => COLOUR_SENSITIVE,
+    }
+}
 
 /// Length as Discord counts it: characters (code points).
 pub fn width(s: &str) -> usize {
@@ -275,6 +294,17 @@ fn fields(card: &Card, now: DateTime<Utc>) -> Vec<(String, String, bool)> {
             None => "unknown".to_owned(),
         };
         fields.push(("Why it matched".into(), why, false));
+        if let Some(notes) = present::notes(card) {
+            let value = fit(&notes, limits::FIELD_VALUE, true).0;
+            fields.push((format!("📝 {}", present::NOTE_HEADING), value, false));
+        }
+        if card.not_fully_checked {
+            fields.push((
+                "⏳ Rules check".into(),
+                present::NOT_FULLY_CHECKED.to_owned(),
+                false,
+            ));
+        }
         fields.push(("Member since".into(), member, true));
         fields.push(("Badges".into(), card.author.badges.to_string(), true));
     }
@@ -307,7 +337,7 @@ fn description(card: &Card, room: usize, post_url: Option<&str>) -> (String, usi
 /// Renders `card`. `now` is when it is sent (for "joined N days ago").
 pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
     let author = author_name(card);
-    let title = line(&card.headline, limits::TITLE, true);
+    let title = line(&present::headline(card), limits::TITLE, true);
     let title = if title.trim().is_empty() {
         "Moderation card".to_owned()
     } else {
@@ -336,11 +366,7 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
         .title(title)
         .description(description)
         .footer(CreateEmbedFooter::new(footer))
-        .colour(match card.severity {
-            Severity::Flagged => COLOUR_FLAGGED,
-            Severity::SensitiveGroup => COLOUR_SENSITIVE,
-            Severity::Notice => COLOUR_NOTICE,
-        });
+        .colour(colour(card));
     for (name, value, inline) in fields {
         embed = embed.field(name, value, inline);
     }

@@ -4,8 +4,9 @@
 //!
 //! Safety rules the renderer keeps for any input:
 //! - every piece of untrusted text (content, names, username, email, phone,
-//!   matched terms, place, IDs) is escaped (`&`, `<`, `>`) wherever it appears,
-//!   so no post can ping anyone or render a disguised link; the only `<…>`
+//!   matched terms, notes for moderators, place, IDs) is escaped (`&`, `<`,
+//!   `>`) wherever it appears, so no post can ping anyone or render a
+//!   disguised link; the only `<…>`
 //!   sequences are the destination's configured mention and links modbridge
 //!   writes itself (URLs parsed, `|` percent-encoded);
 //! - every text stays inside the Block Kit limits in [`limits`], measured in
@@ -55,6 +56,8 @@ const NAME_BUDGET: usize = 200;
 const USERNAME_BUDGET: usize = 100;
 const CONTACT_BUDGET: usize = 200;
 const REASONS_BUDGET: usize = 1_500;
+/// The notes for moderators, all together (escaped).
+const NOTES_BUDGET: usize = 1_000;
 const TERM_BUDGET: usize = 100;
 const ID_BUDGET: usize = 100;
 const LINK_URL_BUDGET: usize = 1_000;
@@ -298,7 +301,7 @@ fn fallback_text(card: &Card, mention: Option<&str>) -> String {
     let prefix = format!(
         "{}{} — {}: ",
         mention.map(|m| format!("{m} ")).unwrap_or_default(),
-        line(&card.headline, FALLBACK_HEADER),
+        line(&present::headline(card), FALLBACK_HEADER),
         line(&card.author.name, FALLBACK_NAME),
     );
     let excerpt = fit(&excerpt_raw, FALLBACK_BUDGET.saturating_sub(width(&prefix))).0;
@@ -313,8 +316,9 @@ pub fn render(
     now: DateTime<Utc>,
     image: ImageMode,
 ) -> SlackApiChatPostMessageRequest {
-    // Header (plain text, escaped too: Slack decodes the entities).
-    let header = line(&card.headline, limits::HEADER);
+    // Header (plain text, escaped too: Slack decodes the entities), with the
+    // level's label: Block Kit has no colour.
+    let header = line(&present::headline(card), limits::HEADER);
     let mut blocks: Vec<SlackBlock> =
         vec![SlackHeaderBlock::new(SlackBlockPlainText::new(header).into()).into()];
     // Mention: only the destination's, only when a match asked for it.
@@ -333,6 +337,22 @@ pub fn render(
         line(&card.post_id, ID_BUDGET)
     );
     let why = context(vec![why_text(card), meta]);
+    // Under the reasons: the notes (post text inside, escaped) and whether
+    // the rules could check everything.
+    let mut after_why: Vec<SlackBlock> = Vec::new();
+    if let Some(notes) = present::notes(card) {
+        let text = fit(&notes, NOTES_BUDGET).0;
+        after_why.push(section(format!(
+            ":memo: *{}:*\n{text}",
+            present::NOTE_HEADING
+        )));
+    }
+    if card.not_fully_checked {
+        after_why.push(context(vec![format!(
+            ":hourglass_flowing_sand: {}",
+            present::NOT_FULLY_CHECKED
+        )]));
+    }
     let post_url = card
         .post_url
         .as_deref()
@@ -352,6 +372,7 @@ pub fn render(
         .iter()
         .chain(image_block.iter())
         .chain(std::iter::once(&why))
+        .chain(after_why.iter())
         .chain(actions.iter())
         .map(block_text_width)
         .sum::<usize>()
@@ -363,6 +384,7 @@ pub fn render(
     blocks.extend(image_note.map(section));
     blocks.extend(image_block);
     blocks.push(why);
+    blocks.extend(after_why);
     blocks.extend(actions);
     let text = fallback_text(card, mention.as_deref());
     SlackApiChatPostMessageRequest::new(

@@ -175,11 +175,11 @@ fn benches(c: &mut Criterion) {
     let en_match = post(post_text(ENGLISH, 5_000, Some(&insert)));
     let pt_match = post(post_text(PORTUGUESE, 5_000, Some(&insert)));
     assert_eq!(
-        rules.evaluate(&en_match).deliveries.len(),
+        rules.evaluate(&en_match).routings.len(),
         1,
         "the matching post must match"
     );
-    let reasons = &rules.evaluate(&pt_match).deliveries[0].reasons;
+    let reasons = &rules.evaluate(&pt_match).routings[0].reasons;
     assert_eq!(
         reasons.len(),
         2,

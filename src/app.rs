@@ -95,7 +95,7 @@ pub async fn start_with(
     let settings = Arc::new(settings);
     let store = announced_store(&settings)?;
     let live = LiveRules::new(
-        rules,
+        rules.with_max_eval(settings.rules_max_eval),
         settings.rules_dir.clone(),
         settings.destinations.clone(),
     );

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::destination::{Destination, Target};
 use crate::post::Post;
-use crate::rules::{Delivery, ReasonKind, RuleSeverity};
+use crate::rules::{ReasonKind, Routing, RuleSeverity};
 
 /// Why a card exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,9 +181,9 @@ pub struct CardContext<'a> {
 }
 
 impl Card {
-    pub fn build(post: &Post, delivery: &Delivery, ctx: &CardContext<'_>) -> Card {
-        let dest: &Destination = &delivery.destination;
-        let severity = if delivery
+    pub fn build(post: &Post, routing: &Routing, ctx: &CardContext<'_>) -> Card {
+        let dest: &Destination = &routing.destination;
+        let severity = if routing
             .reasons
             .iter()
             .any(|r| matches!(r.kind, ReasonKind::Match { .. }))
@@ -192,7 +192,7 @@ impl Card {
         } else {
             Severity::SensitiveGroup
         };
-        let rules_name = delivery
+        let rules_name = routing
             .reasons
             .first()
             .map(|r| r.rules_name.clone())
@@ -210,7 +210,7 @@ impl Card {
                 format!("New post in sensitive group · {place}")
             }
         };
-        let mut highlights: Vec<Range<usize>> = delivery
+        let mut highlights: Vec<Range<usize>> = routing
             .reasons
             .iter()
             .flat_map(|r| r.matched.iter().map(|h| h.range.clone()))
@@ -235,7 +235,7 @@ impl Card {
                     post.group_id.as_ref().map_or("", |g| g.as_str()),
                 )
         });
-        let level = delivery
+        let level = routing
             .reasons
             .iter()
             .map(|r| Level::from(r.severity))
@@ -267,7 +267,7 @@ impl Card {
             content: post.content.clone(),
             highlights: merged,
             image_url,
-            reasons: delivery
+            reasons: routing
                 .reasons
                 .iter()
                 .map(|r| ReasonView {
@@ -282,7 +282,7 @@ impl Card {
             group_id: post.group_id.as_ref().map(|g| g.to_string()),
             posted_at: post.created_at,
             post_url,
-            mention: if delivery.mention {
+            mention: if routing.mention {
                 dest.mention().map(str::to_owned)
             } else {
                 None
@@ -451,7 +451,7 @@ severity = "low"
             ..Default::default()
         };
         verdict
-            .deliveries
+            .routings
             .iter()
             .map(|d| Card::build(&post, d, &ctx))
             .collect()

@@ -94,7 +94,7 @@ impl Pipeline {
             not_fully_checked: verdict.not_fully_checked,
         };
         verdict
-            .deliveries
+            .routings
             .iter()
             .map(|d| Card::build(post, d, &ctx))
             .collect()
@@ -105,7 +105,7 @@ impl Pipeline {
     /// records skip the rest). Fails if any card must be retried.
     pub async fn process(&self, post: Arc<Post>) -> Result<Processed, RetryLater> {
         let verdict = self.evaluate(&post).await;
-        for delivery in &verdict.deliveries {
+        for delivery in &verdict.routings {
             for reason in &delivery.reasons {
                 metrics::counter!(
                     "modbridge_rule_matches_total",
@@ -115,7 +115,7 @@ impl Pipeline {
                 .increment(1);
             }
         }
-        if verdict.deliveries.is_empty() {
+        if verdict.routings.is_empty() {
             info!("no rule matched");
             return Ok(Processed::default());
         }
@@ -124,7 +124,7 @@ impl Pipeline {
         let cards: Vec<(Card, SentKey, Target)> = self
             .cards(&post, &verdict)
             .into_iter()
-            .zip(&verdict.deliveries)
+            .zip(&verdict.routings)
             .filter(|(_, d)| seen.insert(d.destination.target().clone()))
             .map(|(card, d)| {
                 let target = d.destination.target().clone();

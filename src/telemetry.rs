@@ -79,6 +79,14 @@ fn describe() {
         "Reasons produced by the rules, by rules file and match"
     );
     metrics::describe_counter!(
+        "modbridge_rules_not_fully_checked_total",
+        "Posts whose rules evaluation ran out of its time budget (rules.max_eval_ms)"
+    );
+    metrics::describe_counter!(
+        "modbridge_rules_shadow_matches_total",
+        "Shadow-mode matches that fired (counted, no card), by rules file and match"
+    );
+    metrics::describe_counter!(
         "modbridge_cards_total",
         "Cards handed to a platform, by destination and outcome"
     );

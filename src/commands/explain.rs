@@ -65,7 +65,7 @@ pub fn main(config: Option<&Path>, payload: &Path) -> ExitCode {
         println!("\nno card would be sent");
     }
     let now = chrono::Utc::now();
-    for (card, delivery) in cards.iter().zip(&verdict.deliveries) {
+    for (card, delivery) in cards.iter().zip(&verdict.routings) {
         let target = delivery.destination.target();
         // "trust-safety (slack:C0123ABCD)", or just the spec for inline destinations.
         let label = if card.destination == target.to_string() {

@@ -52,6 +52,7 @@ fn settings_and_rules(
             eprintln!("modbridge: the rules do not load:\n{e}");
             ExitCode::from(EXIT_CONFIG)
         })?
-        .rules;
+        .rules
+        .with_max_eval(settings.rules_max_eval);
     Ok((settings, rules))
 }

@@ -36,12 +36,21 @@ struct RawConfig {
     #[serde(default)]
     delivery: RawDelivery,
     #[serde(default)]
+    rules: RawRules,
+    #[serde(default)]
     listeners: BTreeMap<String, RawListener>,
     #[serde(default)]
     destinations: RawDestinations,
     #[serde(default)]
     groups: BTreeMap<String, String>,
     alerts: Option<RawAlerts>,
+}
+
+/// `[rules]`: how rules run (where they are is the top-level `rules_dir`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRules {
+    pub max_eval_ms: Option<u64>,
 }
 
 /// The file's values grouped by the section that checks them.
@@ -56,6 +65,7 @@ pub(super) struct RawSections {
     pub intake: RawIntake,
     pub dedupe: RawDedupe,
     pub delivery: RawDelivery,
+    pub rules: RawRules,
     pub listeners: BTreeMap<String, RawListener>,
     pub destinations: RawDestinations,
     pub alerts: Option<RawAlerts>,
@@ -86,6 +96,7 @@ impl From<RawConfig> for RawSections {
             intake: raw.intake,
             dedupe: raw.dedupe,
             delivery: raw.delivery,
+            rules: raw.rules,
             listeners: raw.listeners,
             destinations: raw.destinations,
             alerts: raw.alerts,

@@ -26,6 +26,7 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use self::cards::CardSettings;
 pub use self::dedupe::DedupeSettings;
@@ -46,6 +47,9 @@ pub struct Settings {
     /// Listen addresses, log format, shutdown grace.
     pub server: ServerSettings,
     pub rules_dir: PathBuf,
+    /// The time budget of one post's rules evaluation (`rules.max_eval_ms`):
+    /// past it the post is marked "not fully checked".
+    pub rules_max_eval: Duration,
     pub dry_run: bool,
     /// May hold a password: never log it whole (see [`Settings::redis_display`]).
     pub redis_url: Option<String>,
@@ -117,6 +121,9 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
+/// `rules.max_eval_ms` unless set: the rules engine's own default.
+pub const DEFAULT_RULES_MAX_EVAL_MS: u64 = 50;
+
 impl Settings {
     /// Reads `path` (or `modbridge.toml` when present), applies the environment,
     /// and checks everything, collecting every problem.
@@ -151,6 +158,14 @@ impl Settings {
                 .map(PathBuf::from)
                 .or(raw.rules_dir)
                 .unwrap_or_else(|| PathBuf::from("rules")),
+            rules_max_eval: Duration::from_millis(
+                l.whole_number(
+                    "MODBRIDGE_RULES_MAX_EVAL_MS",
+                    raw.rules.max_eval_ms,
+                    DEFAULT_RULES_MAX_EVAL_MS,
+                )
+                .max(1),
+            ),
             dry_run,
             redis_url: l.var("REDIS_URL").or(raw.redis_url),
             listeners,
@@ -214,6 +229,28 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn rules_time_budget_from_file_env_or_default() {
+        let none = write("");
+        let s = Settings::load(Some(none.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.rules_max_eval, Duration::from_millis(50));
+        let f = write("[rules]\nmax_eval_ms = 7\n");
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.rules_max_eval, Duration::from_millis(7));
+        let s = Settings::load(
+            Some(f.path()),
+            true,
+            &env(&[("MODBRIDGE_RULES_MAX_EVAL_MS", "200")]),
+        )
+        .unwrap();
+        assert_eq!(s.rules_max_eval, Duration::from_millis(200));
+        let typo = write("[rules]\nmax_eval = 7\n");
+        let err = Settings::load(Some(typo.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

@@ -621,7 +621,7 @@ pub(super) fn decide<'s>(
 fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention: bool) {
     for d in to {
         match verdict
-            .deliveries
+            .routings
             .iter_mut()
             .find(|x| x.destination.name() == d.name())
         {
@@ -629,7 +629,7 @@ fn add(verdict: &mut Verdict, to: &[Arc<Destination>], reason: &Reason, mention:
                 existing.reasons.push(reason.clone());
                 existing.mention |= mention;
             }
-            None => verdict.deliveries.push(Routing {
+            None => verdict.routings.push(Routing {
                 destination: d.clone(),
                 reasons: vec![reason.clone()],
                 mention,
@@ -786,7 +786,7 @@ mod tests {
 
     /// `destination: reason, reason` per delivery.
     fn summary(v: &Verdict) -> Vec<String> {
-        v.deliveries
+        v.routings
             .iter()
             .map(|d| {
                 let r: Vec<&str> = d.reasons.iter().map(|r| r.name()).collect();
@@ -842,7 +842,7 @@ mod tests {
         );
         let content = "Não aguento 😢 vou END it \n all, ｓｕｉ\u{200B}ｃｉｄｅ amanhã";
         let v = r.evaluate(&post(content));
-        let h = &v.deliveries[0].reasons[0].matched;
+        let h = &v.routings[0].reasons[0].matched;
         let texts: Vec<&str> = h.iter().map(|h| h.text.as_str()).collect();
         assert_eq!(texts, ["END it \n all", "ｓｕｉ\u{200B}ｃｉｄｅ"]);
         for h in h {
@@ -881,7 +881,7 @@ mod tests {
         // Without a literal prefix the pattern goes through the regex set.
         let r = one("[[match]]\nname = \"m\"\npatterns = ['\\b\\w+ÇÃO\\b']\n");
         let v = r.evaluate(&post("Uma AVIAÇÃO! e aviaçãozinha"));
-        let h = &v.deliveries[0].reasons[0].matched;
+        let h = &v.routings[0].reasons[0].matched;
         assert_eq!(
             h.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
             ["AVIAÇÃO"]
@@ -910,8 +910,8 @@ mod tests {
         );
         let v = r.evaluate(&post("suicide prevention week. I think about suicide"));
         assert_eq!(summary(&v), ["trust-safety: self-harm, other"]);
-        assert_eq!(v.deliveries[0].reasons[0].matched.len(), 1);
-        assert_eq!(v.deliveries[0].reasons[0].matched[0].range, 39..46);
+        assert_eq!(v.routings[0].reasons[0].matched.len(), 1);
+        assert_eq!(v.routings[0].reasons[0].matched[0].range, 39..46);
         let e = r.explain(&post("Suicide  Prevention week")).to_string();
         assert!(
             e.contains("self-harm: not fired: cancelled by `unless` phrase \"suicide prevention\""),
@@ -1010,13 +1010,13 @@ mod tests {
                 "urgent: self-harm"
             ]
         );
-        assert!(v.deliveries.iter().all(|d| d.mention));
+        assert!(v.routings.iter().all(|d| d.mention));
         let quiet = r.evaluate(&post("the end"));
         assert_eq!(summary(&quiet), ["trust-safety: sensitive, quiet"]);
-        assert!(!quiet.deliveries[0].mention);
-        assert_eq!(v.deliveries[0].reasons[0].rules_name, "Parents");
-        assert_eq!(v.deliveries[0].reasons[3].rules_name, "b");
-        assert_eq!(v.deliveries[0].reasons[3].rules_file, "b.toml");
+        assert!(!quiet.routings[0].mention);
+        assert_eq!(v.routings[0].reasons[0].rules_name, "Parents");
+        assert_eq!(v.routings[0].reasons[3].rules_name, "b");
+        assert_eq!(v.routings[0].reasons[3].rules_file, "b.toml");
     }
 
     #[test]
@@ -1051,7 +1051,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        let h = &v.deliveries[0].reasons[0].matched[0].text;
+        let h = &v.routings[0].reasons[0].matched[0].text;
         assert!(h.ends_with("buy now") && h.len() <= CONFIRM_WINDOW, "{h}");
     }
 
@@ -1073,8 +1073,8 @@ mod tests {
             "[[match]]\nname = \"threat\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nnote = \"{rule}: check {match} against the playbook\"\n[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
         );
         let v = r.evaluate(&post("I will KILL"));
-        assert!(v.deliveries[0].mention, "urgent pings by default");
-        let threat = &v.deliveries[0].reasons[0];
+        assert!(v.routings[0].mention, "urgent pings by default");
+        let threat = &v.routings[0].reasons[0];
         assert_eq!(threat.severity, RuleSeverity::Urgent);
         assert_eq!(
             threat.note.as_deref(),
@@ -1083,7 +1083,7 @@ mod tests {
         let r = one(
             "[[match]]\nname = \"quiet\"\nkeywords = [\"kill\"]\nseverity = \"urgent\"\nmention = false\n",
         );
-        assert!(!r.evaluate(&post("kill")).deliveries[0].mention);
+        assert!(!r.evaluate(&post("kill")).routings[0].mention);
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn post(content: &str) -> Post {
 /// Every highlight of every reason, checked to be a valid range of `content`.
 fn highlights(v: &Verdict, content: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for d in &v.deliveries {
+    for d in &v.routings {
         for r in &d.reasons {
             for h in &r.matched {
                 assert_eq!(content.get(h.range.clone()), Some(h.text.as_str()));

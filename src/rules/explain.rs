@@ -270,7 +270,7 @@ impl fmt::Display for Explanation {
             return write!(f, "result: nothing forwarded");
         }
         write!(f, "result:")?;
-        for d in &self.verdict.deliveries {
+        for d in &self.verdict.routings {
             let reasons = d
                 .reasons
                 .iter()

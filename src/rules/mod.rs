@@ -127,6 +127,11 @@ impl RuleSet {
         self
     }
 
+    /// The time budget of one post's evaluation.
+    pub fn max_eval(&self) -> std::time::Duration {
+        self.compiled.max_eval
+    }
+
     /// What to forward for `post`, and why. A post whose patterns could not
     /// all be confirmed within the budget is counted in
     /// `modbridge_rules_not_fully_checked_total` and says so in the verdict.
@@ -248,9 +253,8 @@ impl fmt::Display for Diagnostic {
 /// What to do with a post: one card per destination. Empty: nothing to forward.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
-    /// One per destination (the field keeps its name until `pipeline`,
-    /// `card` and `commands::explain` move to `routings`).
-    pub deliveries: Vec<Routing>,
+    /// One per destination.
+    pub routings: Vec<Routing>,
     /// The evaluation ran out of its time budget (`rules.max_eval_ms`)
     /// before every pattern was confirmed: more rules may match than these.
     pub not_fully_checked: bool,
@@ -260,7 +264,7 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn is_empty(&self) -> bool {
-        self.deliveries.is_empty()
+        self.routings.is_empty()
     }
 }
 
@@ -273,10 +277,6 @@ pub struct Routing {
     /// Whether the card pings the destination's configured mention.
     pub mention: bool,
 }
-
-/// The old name of [`Routing`], kept so `card.rs` builds until it moves to
-/// the new name; it clashed with the `delivery` module.
-pub type Delivery = Routing;
 
 /// Why a post is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]

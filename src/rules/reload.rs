@@ -143,7 +143,9 @@ impl LiveRules {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match RuleSet::load_dir(&self.dir, &self.destinations) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                // A reload keeps the budget the service was started with.
+                loaded.rules = loaded.rules.with_max_eval(self.current().max_eval());
                 for w in &loaded.warnings {
                     tracing::warn!("{w}");
                 }

@@ -50,7 +50,7 @@ pub fn run_tests(c: &Compiled) -> TestReport {
             let verdict = evaluate(c, &post);
             // Shadow matches count: a test is how to try one before it sends cards.
             let mut actual: Vec<String> = verdict
-                .deliveries
+                .routings
                 .iter()
                 .flat_map(|d| &d.reasons)
                 .chain(&verdict.shadow)

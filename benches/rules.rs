@@ -13,7 +13,7 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use modbridge::destination::{Destination, Destinations, RawDestination};
-use modbridge::post::{Author, CustomerId, GroupId, Post, PostId, UserId};
+use modbridge::post::{CustomerId, GroupId, Post, PostId, UserId};
 use modbridge::rules::RuleSet;
 
 const FILES: usize = 200;
@@ -129,24 +129,14 @@ fn matching_insert() -> String {
 
 fn post(content: String) -> Post {
     Post {
-        customer_id: CustomerId::parse("01HQ0CUSTOMER").unwrap(),
-        post_id: PostId::parse("01HQ1POST").unwrap(),
         group_id: Some(GroupId::parse("01HQ2GROUP1234567890XYZAB").unwrap()),
-        author: Author {
-            id: UserId::parse("01HQ3USER").unwrap(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            username: None,
-            phone_number: None,
-            joined_at: None,
-            badge_id: None,
-            badges: vec![],
-        },
-        content: Some(content),
-        image_url: None,
-        created_at: Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+        ..Post::text(
+            CustomerId::parse("01HQ0CUSTOMER").unwrap(),
+            PostId::parse("01HQ1POST").unwrap(),
+            UserId::parse("01HQ3USER").unwrap(),
+            content,
+            Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+        )
     }
 }
 

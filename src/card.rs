@@ -389,7 +389,7 @@ mod tests {
 
     use super::*;
     use crate::destination::Destinations;
-    use crate::post::{Author, CustomerId, PostId, UserId};
+    use crate::post::{CustomerId, PostId, UserId};
     use crate::rules::RuleSet;
 
     const RULES: &str = r#"
@@ -414,26 +414,13 @@ severity = "low"
 "#;
 
     fn post(content: &str) -> Post {
-        Post {
-            customer_id: CustomerId::parse("C1").unwrap(),
-            post_id: PostId::parse("P1").unwrap(),
-            group_id: None,
-            author: Author {
-                id: UserId::parse("U1").unwrap(),
-                email: None,
-                first_name: None,
-                last_name: None,
-                display_name: None,
-                username: None,
-                phone_number: None,
-                joined_at: None,
-                badge_id: None,
-                badges: vec![],
-            },
-            content: Some(content.into()),
-            image_url: None,
-            created_at: Utc.with_ymd_and_hms(2026, 5, 8, 12, 0, 0).unwrap(),
-        }
+        Post::text(
+            CustomerId::parse("C1").unwrap(),
+            PostId::parse("P1").unwrap(),
+            UserId::parse("U1").unwrap(),
+            content,
+            Utc.with_ymd_and_hms(2026, 5, 8, 12, 0, 0).unwrap(),
+        )
     }
 
     fn cards(content: &str, not_fully_checked: bool) -> Vec<Card> {

@@ -115,7 +115,45 @@ pub struct Author {
     pub badges: Vec<BadgeId>,
 }
 
+impl Post {
+    /// A text post on the main feed by an author known only by ID: the
+    /// smallest valid post, which tests and benchmarks build on.
+    pub fn text(
+        customer_id: CustomerId,
+        post_id: PostId,
+        author: UserId,
+        content: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Post {
+            customer_id,
+            post_id,
+            group_id: None,
+            author: Author::with_id(author),
+            content: Some(content.into()),
+            image_url: None,
+            created_at,
+        }
+    }
+}
+
 impl Author {
+    /// An author Cativa described by ID only.
+    pub fn with_id(id: UserId) -> Self {
+        Author {
+            id,
+            email: None,
+            first_name: None,
+            last_name: None,
+            display_name: None,
+            username: None,
+            phone_number: None,
+            joined_at: None,
+            badge_id: None,
+            badges: vec![],
+        }
+    }
+
     /// The name to show: display name, else first + last name, else username,
     /// else the user ID.
     pub fn shown_name(&self) -> String {

@@ -708,7 +708,7 @@ mod tests {
 
     use super::*;
     use crate::destination::{Destinations, DiscordChannel, RawDestination, SlackChannel, Target};
-    use crate::post::{Author, CustomerId, GroupId, PostId, UserId};
+    use crate::post::{CustomerId, GroupId, PostId, UserId};
     use crate::rules::{CONFIRM_WINDOW, RuleSet, RuleSeverity};
 
     const GROUP: &str = "01HQ2GROUP1234567890XYZAB";
@@ -763,24 +763,14 @@ mod tests {
 
     fn post(content: &str) -> Post {
         Post {
-            customer_id: CustomerId::parse("C1").unwrap(),
-            post_id: PostId::parse("P1").unwrap(),
             group_id: Some(GroupId::parse(GROUP).unwrap()),
-            author: Author {
-                id: UserId::parse("U1").unwrap(),
-                email: None,
-                first_name: None,
-                last_name: None,
-                display_name: None,
-                username: None,
-                phone_number: None,
-                joined_at: None,
-                badge_id: None,
-                badges: vec![],
-            },
-            content: Some(content.into()),
-            image_url: None,
-            created_at: Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+            ..Post::text(
+                CustomerId::parse("C1").unwrap(),
+                PostId::parse("P1").unwrap(),
+                UserId::parse("U1").unwrap(),
+                content,
+                Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+            )
         }
     }
 

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::normalize::{Fold, normalize};
 use super::{RuleSet, Verdict};
 use crate::destination::Destinations;
-use crate::post::{Author, CustomerId, Post, PostId, UserId};
+use crate::post::{CustomerId, Post, PostId, UserId};
 
 fn rules(body: &str) -> RuleSet {
     let destinations = Destinations::default();
@@ -29,26 +29,13 @@ fn rules(body: &str) -> RuleSet {
 }
 
 fn post(content: &str) -> Post {
-    Post {
-        customer_id: CustomerId::parse("C1").unwrap(),
-        post_id: PostId::parse("P1").unwrap(),
-        group_id: None,
-        author: Author {
-            id: UserId::parse("U1").unwrap(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            username: None,
-            phone_number: None,
-            joined_at: None,
-            badge_id: None,
-            badges: vec![],
-        },
-        content: Some(content.into()),
-        image_url: None,
-        created_at: Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
-    }
+    Post::text(
+        CustomerId::parse("C1").unwrap(),
+        PostId::parse("P1").unwrap(),
+        UserId::parse("U1").unwrap(),
+        content,
+        Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+    )
 }
 
 /// Every highlight of every reason, checked to be a valid range of `content`.

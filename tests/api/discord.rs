@@ -555,31 +555,8 @@ async fn a_429_without_serenitys_limiter_is_waited_out_once_then_retryable() {
 
 #[tokio::test]
 async fn check_live_proves_the_token_and_each_channel() {
-    use modbridge::commands::check::live_check;
-    use modbridge::config::Settings;
     let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("modbridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.gone]\ndiscord = \"99999999999999999\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"
-        ),
-    )
-    .unwrap();
-    let env: BTreeMap<String, String> = [
-        ("DISCORD_API_URL", fake.base.clone()),
-        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
-        ("MODS_HOOK", FakeDiscord::webhook_url()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let settings = Settings::load(Some(&config), true, &env).unwrap();
-    let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
-    let lines = live_check(&settings, &env, &destinations, false)
-        .await
-        .join("\n");
+    let lines = live_check_lines(&fake, &format!("[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.gone]\ndiscord = \"99999999999999999\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"), false).await;
     assert!(
         lines.contains("ok: discord: GET /users/@me accepts DISCORD_BOT_TOKEN"),
         "{lines}"
@@ -749,31 +726,8 @@ async fn posted_cards_are_edited_in_place_as_bot_and_webhook() {
 /// destination: the bot's channels and the webhooks (never showing the URL).
 #[tokio::test]
 async fn check_live_send_test_posts_a_test_card_to_channels_and_webhooks() {
-    use modbridge::commands::check::live_check;
-    use modbridge::config::Settings;
     let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("modbridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"
-        ),
-    )
-    .unwrap();
-    let env: BTreeMap<String, String> = [
-        ("DISCORD_API_URL", fake.base.clone()),
-        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
-        ("MODS_HOOK", FakeDiscord::webhook_url()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let settings = Settings::load(Some(&config), true, &env).unwrap();
-    let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
-    let lines = live_check(&settings, &env, &destinations, true)
-        .await
-        .join("\n");
+    let lines = live_check_lines(&fake, &format!("[destinations.mods]\ndiscord = \"{CHANNEL}\"\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n"), true).await;
     assert!(
         lines.contains(&format!("ok: discord: mods ({CHANNEL}): test card posted")),
         "{lines}"
@@ -901,4 +855,27 @@ async fn note_level_and_not_fully_checked_pass_discords_validation() {
         );
         assert_eq!(r.body["allowed_mentions"]["parse"], json!([]));
     }
+}
+
+/// `check --live` (and `--send-test` when asked) against the fake, with the
+/// bot token and a `MODS_HOOK` webhook set; its report, one line per check.
+async fn live_check_lines(fake: &FakeDiscord, config_text: &str, send_test: bool) -> String {
+    use modbridge::commands::check::live_check;
+    use modbridge::config::Settings;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("modbridge.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let env: BTreeMap<String, String> = [
+        ("DISCORD_API_URL", fake.base.clone()),
+        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ("MODS_HOOK", FakeDiscord::webhook_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::load(Some(&config), true, &env).unwrap();
+    let destinations: Vec<_> = settings.destinations.iter().cloned().collect();
+    live_check(&settings, &env, &destinations, send_test)
+        .await
+        .join("\n")
 }

@@ -93,8 +93,9 @@ struct Totals {
     lost: usize,
 }
 
+/// What a corpus did under the rules (and against a baseline).
 #[derive(Debug, Serialize)]
-struct Report {
+pub struct Report {
     lines: usize,
     posts: usize,
     other_events: usize,
@@ -146,7 +147,9 @@ pub fn main(config: Option<&Path>, file: &Path, baseline: Option<&Path>, json: b
     ExitCode::SUCCESS
 }
 
-fn backtest(text: &str, rules: &RuleSet, base: Option<&RuleSet>) -> Report {
+/// Parses every line of `text` as a raw body and evaluates the posts against
+/// `rules` (and `base`), on every core. Public for the throughput example.
+pub fn backtest(text: &str, rules: &RuleSet, base: Option<&RuleSet>) -> Report {
     let mut posts = Vec::new();
     let mut bad_lines = Vec::new();
     let mut other_events = 0;
@@ -275,6 +278,18 @@ fn diff(posts: &[Post], outcomes: &[(Outcome, Option<Outcome>)]) -> Diff {
         gained,
         lost,
         totals,
+    }
+}
+
+impl Report {
+    /// How many lines were `post_created` bodies.
+    pub fn posts(&self) -> usize {
+        self.posts
+    }
+
+    /// How many posts would get at least one card.
+    pub fn posts_with_a_card(&self) -> usize {
+        self.posts_with_a_card
     }
 }
 

@@ -122,6 +122,10 @@ pub async fn start_with(
         pipeline,
         metrics: telemetry::metrics(),
         ingest,
+        capture: match &settings.capture {
+            Some(c) => Some(Arc::new(crate::intake::capture::Capture::open(c)?)),
+            None => None,
+        },
     };
     let listeners = listen(&settings, &state).await?;
     if settings.listeners.insecure_dev_secret {

@@ -59,6 +59,18 @@ pub enum Command {
     },
     /// Run every [[test]] in every rules file.
     Test,
+    /// Count how the rules treat a corpus of raw post_created bodies (one per
+    /// line), and with --baseline which posts would gain or lose a card.
+    Backtest {
+        /// A JSONL file, like the one `[capture]` writes.
+        file: PathBuf,
+        /// Another rules directory (same destinations) to compare against.
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the cards parked in Redis for broken destinations.
     Parked,
     /// Deliver the parked cards now (each once), destination by destination.

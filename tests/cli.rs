@@ -224,3 +224,160 @@ fn explain_shows_each_file_and_the_cards() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("card for"), "{text}");
 }
+
+/// A corpus of raw bodies: each content becomes a feed post with its own ID;
+/// `None` is a line that is not JSON.
+fn corpus(dir: &Path, contents: &[Option<&str>]) -> std::path::PathBuf {
+    let example: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/post_created.json")).unwrap(),
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    for (i, content) in contents.iter().enumerate() {
+        match content {
+            Some(c) => {
+                let mut body = example.clone();
+                let obj = body.as_object_mut().unwrap();
+                obj.remove("GroupId");
+                obj.insert("PostId".into(), format!("POST{i}").into());
+                obj.insert("Content".into(), (*c).into());
+                lines.push(body.to_string());
+            }
+            None => lines.push("{not json".to_string()),
+        }
+    }
+    let path = dir.join("corpus.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn rules_dir(dir: &Path, name: &str, file: &str) -> std::path::PathBuf {
+    let rules = dir.join(name);
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("scams.toml"), file).unwrap();
+    rules
+}
+
+#[test]
+fn backtest_counts_each_match_and_reports_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir(
+        dir.path(),
+        "now",
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n\
+         [[match]]\nname = \"scam\"\nkeywords = [\"crypto giveaway\"]\n\
+         [[match]]\nname = \"promo\"\nkeywords = [\"discount\"]\nmode = \"shadow\"\n",
+    );
+    let file = corpus(
+        dir.path(),
+        &[
+            Some("crypto giveaway today"),
+            Some("a discount"),
+            None,
+            Some("another crypto giveaway, with a discount"),
+            Some("nothing here"),
+        ],
+    );
+    let out = modbridge(&["backtest", file.to_str().unwrap()])
+        .env("MODBRIDGE_RULES", &rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4 posts"), "{text}");
+    assert!(text.contains("line 3: body is not JSON"), "{text}");
+    assert!(text.contains("scams.toml:"), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in {text}"))
+            .to_string()
+    };
+    assert!(line("scam ").contains(" 2 posts"), "{text}");
+    let promo = line("promo ");
+    assert!(
+        promo.contains(" 2 posts") && promo.contains("shadow"),
+        "{text}"
+    );
+    assert!(text.contains("2 posts would get a card"), "{text}");
+}
+
+#[test]
+fn backtest_against_a_baseline_lists_gains_and_losses_and_json_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = rules_dir(
+        dir.path(),
+        "now",
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n\
+         [[match]]\nname = \"scam\"\nkeywords = [\"crypto giveaway\"]\n",
+    );
+    let before = rules_dir(
+        dir.path(),
+        "before",
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n\
+         [[match]]\nname = \"old\"\nkeywords = [\"discount\"]\n",
+    );
+    let file = corpus(
+        dir.path(),
+        &[Some("crypto giveaway"), Some("a discount"), Some("hello")],
+    );
+    let args = [
+        "backtest",
+        file.to_str().unwrap(),
+        "--baseline",
+        before.to_str().unwrap(),
+    ];
+    let out = modbridge(&args)
+        .env("MODBRIDGE_RULES", &now)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("GAIN POST0 -> trust-safety: scams.toml/scam"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LOSE POST1 -> trust-safety: scams.toml/old"),
+        "{text}"
+    );
+    assert!(text.contains("trust-safety: 1 gained, 1 lost"), "{text}");
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = modbridge(&json_args)
+        .env("MODBRIDGE_RULES", &now)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["posts"], 3);
+    assert_eq!(doc["baseline"]["gained"][0]["post_id"], "POST0");
+    assert_eq!(doc["baseline"]["lost"][0]["post_id"], "POST1");
+    assert_eq!(doc["baseline"]["totals"]["trust-safety"]["lost"], 1);
+    assert_eq!(doc["matches"][0]["match"], "scam");
+}
+
+#[test]
+fn backtest_exit_codes() {
+    let missing = modbridge(&["backtest", "/nonexistent/corpus.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let broken = rules_dir(dir.path(), "broken", "to = [\"nowhere\"]\n");
+    let file = corpus(dir.path(), &[Some("hello")]);
+    let out = modbridge(&["backtest", file.to_str().unwrap()])
+        .env("MODBRIDGE_RULES", &broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

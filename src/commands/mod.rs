@@ -6,6 +6,7 @@
 //! lifted here and nowhere else (the service logs through `tracing`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod backtest;
 pub mod check;
 pub mod explain;
 pub mod parked;
@@ -32,6 +33,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check { live, send_test } => check::main(config, live, send_test),
         Command::Explain { payload } => explain::main(config, &payload),
         Command::Test => test::main(config),
+        Command::Backtest {
+            file,
+            baseline,
+            json,
+        } => backtest::main(config, &file, baseline.as_deref(), json),
         Command::Parked => parked::list(config),
         Command::Replay { target } => parked::replay(config, target.as_deref()),
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::DEFAULT_CONFIG_FILE;
+use super::capture::RawCapture;
 use super::dedupe::RawDedupe;
 use super::delivery::RawDelivery;
 use super::destinations::{RawAlerts, RawDestinations};
@@ -33,6 +34,8 @@ struct RawConfig {
     intake: RawIntake,
     #[serde(default)]
     dedupe: RawDedupe,
+    #[serde(default)]
+    capture: RawCapture,
     #[serde(default)]
     delivery: RawDelivery,
     #[serde(default)]
@@ -64,6 +67,7 @@ pub(super) struct RawSections {
     pub server: RawServer,
     pub intake: RawIntake,
     pub dedupe: RawDedupe,
+    pub capture: RawCapture,
     pub delivery: RawDelivery,
     pub rules: RawRules,
     pub listeners: BTreeMap<String, RawListener>,
@@ -95,6 +99,7 @@ impl From<RawConfig> for RawSections {
             },
             intake: raw.intake,
             dedupe: raw.dedupe,
+            capture: raw.capture,
             delivery: raw.delivery,
             rules: raw.rules,
             listeners: raw.listeners,

@@ -9,11 +9,12 @@
 //! run reports them all, each naming the key or variable at fault:
 //! `file` (reading the TOML), `server`, `intake`, `dedupe`, `delivery`,
 //! `listeners` (webhook secrets), `destinations` (and `[alerts]`), `cards`
-//! (`post_url`, `[groups]`).
+//! (`post_url`, `[groups]`), `capture` (the opt-in corpus of verified bodies).
 //!
 //! Every key, its environment variable and default are listed in README.md
 //! ("Configuration reference"); keep the two in step.
 
+mod capture;
 mod cards;
 mod dedupe;
 mod delivery;
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::capture::CaptureSettings;
 pub use self::cards::CardSettings;
 pub use self::dedupe::DedupeSettings;
 pub use self::delivery::DeliverySettings;
@@ -62,6 +64,8 @@ pub struct Settings {
     /// The destination `[alerts] to` names (one of `destinations`).
     pub alerts_to: Option<String>,
     pub cards: CardSettings,
+    /// `[capture]`: off (`None`) unless a file is set.
+    pub capture: Option<CaptureSettings>,
     /// Values the file gives for settings read from the environment by the
     /// module that owns them (the platforms read `SLACK_API_URL`,
     /// `DISCORD_API_URL`; the file's `slack_api_url`, `discord_api_url`
@@ -150,6 +154,7 @@ impl Settings {
         }
         let (destinations, alerts_to) = destinations::build(raw.destinations, raw.alerts, &mut l);
         let cards = CardSettings::build(raw.post_url, raw.groups, &mut l);
+        let capture = CaptureSettings::build(raw.capture, &mut l);
 
         let settings = Settings {
             server,
@@ -175,6 +180,7 @@ impl Settings {
             destinations,
             alerts_to,
             cards,
+            capture,
             env_defaults: raw.env_defaults,
         };
         l.finish(settings)

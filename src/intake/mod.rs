@@ -8,6 +8,7 @@
 //! claim → pipeline). Only a verified request learns anything about its
 //! payload.
 
+pub mod capture;
 pub mod payload;
 pub mod routes;
 pub mod signature;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Claims, processes and records each execution.
     pub ingest: Ingest,
+    /// `[capture]`: where verified bodies are appended, when configured.
+    pub capture: Option<Arc<super::capture::Capture>>,
 }
 
 /// The public listener. `/metrics` and the detailed `/readyz` are served here
@@ -242,6 +244,9 @@ impl Refusal {
 async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Verified, Refusal> {
     let body = read_body(req, body, state.settings.intake.max_body_bytes).await?;
     let secret_index = verify_signature(req, body.as_ref(), &state.settings)?;
+    if let Some(capture) = &state.capture {
+        capture.append(body.as_ref());
+    }
     let execution_id = execution_id(req)?;
     match Event::parse(body.as_ref()) {
         Ok(Event::Post(post)) => Ok(Verified::Post {

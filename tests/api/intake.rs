@@ -337,3 +337,34 @@ async fn with_an_admin_listener_metrics_and_details_leave_the_public_one() {
     assert!(detailed["rules"]["files"].is_number(), "{detailed}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn capture_appends_each_verified_body_as_one_line_and_nothing_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corpus.jsonl");
+    let app = spawn_with(AppOptions {
+        config: format!(
+            "[capture]\nfile = {:?}\nmax_mb = 1\n",
+            file.display().to_string()
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let one = post_body("CAP1", "first");
+    let two = post_body("CAP2", "second");
+    assert_eq!(answer(app.deliver(&one, "cap-1").await).await.0, 200);
+    // A bad signature is refused before anything is written.
+    let forged = post_body("CAP3", "forged");
+    let (status, _) = answer(app.deliver_signed(&forged, "cap-3", "whsec_wrong").await).await;
+    assert_eq!(status, 401);
+    assert_eq!(answer(app.deliver(&two, "cap-2").await).await.0, 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, id) in lines.iter().zip(["CAP1", "CAP2"]) {
+        let body: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(body["PostId"], id);
+    }
+    assert!(!text.contains("CAP3"));
+    app.stop().await;
+}

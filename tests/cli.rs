@@ -278,16 +278,7 @@ fn backtest_counts_each_match_and_reports_bad_lines() {
             Some("nothing here"),
         ],
     );
-    let out = modbridge(&["backtest", file.to_str().unwrap()])
-        .env("MODBRIDGE_RULES", &rules)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = backtest_ok(&["backtest", file.to_str().unwrap()], &rules);
     assert!(text.contains("4 posts"), "{text}");
     assert!(text.contains("line 3: body is not JSON"), "{text}");
     assert!(text.contains("scams.toml:"), "{text}");
@@ -331,16 +322,7 @@ fn backtest_against_a_baseline_lists_gains_and_losses_and_json_parses() {
         "--baseline",
         before.to_str().unwrap(),
     ];
-    let out = modbridge(&args)
-        .env("MODBRIDGE_RULES", &now)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = backtest_ok(&args, &now);
     assert!(
         text.contains("GAIN POST0 -> trust-safety: scams.toml/scam"),
         "{text}"
@@ -380,4 +362,20 @@ fn backtest_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Runs `modbridge ARGS` with `MODBRIDGE_RULES=rules`, expects success and
+/// returns its standard output.
+fn backtest_ok(args: &[&str], rules: &Path) -> String {
+    let out = modbridge(args)
+        .env("MODBRIDGE_RULES", rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }

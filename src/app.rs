@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
 use crate::delivery::{Alerts, Deliverer, Policy};
 use crate::ingest::{Ingest, Timing};
+use crate::intake::limits::{InFlight, Limited, raise_open_files_limit};
 use crate::intake::{AppState, admin_routes, public_routes};
 use crate::pipeline::Pipeline;
 use crate::platforms::Sinks;
@@ -99,6 +100,9 @@ pub async fn start_with(
         settings.rules_dir.clone(),
         settings.destinations.clone(),
     );
+    if let Some(p) = live.problem() {
+        warn!("{p}");
+    }
     let guard = if watch_rules { watch(&live) } else { None };
     let alerts = alerts_for(&settings, &sinks);
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
@@ -126,6 +130,7 @@ pub async fn start_with(
             Some(c) => Some(Arc::new(crate::intake::capture::Capture::open(c)?)),
             None => None,
         },
+        in_flight: InFlight::new(settings.intake.max_in_flight),
     };
     let listeners = listen(&settings, &state).await?;
     if settings.listeners.insecure_dev_secret {
@@ -224,32 +229,50 @@ struct Listeners {
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// Binds the public listener (and the admin one, when configured) and serves.
+/// Binds the public listener (with the intake limits) and the admin one
+/// (when not off), and serves.
 async fn listen(settings: &Settings, state: &AppState) -> anyhow::Result<Listeners> {
     let (shutdown, signal) = watch::channel(false);
+    let intake = &settings.intake;
+    match raise_open_files_limit() {
+        Ok(limit) if limit < intake.max_connections as u64 + 64 => warn!(
+            open_files = limit,
+            max_connections = intake.max_connections,
+            "the open-files limit is below intake.max_connections: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let acceptor = TcpListener::bind(settings.server.listen)
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
     let addr = local(&acceptor).unwrap_or(settings.server.listen);
+    let acceptor = Limited::new(acceptor, intake.max_connections, intake.header_timeout);
     let mut tasks = vec![tokio::spawn(serve_on(
         acceptor,
         public_routes(state.clone()),
         signal.clone(),
         settings.server.shutdown_timeout,
+        Some(intake.idle_timeout),
     ))];
     let mut admin_addr = None;
     if let Some(admin) = settings.server.admin_listen {
         let acceptor = TcpListener::bind(admin)
             .into_acceptor()
             .await
-            .with_context(|| format!("cannot listen on {admin} (MODBRIDGE_ADMIN_LISTEN)"))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {admin} (admin_listen / MODBRIDGE_ADMIN_LISTEN: set another address, or \"off\")"
+                )
+            })?;
         admin_addr = Some(local(&acceptor).unwrap_or(admin));
         tasks.push(tokio::spawn(serve_on(
             acceptor,
             admin_routes(state.clone()),
             signal,
             settings.server.shutdown_timeout,
+            None,
         )));
     }
     Ok(Listeners {
@@ -272,8 +295,13 @@ async fn serve_on<A: Acceptor + 'static>(
     routes: impl poem::IntoEndpoint<Endpoint: 'static>,
     mut signal: watch::Receiver<bool>,
     grace: Duration,
+    idle_timeout: Option<Duration>,
 ) -> std::io::Result<()> {
-    Server::new_with_acceptor(acceptor)
+    let mut server = Server::new_with_acceptor(acceptor);
+    if let Some(idle) = idle_timeout {
+        server = server.idle_timeout(idle);
+    }
+    server
         .run_with_graceful_shutdown(
             routes,
             async move {

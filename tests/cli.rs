@@ -7,6 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_modbridge");
+/// Shaped like a Cativa listener secret: `serve` accepts it outside dry-run.
+const STRONG_SECRET: &str =
+    "whsec_5e0f3c9a71b24d86e1f07a3c5b9d2e48f6a1c3e5b7d90f2a4c6e8b1d3f5a7c9e";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,7 +25,8 @@ fn modbridge(args: &[&str]) -> Command {
         .env_remove("DISCORD_BOT_TOKEN")
         .env_remove("MODBRIDGE_DRY_RUN")
         .env_remove("MODBRIDGE_LISTEN")
-        .env_remove("MODBRIDGE_ADMIN_LISTEN")
+        // The admin listener defaults to 127.0.0.1:9090: tests run side by side.
+        .env("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("MODBRIDGE_RULES");
     cmd
 }
@@ -152,7 +156,7 @@ fn serve_refuses_to_start_without_a_secret() {
 #[test]
 fn serve_refuses_to_start_when_a_used_platform_has_no_token() {
     let out = modbridge(&["serve"])
-        .env("CATIVA_WEBHOOK_SECRET", "whsec_x")
+        .env("CATIVA_WEBHOOK_SECRET", STRONG_SECRET)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -178,6 +182,52 @@ fn serve_exits_2_with_every_rules_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a.toml:5:"), "{err}");
     assert!(err.contains("b.toml:1:1"), "{err}");
+}
+
+#[test]
+fn serve_refuses_weak_secrets_outside_dry_run_with_exit_2() {
+    for weak in [
+        "whsec_0000000000000000000000000000000000000000000000000000000000000000",
+        "whsec_change_me",
+        "whsec_1212121212121212121212121212121212121212121212121212121212121212",
+    ] {
+        let out = modbridge(&["serve"])
+            .env("CATIVA_WEBHOOK_SECRET", weak)
+            .env("MODBRIDGE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{weak}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("CATIVA_WEBHOOK_SECRET: "), "{err}");
+        assert!(err.contains("Cativa Console > Webhooks"), "{err}");
+        assert!(!err.contains(weak), "the secret was echoed: {err}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_with_no_rules() {
+    let empty = tempfile::tempdir().unwrap();
+    let blank = tempfile::tempdir().unwrap();
+    // Files that load but hold no rule.
+    let no_match = "groups = [\"*\"]\nto = [\"slack:C0123ABCD\"]\n";
+    std::fs::write(blank.path().join("a.toml"), no_match).unwrap();
+    std::fs::write(blank.path().join("b.toml"), no_match).unwrap();
+    for (dir, expect) in [
+        (empty.path(), "no *.toml rules file"),
+        (blank.path(), "2 rules file(s), none with a [[match]]"),
+    ] {
+        let out = modbridge(&["serve", "--dry-run"])
+            .env("MODBRIDGE_RULES", dir)
+            .env("MODBRIDGE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expect) && err.contains("add a *.toml file"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub fn main(config: Option<&Path>, dry_run: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(no_rules) = rules.refusal(&settings.rules_dir) {
+        eprintln!("modbridge: nothing to do:\n{no_rules}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Err(problems) = check_sinks(&settings, &rules, &ProcessEnv) {
         eprintln!("modbridge: cannot deliver cards:\n{}", problems.join("\n"));
         return ExitCode::from(EXIT_CONFIG);

@@ -1,5 +1,7 @@
 //! `[intake]`: how much of a webhook request modbridge reads, how old a
-//! signature may be, and how long a request may wait for its work.
+//! signature may be, how long a request may wait for its work, and the limits
+//! that keep slow or idle clients from holding the service (timeouts,
+//! connection and in-flight caps).
 
 use std::time::Duration;
 
@@ -13,6 +15,11 @@ pub(super) struct RawIntake {
     max_body_bytes: Option<usize>,
     signature_tolerance_secs: Option<u64>,
     deadline_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
+    max_in_flight: Option<u64>,
 }
 
 /// Limits applied to each incoming webhook request.
@@ -24,6 +31,18 @@ pub struct IntakeSettings {
     pub signature_tolerance_secs: u64,
     /// How long a request waits for its work before the sender is told to retry.
     pub deadline: Duration,
+    /// From a request's first byte to the end of its headers; past it the
+    /// connection is closed.
+    pub header_timeout: Duration,
+    /// How long reading one request's body may take; past it: 408.
+    pub body_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections on the public listener; more wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// Webhook requests handled at once; more are answered 503 + `Retry-After`.
+    pub max_in_flight: usize,
 }
 
 impl IntakeSettings {
@@ -42,10 +61,59 @@ impl IntakeSettings {
         if deadline_secs == 0 {
             l.problem("intake.deadline_secs must be at least 1");
         }
+        let mut at_least_one = |var: &str, key: &str, file: Option<u64>, default: u64| {
+            let n = l.whole_number(var, file, default);
+            if n == 0 {
+                l.problem(format!("intake.{key} ({var}) must be at least 1"));
+                return default;
+            }
+            n
+        };
+        let header_timeout = at_least_one(
+            "MODBRIDGE_HEADER_TIMEOUT_SECS",
+            "header_timeout_secs",
+            raw.header_timeout_secs,
+            10,
+        );
+        let body_timeout = at_least_one(
+            "MODBRIDGE_BODY_TIMEOUT_SECS",
+            "body_timeout_secs",
+            raw.body_timeout_secs,
+            10,
+        );
+        let idle_timeout = at_least_one(
+            "MODBRIDGE_IDLE_TIMEOUT_SECS",
+            "idle_timeout_secs",
+            raw.idle_timeout_secs,
+            60,
+        );
+        let max_connections = at_least_one(
+            "MODBRIDGE_MAX_CONNECTIONS",
+            "max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        );
+        let max_in_flight = at_least_one(
+            "MODBRIDGE_MAX_IN_FLIGHT",
+            "max_in_flight",
+            raw.max_in_flight,
+            DEFAULT_MAX_IN_FLIGHT,
+        );
         Self {
             max_body_bytes,
             signature_tolerance_secs,
             deadline: Duration::from_secs(deadline_secs),
+            header_timeout: Duration::from_secs(header_timeout),
+            body_timeout: Duration::from_secs(body_timeout),
+            idle_timeout: Duration::from_secs(idle_timeout),
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
         }
     }
 }
+
+/// `intake.max_connections` unless set: far above a burst of retries, well
+/// under what a raised open-files limit allows.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 8192;
+/// `intake.max_in_flight` unless set.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;

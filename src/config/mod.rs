@@ -231,6 +231,112 @@ mod tests {
             .collect()
     }
 
+    const STRONG_A: &str = "whsec_3f9a1c7e5b2d4086af1e9c3b7d5a2e4f60718293a4b5c6d7e8f9012345678abc";
+    const STRONG_B: &str = "whsec_9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
+
+    #[test]
+    fn intake_limits_and_the_private_admin_listener_have_safe_defaults() {
+        let s = Settings::load(None, false, &env(&[("CATIVA_WEBHOOK_SECRET", STRONG_A)])).unwrap();
+        assert_eq!(s.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            s.server.admin_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9090")
+        );
+        let i = s.intake;
+        assert_eq!(i.header_timeout, Duration::from_secs(10));
+        assert_eq!(i.body_timeout, Duration::from_secs(10));
+        assert_eq!(i.idle_timeout, Duration::from_secs(60));
+        assert!(i.max_connections >= 4096, "{}", i.max_connections);
+        assert_eq!(i.max_in_flight, 512);
+        let f = write(concat!(
+            "admin_listen = \"off\"\n[intake]\nheader_timeout_secs = 2\nbody_timeout_secs = 3\n",
+            "idle_timeout_secs = 4\nmax_connections = 5\nmax_in_flight = 6\n"
+        ));
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.server.admin_listen, None);
+        let i = s.intake;
+        assert_eq!(
+            (i.header_timeout, i.body_timeout, i.idle_timeout),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(4)
+            )
+        );
+        assert_eq!((i.max_connections, i.max_in_flight), (5, 6));
+        let err = Settings::load(
+            Some(f.path()),
+            true,
+            &env(&[
+                ("MODBRIDGE_MAX_IN_FLIGHT", "0"),
+                ("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "intake.max_in_flight (MODBRIDGE_MAX_IN_FLIGHT) must be at least 1"
+        );
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_outside_dry_run_without_being_quoted() {
+        for weak in [DEV_SECRET, "whsec_change_me", "whsec_topsecret"] {
+            let err = Settings::load(None, false, &env(&[("CATIVA_WEBHOOK_SECRET", weak)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("CATIVA_WEBHOOK_SECRET: "), "{err}");
+            assert!(err.contains("Cativa Console > Webhooks"), "{err}");
+            assert!(!err.contains(weak), "{err}");
+            // Dry run: anything goes (it binds to loopback without a secret).
+            assert!(Settings::load(None, true, &env(&[("CATIVA_WEBHOOK_SECRET", weak)])).is_ok());
+        }
+        let f = write("[listeners.acme]\nsecret_env = \"ACME_SECRET\"\n");
+        let err = Settings::load(
+            Some(f.path()),
+            false,
+            &env(&[(
+                "ACME_SECRET",
+                "whsec_1111111111111111111111111111111111111111111111111111111111111111",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "listeners.acme: is too weak to be a real secret (only 1 distinct hex digits"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_automation_id_picks_its_listener_and_no_other() {
+        let f = write(concat!(
+            "[listeners.acme]\nsecret_env = \"ACME_SECRET\"\nautomation_id = \"auto-acme\"\n",
+            "[listeners.blank]\nsecret_env = \"BLANK_SECRET\"\nautomation_id = \" \"\n",
+        ));
+        let e = env(&[
+            ("CATIVA_WEBHOOK_SECRET", STRONG_A),
+            ("ACME_SECRET", STRONG_B),
+            ("BLANK_SECRET", STRONG_B),
+        ]);
+        let err = Settings::load(Some(f.path()), false, &e)
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("listeners.blank.automation_id: is empty (remove it, or copy the listener's ID from Cativa Console > Webhooks)"), "{err}");
+        let f = write(
+            "[listeners.acme]\nsecret_env = \"ACME_SECRET\"\nautomation_id = \"auto-acme\"\n",
+        );
+        let s = Settings::load(Some(f.path()), false, &e).unwrap();
+        let l = &s.listeners;
+        assert_eq!(l.secrets[1].source, "listeners.acme");
+        assert_eq!(l.candidates(Some("auto-acme")), vec![1]);
+        assert_eq!(l.candidates(Some("someone-else")), vec![0]);
+        assert_eq!(l.candidates(None), vec![0]);
+    }
+
     fn write(text: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
@@ -279,25 +385,20 @@ mod tests {
             false,
             &env(&[
                 ("MODBRIDGE_LISTEN", "127.0.0.1:9"),
-                ("CATIVA_WEBHOOK_SECRET", "whsec_a, whsec_b"),
+                ("CATIVA_WEBHOOK_SECRET", &format!("{STRONG_A}, {STRONG_B}")),
             ]),
         )
         .unwrap();
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:9");
         assert_eq!(s.intake.max_body_bytes, 10);
         assert_eq!(s.listeners.secrets.len(), 2);
-        assert!(!format!("{s:?}").contains("whsec_a"));
+        assert!(!format!("{s:?}").contains(STRONG_A));
     }
 
     #[test]
     fn listeners_bind_secrets_to_customers() {
         let f = write("[listeners.acme]\nsecret_env = \"ACME_SECRET\"\ncustomers = [\"C1\"]\n");
-        let s = Settings::load(
-            Some(f.path()),
-            false,
-            &env(&[("ACME_SECRET", "whsec_acme")]),
-        )
-        .unwrap();
+        let s = Settings::load(Some(f.path()), false, &env(&[("ACME_SECRET", STRONG_A)])).unwrap();
         let l = &s.listeners.secrets[0];
         assert!(l.allows(&CustomerId::parse("C1").unwrap()));
         assert!(!l.allows(&CustomerId::parse("C2").unwrap()));

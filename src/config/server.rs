@@ -21,10 +21,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The admin listener (`/metrics`, detailed `/readyz`) unless set: loopback.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
 /// Where `serve` listens and how it logs and stops.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// The public listener: the webhook, `/healthz` and a bare `/readyz`.
     pub listen: SocketAddr,
+    /// `/metrics` and the detailed `/readyz` (`None`: `admin_listen = "off"`).
     pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// How long SIGTERM waits for in-flight requests and deliveries.
@@ -39,12 +44,20 @@ impl ServerSettings {
             "listen",
             raw.listen.or_else(|| Some("0.0.0.0:8080".into())),
         );
-        let admin_listen = address(
-            l,
-            "MODBRIDGE_ADMIN_LISTEN",
-            "admin_listen",
-            raw.admin_listen,
-        );
+        // Private by default: metrics and detailed readiness stay on loopback
+        // unless the operator says where else (or "off").
+        let admin_file = raw
+            .admin_listen
+            .or_else(|| Some(DEFAULT_ADMIN_LISTEN.into()));
+        let off = l
+            .var("MODBRIDGE_ADMIN_LISTEN")
+            .or_else(|| admin_file.clone())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("off"));
+        let admin_listen = if off {
+            None
+        } else {
+            address(l, "MODBRIDGE_ADMIN_LISTEN", "admin_listen", admin_file)
+        };
         let shutdown_timeout_secs = l.whole_number(
             "MODBRIDGE_SHUTDOWN_TIMEOUT_SECS",
             raw.shutdown_timeout_secs,

@@ -3,12 +3,15 @@
 //! ([`crate::ingest`]: claim, process, record) and answers Cativa from the
 //! outcome.
 //!
-//! Order of checks, cheapest and least revealing first: body size → signature
-//! (on raw bytes) → execution ID → payload → tenant binding → ingest (dedupe
-//! claim → pipeline). Only a verified request learns anything about its
-//! payload.
+//! Order of checks, cheapest and least revealing first: room (`max_in_flight`)
+//! → declared body size → signature header (present, well-formed, fresh)
+//! → body (size, `body_timeout_secs`) → signature (on raw bytes, one HMAC per
+//! candidate secret) → execution ID → payload → tenant binding → ingest
+//! (dedupe claim → pipeline). Only a verified request learns anything about
+//! its payload. `limits` keeps slow, idle and numerous clients in bounds.
 
 pub mod capture;
+pub mod limits;
 pub mod payload;
 pub mod routes;
 pub mod signature;

@@ -1,7 +1,9 @@
 //! The poem routes: `POST /webhooks/cativa`, `/healthz`, `/readyz`, `/metrics`.
 //! They map HTTP to typed values and back: the webhook verifies the request,
 //! hands the post to the ingest service and answers from its
-//! [`Ingested`] outcome.
+//! [`Ingested`] outcome. The public listener serves the webhook, `/healthz`
+//! and a bare `/readyz` only; `/metrics` and the detailed `/readyz` (rule
+//! names, reload errors, Redis errors) are the admin listener's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +15,7 @@ use poem::{Body, EndpointExt, IntoEndpoint, Request, Response, Route, get, handl
 use serde_json::{Value, json};
 use tracing::{Instrument, info, info_span, warn};
 
+use super::limits::InFlight;
 use super::payload::{Event, PayloadError};
 use super::signature::{SignatureError, SignatureHeader};
 use crate::config::Settings;
@@ -33,26 +36,22 @@ pub struct AppState {
     pub ingest: Ingest,
     /// `[capture]`: where verified bodies are appended, when configured.
     pub capture: Option<Arc<super::capture::Capture>>,
+    /// `intake.max_in_flight`: webhook requests handled at once.
+    pub in_flight: InFlight,
 }
 
-/// The public listener. `/metrics` and the detailed `/readyz` are served here
-/// only when there is no admin listener.
+/// The public listener: the webhook, `/healthz` and a bare `/readyz` (the
+/// status word only). Nothing here tells a stranger about rules or channels.
 pub fn public_routes(state: AppState) -> impl IntoEndpoint {
-    let detailed = state.settings.server.admin_listen.is_none();
-    let mut route = Route::new()
+    Route::new()
         .at("/webhooks/cativa", post(webhook))
-        .at("/healthz", get(healthz));
-    if detailed {
-        route = route
-            .at("/readyz", get(readyz_detailed))
-            .at("/metrics", get(metrics_text));
-    } else {
-        route = route.at("/readyz", get(readyz_public));
-    }
-    route.data(state)
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz_public))
+        .data(state)
 }
 
-/// The admin listener (`MODBRIDGE_ADMIN_LISTEN`): metrics and detailed readiness.
+/// The admin listener (`admin_listen`, `127.0.0.1:9090` unless set):
+/// metrics and detailed readiness.
 pub fn admin_routes(state: AppState) -> impl IntoEndpoint {
     Route::new()
         .at("/healthz", get(healthz))
@@ -114,6 +113,7 @@ async fn readiness(state: &AppState) -> (StatusCode, Value) {
             "rules reload failed, the last good rules are still in use: {e}"
         ));
     }
+    problems.extend(state.pipeline.rules().problem());
     problems.extend(state.pipeline.sinks().problems());
     problems.extend(state.pipeline.deliverer().problems());
     let (status, word) = match &store {
@@ -159,6 +159,15 @@ async fn readyz_public(Data(state): Data<&AppState>) -> Response {
 #[handler]
 async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Response {
     let started = Instant::now();
+    // 0. Room: over `intake.max_in_flight`, ask for a retry before reading anything.
+    let Some(_slot) = state.in_flight.try_enter() else {
+        warn!("refused webhook: intake.max_in_flight requests are already being handled");
+        return retry_later(
+            Outcome::Unavailable,
+            "too many requests in progress; retry later",
+            Duration::from_secs(2),
+        );
+    };
     match verified_post(req, body, state).await {
         Ok(Verified::Post {
             execution_id,
@@ -214,6 +223,8 @@ enum Verified {
 enum Refusal {
     /// 413: the body is over `max_body_bytes`.
     TooLarge { limit: usize },
+    /// 408: the body did not arrive within `body_timeout_secs`.
+    TooSlow { timeout: Duration },
     /// 401: not signed by a listener secret, or signed too long ago.
     NotGenuine(SignatureError),
     /// 400: the request can never succeed as sent.
@@ -224,6 +235,14 @@ impl Refusal {
     fn answer(self) -> Response {
         match self {
             Refusal::TooLarge { limit } => too_large(limit),
+            Refusal::TooSlow { timeout } => error_reply(
+                StatusCode::REQUEST_TIMEOUT,
+                Outcome::BadRequest,
+                &format!(
+                    "the body did not arrive within {} s (intake.body_timeout_secs); send it at once",
+                    timeout.as_secs()
+                ),
+            ),
             Refusal::NotGenuine(e) => {
                 let outcome = match e {
                     SignatureError::Stale { .. } | SignatureError::FromTheFuture { .. } => {
@@ -240,10 +259,15 @@ impl Refusal {
     }
 }
 
-/// Checks 1 to 4, cheapest and least revealing first.
+/// Checks 1 to 4, cheapest and least revealing first: nothing is read of the
+/// body before its declared size and its signature header (present,
+/// well-formed, fresh) pass.
 async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Verified, Refusal> {
-    let body = read_body(req, body, state.settings.intake.max_body_bytes).await?;
-    let secret_index = verify_signature(req, body.as_ref(), &state.settings)?;
+    let intake = &state.settings.intake;
+    declared_size(req, intake.max_body_bytes)?;
+    let header = signature_header(req, &state.settings)?;
+    let body = read_body(body, intake.max_body_bytes, intake.body_timeout).await?;
+    let secret_index = verify_signature(req, &header, body.as_ref(), &state.settings)?;
     if let Some(capture) = &state.capture {
         capture.append(body.as_ref());
     }
@@ -268,11 +292,7 @@ async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Ve
 }
 
 /// 1. Size, before reading: a declared length over the limit is refused at once.
-async fn read_body(
-    req: &Request,
-    body: Body,
-    limit: usize,
-) -> Result<impl AsRef<[u8]> + use<>, Refusal> {
+fn declared_size(req: &Request, limit: usize) -> Result<(), Refusal> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -281,35 +301,72 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Refusal::TooLarge { limit });
     }
-    match body.into_bytes_limit(limit).await {
-        Ok(b) => Ok(b),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Refusal::TooLarge { limit }),
-        Err(e) => Err(Refusal::BadRequest(format!("could not read the body: {e}"))),
+    Ok(())
+}
+
+/// 2a. The signature header, before the body: present, well-formed, fresh.
+fn signature_header(req: &Request, settings: &Settings) -> Result<SignatureHeader, Refusal> {
+    let parsed = match req.headers().get("x-cativa-signature").map(|v| v.to_str()) {
+        None => Err(SignatureError::Missing),
+        Some(Err(_)) => Err(SignatureError::Malformed("not ASCII")),
+        Some(Ok(raw)) => SignatureHeader::parse(raw).and_then(|h| {
+            h.check_fresh(unix_now(), settings.intake.signature_tolerance_secs)
+                .map(|()| h)
+        }),
+    };
+    parsed.map_err(not_genuine)
+}
+
+/// 2b. The body, within the size limit and `body_timeout_secs`.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<impl AsRef<[u8]> + use<>, Refusal> {
+    match tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await {
+        Err(_) => {
+            warn!(
+                timeout_secs = timeout.as_secs(),
+                "rejected webhook: the body arrived too slowly"
+            );
+            Err(Refusal::TooSlow { timeout })
+        }
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(Refusal::TooLarge { limit }),
+        Ok(Err(e)) => Err(Refusal::BadRequest(format!("could not read the body: {e}"))),
     }
 }
 
-/// 2. Signature, on the raw bytes. Returns which listener secret signed it.
-fn verify_signature(req: &Request, body: &[u8], settings: &Settings) -> Result<usize, Refusal> {
-    let header_value = req.headers().get("x-cativa-signature").map(|v| {
-        v.to_str()
-            .map_err(|_| SignatureError::Malformed("not ASCII"))
-    });
-    let verified = match header_value {
-        None => Err(SignatureError::Missing),
-        Some(Err(e)) => Err(e),
-        Some(Ok(raw)) => SignatureHeader::parse(raw).and_then(|h| {
-            h.verify(
-                body,
-                settings.listeners.secrets.iter().map(|s| &s.secret),
-                unix_now(),
-                settings.intake.signature_tolerance_secs,
-            )
-        }),
-    };
-    verified.map_err(|e| {
-        warn!(reason = %e, "rejected webhook: not genuine");
-        Refusal::NotGenuine(e)
-    })
+/// 2c. The signature, on the raw bytes, against the secrets of the listener
+/// named by `X-Cativa-Automation-Id` (else those bound to no automation ID):
+/// one HMAC per candidate. Returns which listener secret signed it.
+fn verify_signature(
+    req: &Request,
+    header: &SignatureHeader,
+    body: &[u8],
+    settings: &Settings,
+) -> Result<usize, Refusal> {
+    let automation_id = req
+        .headers()
+        .get("x-cativa-automation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let listeners = &settings.listeners;
+    let candidates = listeners.candidates(automation_id);
+    header
+        .verify(
+            body,
+            candidates.iter().map(|&i| &listeners.secrets[i].secret),
+            unix_now(),
+            settings.intake.signature_tolerance_secs,
+        )
+        .map(|at| candidates[at])
+        .map_err(not_genuine)
+}
+
+fn not_genuine(e: SignatureError) -> Refusal {
+    warn!(reason = %e, "rejected webhook: not genuine");
+    Refusal::NotGenuine(e)
 }
 
 /// 3. Execution ID.

@@ -132,6 +132,25 @@ impl SignatureHeader {
         now: i64,
         tolerance_secs: u64,
     ) -> Result<usize, SignatureError> {
+        self.check_fresh(now, tolerance_secs)?;
+        for (index, secret) in secrets.into_iter().enumerate() {
+            let mac = secret.mac(self.timestamp, body);
+            let computed = mac.finalize().into_bytes();
+            // Constant-time comparison of every candidate, whatever matches.
+            let mut matched = subtle::Choice::from(0);
+            for sig in &self.signatures {
+                matched |= subtle::ConstantTimeEq::ct_eq(computed.as_slice(), sig.as_slice());
+            }
+            if bool::from(matched) {
+                return Ok(index);
+            }
+        }
+        Err(SignatureError::Mismatch)
+    }
+
+    /// Whether the timestamp is within `tolerance_secs` of `now` (unix
+    /// seconds): checked before the body is read, and again by [`Self::verify`].
+    pub fn check_fresh(&self, now: i64, tolerance_secs: u64) -> Result<(), SignatureError> {
         let tolerance = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
         let age = now.saturating_sub(self.timestamp);
         if age > tolerance {
@@ -146,19 +165,7 @@ impl SignatureHeader {
                 tolerance_secs,
             });
         }
-        for (index, secret) in secrets.into_iter().enumerate() {
-            let mac = secret.mac(self.timestamp, body);
-            let computed = mac.finalize().into_bytes();
-            // Constant-time comparison of every candidate, whatever matches.
-            let mut matched = subtle::Choice::from(0);
-            for sig in &self.signatures {
-                matched |= subtle::ConstantTimeEq::ct_eq(computed.as_slice(), sig.as_slice());
-            }
-            if bool::from(matched) {
-                return Ok(index);
-            }
-        }
-        Err(SignatureError::Mismatch)
+        Ok(())
     }
 }
 

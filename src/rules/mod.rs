@@ -62,7 +62,7 @@ use crate::destination::{Destination, Destinations};
 use crate::post::Post;
 
 pub use explain::{CancelledHit, Explanation, FileExplanation, MatchExplanation};
-pub use reload::{LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
+pub use reload::{Coverage, LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
 /// Only this many bytes of a post's content are evaluated (the start of the
 /// post): far above the 1 MiB webhook body cap, so every real post is read

@@ -2,7 +2,10 @@
 //! directory changes (watched with notify) or on demand (`SIGHUP`).
 //!
 //! A reload that fails keeps the last good set running, logs every error and
-//! records it in [`ReloadStatus`] (shown by `/readyz`) and in metrics. Any event
+//! records it in [`ReloadStatus`] (shown by `/readyz`) and in metrics. A
+//! directory left with no rules at all (no file, or only empty ones) is such
+//! a failure: it would answer every post 200 and forward nothing. Rules that
+//! are all disabled or in shadow mode load, and [`LiveRules::problem`] says so. Any event
 //! in the directory triggers a reload, debounced: Kubernetes ConfigMaps swap a
 //! `..data` symlink instead of writing `*.toml` files, and editors write
 //! several times per save.
@@ -16,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
-use super::{LoadErrors, RuleSet};
+use super::{Diagnostic, LoadErrors, RuleSet};
 use crate::destination::Destinations;
 
 /// Quiet time after the last event before reloading.
@@ -31,6 +34,54 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     /// Rules files in the running set.
     pub files: usize,
+}
+
+/// What a rule set can do, as far as forwarding goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// No match and no sensitive group: nothing could ever be forwarded.
+    NoRules,
+    /// Rules exist, but every one is disabled or in shadow mode.
+    Quiet,
+    /// At least one rule can send a card.
+    Live,
+}
+
+impl RuleSet {
+    /// Whether these rules can forward anything.
+    pub fn coverage(&self) -> Coverage {
+        let c = &self.compiled;
+        let sensitive = c.files.iter().filter(|f| f.sensitive);
+        if c.matches.is_empty() && sensitive.clone().next().is_none() {
+            return Coverage::NoRules;
+        }
+        let live = c.matches.iter().any(|m| !m.disabled && !m.shadow)
+            || sensitive.into_iter().any(|f| !f.disabled && !f.shadow);
+        if live {
+            Coverage::Live
+        } else {
+            Coverage::Quiet
+        }
+    }
+
+    /// Why these rules cannot run at all, when they cannot: `serve` refuses to
+    /// start, and a reload keeps the previous set.
+    pub fn refusal(&self, dir: &std::path::Path) -> Option<LoadErrors> {
+        (self.coverage() == Coverage::NoRules).then(|| {
+            LoadErrors(vec![Diagnostic {
+                path: dir.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: format!(
+                    "no rules: {} (every post would be answered 200 and nothing forwarded); add a *.toml file with at least one [[match]] (see README, \"Rules guide\")",
+                    match self.files() {
+                        0 => "no *.toml rules file".to_owned(),
+                        n => format!("{n} rules file(s), none with a [[match]]"),
+                    }
+                ),
+            }])
+        })
+    }
 }
 
 /// The rules in force, shared by every request.
@@ -135,6 +186,14 @@ impl LiveRules {
         &self.dir
     }
 
+    /// What readiness should report about the rules in force, beyond a
+    /// failed reload: rules that cannot send any card.
+    pub fn problem(&self) -> Option<String> {
+        (self.current().coverage() == Coverage::Quiet).then(|| {
+            "every rule is disabled or in shadow mode: no card will be sent (enable a rule, or set mode = \"live\")".to_owned()
+        })
+    }
+
     /// Reloads the directory now. On failure logs every error, keeps the
     /// running rules and returns the errors.
     pub fn reload_now(&self) -> Result<(), LoadErrors> {
@@ -142,7 +201,14 @@ impl LiveRules {
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match RuleSet::load_dir(&self.dir, &self.destinations) {
+        let loaded =
+            RuleSet::load_dir(&self.dir, &self.destinations).and_then(|loaded| {
+                match loaded.rules.refusal(&self.dir) {
+                    Some(no_rules) => Err(no_rules),
+                    None => Ok(loaded),
+                }
+            });
+        match loaded {
             Ok(mut loaded) => {
                 // A reload keeps the budget the service was started with.
                 loaded.rules = loaded.rules.with_max_eval(self.current().max_eval());
@@ -150,10 +216,10 @@ impl LiveRules {
                     tracing::warn!("{w}");
                 }
                 let files = loaded.rules.files();
-                if files == 0 {
+                if loaded.rules.coverage() == Coverage::Quiet {
                     tracing::warn!(
                         dir = %self.dir.display(),
-                        "no rules files left in the rules directory: nothing will be forwarded until *.toml files are added"
+                        "every rule is disabled or in shadow mode: no card will be sent"
                     );
                 }
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =

@@ -27,7 +27,7 @@ use crate::helpers::*;
 
 const SLACK_TOKEN: &str = "xoxb-chaos-token-0000";
 const SECOND_SECRET: &str =
-    "whsec_3333333333333333333333333333333333333333333333333333333333333333";
+    "whsec_3c1e5a7f9b2d4e6a8c0f1b3d5e7a9c2e4f6b8d0a1c3e5f7b9d2a4c6e8f0b1d3e";
 const CHANNELS: usize = 5;
 
 fn slack_channel(i: usize) -> String {
@@ -300,6 +300,7 @@ async fn run(n: usize) {
             ("SECOND_SECRET".into(), SECOND_SECRET.into()),
             ("REDIS_URL".into(), redis.url.clone()),
             ("MODBRIDGE_LISTEN".into(), format!("127.0.0.1:{port}")),
+            ("MODBRIDGE_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
             (
                 "MODBRIDGE_RULES".into(),
                 dir.path().join("rules").display().to_string(),

@@ -13,9 +13,11 @@ use modbridge::intake::signature::Secret;
 use modbridge::platforms::{Recorder, Sinks};
 use modbridge::rules::RuleSet;
 
-pub const SECRET: &str = "whsec_1111111111111111111111111111111111111111111111111111111111111111";
+/// Test secrets shaped like Cativa's (`whsec_` + 64 hex digits, many distinct):
+/// `serve` refuses weaker ones outside dry-run.
+pub const SECRET: &str = "whsec_5e0f3c9a71b24d86e1f07a3c5b9d2e48f6a1c3e5b7d90f2a4c6e8b1d3f5a7c9e";
 pub const TENANT_SECRET: &str =
-    "whsec_2222222222222222222222222222222222222222222222222222222222222222";
+    "whsec_a7c2e9f41b6d08355c8e1f3a9b7d2c4e6f0a8b1c3d5e7f9a2b4c6d8e0f1a3b5c";
 
 /// Rules used unless a test brings its own: one keyword match everywhere.
 pub const DEFAULT_RULES: &str = r#"
@@ -73,6 +75,8 @@ pub async fn spawn_with(opts: AppOptions) -> TestApp {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("CATIVA_WEBHOOK_SECRET".into(), SECRET.into());
     env.insert("MODBRIDGE_LISTEN".into(), "127.0.0.1:0".into());
+    // Private by default on 127.0.0.1:9090; tests run side by side on port 0.
+    env.insert("MODBRIDGE_ADMIN_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("MODBRIDGE_RULES".into(), rules.display().to_string());
     if let Some(url) = &opts.redis_url {
         env.insert("REDIS_URL".into(), url.clone());
@@ -170,6 +174,14 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// `path` on the admin listener (`/metrics`, the detailed `/readyz`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.admin.as_deref().expect("admin listener on")
+        )
     }
 
     /// GET `url` (the admin listener's or the public one's).

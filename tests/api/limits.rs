@@ -335,3 +335,166 @@ async fn rules_that_are_all_disabled_or_shadow_start_degraded() {
         app.stop().await;
     }
 }
+
+/// VmRSS of process `pid`, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The figure of issue #15: the real binary under 1,000 idle connections and
+/// 200 slow senders trickling bodies keeps answering genuine deliveries with
+/// p99 ≤ 50 ms and stays under 100 MB. About 35 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: cargo test --test api -- --ignored --nocapture"]
+async fn idle_and_slow_connections_do_not_starve_genuine_deliveries() {
+    const IDLE: usize = 1000;
+    const SLOW: usize = 200;
+    const SECS: u64 = 25;
+    // This process holds ~1,250 sockets too.
+    let limit = modbridge::intake::limits::raise_open_files_limit().unwrap();
+    assert!(
+        limit >= 2600,
+        "open-files hard limit {limit} is too low for this test"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("test.toml"), DEFAULT_RULES).unwrap();
+    std::fs::write(
+        dir.path().join("modbridge.toml"),
+        "[intake]\nbody_timeout_secs = 10\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modbridge"))
+        .arg("--config")
+        .arg(dir.path().join("modbridge.toml"))
+        .args(["serve", "--dry-run"])
+        .env_clear()
+        .env("CATIVA_WEBHOOK_SECRET", SECRET)
+        .env("MODBRIDGE_LISTEN", &addr)
+        .env("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("MODBRIDGE_RULES", &rules)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/webhooks/cativa");
+    let ready = Instant::now() + Duration::from_secs(10);
+    while client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < ready, "modbridge did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let idle_rss = rss_mb(pid);
+
+    let stop = Instant::now() + Duration::from_secs(SECS);
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let slow: Vec<_> = (0..SLOW)
+        .map(|i| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let mut rounds = 0u32;
+                while Instant::now() < stop {
+                    let Ok(mut s) = TcpStream::connect(&addr).await else {
+                        continue;
+                    };
+                    let body = post_body(&format!("S{i}-{rounds}"), "forbidden phrase");
+                    let signature = sign(SECRET, now(), body.as_bytes());
+                    if s.write_all(head(&body, Some(signature), "").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    // One byte every 500 ms until the server gives up on it.
+                    for b in body.as_bytes() {
+                        if Instant::now() >= stop || s.write_all(&[*b]).await.is_err() {
+                            break;
+                        }
+                        let mut buf = [0u8; 256];
+                        if let Ok(Ok(_)) =
+                            tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await
+                        {
+                            break; // answered (408) or closed
+                        }
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+
+    // Genuine deliveries, one after another.
+    let mut latencies = Vec::new();
+    let mut peak_rss = idle_rss;
+    let mut n = 0;
+    while Instant::now() < stop {
+        let body = post_body(&format!("G{n}"), "forbidden phrase");
+        let sent = Instant::now();
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-cativa-signature", sign(SECRET, now(), body.as_bytes()))
+            .header("x-cativa-execution-id", format!("genuine-{n}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        latencies.push(sent.elapsed());
+        n += 1;
+        if n % 20 == 0 {
+            peak_rss = peak_rss.max(rss_mb(pid));
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    peak_rss = peak_rss.max(rss_mb(pid));
+    let mut slow_rounds = 0;
+    for t in slow {
+        slow_rounds += t.await.unwrap();
+    }
+    let open_idle = idle.len();
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    let (p50, p99, max) = (pct(0.50), pct(0.99), latencies[latencies.len() - 1]);
+    eprintln!(
+        "FIGURE intake limits: {open_idle} idle + {SLOW} slow senders ({slow_rounds} slow requests) for {SECS} s; {} genuine deliveries: p50 {p50:?}, p99 {p99:?}, max {max:?}; RSS {idle_rss:.1} MB idle, peak {peak_rss:.1} MB",
+        latencies.len()
+    );
+    assert!(
+        latencies.len() >= 200,
+        "only {} deliveries",
+        latencies.len()
+    );
+    assert!(p99 <= Duration::from_millis(50), "p99 {p99:?}");
+    assert!(peak_rss < 100.0, "peak RSS {peak_rss:.1} MB");
+}

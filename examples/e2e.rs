@@ -22,7 +22,8 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Json};
 use poem::{EndpointExt, Route, Server, handler, post};
 
-const SECRET: &str = "whsec_e2e";
+/// Shaped like a Cativa secret: `serve` refuses weaker ones outside dry-run.
+const SECRET: &str = "whsec_e2e0f3c9a71b24d86e1f07a3c5b9d2e48f6a1c3e5b7d90f2a4c6e8b1d3f5a7c9";
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -116,6 +117,7 @@ async fn main() {
         .env("SLACK_BOT_TOKEN", "xoxb-e2e")
         .env("SLACK_API_URL", format!("http://{fake}/api"))
         .env("MODBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
         .env("MODBRIDGE_RULES", &rules_dir)
         .env("RUST_LOG", "warn")
         .env_remove("MODBRIDGE_DRY_RUN")

@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --daemonize yes --pidfile "$tmp/redis.pid" >/dev/null
 trap 'kill $(cat "$tmp/redis.pid") 2>/dev/null; kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
 sleep 0.3
-export CATIVA_WEBHOOK_SECRET=whsec_loadtest
+export CATIVA_WEBHOOK_SECRET=whsec_10adc3a7f9b2d4e6a8c0f1b3d5e7a9c2e4f6b8d0a1c3e5f7b9d2a4c6e8f0b1d3
 REDIS_URL="redis://127.0.0.1:$rport/" RUST_LOG=warn MODBRIDGE_LISTEN="127.0.0.1:$mport" \
   ./target/release/modbridge serve --dry-run >/dev/null 2>"$tmp/serve.err" &
 srv=$!

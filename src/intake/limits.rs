@@ -280,6 +280,17 @@ mod tests {
         Guarded::new(tokio::io::empty(), permit, Duration::from_secs(1))
     }
 
+    #[test]
+    fn the_open_files_soft_limit_is_raised_to_the_hard_one() {
+        let now = raise_open_files_limit().unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!((lim.rlim_cur, now), (lim.rlim_max, lim.rlim_max));
+    }
+
     #[tokio::test]
     async fn headers_end_at_the_first_blank_line_however_the_bytes_are_cut() {
         let mut g = guarded();

@@ -31,12 +31,13 @@ pub struct IntakeSettings {
     pub signature_tolerance_secs: u64,
     /// How long a request waits for its work before the sender is told to retry.
     pub deadline: Duration,
-    /// From a request's first byte to the end of its headers; past it the
-    /// connection is closed.
+    /// From a new connection's start (or a kept-alive request's first byte)
+    /// to the end of the request's headers; past it the connection is closed.
     pub header_timeout: Duration,
     /// How long reading one request's body may take; past it: 408.
     pub body_timeout: Duration,
-    /// A connection with no traffic for this long is closed.
+    /// A kept-alive connection with no traffic between requests for this long
+    /// is closed.
     pub idle_timeout: Duration,
     /// Open connections on the public listener; more wait in the kernel's
     /// backlog until one closes.

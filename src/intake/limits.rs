@@ -1,15 +1,18 @@
 //! What keeps slow, idle or numerous clients from holding the public
 //! listener: a cap on open connections (a semaphore permit per accepted
 //! stream; past the cap new connections wait in the kernel's backlog), a
-//! header timeout (from a request's first byte to the end of its headers; past
-//! it the connection is closed), a cap on webhook requests handled at once
+//! header timeout (from a new connection's start, or a later request's first
+//! byte, to the end of the request's headers; past it the connection is
+//! closed), a cap on webhook requests handled at once
 //! ([`InFlight`]: over it, 503 + `Retry-After`), and the process's open-files
 //! limit raised to what the system allows. The body timeout is applied where
 //! the body is read (`routes.rs`); the idle timeout is poem's own.
 //!
-//! The header timeout reads the bytes as they pass: a request starts with its
-//! first byte after the previous response, and its headers end at the first
-//! blank line (`\r\n\r\n`, or `\n\n`). It is meant for HTTP/1.1, which is what
+//! The header timeout reads the bytes as they pass: a new connection's first
+//! request is timed from the connection's start (a client that connects and
+//! says nothing is closed after `header_timeout_secs`, not `idle_timeout_secs`),
+//! a later one from its first byte after the previous response; headers end
+//! at the first blank line (`\r\n\r\n`, or `\n\n`). It is meant for HTTP/1.1, which is what
 //! Cativa sends.
 
 use std::future::Future;
@@ -104,9 +107,10 @@ impl<A: Acceptor> Acceptor for Limited<A> {
 /// Where a connection is in its current request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Between requests (poem's idle timeout applies).
+    /// Between requests on a kept-alive connection (poem's idle timeout
+    /// applies).
     Idle,
-    /// Reading headers: the header deadline runs.
+    /// Before the first request, or reading headers: the header deadline runs.
     Headers,
     /// Headers done: the body timeout and the request deadline apply.
     Body,
@@ -129,7 +133,8 @@ impl<IO> Guarded<IO> {
             inner,
             _permit: permit,
             header_timeout,
-            phase: Phase::Idle,
+            // A new connection owes its first request's headers at once.
+            phase: Phase::Headers,
             deadline: Box::pin(tokio::time::sleep(header_timeout)),
             last: [0; 2],
         }
@@ -294,7 +299,7 @@ mod tests {
     #[tokio::test]
     async fn headers_end_at_the_first_blank_line_however_the_bytes_are_cut() {
         let mut g = guarded();
-        assert_eq!(g.phase, Phase::Idle);
+        assert_eq!(g.phase, Phase::Headers, "timed from the start");
         g.saw(b"POST / HTTP/1.1\r\nHost: x\r");
         assert_eq!(g.phase, Phase::Headers);
         g.saw(b"\n\r");

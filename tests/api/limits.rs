@@ -78,6 +78,33 @@ async fn headers_that_trickle_past_the_header_timeout_close_the_connection() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
     );
+    // A connection that says nothing is closed as soon (not after the idle timeout).
+    let mut mute = TcpStream::connect(host(&app)).await.unwrap();
+    let started = Instant::now();
+    let (said, closed) = read_until_closed(&mut mute, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(closed && said.is_empty(), "{said:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // A kept-alive connection waits between requests for the idle timeout,
+    // not the header one.
+    let mut kept = TcpStream::connect(host(&app)).await.unwrap();
+    for round in 0..2 {
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(2), kept.read_exact(&mut reply))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no answer"))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(&reply, b"HTTP/1.1 200", "round {round}");
+        let mut rest = [0u8; 1024];
+        let _ = tokio::time::timeout(Duration::from_millis(100), kept.read(&mut rest)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     // A genuine client still gets through.
     let (status, _) = answer(app.deliver(&post_body("L1", "hello"), "l1").await).await;
     assert_eq!(status, 200);
@@ -409,9 +436,31 @@ async fn idle_and_slow_connections_do_not_starve_genuine_deliveries() {
     let idle_rss = rss_mb(pid);
 
     let stop = Instant::now() + Duration::from_secs(SECS);
+    // Connected, saying nothing; closed by the server after
+    // `header_timeout_secs`, then at once connected again.
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
-        idle.push(TcpStream::connect(&addr).await.unwrap());
+        let mut first = Some(TcpStream::connect(&addr).await.unwrap());
+        let addr = addr.clone();
+        idle.push(tokio::spawn(async move {
+            let mut reconnects = 0u32;
+            while Instant::now() < stop {
+                let mut s = match first.take() {
+                    Some(s) => s,
+                    None => match TcpStream::connect(&addr).await {
+                        Ok(s) => {
+                            reconnects += 1;
+                            s
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                let left = stop.saturating_duration_since(Instant::now());
+                let mut buf = [0u8; 64];
+                let _ = tokio::time::timeout(left, s.read(&mut buf)).await;
+            }
+            reconnects
+        }));
     }
     let slow: Vec<_> = (0..SLOW)
         .map(|i| {
@@ -479,7 +528,10 @@ async fn idle_and_slow_connections_do_not_starve_genuine_deliveries() {
         slow_rounds += t.await.unwrap();
     }
     let open_idle = idle.len();
-    drop(idle);
+    let mut idle_reconnects = 0;
+    for t in idle {
+        idle_reconnects += t.await.unwrap();
+    }
     let _ = child.kill();
     let _ = child.wait();
 
@@ -487,7 +539,7 @@ async fn idle_and_slow_connections_do_not_starve_genuine_deliveries() {
     let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
     let (p50, p99, max) = (pct(0.50), pct(0.99), latencies[latencies.len() - 1]);
     eprintln!(
-        "FIGURE intake limits: {open_idle} idle + {SLOW} slow senders ({slow_rounds} slow requests) for {SECS} s; {} genuine deliveries: p50 {p50:?}, p99 {p99:?}, max {max:?}; RSS {idle_rss:.1} MB idle, peak {peak_rss:.1} MB",
+        "FIGURE intake limits: {open_idle} idle ({idle_reconnects} reconnects) + {SLOW} slow senders ({slow_rounds} slow requests) for {SECS} s; {} genuine deliveries: p50 {p50:?}, p99 {p99:?}, max {max:?}; RSS {idle_rss:.1} MB idle, peak {peak_rss:.1} MB",
         latencies.len()
     );
     assert!(

@@ -10,5 +10,6 @@ mod fake_discord;
 mod fake_slack;
 mod helpers;
 mod intake;
+mod metrics;
 mod redis_format;
 mod slack;

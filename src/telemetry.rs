@@ -252,3 +252,23 @@ impl Outcome {
         metrics::counter!("modbridge_webhooks_total", "outcome" => self.as_str()).increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_or_blank_rust_log_is_the_default_and_a_bad_one_an_error() {
+        assert_eq!(log_filter(None).unwrap().to_string(), DEFAULT_LOG_FILTER);
+        assert_eq!(
+            log_filter(Some("  ")).unwrap().to_string(),
+            DEFAULT_LOG_FILTER
+        );
+        assert!(log_filter(Some("warn,modbridge=debug")).is_ok());
+        let err = log_filter(Some("info,modbridge=lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"modbridge=lots\""), "{err}");
+        assert!(err.contains("unset RUST_LOG"), "{err}");
+    }
+}

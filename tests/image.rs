@@ -323,3 +323,16 @@ fn compose_mounts_the_image_paths_and_keeps_metrics_on_loopback() {
         "compose must refuse to start without a secret"
     );
 }
+
+#[test]
+fn the_image_version_label_is_the_crate_version() {
+    let version = instructions(&read("Dockerfile"))
+        .into_iter()
+        .find_map(|(op, args)| {
+            (op == "ARG")
+                .then(|| args.strip_prefix("VERSION=").map(str::to_owned))
+                .flatten()
+        })
+        .expect("ARG VERSION=… (the org.opencontainers.image.version label)");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+}

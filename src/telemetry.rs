@@ -204,6 +204,14 @@ fn describe() {
         "Parked cards delivered later, by destination"
     );
     describe_counter!(
+        "modbridge_dead_letters_total",
+        "Cards a platform refused, kept as dead letters, by destination"
+    );
+    describe_gauge!(
+        "modbridge_parked_entries",
+        "Entries kept in Redis now, by parking list (its target) and kind (parked, dead_letter)"
+    );
+    describe_counter!(
         "modbridge_slack_errors_total",
         "Failed Slack API calls, by Slack error code (ratelimited, transient, or Slack's own code)"
     );

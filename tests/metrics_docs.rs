@@ -22,24 +22,35 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Every `"modbridge_…"` string literal under src/: the families recorded
-/// (names are literals at every call site, by convention).
+fn describe_call() -> regex::Regex {
+    regex::Regex::new(r#"describe_(?:counter|gauge|histogram)!\(\s*"(modbridge_[a-z0-9_]+)""#)
+        .unwrap()
+}
+
+/// Every `"modbridge_…"` string literal under src/ outside the `describe_*!`
+/// calls: the families recorded (names are literals at every call site, by
+/// convention).
 fn families() -> BTreeSet<String> {
     let mut files = Vec::new();
     sources(&repo().join("src"), &mut files);
     let literal = regex::Regex::new(r#""(modbridge_[a-z0-9_]+)""#).unwrap();
+    let describe = describe_call();
     files
         .iter()
-        .flat_map(|(_, text)| literal.captures_iter(text).map(|c| c[1].to_owned()))
+        .flat_map(|(_, text)| {
+            let recorded = describe.replace_all(text, "");
+            literal
+                .captures_iter(&recorded)
+                .map(|c| c[1].to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
 fn described() -> BTreeSet<String> {
     let mut files = Vec::new();
     sources(&repo().join("src"), &mut files);
-    let describe =
-        regex::Regex::new(r#"describe_(?:counter|gauge|histogram)!\(\s*"(modbridge_[a-z0-9_]+)""#)
-            .unwrap();
+    let describe = describe_call();
     files
         .iter()
         .flat_map(|(_, text)| describe.captures_iter(text).map(|c| c[1].to_owned()))
@@ -87,7 +98,7 @@ fn every_family_has_help_text_and_a_readme_row() {
     }
     for family in &described {
         assert!(
-            families.contains(family) || family == "modbridge_build_info",
+            families.contains(family) || PENDING.contains(&family.as_str()),
             "{family} is described but never recorded"
         );
     }
@@ -116,9 +127,9 @@ fn the_dashboard_is_json_and_names_only_families_that_exist() {
     }
 }
 
-/// Families the alert rules use that the delivery work (dead letters, parked
-/// entries) adds on its own branch; drop each from this list once it is
-/// recorded in src/.
+/// Families that the delivery work (dead letters, parked entries) records on
+/// its own branch, already described and used by the alert rules; drop each
+/// from this list once it is recorded in src/.
 const PENDING: &[&str] = &["modbridge_dead_letters_total", "modbridge_parked_entries"];
 
 #[test]

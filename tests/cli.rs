@@ -509,3 +509,33 @@ fn the_readme_documents_every_command_and_exit_code() {
         assert!(codes.contains(code), "exit code table lacks {code}");
     }
 }
+
+/// The README's first screen: its first two commands are the ones
+/// `dry_run_serves_on_defaults_and_send_produces_a_card_on_stdout` runs (it
+/// adds only a free port and an execution ID), after the webhook URL and the
+/// prerequisites.
+#[test]
+fn the_readme_first_screen_is_the_two_commands_the_dry_run_test_runs() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let first_screen = &readme[..readme.find("\n## ").unwrap()];
+    let blocks: Vec<&str> = first_screen
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        blocks[..2],
+        [
+            "cargo run --release -- serve --dry-run",
+            "cargo run --release -- send examples/post_created.json"
+        ]
+    );
+    let before = &first_screen[..first_screen.find("```sh").unwrap()];
+    assert!(before.contains("POST /webhooks/cativa"), "{before}");
+    assert!(before.contains("Rust ≥ 1.88"), "{before}");
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("rust-version = \"1.88\""),
+        "README and Cargo.toml disagree on the minimum Rust"
+    );
+}

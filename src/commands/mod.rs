@@ -75,9 +75,18 @@ pub fn run(cli: Cli) -> ExitCode {
 /// `modbridge completions SHELL`: the completion script on standard output.
 fn completions(shell: clap_complete::Shell) -> ExitCode {
     use clap::CommandFactory;
-    let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "modbridge", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "modbridge", &mut script);
+    // Written here, not by clap_complete (which panics on a write error such
+    // as a closed pipe).
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modbridge: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Settings (as for a dry run: admins' tools need no secrets) and the rules,

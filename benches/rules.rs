@@ -48,7 +48,7 @@ fn pattern(n: usize) -> String {
 }
 
 fn keyword(n: usize) -> String {
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         format!("{} {}", word(n), word(n + 50_000))
     } else {
         word(n)

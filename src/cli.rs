@@ -10,11 +10,11 @@ use clap::{Parser, Subcommand};
     name = "modbridge",
     version,
     about = "Forwards Cativa posts that match your rules to Slack and Discord moderators",
-    after_help = "Exit codes: 0 success; 1 check/test found problems or a command failed; 2 configuration or rules errors at start-up."
+    after_help = "Exit codes: 0 success; 1 check/test found problems or a command failed; 2 configuration or rules errors (or an invalid RUST_LOG) at start-up; 64 usage error (unknown command or option)."
 )]
 pub struct Cli {
     /// Configuration file (default: modbridge.toml in the current directory, if present).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "MODBRIDGE_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -42,13 +42,14 @@ pub enum Command {
     },
     /// Validate the configuration and every rules file.
     Check {
-        /// Also ask Slack: `auth.test` proves SLACK_BOT_TOKEN; `conversations.info`
-        /// (needs channels:read / groups:read) shows each channel exists and
-        /// whether the bot is a member.
+        /// Also ask the platforms. Slack: `auth.test` proves SLACK_BOT_TOKEN;
+        /// `conversations.info` (needs channels:read / groups:read) shows each
+        /// channel exists and whether the bot is a member. Discord: proves
+        /// DISCORD_BOT_TOKEN, reads each bot channel, checks each webhook variable.
         #[arg(long)]
         live: bool,
-        /// With --live: post a clearly marked test card to every Slack
-        /// destination (the only full proof that cards can be delivered).
+        /// With --live: post a clearly marked test card to every Slack and
+        /// Discord destination (the only full proof that cards can be delivered).
         #[arg(long, requires = "live")]
         send_test: bool,
     },
@@ -78,5 +79,22 @@ pub enum Command {
         /// Only this target, like slack:C0123ABCD (default: every one).
         #[arg(long)]
         target: Option<String>,
+    },
+    /// Ask a running modbridge whether it is alive (GET /healthz): exit 0 if
+    /// it answers 200, 1 otherwise. The container image's HEALTHCHECK.
+    Probe {
+        /// What to ask (default: /healthz on MODBRIDGE_LISTEN's port at
+        /// 127.0.0.1 when the variable is set, else http://127.0.0.1:8080/healthz).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Print a shell completion script to standard output
+    /// (bash: `source <(modbridge completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }

@@ -27,7 +27,9 @@ fn modbridge(args: &[&str]) -> Command {
         .env_remove("MODBRIDGE_LISTEN")
         // The admin listener defaults to 127.0.0.1:9090: tests run side by side.
         .env("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
-        .env_remove("MODBRIDGE_RULES");
+        .env_remove("MODBRIDGE_RULES")
+        .env_remove("MODBRIDGE_CONFIG")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -428,4 +430,162 @@ fn backtest_ok(args: &[&str], rules: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+#[test]
+fn usage_errors_exit_64_help_and_version_exit_0() {
+    for args in [
+        &["frobnicate"][..],
+        &["serve", "--no-such-option"],
+        &["explain"],
+        &[],
+        &["completions", "tcsh"],
+    ] {
+        let out = modbridge(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "modbridge {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error:") || err.contains("Usage:"),
+            "modbridge {args:?}: says nothing"
+        );
+    }
+    for args in [&["--help"][..], &["--version"], &["serve", "--help"]] {
+        let out = modbridge(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "modbridge {args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn modbridge_config_names_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elsewhere.toml");
+    std::fs::write(&config, "[destinations.only-here]\nslack = \"C0123ABCD\"\n").unwrap();
+    let rules = rules_dir(
+        dir.path(),
+        "rules",
+        "groups = [\"*\"]\nto = [\"only-here\"]\nsensitive = true\n",
+    );
+    // Without the variable, ./modbridge.toml has no `only-here`.
+    let without = modbridge(&["check"])
+        .env("MODBRIDGE_RULES", &rules)
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(1));
+    let with = modbridge(&["check"])
+        .env("MODBRIDGE_RULES", &rules)
+        .env("MODBRIDGE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
+    // A configuration that does not load is exit 2, as with --config.
+    std::fs::write(&config, "listen = [\n").unwrap();
+    let broken = modbridge(&["test"])
+        .env("MODBRIDGE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(2));
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = modbridge(&["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("modbridge") && script.contains("backtest"),
+            "{shell}: {script}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_rust_log_stops_serve_with_exit_2() {
+    let out = modbridge(&["serve", "--dry-run"])
+        .env("RUST_LOG", "info,modbridge=lots")
+        .env("MODBRIDGE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RUST_LOG") && err.contains("\"modbridge=lots\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_and_explain_exit_2_on_rules_errors_and_explain_1_on_a_bad_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = rules_dir(dir.path(), "broken", "to = [\"nowhere\"]\n");
+    for args in [&["test"][..], &["explain", "examples/post_created.json"]] {
+        let out = modbridge(args)
+            .env("MODBRIDGE_RULES", &broken)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "modbridge {args:?}");
+    }
+    let payload = dir.path().join("not.json");
+    std::fs::write(&payload, "{not json").unwrap();
+    let out = modbridge(&["explain", payload.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// The README's commands table names every subcommand, and its exit-code
+/// table every code the commands use.
+#[test]
+fn the_readme_documents_every_command_and_exit_code() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for sub in modbridge::cli::Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        assert!(
+            readme.contains(&format!("| `modbridge {name}")),
+            "README's commands table lacks `modbridge {name}`"
+        );
+    }
+    let codes = readme
+        .split("### Exit codes")
+        .nth(1)
+        .expect("README has an \"### Exit codes\" section");
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 64 |"] {
+        assert!(codes.contains(code), "exit code table lacks {code}");
+    }
+}
+
+/// The README's first screen: its first two commands are the ones
+/// `dry_run_serves_on_defaults_and_send_produces_a_card_on_stdout` runs (it
+/// adds only a free port and an execution ID), after the webhook URL and the
+/// prerequisites.
+#[test]
+fn the_readme_first_screen_is_the_two_commands_the_dry_run_test_runs() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let first_screen = &readme[..readme.find("\n## ").unwrap()];
+    let blocks: Vec<&str> = first_screen
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        blocks[..2],
+        [
+            "cargo run --release -- serve --dry-run",
+            "cargo run --release -- send examples/post_created.json"
+        ]
+    );
+    let before = &first_screen[..first_screen.find("```sh").unwrap()];
+    assert!(before.contains("POST /webhooks/cativa"), "{before}");
+    assert!(before.contains("Rust ≥ 1.88"), "{before}");
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("rust-version = \"1.88\""),
+        "README and Cargo.toml disagree on the minimum Rust"
+    );
 }

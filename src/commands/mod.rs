@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod check;
 pub mod explain;
 pub mod parked;
+pub mod probe;
 pub mod send;
 pub mod serve;
 pub mod test;
@@ -18,8 +19,32 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
-/// Exit status for configuration or rules errors found at start-up.
+/// Exit status for configuration or rules errors found at start-up (and an
+/// invalid `RUST_LOG`).
 pub const EXIT_CONFIG: u8 = 2;
+
+/// Exit status for a command line that does not parse (an unknown command or
+/// option, a missing or bad argument): `EX_USAGE` from sysexits.h, so that it
+/// is never mistaken for [`EXIT_CONFIG`]. `--help` and `--version` exit 0.
+pub const EXIT_USAGE: u8 = 64;
+
+/// Parses the command line and runs the command: what `main` does.
+pub fn main() -> ExitCode {
+    use clap::Parser;
+    match Cli::try_parse() {
+        Ok(cli) => run(cli),
+        Err(e) => {
+            // clap prints help and version to standard output and errors
+            // (with the usage line) to standard error.
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
 
 pub fn run(cli: Cli) -> ExitCode {
     let config = cli.config.as_deref();
@@ -40,6 +65,27 @@ pub fn run(cli: Cli) -> ExitCode {
         } => backtest::main(config, &file, baseline.as_deref(), json),
         Command::Parked => parked::list(config),
         Command::Replay { target } => parked::replay(config, target.as_deref()),
+        Command::Probe { url, timeout } => {
+            probe::main(url.as_deref(), std::time::Duration::from_secs(timeout))
+        }
+        Command::Completions { shell } => completions(shell),
+    }
+}
+
+/// `modbridge completions SHELL`: the completion script on standard output.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "modbridge", &mut script);
+    // Written here, not by clap_complete (which panics on a write error such
+    // as a closed pipe).
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modbridge: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

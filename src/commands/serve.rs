@@ -23,7 +23,13 @@ pub fn main(config: Option<&Path>, dry_run: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init_logs(settings.server.log_format);
+    if let Err(e) = telemetry::init_logs(
+        settings.server.log_format,
+        ProcessEnv.var("RUST_LOG").as_deref(),
+    ) {
+        eprintln!("modbridge: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let rules = match RuleSet::load_dir(&settings.rules_dir, &settings.destinations) {
         Ok(loaded) => {
             for w in &loaded.warnings {

@@ -701,21 +701,21 @@ fn parse_mode(ctx: &mut Ctx<'_>, mode: &Option<toml::Spanned<String>>) -> bool {
 
 /// The author and post conditions of a match, checked.
 fn match_conditions(ctx: &mut Ctx<'_>, name: &str, m: &RawMatch) -> Conditions {
-    if let (Some(min), Some(max)) = (m.min_account_age_days, m.max_account_age_days) {
-        if min > max {
-            ctx.error(
+    if let (Some(min), Some(max)) = (m.min_account_age_days, m.max_account_age_days)
+        && min > max
+    {
+        ctx.error(
                 &(0..0),
                 format!("match `{name}`: min_account_age_days ({min}) is above max_account_age_days ({max}), so it can never fire"),
             );
-        }
     }
-    if let (Some(min), Some(max)) = (m.min_length, m.max_length) {
-        if min > max {
-            ctx.error(
+    if let (Some(min), Some(max)) = (m.min_length, m.max_length)
+        && min > max
+    {
+        ctx.error(
                 &(0..0),
                 format!("match `{name}`: min_length ({min}) is above max_length ({max}), so it can never fire"),
             );
-        }
     }
     Conditions {
         max_account_age_days: m.max_account_age_days,

@@ -38,10 +38,10 @@ fn applies(file: &CompiledFile, post: &Post) -> Result<(), NotApplied> {
     if !file.scope.covers(post.group_id.as_ref()) {
         return Err(NotApplied::Group);
     }
-    if let Some(customers) = &file.customers {
-        if !customers.contains(&post.customer_id) {
-            return Err(NotApplied::Customer);
-        }
+    if let Some(customers) = &file.customers
+        && !customers.contains(&post.customer_id)
+    {
+        return Err(NotApplied::Customer);
     }
     if let Some(b) = file.exempt_badges.iter().find(|b| post.author.has_badge(b)) {
         return Err(NotApplied::ExemptBadge(b.clone()));
@@ -111,21 +111,21 @@ fn narrow(rule: &MatchRule, post: &Post) -> Result<(), Narrowed> {
     if c.max_account_age_days.is_some() || c.min_account_age_days.is_some() {
         let joined = post.author.joined_at.ok_or(Narrowed::JoinUnknown)?;
         let age = post.created_at - joined;
-        if let Some(limit) = c.max_account_age_days {
-            if age > Duration::days(i64::from(limit)) {
-                return Err(Narrowed::TooOld {
-                    days: age.num_days(),
-                    limit,
-                });
-            }
+        if let Some(limit) = c.max_account_age_days
+            && age > Duration::days(i64::from(limit))
+        {
+            return Err(Narrowed::TooOld {
+                days: age.num_days(),
+                limit,
+            });
         }
-        if let Some(limit) = c.min_account_age_days {
-            if age < Duration::days(i64::from(limit)) {
-                return Err(Narrowed::TooNew {
-                    days: age.num_days(),
-                    limit,
-                });
-            }
+        if let Some(limit) = c.min_account_age_days
+            && age < Duration::days(i64::from(limit))
+        {
+            return Err(Narrowed::TooNew {
+                days: age.num_days(),
+                limit,
+            });
         }
     }
     match (c.has_image, post.image_url.is_some()) {

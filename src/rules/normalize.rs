@@ -134,10 +134,10 @@ fn confusable_table() -> &'static [(char, char)] {
             let mut buf = [0; 4];
             let mut skeleton =
                 unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
-            if let (Some(p), None) = (skeleton.next(), skeleton.next()) {
-                if p.is_ascii_alphabetic() {
-                    out.push((c, p.to_ascii_lowercase()));
-                }
+            if let (Some(p), None) = (skeleton.next(), skeleton.next())
+                && p.is_ascii_alphabetic()
+            {
+                out.push((c, p.to_ascii_lowercase()));
             }
         }
         out
@@ -331,10 +331,11 @@ impl Writer {
     /// The next bytes written are the original bytes from `orig` on.
     fn linear(&mut self, orig: usize) {
         let norm = self.pos();
-        if let Some(s) = self.segments.last() {
-            if s.is_linear() && s.orig + (norm - s.norm) == orig as u32 {
-                return;
-            }
+        if let Some(s) = self.segments.last()
+            && s.is_linear()
+            && s.orig + (norm - s.norm) == orig as u32
+        {
+            return;
         }
         self.segments.push(Segment {
             norm,

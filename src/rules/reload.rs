@@ -123,6 +123,7 @@ fn record_success(files: usize) {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     metrics::gauge!("modbridge_rules_last_reload_success_timestamp_seconds").set(now);
+    metrics::gauge!("modbridge_rules_last_reload_successful").set(1.0);
     metrics::gauge!("modbridge_rules_files").set(files as f64);
 }
 
@@ -134,6 +135,7 @@ impl LiveRules {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         metrics::gauge!("modbridge_rules_last_reload_success_timestamp_seconds").set(now);
+        metrics::gauge!("modbridge_rules_last_reload_successful").set(1.0);
         metrics::gauge!("modbridge_rules_files").set(files as f64);
         Arc::new(Self {
             current: RwLock::new(Arc::new(initial)),
@@ -254,6 +256,7 @@ impl LiveRules {
                     .last_error = Some(errors.to_string());
                 metrics::counter!("modbridge_rules_reloads_total", "outcome" => "failure")
                     .increment(1);
+                metrics::gauge!("modbridge_rules_last_reload_successful").set(0.0);
                 self.tell(ReloadEvent::Failed {
                     errors: errors.to_string(),
                 });

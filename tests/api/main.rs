@@ -11,5 +11,6 @@ mod fake_slack;
 mod helpers;
 mod intake;
 mod limits;
+mod metrics;
 mod redis_format;
 mod slack;

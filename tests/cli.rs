@@ -229,6 +229,14 @@ fn serve_refuses_to_start_with_no_rules() {
             err.contains(expect) && err.contains("add a *.toml file"),
             "{err}"
         );
+        // `check` says the same, before anyone deploys it.
+        let check = modbridge(&["check"])
+            .env("MODBRIDGE_RULES", dir)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(1), "{out}");
+        assert!(out.contains("error: ") && out.contains(expect), "{out}");
     }
 }
 

@@ -28,6 +28,13 @@ pub fn main(config: Option<&Path>, live: bool, send_test: bool) -> ExitCode {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
+            // What `serve` refuses to start with, `check` reports as an error.
+            if let Some(no_rules) = loaded.rules.refusal(&settings.rules_dir) {
+                for d in &no_rules.0 {
+                    println!("error: {d}");
+                }
+                return ExitCode::FAILURE;
+            }
             let used: std::collections::BTreeSet<String> = loaded
                 .rules
                 .destinations()

@@ -238,6 +238,10 @@ pub enum Outcome {
     IgnoredEvent,
     Forbidden,
     Unavailable,
+    /// Over `intake.max_in_flight`: refused before anything was read.
+    Overloaded,
+    /// The body did not arrive within `intake.body_timeout_secs`.
+    BodyTimeout,
 }
 
 impl Outcome {
@@ -253,6 +257,8 @@ impl Outcome {
             Outcome::IgnoredEvent => "ignored_event",
             Outcome::Forbidden => "forbidden",
             Outcome::Unavailable => "unavailable",
+            Outcome::Overloaded => "overloaded",
+            Outcome::BodyTimeout => "body_timeout",
         }
     }
 

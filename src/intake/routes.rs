@@ -163,7 +163,7 @@ async fn webhook(req: &Request, body: Body, Data(state): Data<&AppState>) -> Res
     let Some(_slot) = state.in_flight.try_enter() else {
         warn!("refused webhook: intake.max_in_flight requests are already being handled");
         return retry_later(
-            Outcome::Unavailable,
+            Outcome::Overloaded,
             "too many requests in progress; retry later",
             Duration::from_secs(2),
         );
@@ -237,7 +237,7 @@ impl Refusal {
             Refusal::TooLarge { limit } => too_large(limit),
             Refusal::TooSlow { timeout } => error_reply(
                 StatusCode::REQUEST_TIMEOUT,
-                Outcome::BadRequest,
+                Outcome::BodyTimeout,
                 &format!(
                     "the body did not arrive within {} s (intake.body_timeout_secs); send it at once",
                     timeout.as_secs()

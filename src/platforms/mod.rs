@@ -376,11 +376,17 @@ impl Sinks {
             .map_err(|e| e.join("\n"))
     }
 
-    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), PlatformError> {
+    /// Delivers `card`; returns where it is when the platform said (never
+    /// for the dry run and the recorder).
+    pub async fn deliver(
+        &self,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match self {
-            Sinks::DryRun(d) => d.deliver(card, target),
-            Sinks::Recorder(r) => r.deliver(card, target).await,
-            Sinks::Platforms(p) => p.post(card, target).await.map(|_| ()),
+            Sinks::DryRun(d) => d.deliver(card, target).map(|()| None),
+            Sinks::Recorder(r) => r.deliver(card, target).await.map(|()| None),
+            Sinks::Platforms(p) => p.post(card, target).await.map(Some),
         }
     }
 

@@ -11,4 +11,5 @@ mod fake_slack;
 mod helpers;
 mod intake;
 mod redis_format;
+mod replicas;
 mod slack;

@@ -975,3 +975,77 @@ fn store_down(e: StoreError) -> RetryLater {
         retry_after: Duration::from_secs(5),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::{MemoryStore, Ttl};
+    use crate::platforms::Recorder;
+
+    fn deliverer(recorder: &Recorder) -> (Deliverer, Store) {
+        let store = Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            1_000,
+        ));
+        let d = Deliverer::new(
+            Sinks::Recorder(recorder.clone()),
+            store.clone(),
+            Policy::default(),
+        );
+        (d, store)
+    }
+
+    fn card() -> (SentKey, Card, Target) {
+        let destination = crate::destination::Destinations::default()
+            .resolve("slack:C0123ABCD")
+            .unwrap();
+        let target = destination.target().clone();
+        let card = Card::notice(&destination, "headline", "text");
+        (
+            SentKey::new("cust\u{1f}P1\u{1f}slack:C0123ABCD".into()),
+            card,
+            target,
+        )
+    }
+
+    #[tokio::test]
+    async fn no_platform_call_starts_after_the_fence_tripped() {
+        let recorder = Recorder::default();
+        let (d, store) = deliverer(&recorder);
+        let (key, card, target) = card();
+        let fence = Fence::default();
+        fence.trip();
+        let e = d.deliver(&key, &card, &target, &fence).await.unwrap_err();
+        assert!(e.detail.contains("lease was lost"), "{}", e.detail);
+        assert_eq!(recorder.attempts(), 0);
+        assert_eq!(store.card(&key).await.unwrap(), None, "nothing reserved");
+        // Another worker (unfenced) sends it.
+        let sent = d.deliver(&key, &card, &target, &Fence::default()).await;
+        assert_eq!(sent.unwrap(), Delivered::Sent);
+        assert_eq!(recorder.cards().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_held_elsewhere_is_in_flight_and_a_confirmed_card_is_not_resent() {
+        let recorder = Recorder::default();
+        let (d, store) = deliverer(&recorder);
+        let (key, card, target) = card();
+        let Reservation::Fresh(other) = store.reserve(&key, Duration::from_secs(30)).await.unwrap()
+        else {
+            panic!("fresh");
+        };
+        let e = d
+            .deliver(&key, &card, &target, &Fence::default())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("another worker"), "{}", e.detail);
+        assert_eq!(recorder.attempts(), 0);
+        store.confirm(&other, None).await.unwrap();
+        let again = d.deliver(&key, &card, &target, &Fence::default()).await;
+        assert_eq!(again.unwrap(), Delivered::AlreadySent);
+        assert_eq!(recorder.attempts(), 0);
+    }
+}

@@ -279,12 +279,17 @@ impl Platforms {
         Self { slack, discord }
     }
 
-    /// Renders and posts `card`; returns where it is.
-    pub async fn post(&self, card: &Card, target: &Target) -> Result<MessageRef, PlatformError> {
+    /// Renders and posts `card`; returns where it is, `None` when the
+    /// platform accepted it with an answer that cannot be read (a delivery).
+    pub async fn post(
+        &self,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match target {
-            Target::Slack(channel) => self.slack()?.deliver(card, channel).await,
+            Target::Slack(channel) => self.slack()?.deliver(card, channel).await.map(Some),
             Target::Discord(_) | Target::DiscordWebhook { .. } => {
-                self.discord()?.deliver(card, target).await
+                self.discord()?.post(card, target).await
             }
         }
     }
@@ -386,7 +391,7 @@ impl Sinks {
         match self {
             Sinks::DryRun(d) => d.deliver(card, target).map(|()| None),
             Sinks::Recorder(r) => r.deliver(card, target).await.map(|()| None),
-            Sinks::Platforms(p) => p.post(card, target).await.map(Some),
+            Sinks::Platforms(p) => p.post(card, target).await,
         }
     }
 

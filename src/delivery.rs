@@ -27,6 +27,13 @@
 //! decided on it. Parked and dead-letter entries older than `parked_ttl` are
 //! dropped; a parked card dropped so is a lost card, counted and alerted.
 //!
+//! **Journal**: when the platform confirmed a card and the store cannot take
+//! the record, this process keeps it in memory; it is consulted before any
+//! send and written to the store before any new reservation (and every
+//! second in the background). When the store restarts (its run ID changes),
+//! new reservations wait [`RESTART_GRACE`] so that every replica's journal
+//! lands first.
+//!
 //! Delivery owns the formats of what it asks dedupe to keep: the card key
 //! ([`sent_key`]), the parked list names (the target's text form; dead
 //! letters under `dead-letter:<target>`) and the parked entry ([`ParkedCard`]
@@ -89,6 +96,8 @@ enum Attempt {
     DeadLetter(String),
     /// Another worker holds its reservation.
     InFlight(Duration),
+    /// The store restarted moments ago: no new reservation for this long.
+    Held(Duration),
     /// The platform call failed; the reservation was given back.
     Failed(SinkError),
     /// The store could not answer: nothing is known, nothing was sent.
@@ -197,6 +206,27 @@ struct TargetState {
     dead_letters: Mutex<VecDeque<Instant>>,
 }
 
+/// How long new reservations wait after the store restarted, so that the
+/// journals of every replica (each checks the run ID every second) land first.
+pub const RESTART_GRACE: Duration = Duration::from_secs(3);
+
+/// A card the platform confirmed whose record the store could not take yet.
+#[derive(Debug, Clone)]
+struct Journaled {
+    lease: CardLease,
+    message: Option<serde_json::Value>,
+}
+
+/// The sent-but-unrecorded journal, and what is known of the store's run.
+#[derive(Debug, Default)]
+struct Journal {
+    cards: Mutex<HashMap<SentKey, Journaled>>,
+    /// Serialises flushes (one writer at a time; others wait for it).
+    flushing: tokio::sync::Mutex<()>,
+    run_id: Mutex<Option<String>>,
+    hold_until: Mutex<Option<Instant>>,
+}
+
 /// Dead letters within [`DEAD_LETTER_WINDOW`] that make one notice.
 const DEAD_LETTER_ALERT: usize = 3;
 const DEAD_LETTER_WINDOW: Duration = Duration::from_secs(600);
@@ -299,6 +329,7 @@ pub struct Deliverer {
     /// (fewer "in flight" answers); the store's reservation is what keeps
     /// workers of all replicas from both sending it.
     in_flight: Arc<Mutex<HashMap<SentKey, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
+    journal: Arc<Journal>,
     alerts: Option<Alerts>,
 }
 
@@ -310,6 +341,7 @@ impl Deliverer {
             policy,
             targets: Arc::default(),
             in_flight: Arc::default(),
+            journal: Arc::default(),
             alerts: None,
         }
     }
@@ -388,6 +420,9 @@ impl Deliverer {
     ) -> Result<Delivered, RetryLater> {
         let lock = self.card_lock(key);
         let _one_at_a_time = lock.lock().await;
+        if self.journaled(key) {
+            return Ok(Delivered::AlreadySent);
+        }
         match self.store.card(key).await {
             Ok(Some(CardRecord::DeadLetter { .. })) => return Ok(Delivered::DeadLetter),
             Ok(Some(CardRecord::Sent { .. } | CardRecord::Other)) => {
@@ -437,6 +472,10 @@ impl Deliverer {
                 detail: format!("{target}: this card is being sent by another worker"),
                 retry_after: retry_after.max(Duration::from_secs(1)),
             }),
+            Attempt::Held(left) => Err(RetryLater {
+                detail: "the dedupe store restarted moments ago: new cards wait until every replica recorded what it sent".into(),
+                retry_after: left.max(Duration::from_secs(1)),
+            }),
             Attempt::StoreDown(e) => Err(store_down(e)),
             Attempt::Fenced => Err(fenced()),
             Attempt::Failed(SinkError::Transient {
@@ -472,6 +511,15 @@ impl Deliverer {
     async fn attempt(&self, key: &SentKey, card: &Card, target: &Target, fence: &Fence) -> Attempt {
         if fence.is_tripped() {
             return Attempt::Fenced;
+        }
+        if self.journaled(key) {
+            return Attempt::Settled(CardRecord::Sent { message: None });
+        }
+        if let Err(e) = self.flush_journal().await {
+            return Attempt::StoreDown(e);
+        }
+        if let Some(left) = self.held() {
+            return Attempt::Held(left);
         }
         let lease_for = self.policy.reservation();
         let lease = match self.store.reserve(key, lease_for).await {
@@ -512,7 +560,14 @@ impl Deliverer {
                         warn!(target = %target, "another worker had already sent this card: duplicate")
                     }
                     Err(e) => {
-                        error!(error = %e, target = %target, "card sent but not recorded: its reservation expires unconfirmed, and the next attempt counts as unknown")
+                        error!(error = %e, target = %target, "card sent but not recorded: kept in this process's journal until the store takes it");
+                        metrics::counter!("modbridge_dedupe_errors_total", "op" => "confirm")
+                            .increment(1);
+                        self.journal
+                            .cards
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key.clone(), Journaled { lease, message });
                     }
                 }
                 Attempt::Sent
@@ -532,6 +587,97 @@ impl Deliverer {
                 self.give_back(&lease).await;
                 Attempt::Failed(e)
             }
+        }
+    }
+
+    /// Whether this process holds a confirmation of `key` the store has not
+    /// taken yet.
+    fn journaled(&self, key: &SentKey) -> bool {
+        self.journal
+            .cards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    /// Cards confirmed by a platform whose record the store has not taken yet.
+    pub fn journal_len(&self) -> usize {
+        self.journal
+            .cards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Writes the journal to the store; the first failure stops it (the rest
+    /// stays journaled) and is returned.
+    pub async fn flush_journal(&self) -> Result<(), StoreError> {
+        if self.journal_len() == 0 {
+            return Ok(());
+        }
+        let _one_writer = self.journal.flushing.lock().await;
+        let pending: Vec<(SentKey, Journaled)> = {
+            let cards = self.journal.cards.lock().unwrap_or_else(|p| p.into_inner());
+            cards.iter().map(|(k, j)| (k.clone(), j.clone())).collect()
+        };
+        for (key, entry) in pending {
+            let confirmed = self
+                .store
+                .confirm(&entry.lease, entry.message.as_ref())
+                .await?;
+            if confirmed == Confirmed::AlreadySent {
+                warn!("a journaled card was found sent by another worker: duplicate");
+            }
+            self.journal
+                .cards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            info!("a journaled card's record was written");
+        }
+        Ok(())
+    }
+
+    /// How long new reservations still wait after a store restart.
+    fn held(&self) -> Option<Duration> {
+        let until = *self
+            .journal
+            .hold_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Asks the store which run answers; a new run (a restart) holds new
+    /// reservations for [`RESTART_GRACE`]. Then writes the journal.
+    pub async fn watch_store(&self) {
+        if let Ok(run) = self.store.run_id().await {
+            let restarted = {
+                let mut known = self
+                    .journal
+                    .run_id
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let restarted = known.as_ref().is_some_and(|k| *k != run);
+                *known = Some(run);
+                restarted
+            };
+            if restarted {
+                warn!(
+                    grace_secs = RESTART_GRACE.as_secs(),
+                    "the dedupe store restarted: new reservations wait so that every replica's journal lands first"
+                );
+                *self
+                    .journal
+                    .hold_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RESTART_GRACE);
+            }
+        }
+        if let Err(e) = self.flush_journal().await {
+            warn!(error = %e, journaled = self.journal_len(), "journaled cards not written yet");
         }
     }
 
@@ -863,6 +1009,7 @@ impl Deliverer {
                     warn!(error = %e, target = %target, "store unavailable: replay stopped, nothing decided");
                     break;
                 }
+                Attempt::Held(_) => break,
                 Attempt::Fenced => break,
             }
         }
@@ -916,6 +1063,12 @@ impl Deliverer {
                     }
                     Attempt::Failed(e) => return Err(format!("{target}: {e}")),
                     Attempt::StoreDown(e) => return Err(e.to_string()),
+                    Attempt::Held(_) => {
+                        return Err(
+                            "the dedupe store restarted moments ago; try again in a few seconds"
+                                .into(),
+                        );
+                    }
                     Attempt::Fenced => return Err("stopped".into()),
                 };
                 self.store
@@ -928,17 +1081,23 @@ impl Deliverer {
         Ok(None)
     }
 
-    /// Runs [`Deliverer::probe`] every `probe_interval / 4` until dropped.
+    /// Runs [`Deliverer::probe`] every `probe_interval / 4`, and
+    /// [`Deliverer::watch_store`] every second, until dropped.
     pub fn spawn_prober(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let every = (self.policy.probe_interval / 4).max(Duration::from_millis(50));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut probe = tokio::time::interval(every);
+            let mut watch = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
-                let n = me.probe(false).await;
-                if n > 0 {
-                    info!(replayed = n, "parked cards delivered");
+                tokio::select! {
+                    _ = probe.tick() => {
+                        let n = me.probe(false).await;
+                        if n > 0 {
+                            info!(replayed = n, "parked cards delivered");
+                        }
+                    }
+                    _ = watch.tick() => me.watch_store().await,
                 }
             }
         })

@@ -315,6 +315,11 @@ impl DedupeStore for MemoryStore {
         Ok(())
     }
 
+    async fn run_id(&self) -> Result<String, StoreError> {
+        // It lives and dies with the process.
+        Ok("memory".to_owned())
+    }
+
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
         Ok(Parking::NotDurable)
     }

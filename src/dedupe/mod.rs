@@ -277,6 +277,9 @@ pub trait DedupeStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Which run of the store answers: it changes when the store restarts
+    /// (Redis's `run_id`), so that callers can tell a restart from an outage.
+    fn run_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -394,6 +397,12 @@ impl DedupeStore for Store {
             Store::Redis(s) => s.ping().await,
         }
     }
+    async fn run_id(&self) -> Result<String, StoreError> {
+        match self {
+            Store::Memory(s) => s.run_id().await,
+            Store::Redis(s) => s.run_id().await,
+        }
+    }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
         match self {
             Store::Memory(s) => s.park(list, entry).await,
@@ -490,6 +499,9 @@ pub mod suite {
         assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
 
         store.ping().await.unwrap();
+        let run = store.run_id().await.unwrap();
+        assert!(!run.is_empty());
+        assert_eq!(store.run_id().await.unwrap(), run, "the same run");
         cards(store, prefix, lease).await;
         parking(store, prefix).await;
     }

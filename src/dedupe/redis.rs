@@ -439,6 +439,16 @@ impl DedupeStore for RedisStore {
         }
     }
 
+    async fn run_id(&self) -> Result<String, StoreError> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("server");
+        let info: String = self.query(cmd).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| StoreError("redis INFO server has no run_id".into()))
+    }
+
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
         let mut cmd = redis::cmd("RPUSH");
         cmd.arg(self.parked_list(list)).arg(entry);

@@ -263,3 +263,49 @@ async fn a_parked_card_older_than_the_ttl_is_dropped_counted_and_alerted() {
     assert!(app.recorder.cards_for(&broken).is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn three_refused_cards_within_minutes_make_one_notice() {
+    let app = spawn_with(AppOptions {
+        config: "[destinations.ops]\nslack = \"C0ALERTS00\"\n\n[alerts]\nto = \"ops\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let target = modbridge::destination::Target::parse("slack:C0123ABCD").unwrap();
+    let ops = modbridge::destination::Target::parse("slack:C0ALERTS00").unwrap();
+    app.recorder.reject(&target);
+    for i in 1..=4 {
+        let id = format!("REFUSED-{i}");
+        let (status, json) =
+            answer(app.deliver(&post_body(&id, "forbidden phrase"), &id).await).await;
+        assert_eq!(
+            (status, json["status"].as_str()),
+            (200, Some("dead_letter")),
+            "{json}"
+        );
+        if i == 2 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                app.recorder.cards_for(&ops).is_empty(),
+                "two are not a burst"
+            );
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.recorder.cards_for(&ops).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let notices = app.recorder.cards_for(&ops);
+    assert_eq!(notices.len(), 1, "one notice for the burst");
+    assert_eq!(notices[0].headline, "Cards refused by slack:C0123ABCD");
+    // The destination still works for cards it accepts: no circuit.
+    app.recorder.fix(&target);
+    let (_, json) = answer(
+        app.deliver(&post_body("OK-1", "forbidden phrase"), "ok-1")
+            .await,
+    )
+    .await;
+    assert_eq!(json["cards"], 1, "{json}");
+    app.stop().await;
+}

@@ -72,12 +72,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the cards parked in Redis for broken destinations.
-    Parked,
-    /// Deliver the parked cards now (each once), destination by destination.
+    /// List the cards parked in Redis for broken destinations, and the dead
+    /// letters (cards a platform refused): ID, destination, age, reason.
+    Parked {
+        #[command(subcommand)]
+        action: Option<ParkedAction>,
+    },
+    /// Deliver the parked cards now (each once), destination by destination;
+    /// or one parked card or dead letter by its ID (after a fix).
     Replay {
+        /// The ID `modbridge parked` shows (default: every parked card).
+        id: Option<String>,
         /// Only this target, like slack:C0123ABCD (default: every one).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "id")]
         target: Option<String>,
     },
     /// Ask a running modbridge whether it is alive (GET /healthz): exit 0 if
@@ -96,5 +103,14 @@ pub enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParkedAction {
+    /// Remove one parked card or dead letter (it will not be delivered).
+    Drop {
+        /// The ID `modbridge parked` shows.
+        id: String,
     },
 }

@@ -1,23 +1,46 @@
-//! Delivery: one card per (post, channel), whatever retries, outages and
-//! broken destinations do.
+//! Delivery: one card per (post, channel), whatever retries, outages,
+//! replicas and broken destinations do.
 //!
-//! For each card: skip it if the platform already confirmed it (sent record);
-//! refuse at once when the destination's backlog is full; send; record the
-//! confirmation before anything else. A configuration failure (bad token,
-//! unknown channel, missing permission) opens a **circuit** for that target:
-//! no platform calls while it is open (Discord bans bots that keep sending
-//! invalid requests). Cards for a broken target are **parked** in Redis (and
-//! the webhook answered 200), or, without Redis, refused with a long
-//! `Retry-After` so Cativa keeps them. Every `probe_interval` a broken target
-//! is probed with its oldest parked card (or, with none parked, let through
-//! half-open: the next real card is the probe); success closes the circuit
-//! and delivers everything parked, once each.
+//! For each card: skip it if its record says it is settled (sent, or a dead
+//! letter); refuse at once when the destination's backlog is full; then
+//! **reserve** it in the store (atomic across replicas: another worker that
+//! finds it reserved answers "in flight"), call the platform while renewing
+//! the reservation, and turn the reservation into `sent` (with the message
+//! reference) right after the confirmation. An expired reservation without
+//! `sent` is *unknown*: Discord bot messages are sent again with the same
+//! nonce (Discord answers with the message it already has); elsewhere the
+//! card is sent again and counted `outcome="maybe_duplicate"`. No platform
+//! call starts after the execution's lease was lost ([`Fence`]).
 //!
-//! Delivery owns the formats of what it asks dedupe to keep: the sent key
-//! ([`sent_key`]), the parked list name (the target's text form) and the
-//! parked entry ([`ParkedCard`] as JSON). Dedupe stores them as opaque strings.
+//! A card the platform refuses as malformed becomes a **dead letter**: kept
+//! for a person (`modbridge parked`), never sent again on its own, and it
+//! neither opens the circuit nor holds back the cards behind it. A
+//! configuration failure (bad token, unknown channel, missing permission)
+//! opens a **circuit** for that target: no platform calls while it is open
+//! (Discord bans bots that keep sending invalid requests). Cards for a broken
+//! target are **parked** in Redis (and the webhook answered 200), or, without
+//! Redis, refused with a long `Retry-After` so Cativa keeps them. Every
+//! `probe_interval` a broken target is probed with its oldest parked card (or,
+//! with none parked, let through half-open: the next real card is the probe);
+//! a card that really went through closes the circuit and delivers everything
+//! parked, once each. A store error stops a replay as "unknown": nothing is
+//! decided on it. Parked and dead-letter entries older than `parked_ttl` are
+//! dropped; a parked card dropped so is a lost card, counted and alerted.
+//!
+//! **Journal**: when the platform confirmed a card and the store cannot take
+//! the record, this process keeps it in memory; it is consulted before any
+//! send and written to the store before any new reservation (and every
+//! second in the background). When the store restarts (its run ID changes),
+//! new reservations wait [`RESTART_GRACE`] so that every replica's journal
+//! lands first.
+//!
+//! Delivery owns the formats of what it asks dedupe to keep: the card key
+//! ([`sent_key`]), the parked list names (the target's text form; dead
+//! letters under `dead-letter:<target>`) and the parked entry ([`ParkedCard`]
+//! as JSON). Dedupe stores them as opaque strings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,9 +50,11 @@ use tracing::{error, info, warn};
 
 use crate::card::Card;
 use crate::config::DeliverySettings;
-use crate::dedupe::{DedupeStore, Parking, SentKey, Store};
+use crate::dedupe::{
+    CardLease, CardRecord, Confirmed, DedupeStore, Parking, Reservation, SentKey, Store, StoreError,
+};
 use crate::destination::Target;
-use crate::platforms::{PlatformError as SinkError, Sinks};
+use crate::platforms::{MessageRef, PlatformError as SinkError, Sinks};
 use crate::post::{CustomerId, PostId};
 
 /// What happened to one card.
@@ -41,6 +66,44 @@ pub enum Delivered {
     AlreadySent,
     /// The destination is broken: kept in Redis, delivered when it works.
     Parked,
+    /// The platform refused the card as malformed (now or before): kept as a
+    /// dead letter for a person to look at; not sent again on its own.
+    DeadLetter,
+}
+
+/// Tripped when the execution's lease is lost (another worker took it): no
+/// platform call starts after that. Cheap to clone: clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Fence(Arc<AtomicBool>);
+
+impl Fence {
+    pub fn trip(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_tripped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How one reserved attempt at a card ended.
+enum Attempt {
+    /// The platform confirmed it now.
+    Sent,
+    /// Its record says it was settled before.
+    Settled(CardRecord),
+    /// The platform refused it as malformed: now a dead letter.
+    DeadLetter(String),
+    /// Another worker holds its reservation.
+    InFlight(Duration),
+    /// The store restarted moments ago: no new reservation for this long.
+    Held(Duration),
+    /// The platform call failed; the reservation was given back.
+    Failed(SinkError),
+    /// The store could not answer: nothing is known, nothing was sent.
+    StoreDown(StoreError),
+    /// The execution's lease was lost: nothing was sent.
+    Fenced,
 }
 
 /// The card could not be delivered now: Cativa should retry after `retry_after`.
@@ -65,8 +128,46 @@ pub fn sent_key(customer: &CustomerId, post: &PostId, target: &Target) -> SentKe
     ))
 }
 
-/// A parked card, as stored (JSON) in the list named after its target.
-/// `Debug` goes through [`Card`]'s, which shows IDs only.
+/// The list name dead letters of `target` are kept under (next to the
+/// parked list named after the target itself).
+pub fn dead_letter_list(target: &Target) -> String {
+    format!("{DEAD_LETTER_PREFIX}{target}")
+}
+
+const DEAD_LETTER_PREFIX: &str = "dead-letter:";
+
+/// What a parked list holds: parked cards of a broken target, or dead letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListKind {
+    Parked(Target),
+    DeadLetter(Target),
+}
+
+impl ListKind {
+    /// Reads a list name back; `None` for a name this version does not know.
+    pub fn parse(list: &str) -> Option<Self> {
+        match list.strip_prefix(DEAD_LETTER_PREFIX) {
+            Some(t) => Target::parse(t).ok().map(ListKind::DeadLetter),
+            None => Target::parse(list).ok().map(ListKind::Parked),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            ListKind::Parked(_) => "parked",
+            ListKind::DeadLetter(_) => "dead_letter",
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        match self {
+            ListKind::Parked(t) | ListKind::DeadLetter(t) => t,
+        }
+    }
+}
+
+/// A parked card or dead letter, as stored (JSON) in the list named after its
+/// target. `Debug` goes through [`Card`]'s, which shows IDs only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParkedCard {
     pub key: String,
@@ -74,6 +175,16 @@ pub struct ParkedCard {
     pub parked_at: chrono::DateTime<chrono::Utc>,
     pub reason: String,
     pub card: Card,
+}
+
+impl ParkedCard {
+    /// A short stable ID for `modbridge parked drop` / `replay`: derived from
+    /// the card's key, so it needs no storage and old entries have one too.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.key.as_bytes());
+        hex::encode(&digest[..5])
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +198,38 @@ struct Broken {
 struct TargetState {
     backlog: Arc<Semaphore>,
     broken: Mutex<Option<Broken>>,
+    /// Broken, but let through (nothing parked to probe with): the next real
+    /// card is the probe; "works again" waits for it to go through.
+    half_open: Mutex<Option<Broken>>,
+    /// When this process dead-lettered cards for the target lately (for the
+    /// "render bug" notice).
+    dead_letters: Mutex<VecDeque<Instant>>,
 }
+
+/// How long new reservations wait after the store restarted, so that the
+/// journals of every replica (each checks the run ID every second) land first.
+pub const RESTART_GRACE: Duration = Duration::from_secs(3);
+
+/// A card the platform confirmed whose record the store could not take yet.
+#[derive(Debug, Clone)]
+struct Journaled {
+    lease: CardLease,
+    message: Option<serde_json::Value>,
+}
+
+/// The sent-but-unrecorded journal, and what is known of the store's run.
+#[derive(Debug, Default)]
+struct Journal {
+    cards: Mutex<HashMap<SentKey, Journaled>>,
+    /// Serialises flushes (one writer at a time; others wait for it).
+    flushing: tokio::sync::Mutex<()>,
+    run_id: Mutex<Option<String>>,
+    hold_until: Mutex<Option<Instant>>,
+}
+
+/// Dead letters within [`DEAD_LETTER_WINDOW`] that make one notice.
+const DEAD_LETTER_ALERT: usize = 3;
+const DEAD_LETTER_WINDOW: Duration = Duration::from_secs(600);
 
 /// The delivery policy in force, built from `config::DeliverySettings`.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +241,16 @@ pub struct Policy {
     /// The longest one platform HTTP call may take before it counts as a
     /// (retryable) timeout; the sinks apply it.
     pub timeout: Duration,
+    /// How long parked cards and dead letters are kept.
+    pub parked_ttl: Duration,
+}
+
+impl Policy {
+    /// A card's reservation: longer than one platform call may take (the
+    /// call's deadline plus a margin); renewed while pacing waits.
+    pub fn reservation(&self) -> Duration {
+        self.timeout + Duration::from_secs(5)
+    }
 }
 
 impl From<&DeliverySettings> for Policy {
@@ -107,6 +259,7 @@ impl From<&DeliverySettings> for Policy {
             backlog: s.backlog,
             probe_interval: s.probe_interval,
             timeout: s.timeout,
+            parked_ttl: s.parked_ttl,
         }
     }
 }
@@ -117,6 +270,7 @@ impl Default for Policy {
             backlog: 64,
             probe_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
+            parked_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -171,9 +325,11 @@ pub struct Deliverer {
     store: Store,
     policy: Policy,
     targets: Arc<Mutex<HashMap<Target, Arc<TargetState>>>>,
-    /// One delivery at a time per card in this process (a live retry and a
-    /// parked replay of the same post must not both send it).
+    /// One delivery at a time per card in this process: an optimisation
+    /// (fewer "in flight" answers); the store's reservation is what keeps
+    /// workers of all replicas from both sending it.
     in_flight: Arc<Mutex<HashMap<SentKey, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
+    journal: Arc<Journal>,
     alerts: Option<Alerts>,
 }
 
@@ -185,6 +341,7 @@ impl Deliverer {
             policy,
             targets: Arc::default(),
             in_flight: Arc::default(),
+            journal: Arc::default(),
             alerts: None,
         }
     }
@@ -229,6 +386,8 @@ impl Deliverer {
                 Arc::new(TargetState {
                     backlog: Arc::new(Semaphore::new(self.policy.backlog.max(1))),
                     broken: Mutex::new(None),
+                    half_open: Mutex::new(None),
+                    dead_letters: Mutex::new(VecDeque::new()),
                 })
             })
             .clone()
@@ -251,18 +410,26 @@ impl Deliverer {
         out
     }
 
-    /// Delivers `card` to `target` once.
+    /// Delivers `card` to `target` once, unless `fence` was tripped.
     pub async fn deliver(
         &self,
         key: &SentKey,
         card: &Card,
         target: &Target,
+        fence: &Fence,
     ) -> Result<Delivered, RetryLater> {
         let lock = self.card_lock(key);
         let _one_at_a_time = lock.lock().await;
-        match self.store.was_sent(key).await {
-            Ok(true) => return Ok(Delivered::AlreadySent),
-            Ok(false) => {}
+        if self.journaled(key) {
+            return Ok(Delivered::AlreadySent);
+        }
+        match self.store.card(key).await {
+            Ok(Some(CardRecord::DeadLetter { .. })) => return Ok(Delivered::DeadLetter),
+            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other)) => {
+                return Ok(Delivered::AlreadySent);
+            }
+            // Reserved or nothing: the reservation below decides.
+            Ok(_) => {}
             Err(e) => return Err(store_down(e)),
         }
         let state = self.state(target);
@@ -283,34 +450,35 @@ impl Deliverer {
                 retry_after: Duration::from_secs(10),
             });
         };
-        let started = Instant::now();
-        let result = self.call(card, target).await;
-        metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
-            .record(started.elapsed().as_secs_f64());
-        self.settle(key, card, target, &state, result).await
-    }
-
-    /// What a platform call's result means for the card: recorded as sent,
-    /// retried later, or parked (the destination broke, or refused the card).
-    async fn settle(
-        &self,
-        key: &SentKey,
-        card: &Card,
-        target: &Target,
-        state: &TargetState,
-        result: Result<(), SinkError>,
-    ) -> Result<Delivered, RetryLater> {
-        match result {
-            Ok(()) => {
-                // Record first, log after: the duplicate window is this await.
-                let recorded = self.store.record_sent(key).await;
-                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "sent").increment(1);
-                if let Err(e) = recorded {
-                    error!(error = %e, target = %target, "card sent but not recorded: a retry may send it again");
+        match self.attempt(key, card, target, fence).await {
+            Attempt::Sent => {
+                let half_open = state
+                    .half_open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some();
+                if half_open {
+                    self.close_circuit(target);
                 }
                 Ok(Delivered::Sent)
             }
-            Err(SinkError::Transient {
+            Attempt::Settled(CardRecord::DeadLetter { .. }) => Ok(Delivered::DeadLetter),
+            Attempt::Settled(_) => Ok(Delivered::AlreadySent),
+            Attempt::DeadLetter(reason) => {
+                self.keep_dead_letter(key, card, target, &reason).await;
+                Ok(Delivered::DeadLetter)
+            }
+            Attempt::InFlight(retry_after) => Err(RetryLater {
+                detail: format!("{target}: this card is being sent by another worker"),
+                retry_after: retry_after.max(Duration::from_secs(1)),
+            }),
+            Attempt::Held(left) => Err(RetryLater {
+                detail: "the dedupe store restarted moments ago: new cards wait until every replica recorded what it sent".into(),
+                retry_after: left.max(Duration::from_secs(1)),
+            }),
+            Attempt::StoreDown(e) => Err(store_down(e)),
+            Attempt::Fenced => Err(fenced()),
+            Attempt::Failed(SinkError::Transient {
                 detail,
                 retry_after,
                 ..
@@ -328,41 +496,233 @@ impl Deliverer {
                         .max(Duration::from_secs(1)),
                 })
             }
-            Err(e @ SinkError::Config { .. }) => {
+            Attempt::Failed(e) => {
+                // Configuration (a rejection became a dead letter above).
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "config").increment(1);
                 let reason = e.to_string();
-                let next_probe = self.open_circuit(state, target, &reason);
+                let next_probe = self.open_circuit(&state, target, &reason);
                 self.park(key, card, target, &reason, next_probe).await
-            }
-            Err(e @ SinkError::Rejected { .. }) => {
-                // This card, not the destination, is at fault: keep it for a
-                // person to look at; other cards still flow.
-                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "rejected").increment(1);
-                error!(target = %target, error = %e, "the platform refused the card");
-                let reason = e.to_string();
-                self.park(
-                    key,
-                    card,
-                    target,
-                    &reason,
-                    Instant::now() + self.policy.probe_interval,
-                )
-                .await
             }
         }
     }
 
-    /// One platform call. The sinks bound each HTTP call by the policy's
-    /// timeout (pacing waits excluded: a queue for a busy channel is not a
-    /// platform failure).
-    async fn call(&self, card: &Card, target: &Target) -> Result<(), SinkError> {
-        self.sinks.deliver(card, target).await
+    /// One attempt at a card: reserve it, call the platform while renewing
+    /// the reservation, record what the platform said.
+    async fn attempt(&self, key: &SentKey, card: &Card, target: &Target, fence: &Fence) -> Attempt {
+        if fence.is_tripped() {
+            return Attempt::Fenced;
+        }
+        if self.journaled(key) {
+            return Attempt::Settled(CardRecord::Sent { message: None });
+        }
+        if let Err(e) = self.flush_journal().await {
+            return Attempt::StoreDown(e);
+        }
+        if let Some(left) = self.held() {
+            return Attempt::Held(left);
+        }
+        let lease_for = self.policy.reservation();
+        let lease = match self.store.reserve(key, lease_for).await {
+            Ok(Reservation::Fresh(lease)) => lease,
+            Ok(Reservation::Unknown(lease)) => {
+                if target.resend_is_deduplicated() {
+                    info!(target = %target, "an earlier attempt at this card ended unrecorded: sending again with the same nonce");
+                } else {
+                    warn!(target = %target, "an earlier attempt at this card ended unrecorded: sending again, which may duplicate it");
+                    metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "maybe_duplicate").increment(1);
+                }
+                lease
+            }
+            Ok(Reservation::Settled(record)) => return Attempt::Settled(record),
+            Ok(Reservation::InFlight { retry_after }) => return Attempt::InFlight(retry_after),
+            Err(e) => return Attempt::StoreDown(e),
+        };
+        if fence.is_tripped() {
+            self.give_back(&lease).await;
+            return Attempt::Fenced;
+        }
+        let started = Instant::now();
+        let result = self.call_renewing(&lease, lease_for, card, target).await;
+        metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(message) => {
+                // Record first, log after: the duplicate window is this await.
+                let message = message.and_then(|m| serde_json::to_value(m).ok());
+                let recorded = self.store.confirm(&lease, message.as_ref()).await;
+                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "sent").increment(1);
+                match recorded {
+                    Ok(Confirmed::Recorded) => {}
+                    Ok(Confirmed::RecordedLate) => {
+                        warn!(target = %target, "the card's reservation expired during the platform call: another worker may have sent it too")
+                    }
+                    Ok(Confirmed::AlreadySent) => {
+                        warn!(target = %target, "another worker had already sent this card: duplicate")
+                    }
+                    Err(e) => {
+                        error!(error = %e, target = %target, "card sent but not recorded: kept in this process's journal until the store takes it");
+                        metrics::counter!("modbridge_dedupe_errors_total", "op" => "confirm")
+                            .increment(1);
+                        self.journal
+                            .cards
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key.clone(), Journaled { lease, message });
+                    }
+                }
+                Attempt::Sent
+            }
+            Err(SinkError::Rejected { platform, detail }) => {
+                let reason = format!("{platform} refused the card: {detail}");
+                match self.store.dead_letter(&lease, &reason).await {
+                    Ok(true) => Attempt::DeadLetter(reason),
+                    Ok(false) => Attempt::Settled(CardRecord::Sent { message: None }),
+                    Err(e) => {
+                        self.give_back(&lease).await;
+                        Attempt::StoreDown(e)
+                    }
+                }
+            }
+            Err(e) => {
+                self.give_back(&lease).await;
+                Attempt::Failed(e)
+            }
+        }
+    }
+
+    /// Whether this process holds a confirmation of `key` the store has not
+    /// taken yet.
+    fn journaled(&self, key: &SentKey) -> bool {
+        self.journal
+            .cards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    /// Cards confirmed by a platform whose record the store has not taken yet.
+    pub fn journal_len(&self) -> usize {
+        self.journal
+            .cards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Writes the journal to the store; the first failure stops it (the rest
+    /// stays journaled) and is returned.
+    pub async fn flush_journal(&self) -> Result<(), StoreError> {
+        if self.journal_len() == 0 {
+            return Ok(());
+        }
+        let _one_writer = self.journal.flushing.lock().await;
+        let pending: Vec<(SentKey, Journaled)> = {
+            let cards = self.journal.cards.lock().unwrap_or_else(|p| p.into_inner());
+            cards.iter().map(|(k, j)| (k.clone(), j.clone())).collect()
+        };
+        for (key, entry) in pending {
+            let confirmed = self
+                .store
+                .confirm(&entry.lease, entry.message.as_ref())
+                .await?;
+            if confirmed == Confirmed::AlreadySent {
+                warn!("a journaled card was found sent by another worker: duplicate");
+            }
+            self.journal
+                .cards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            info!("a journaled card's record was written");
+        }
+        Ok(())
+    }
+
+    /// How long new reservations still wait after a store restart.
+    fn held(&self) -> Option<Duration> {
+        let until = *self
+            .journal
+            .hold_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Asks the store which run answers; a new run (a restart) holds new
+    /// reservations for [`RESTART_GRACE`]. Then writes the journal.
+    pub async fn watch_store(&self) {
+        if let Ok(run) = self.store.run_id().await {
+            let restarted = {
+                let mut known = self
+                    .journal
+                    .run_id
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let restarted = known.as_ref().is_some_and(|k| *k != run);
+                *known = Some(run);
+                restarted
+            };
+            if restarted {
+                warn!(
+                    grace_secs = RESTART_GRACE.as_secs(),
+                    "the dedupe store restarted: new reservations wait so that every replica's journal lands first"
+                );
+                *self
+                    .journal
+                    .hold_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RESTART_GRACE);
+            }
+        }
+        if let Err(e) = self.flush_journal().await {
+            warn!(error = %e, journaled = self.journal_len(), "journaled cards not written yet");
+        }
+    }
+
+    /// The platform said no: the card is not there, the next attempt is fresh.
+    async fn give_back(&self, lease: &CardLease) {
+        if let Err(e) = self.store.release_reservation(lease).await {
+            warn!(error = %e, "could not give a card's reservation back; it expires by itself and the next attempt counts as unknown");
+        }
+    }
+
+    /// One platform call, renewing the card's reservation while it runs
+    /// (pacing waits included). The sinks bound each HTTP call by the
+    /// policy's timeout.
+    async fn call_renewing(
+        &self,
+        lease: &CardLease,
+        lease_for: Duration,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, SinkError> {
+        let call = self.sinks.deliver(card, target);
+        tokio::pin!(call);
+        let every = lease_for / 3;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut call => return result,
+                _ = ticker.tick() => match self.store.renew_reservation(lease, lease_for).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!(target = %target, "a card's reservation was lost during the platform call"),
+                    Err(e) => warn!(error = %e, "could not renew a card's reservation"),
+                },
+            }
+        }
     }
 
     fn open_circuit(&self, state: &TargetState, target: &Target, reason: &str) -> Instant {
         let next_probe = Instant::now() + self.policy.probe_interval;
         let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-        if broken.is_none() {
+        let was_half_open = state
+            .half_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if broken.is_none() && was_half_open.is_none() {
             error!(target = %target, reason, "destination broken: no more calls to it until a probe succeeds");
             metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(1.0);
             self.alert(
@@ -373,16 +733,25 @@ impl Deliverer {
         }
         *broken = Some(Broken {
             reason: reason.to_owned(),
-            since: broken.as_ref().map_or_else(SystemTime::now, |b| b.since),
+            since: broken
+                .as_ref()
+                .or(was_half_open.as_ref())
+                .map_or_else(SystemTime::now, |b| b.since),
             next_probe,
         });
         next_probe
     }
 
+    /// A card really went through: the target works (again).
     fn close_circuit(&self, target: &Target) {
         let state = self.state(target);
         let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-        if broken.take().is_some() {
+        let half_open = state
+            .half_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if broken.take().is_some() || half_open.is_some() {
             info!(target = %target, "destination works again");
             metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(0.0);
             self.alert(
@@ -393,8 +762,19 @@ impl Deliverer {
         }
     }
 
-    /// A card for a broken target (or one the platform refused): parked in a
-    /// durable store, refused with a long `Retry-After` without one.
+    /// Nothing parked to probe with: let the next real card through; the
+    /// circuit closes (and "works again" is said) only once one went through.
+    fn let_through(&self, target: &Target) {
+        let state = self.state(target);
+        let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = broken.take() {
+            info!(target = %target, "nothing parked: the next card to it is the probe");
+            *state.half_open.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
+        }
+    }
+
+    /// A card for a broken target: parked in a durable store, refused with a
+    /// long `Retry-After` without one.
     async fn park(
         &self,
         key: &SentKey,
@@ -403,14 +783,7 @@ impl Deliverer {
         reason: &str,
         next_probe: Instant,
     ) -> Result<Delivered, RetryLater> {
-        let entry = ParkedCard {
-            key: key.as_str().to_owned(),
-            target: target.to_string(),
-            parked_at: chrono::Utc::now(),
-            reason: reason.to_owned(),
-            card: card.clone(),
-        };
-        let json = serde_json::to_string(&entry).map_err(|e| RetryLater {
+        let json = entry_json(key, card, target, reason).map_err(|e| RetryLater {
             detail: format!("cannot park the card: {e}"),
             retry_after: Duration::from_secs(60),
         })?;
@@ -436,10 +809,51 @@ impl Deliverer {
         }
     }
 
+    /// A card the platform refused (its record is already `dead_letter`):
+    /// counted, listed for `modbridge parked` when the store is durable, and
+    /// one notice when the destination dead-letters several within minutes.
+    async fn keep_dead_letter(&self, key: &SentKey, card: &Card, target: &Target, reason: &str) {
+        metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "dead_letter").increment(1);
+        metrics::counter!("modbridge_dead_letters_total", "destination" => card.destination.clone()).increment(1);
+        error!(target = %target, reason, "the platform refused the card: kept as a dead letter (see `modbridge parked`)");
+        match entry_json(key, card, target, reason) {
+            Ok(json) => {
+                if let Err(e) = self.store.park(&dead_letter_list(target), &json).await {
+                    warn!(error = %e, target = %target, "dead letter not listed (its record is kept)");
+                }
+            }
+            Err(e) => warn!(error = %e, "dead letter not listed"),
+        }
+        let state = self.state(target);
+        let now = Instant::now();
+        let burst = {
+            let mut recent = state.dead_letters.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|at| now.duration_since(*at) < DEAD_LETTER_WINDOW);
+            recent.push_back(now);
+            if recent.len() >= DEAD_LETTER_ALERT {
+                recent.clear();
+                true
+            } else {
+                false
+            }
+        };
+        if burst {
+            self.alert(
+                target,
+                &format!("Cards refused by {target}"),
+                &format!(
+                    "{DEAD_LETTER_ALERT} cards were refused as malformed within {} minutes (likely a modbridge rendering bug). Last reason: {reason}\nThey are kept: `modbridge parked` lists them, `modbridge replay ID` sends one again after a fix.",
+                    DEAD_LETTER_WINDOW.as_secs() / 60
+                ),
+            );
+        }
+    }
+
     /// Probes every broken target whose time has come (or all, `force`), and
     /// replays every target with parked cards (parked by this process before
-    /// a restart, or by another replica): oldest first; the first success
-    /// closes the circuit. Returns how many parked cards were delivered.
+    /// a restart, or by another replica): oldest first; a card that really
+    /// went through closes the circuit. Expires old entries first. A store
+    /// error decides nothing. Returns how many parked cards were delivered.
     pub async fn probe(&self, force: bool) -> usize {
         let now = Instant::now();
         let mut due: Vec<Target> = {
@@ -453,8 +867,19 @@ impl Deliverer {
                 .map(|(t, _)| t.clone())
                 .collect()
         };
-        for raw in self.store.parked_lists().await.unwrap_or_default() {
-            let Ok(target) = Target::parse(&raw) else {
+        let lists = match self.store.parked_lists().await {
+            Ok(lists) => lists,
+            Err(e) => {
+                warn!(error = %e, "cannot read the parked lists: nothing probed or replayed until the store answers");
+                return 0;
+            }
+        };
+        for raw in lists {
+            let Some(kind) = ListKind::parse(&raw) else {
+                continue;
+            };
+            self.expire(&raw, &kind).await;
+            let ListKind::Parked(target) = kind else {
                 continue;
             };
             let waiting = {
@@ -468,14 +893,16 @@ impl Deliverer {
         }
         let mut replayed = 0;
         for target in due {
-            let parked = self
-                .store
-                .parked(&target.to_string())
-                .await
-                .unwrap_or_default();
+            let parked = match self.store.parked(&target.to_string()).await {
+                Ok(parked) => parked,
+                Err(e) => {
+                    warn!(error = %e, target = %target, "cannot read the parked cards: the destination's state is unknown");
+                    continue;
+                }
+            };
             if parked.is_empty() {
                 // Half-open: the next real card is the probe.
-                self.close_circuit(&target);
+                self.let_through(&target);
                 continue;
             }
             replayed += self.replay_target(&target, parked).await;
@@ -483,10 +910,53 @@ impl Deliverer {
         replayed
     }
 
+    /// Drops entries of one list older than `parked_ttl`: a parked card so
+    /// dropped is lost (counted and alerted), a dead letter only forgotten.
+    /// Sets the gauge of what is left.
+    async fn expire(&self, list: &str, kind: &ListKind) {
+        let Ok(entries) = self.store.parked(list).await else {
+            return;
+        };
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(self.policy.parked_ttl).unwrap_or(chrono::Duration::MAX);
+        let mut left = entries.len();
+        for raw in &entries {
+            let Ok(entry) = serde_json::from_str::<ParkedCard>(raw) else {
+                continue;
+            };
+            if entry.parked_at > cutoff {
+                continue;
+            }
+            if self.store.unpark(list, raw).await.is_err() {
+                continue;
+            }
+            left -= 1;
+            if let ListKind::Parked(target) = kind {
+                metrics::counter!("modbridge_cards_total", "destination" => entry.card.destination.clone(), "outcome" => "expired").increment(1);
+                error!(target = %target, id = %entry.id(), "a parked card expired undelivered: it is lost");
+                self.alert(
+                    target,
+                    &format!("Card lost: {target}"),
+                    &format!(
+                        "A card parked since {} for post {} was never delivered and is dropped after {} days ({}).",
+                        entry.parked_at.format("%Y-%m-%d %H:%M UTC"),
+                        entry.card.post_id,
+                        self.policy.parked_ttl.as_secs() / 86_400,
+                        entry.reason
+                    ),
+                );
+            }
+        }
+        metrics::gauge!("modbridge_parked_entries", "target" => kind.target().to_string(), "kind" => kind.label())
+            .set(left as f64);
+    }
+
     /// Delivers parked entries of one target, oldest first, stopping at the
-    /// first failure. Returns how many were delivered (or found already sent).
+    /// first failure; a dead letter moves aside and does not stop the rest.
+    /// Returns how many were delivered (or found already sent).
     pub async fn replay_target(&self, target: &Target, parked: Vec<String>) -> usize {
         let state = self.state(target);
+        let list = target.to_string();
         let mut done = 0;
         for raw in parked {
             let entry: ParkedCard = match serde_json::from_str(&raw) {
@@ -499,59 +969,242 @@ impl Deliverer {
             let key = SentKey::new(entry.key.clone());
             let lock = self.card_lock(&key);
             let _one_at_a_time = lock.lock().await;
-            let already = self.store.was_sent(&key).await.unwrap_or(false);
-            let result = if already {
-                Ok(())
-            } else {
-                self.call(&entry.card, target).await
-            };
-            match result {
-                Ok(()) => {
-                    if !already && let Err(e) = self.store.record_sent(&key).await {
-                        error!(error = %e, "replayed card sent but not recorded");
-                    }
-                    if let Err(e) = self.store.unpark(&target.to_string(), &raw).await {
+            let outcome = self
+                .attempt(&key, &entry.card, target, &Fence::default())
+                .await;
+            match outcome {
+                Attempt::Sent | Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
+                    if let Err(e) = self.store.unpark(&list, &raw).await {
                         error!(error = %e, "replayed card still listed as parked");
                     }
-                    self.close_circuit(target);
+                    if matches!(outcome, Attempt::Sent) {
+                        self.close_circuit(target);
+                    }
                     metrics::counter!("modbridge_replayed_total", "destination" => entry.card.destination.clone()).increment(1);
                     done += 1;
                 }
-                Err(e @ (SinkError::Config { .. } | SinkError::Rejected { .. })) => {
+                Attempt::DeadLetter(_) | Attempt::Settled(CardRecord::DeadLetter { .. }) => {
+                    if let Attempt::DeadLetter(reason) = &outcome {
+                        self.keep_dead_letter(&key, &entry.card, target, reason)
+                            .await;
+                    }
+                    if let Err(e) = self.store.unpark(&list, &raw).await {
+                        error!(error = %e, "dead letter still listed as parked");
+                    }
+                }
+                Attempt::Failed(e @ SinkError::Config { .. }) => {
                     let reason = e.to_string();
                     self.open_circuit(&state, target, &reason);
                     break;
                 }
-                Err(e) => {
+                Attempt::Failed(e) => {
                     warn!(error = %e, target = %target, "replay interrupted; will try again at the next probe");
                     break;
                 }
+                Attempt::InFlight(_) | Attempt::Settled(CardRecord::Reserved { .. }) => {
+                    info!(target = %target, "a parked card is being sent by another worker; replay stops here");
+                    break;
+                }
+                Attempt::StoreDown(e) => {
+                    warn!(error = %e, target = %target, "store unavailable: replay stopped, nothing decided");
+                    break;
+                }
+                Attempt::Held(_) => break,
+                Attempt::Fenced => break,
             }
         }
         done
     }
 
-    /// Runs [`Deliverer::probe`] every `probe_interval / 4` until dropped.
+    /// Replays one parked card or dead letter by its ID (`modbridge replay
+    /// ID`): a dead letter's record is cleared first, so that it is sent
+    /// again. `Ok(None)` when no entry has that ID.
+    pub async fn replay_one(&self, id: &str) -> Result<Option<Delivered>, String> {
+        let lists = self.store.parked_lists().await.map_err(|e| e.to_string())?;
+        for list in lists {
+            let Some(kind) = ListKind::parse(&list) else {
+                continue;
+            };
+            let entries = self.store.parked(&list).await.map_err(|e| e.to_string())?;
+            for raw in entries {
+                let Ok(entry) = serde_json::from_str::<ParkedCard>(&raw) else {
+                    continue;
+                };
+                if entry.id() != id {
+                    continue;
+                }
+                let key = SentKey::new(entry.key.clone());
+                let target = kind.target().clone();
+                if matches!(kind, ListKind::DeadLetter(_)) {
+                    self.store
+                        .clear_dead_letter(&key)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                let outcome = self
+                    .attempt(&key, &entry.card, &target, &Fence::default())
+                    .await;
+                let delivered = match outcome {
+                    Attempt::Sent => Delivered::Sent,
+                    Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
+                        Delivered::AlreadySent
+                    }
+                    Attempt::DeadLetter(reason) => {
+                        return Err(format!("{target} refused the card again: {reason}"));
+                    }
+                    Attempt::Settled(CardRecord::DeadLetter { reason }) => {
+                        return Err(format!("the card is a dead letter: {reason}"));
+                    }
+                    Attempt::InFlight(_) | Attempt::Settled(CardRecord::Reserved { .. }) => {
+                        return Err(
+                            "the card is being sent by another worker; try again in a minute"
+                                .into(),
+                        );
+                    }
+                    Attempt::Failed(e) => return Err(format!("{target}: {e}")),
+                    Attempt::StoreDown(e) => return Err(e.to_string()),
+                    Attempt::Held(_) => {
+                        return Err(
+                            "the dedupe store restarted moments ago; try again in a few seconds"
+                                .into(),
+                        );
+                    }
+                    Attempt::Fenced => return Err("stopped".into()),
+                };
+                self.store
+                    .unpark(&list, &raw)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(Some(delivered));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs [`Deliverer::probe`] every `probe_interval / 4`, and
+    /// [`Deliverer::watch_store`] every second, until dropped.
     pub fn spawn_prober(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let every = (self.policy.probe_interval / 4).max(Duration::from_millis(50));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut probe = tokio::time::interval(every);
+            let mut watch = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
-                let n = me.probe(false).await;
-                if n > 0 {
-                    info!(replayed = n, "parked cards delivered");
+                tokio::select! {
+                    _ = probe.tick() => {
+                        let n = me.probe(false).await;
+                        if n > 0 {
+                            info!(replayed = n, "parked cards delivered");
+                        }
+                    }
+                    _ = watch.tick() => me.watch_store().await,
                 }
             }
         })
     }
 }
 
-fn store_down(e: crate::dedupe::StoreError) -> RetryLater {
+/// A parked card or dead letter as its JSON entry.
+fn entry_json(
+    key: &SentKey,
+    card: &Card,
+    target: &Target,
+    reason: &str,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&ParkedCard {
+        key: key.as_str().to_owned(),
+        target: target.to_string(),
+        parked_at: chrono::Utc::now(),
+        reason: reason.to_owned(),
+        card: card.clone(),
+    })
+}
+
+fn fenced() -> RetryLater {
+    RetryLater {
+        detail: "this execution's lease was lost to another worker: stopped before the next platform call".into(),
+        retry_after: Duration::from_secs(5),
+    }
+}
+
+fn store_down(e: StoreError) -> RetryLater {
     metrics::counter!("modbridge_dedupe_errors_total", "op" => "delivery").increment(1);
     RetryLater {
         detail: e.to_string(),
         retry_after: Duration::from_secs(5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::{MemoryStore, Ttl};
+    use crate::platforms::Recorder;
+
+    fn deliverer(recorder: &Recorder) -> (Deliverer, Store) {
+        let store = Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            1_000,
+        ));
+        let d = Deliverer::new(
+            Sinks::Recorder(recorder.clone()),
+            store.clone(),
+            Policy::default(),
+        );
+        (d, store)
+    }
+
+    fn card() -> (SentKey, Card, Target) {
+        let destination = crate::destination::Destinations::default()
+            .resolve("slack:C0123ABCD")
+            .unwrap();
+        let target = destination.target().clone();
+        let card = Card::notice(&destination, "headline", "text");
+        (
+            SentKey::new("cust\u{1f}P1\u{1f}slack:C0123ABCD".into()),
+            card,
+            target,
+        )
+    }
+
+    #[tokio::test]
+    async fn no_platform_call_starts_after_the_fence_tripped() {
+        let recorder = Recorder::default();
+        let (d, store) = deliverer(&recorder);
+        let (key, card, target) = card();
+        let fence = Fence::default();
+        fence.trip();
+        let e = d.deliver(&key, &card, &target, &fence).await.unwrap_err();
+        assert!(e.detail.contains("lease was lost"), "{}", e.detail);
+        assert_eq!(recorder.attempts(), 0);
+        assert_eq!(store.card(&key).await.unwrap(), None, "nothing reserved");
+        // Another worker (unfenced) sends it.
+        let sent = d.deliver(&key, &card, &target, &Fence::default()).await;
+        assert_eq!(sent.unwrap(), Delivered::Sent);
+        assert_eq!(recorder.cards().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_held_elsewhere_is_in_flight_and_a_confirmed_card_is_not_resent() {
+        let recorder = Recorder::default();
+        let (d, store) = deliverer(&recorder);
+        let (key, card, target) = card();
+        let Reservation::Fresh(other) = store.reserve(&key, Duration::from_secs(30)).await.unwrap()
+        else {
+            panic!("fresh");
+        };
+        let e = d
+            .deliver(&key, &card, &target, &Fence::default())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("another worker"), "{}", e.detail);
+        assert_eq!(recorder.attempts(), 0);
+        store.confirm(&other, None).await.unwrap();
+        let again = d.deliver(&key, &card, &target, &Fence::default()).await;
+        assert_eq!(again.unwrap(), Delivered::AlreadySent);
+        assert_eq!(recorder.attempts(), 0);
     }
 }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::card::{Card, CardContext};
 use crate::dedupe::SentKey;
-use crate::delivery::{Delivered, Deliverer, RetryLater, sent_key};
+use crate::delivery::{Delivered, Deliverer, Fence, RetryLater, sent_key};
 use crate::destination::Target;
 use crate::platforms::Sinks;
 use crate::post::Post;
@@ -39,6 +39,8 @@ pub struct Processed {
     pub already_sent: usize,
     /// Cards kept for a broken destination.
     pub parked: usize,
+    /// Cards the platform refused as malformed (now or before): dead letters.
+    pub dead_letters: usize,
 }
 
 impl Pipeline {
@@ -102,8 +104,9 @@ impl Pipeline {
 
     /// Rules, cards, delivery, once per channel. Every card is attempted even
     /// when one fails, so that a retry only sends what is missing (sent
-    /// records skip the rest). Fails if any card must be retried.
-    pub async fn process(&self, post: Arc<Post>) -> Result<Processed, RetryLater> {
+    /// records skip the rest). Fails if any card must be retried. No
+    /// platform call starts once `fence` is tripped (the lease was lost).
+    pub async fn process(&self, post: Arc<Post>, fence: &Fence) -> Result<Processed, RetryLater> {
         let verdict = self.evaluate(&post).await;
         for delivery in &verdict.routings {
             for reason in &delivery.reasons {
@@ -135,7 +138,7 @@ impl Pipeline {
         let results = futures_util::future::join_all(
             cards
                 .iter()
-                .map(|(card, key, target)| self.deliverer.deliver(key, card, target)),
+                .map(|(card, key, target)| self.deliverer.deliver(key, card, target, fence)),
         )
         .await;
         let mut processed = Processed::default();
@@ -151,6 +154,7 @@ impl Pipeline {
                     info!(destination = %card.destination, "card was already delivered");
                 }
                 Ok(Delivered::Parked) => processed.parked += 1,
+                Ok(Delivered::DeadLetter) => processed.dead_letters += 1,
                 Err(e) => {
                     warn!(destination = %card.destination, error = %e, "card not delivered; Cativa will retry");
                     retry = Some(match retry {

@@ -98,7 +98,7 @@ fn every_family_has_help_text_and_a_readme_row() {
     }
     for family in &described {
         assert!(
-            families.contains(family) || PENDING.contains(&family.as_str()),
+            families.contains(family),
             "{family} is described but never recorded"
         );
     }
@@ -121,16 +121,11 @@ fn the_dashboard_is_json_and_names_only_families_that_exist() {
     assert!(!named.is_empty());
     for family in named {
         assert!(
-            known.contains(&family) || PENDING.contains(&family.as_str()),
+            known.contains(&family),
             "the dashboard names {family}, which no code records"
         );
     }
 }
-
-/// Families that the delivery work (dead letters, parked entries) records on
-/// its own branch, already described and used by the alert rules; drop each
-/// from this list once it is recorded in src/.
-const PENDING: &[&str] = &["modbridge_dead_letters_total", "modbridge_parked_entries"];
 
 #[test]
 fn the_alert_rules_name_only_families_that_exist() {
@@ -139,7 +134,7 @@ fn the_alert_rules_name_only_families_that_exist() {
     let named = named_in(&text, &known);
     for family in &named {
         assert!(
-            known.contains(family) || PENDING.contains(&family.as_str()),
+            known.contains(family),
             "ops/prometheus-alerts.yml names {family}, which no code records"
         );
     }

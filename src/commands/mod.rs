@@ -63,8 +63,12 @@ pub fn run(cli: Cli) -> ExitCode {
             baseline,
             json,
         } => backtest::main(config, &file, baseline.as_deref(), json),
-        Command::Parked => parked::list(config),
-        Command::Replay { target } => parked::replay(config, target.as_deref()),
+        Command::Parked { action: None } => parked::list(config),
+        Command::Parked {
+            action: Some(crate::cli::ParkedAction::Drop { id }),
+        } => parked::drop(config, &id),
+        Command::Replay { id: Some(id), .. } => parked::replay_one(config, &id),
+        Command::Replay { id: None, target } => parked::replay(config, target.as_deref()),
         Command::Probe { url, timeout } => {
             probe::main(url.as_deref(), std::time::Duration::from_secs(timeout))
         }

@@ -6,7 +6,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, Parking, SentKey, StoreError, Ttl};
+use std::time::Duration;
+
+use super::{
+    CardLease, CardRecord, Claim, Confirmed, DedupeStore, ExecutionId, Lease, Parking, Reservation,
+    SentKey, StoreError, Ttl, epoch_ms,
+};
 
 #[derive(Debug)]
 enum Record {
@@ -20,6 +25,10 @@ struct Inner {
     /// Done records in the order written; with one TTL for all, that is also
     /// the order they expire in.
     done_order: VecDeque<String>,
+    /// Card records, each with when it expires.
+    cards: HashMap<SentKey, (CardRecord, Instant)>,
+    /// Card keys in the order first written (for the bound).
+    card_order: VecDeque<SentKey>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -67,13 +76,49 @@ impl MemoryStore {
     }
 }
 
-/// Sent records share the map with execution records; execution IDs are
-/// visible ASCII, so a control character keeps the two apart.
-fn sent_key(key: &SentKey) -> String {
-    format!("\u{1e}sent{}", key.as_str())
+fn reserved(lease: &CardLease, duration: Duration) -> CardRecord {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    CardRecord::Reserved {
+        token: lease.token.clone(),
+        until: epoch_ms().saturating_add(ms),
+    }
 }
 
 impl Inner {
+    fn card(&self, key: &SentKey, now: Instant) -> Option<&CardRecord> {
+        match self.cards.get(key) {
+            Some((record, expires)) if *expires > now => Some(record),
+            _ => None,
+        }
+    }
+
+    /// Whether `lease` still holds a live reservation.
+    fn holds_card(&self, lease: &CardLease, now: Instant) -> bool {
+        matches!(
+            self.card(&lease.key, now),
+            Some(CardRecord::Reserved { token, until }) if *token == lease.token && *until > epoch_ms()
+        )
+    }
+
+    /// Writes a card record; beyond `capacity` card records the oldest go.
+    fn put_card(&mut self, key: &SentKey, record: CardRecord, expires: Instant, capacity: usize) {
+        if self.cards.insert(key.clone(), (record, expires)).is_none() {
+            self.card_order.push_back(key.clone());
+        }
+        while self.cards.len() > capacity {
+            match self.card_order.pop_front() {
+                Some(old) => {
+                    self.cards.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.card_order.len() > capacity * 2 {
+            let cards = &self.cards;
+            self.card_order.retain(|k| cards.contains_key(k));
+        }
+    }
+
     fn holds(&self, lease: &Lease, now: Instant) -> bool {
         matches!(
             self.records.get(lease.id.as_str()),
@@ -160,21 +205,119 @@ impl DedupeStore for MemoryStore {
         Ok(())
     }
 
-    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        Ok(matches!(
-            self.lock().records.get(&sent_key(key)),
-            Some(Record::Done { until }) if *until > now
-        ))
+    async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {
+        Ok(self.lock().card(key, Instant::now()).cloned())
     }
 
-    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
-        self.mark_done(sent_key(key));
+    async fn reserve(&self, key: &SentKey, lease: Duration) -> Result<Reservation, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let unknown = match inner.card(key, now) {
+            None => false,
+            Some(CardRecord::Reserved { until, .. }) => {
+                let left = until.saturating_sub(epoch_ms());
+                if left > 0 {
+                    return Ok(Reservation::InFlight {
+                        retry_after: Duration::from_millis(left),
+                    });
+                }
+                true
+            }
+            Some(settled) => return Ok(Reservation::Settled(settled.clone())),
+        };
+        let card = CardLease::new(key.clone());
+        inner.put_card(
+            key,
+            reserved(&card, lease),
+            now + self.ttl.done,
+            self.capacity,
+        );
+        Ok(if unknown {
+            Reservation::Unknown(card)
+        } else {
+            Reservation::Fresh(card)
+        })
+    }
+
+    async fn renew_reservation(
+        &self,
+        lease: &CardLease,
+        duration: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !inner.holds_card(lease, now) {
+            return Ok(false);
+        }
+        inner.put_card(
+            &lease.key,
+            reserved(lease, duration),
+            now + self.ttl.done,
+            self.capacity,
+        );
+        Ok(true)
+    }
+
+    async fn confirm(
+        &self,
+        lease: &CardLease,
+        message: Option<&serde_json::Value>,
+    ) -> Result<Confirmed, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let answer = match inner.card(&lease.key, now) {
+            Some(CardRecord::Sent { .. }) => return Ok(Confirmed::AlreadySent),
+            _ if inner.holds_card(lease, now) => Confirmed::Recorded,
+            _ => Confirmed::RecordedLate,
+        };
+        let sent = CardRecord::Sent {
+            message: message.cloned(),
+        };
+        inner.put_card(&lease.key, sent, now + self.ttl.done, self.capacity);
+        Ok(answer)
+    }
+
+    async fn dead_letter(&self, lease: &CardLease, reason: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if matches!(inner.card(&lease.key, now), Some(CardRecord::Sent { .. })) {
+            return Ok(false);
+        }
+        let dead = CardRecord::DeadLetter {
+            reason: reason.to_owned(),
+        };
+        inner.put_card(&lease.key, dead, now + self.ttl.done, self.capacity);
+        Ok(true)
+    }
+
+    async fn release_reservation(&self, lease: &CardLease) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if matches!(inner.cards.get(&lease.key), Some((CardRecord::Reserved { token, .. }, _)) if *token == lease.token)
+        {
+            inner.cards.remove(&lease.key);
+        }
         Ok(())
+    }
+
+    async fn clear_dead_letter(&self, key: &SentKey) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if matches!(
+            inner.card(key, Instant::now()),
+            Some(CardRecord::DeadLetter { .. })
+        ) {
+            inner.cards.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn run_id(&self) -> Result<String, StoreError> {
+        // It lives and dies with the process.
+        Ok("memory".to_owned())
     }
 
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
@@ -222,6 +365,7 @@ mod tests {
     #[tokio::test]
     async fn memory_store_has_one_winner_under_contention() {
         suite::concurrent(&short_lived(Duration::from_secs(5)), "mem").await;
+        suite::concurrent_reservations(&short_lived(Duration::from_secs(5)), "mem").await;
     }
 
     #[tokio::test]

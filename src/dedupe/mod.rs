@@ -6,8 +6,15 @@
 //! - a **claim** is a lease: set atomically with a random token and a short
 //!   TTL, renewed while work runs, released by compare-and-delete (only the
 //!   holder's token deletes it). A crashed worker's claim expires by itself.
-//! - a **done** record keeps for days so late retries are recognised; a
-//!   **sent** record (keyed by an opaque [`SentKey`]) does the same per card.
+//! - a **done** record keeps for days so late retries are recognised.
+//! - a **card record** ([`CardRecord`], keyed by an opaque [`SentKey`]: one
+//!   per customer, post and channel) goes `reserved{token, until}` →
+//!   `sent{message}` | `dead_letter{reason}`: a reservation is taken
+//!   atomically right before the platform call, by one worker of any replica,
+//!   and turned into `sent` with a token check after the platform confirmed.
+//!   A reservation that expired without `sent` means *unknown*, never "not
+//!   sent". The sent records of earlier versions (`sent:` keys) still count
+//!   as sent, and are still written for replicas of those versions.
 //! - a **parked list** keeps opaque entries for a broken destination until
 //!   they are replayed; only a durable store parks ([`Parking::NotDurable`]
 //!   otherwise).
@@ -22,7 +29,9 @@ mod redis;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -106,6 +115,82 @@ impl SentKey {
     }
 }
 
+/// One card's record. Stored as JSON tagged by `state`; later states
+/// (`in_digest{id}`) are added as variants. A state this version does not know
+/// reads as [`CardRecord::Other`]: settled by a newer replica, not sent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CardRecord {
+    /// A worker is calling the platform; `until` is the lease's end in
+    /// milliseconds since the Unix epoch, by the store's clock.
+    Reserved { token: String, until: u64 },
+    /// The platform confirmed it; `message` is where it is (opaque JSON
+    /// built by delivery), `null` when unknown (an old record, a 2xx whose
+    /// body could not be read).
+    Sent {
+        #[serde(default)]
+        message: Option<serde_json::Value>,
+    },
+    /// The platform refused it as malformed: it is not sent again unless a
+    /// person replays it.
+    DeadLetter { reason: String },
+    /// A state written by a newer version.
+    #[serde(other)]
+    Other,
+}
+
+/// Proof of holding a card's reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardLease {
+    key: SentKey,
+    token: String,
+}
+
+impl CardLease {
+    fn new(key: SentKey) -> Self {
+        let token = format!("{:032x}", rand::random::<u128>());
+        Self { key, token }
+    }
+
+    pub fn key(&self) -> &SentKey {
+        &self.key
+    }
+}
+
+/// The answer to "may I send this card now?" ([`DedupeStore::reserve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Nobody has tried it: reserved for you.
+    Fresh(CardLease),
+    /// An earlier reservation expired without being confirmed: the platform
+    /// may or may not have it. Reserved for you.
+    Unknown(CardLease),
+    /// Settled before: sent, dead-lettered, or a newer version's state.
+    Settled(CardRecord),
+    /// Someone holds a live reservation; ask again after about `retry_after`.
+    InFlight { retry_after: Duration },
+}
+
+/// What [`DedupeStore::confirm`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Our reservation became `sent`.
+    Recorded,
+    /// Recorded as sent, but our reservation had expired (and may have been
+    /// taken by another worker, which may send it too).
+    RecordedLate,
+    /// It was already recorded as sent (by another worker): left as it was.
+    AlreadySent,
+}
+
+/// Milliseconds since the Unix epoch, by this process's clock (the memory
+/// store's; Redis uses its own `TIME`).
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What became of a card handed to [`DedupeStore::park`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parking {
@@ -143,12 +228,58 @@ pub trait DedupeStore: Send + Sync {
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records the execution as done and drops the claim.
     fn complete(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Whether this card was already confirmed by the platform.
-    fn was_sent(&self, key: &SentKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records a confirmed card (kept as long as done records).
-    fn record_sent(&self, key: &SentKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The card's record, if any (an old-format sent record reads as
+    /// `Sent { message: None }`).
+    fn card(
+        &self,
+        key: &SentKey,
+    ) -> impl Future<Output = Result<Option<CardRecord>, StoreError>> + Send;
+    /// Reserves the card for one platform call for `lease`, atomically across
+    /// replicas, unless it is settled or reserved by a live lease.
+    fn reserve(
+        &self,
+        key: &SentKey,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+    /// Extends a reservation still held by `lease`'s token; `false` when it
+    /// was taken or settled.
+    fn renew_reservation(
+        &self,
+        lease: &CardLease,
+        duration: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The platform confirmed the card: records `sent{message}` (kept as long
+    /// as done records), whoever holds the reservation now, unless it is
+    /// already sent.
+    fn confirm(
+        &self,
+        lease: &CardLease,
+        message: Option<&serde_json::Value>,
+    ) -> impl Future<Output = Result<Confirmed, StoreError>> + Send;
+    /// The platform refused the card as malformed: records
+    /// `dead_letter{reason}`, unless it is sent. `false` if it was sent.
+    fn dead_letter(
+        &self,
+        lease: &CardLease,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The platform said no (the card is not there): gives the reservation
+    /// up if still held (compare-and-delete), so the next attempt is fresh.
+    fn release_reservation(
+        &self,
+        lease: &CardLease,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets a dead letter so that a person can replay the card; `false`
+    /// if the record is not a dead letter.
+    fn clear_dead_letter(
+        &self,
+        key: &SentKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Which run of the store answers: it changes when the store restarts
+    /// (Redis's `run_id`), so that callers can tell a restart from an outage.
+    fn run_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -210,22 +341,66 @@ impl DedupeStore for Store {
             Store::Redis(s) => s.complete(lease).await,
         }
     }
-    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
+    async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {
         match self {
-            Store::Memory(s) => s.was_sent(key).await,
-            Store::Redis(s) => s.was_sent(key).await,
+            Store::Memory(s) => s.card(key).await,
+            Store::Redis(s) => s.card(key).await,
         }
     }
-    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
+    async fn reserve(&self, key: &SentKey, lease: Duration) -> Result<Reservation, StoreError> {
         match self {
-            Store::Memory(s) => s.record_sent(key).await,
-            Store::Redis(s) => s.record_sent(key).await,
+            Store::Memory(s) => s.reserve(key, lease).await,
+            Store::Redis(s) => s.reserve(key, lease).await,
+        }
+    }
+    async fn renew_reservation(
+        &self,
+        lease: &CardLease,
+        duration: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.renew_reservation(lease, duration).await,
+            Store::Redis(s) => s.renew_reservation(lease, duration).await,
+        }
+    }
+    async fn confirm(
+        &self,
+        lease: &CardLease,
+        message: Option<&serde_json::Value>,
+    ) -> Result<Confirmed, StoreError> {
+        match self {
+            Store::Memory(s) => s.confirm(lease, message).await,
+            Store::Redis(s) => s.confirm(lease, message).await,
+        }
+    }
+    async fn dead_letter(&self, lease: &CardLease, reason: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.dead_letter(lease, reason).await,
+            Store::Redis(s) => s.dead_letter(lease, reason).await,
+        }
+    }
+    async fn release_reservation(&self, lease: &CardLease) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.release_reservation(lease).await,
+            Store::Redis(s) => s.release_reservation(lease).await,
+        }
+    }
+    async fn clear_dead_letter(&self, key: &SentKey) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.clear_dead_letter(key).await,
+            Store::Redis(s) => s.clear_dead_letter(key).await,
         }
     }
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.ping().await,
             Store::Redis(s) => s.ping().await,
+        }
+    }
+    async fn run_id(&self) -> Result<String, StoreError> {
+        match self {
+            Store::Memory(s) => s.run_id().await,
+            Store::Redis(s) => s.run_id().await,
         }
     }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
@@ -323,16 +498,143 @@ pub mod suite {
         store.complete(&retry).await.unwrap();
         assert_eq!(store.claim(&c).await.unwrap(), Claim::Done);
 
-        // Sent records: opaque keys, control characters included.
-        let sent = SentKey::new(format!("{prefix}-cust\u{1f}P1\u{1f}slack:C0123ABCD"));
-        let other = SentKey::new(format!("{prefix}-cust\u{1f}P2\u{1f}slack:C0123ABCD"));
-        assert!(!store.was_sent(&sent).await.unwrap());
-        store.record_sent(&sent).await.unwrap();
-        assert!(store.was_sent(&sent).await.unwrap());
-        assert!(!store.was_sent(&other).await.unwrap());
-
         store.ping().await.unwrap();
+        let run = store.run_id().await.unwrap();
+        assert!(!run.is_empty());
+        assert_eq!(store.run_id().await.unwrap(), run, "the same run");
+        cards(store, prefix, lease).await;
         parking(store, prefix).await;
+    }
+
+    fn reserved(r: Reservation) -> CardLease {
+        match r {
+            Reservation::Fresh(lease) => lease,
+            other => panic!("expected Fresh, got {other:?}"),
+        }
+    }
+
+    /// Card records: reserve → sent | dead letter, with token checks; an
+    /// expired reservation is unknown, never "not sent". `lease` ≤ 1 s.
+    pub async fn cards<S: DedupeStore>(store: &S, prefix: &str, lease: Duration) {
+        // Opaque keys, control characters included.
+        let key = |n: &str| SentKey::new(format!("{prefix}-cust\u{1f}{n}\u{1f}slack:C0123ABCD"));
+        let message = serde_json::json!({"platform": "slack", "channel": "C1", "ts": "1.2"});
+
+        let p1 = key("P1");
+        assert_eq!(store.card(&p1).await.unwrap(), None);
+        let mine = reserved(store.reserve(&p1, lease * 5).await.unwrap());
+        assert!(matches!(
+            store.card(&p1).await.unwrap(),
+            Some(CardRecord::Reserved { .. })
+        ));
+        match store.reserve(&p1, lease * 5).await.unwrap() {
+            Reservation::InFlight { retry_after } => {
+                assert!(retry_after <= lease * 5 + Duration::from_secs(1))
+            }
+            other => panic!("second reservation while held: {other:?}"),
+        }
+        assert!(store.renew_reservation(&mine, lease * 5).await.unwrap());
+        assert_eq!(
+            store.confirm(&mine, Some(&message)).await.unwrap(),
+            Confirmed::Recorded
+        );
+        let sent = CardRecord::Sent {
+            message: Some(message.clone()),
+        };
+        assert_eq!(store.card(&p1).await.unwrap(), Some(sent.clone()));
+        assert_eq!(
+            store.reserve(&p1, lease).await.unwrap(),
+            Reservation::Settled(sent.clone())
+        );
+        assert!(!store.renew_reservation(&mine, lease).await.unwrap());
+        // A second confirmation (another worker) changes nothing.
+        assert_eq!(
+            store.confirm(&mine, None).await.unwrap(),
+            Confirmed::AlreadySent
+        );
+        assert_eq!(store.card(&p1).await.unwrap(), Some(sent));
+        assert!(!store.dead_letter(&mine, "late").await.unwrap());
+
+        // A definite failure gives the reservation back: the next is fresh.
+        let p2 = key("P2");
+        let failed = reserved(store.reserve(&p2, lease * 5).await.unwrap());
+        store.release_reservation(&failed).await.unwrap();
+        assert_eq!(store.card(&p2).await.unwrap(), None);
+        let again = reserved(store.reserve(&p2, lease * 5).await.unwrap());
+        // Only the holder's token releases it.
+        store.release_reservation(&failed).await.unwrap();
+        assert!(matches!(
+            store.reserve(&p2, lease).await.unwrap(),
+            Reservation::InFlight { .. }
+        ));
+        assert!(!store.renew_reservation(&failed, lease).await.unwrap());
+        store.confirm(&again, None).await.unwrap();
+        assert_eq!(
+            store.card(&p2).await.unwrap(),
+            Some(CardRecord::Sent { message: None })
+        );
+
+        // A holder that dies leaves an expired reservation: unknown.
+        let p3 = key("P3");
+        let dead = reserved(store.reserve(&p3, lease).await.unwrap());
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        let next = match store.reserve(&p3, lease * 5).await.unwrap() {
+            Reservation::Unknown(lease) => lease,
+            other => panic!("expired reservation: {other:?}"),
+        };
+        assert!(!store.renew_reservation(&dead, lease).await.unwrap());
+        store.release_reservation(&dead).await.unwrap();
+        // The late holder's confirmation still records the card, and says so.
+        assert_eq!(
+            store.confirm(&dead, None).await.unwrap(),
+            Confirmed::RecordedLate
+        );
+        assert_eq!(
+            store.confirm(&next, None).await.unwrap(),
+            Confirmed::AlreadySent
+        );
+
+        // Dead letters stay until a person clears them.
+        let p4 = key("P4");
+        let refused = reserved(store.reserve(&p4, lease * 5).await.unwrap());
+        assert!(store.dead_letter(&refused, "invalid_blocks").await.unwrap());
+        let dead_letter = CardRecord::DeadLetter {
+            reason: "invalid_blocks".into(),
+        };
+        assert_eq!(
+            store.reserve(&p4, lease).await.unwrap(),
+            Reservation::Settled(dead_letter.clone())
+        );
+        assert!(!store.clear_dead_letter(&key("P1")).await.unwrap());
+        assert!(store.clear_dead_letter(&p4).await.unwrap());
+        assert_eq!(store.card(&p4).await.unwrap(), None);
+        let replay = reserved(store.reserve(&p4, lease * 5).await.unwrap());
+        assert_eq!(
+            store.confirm(&replay, None).await.unwrap(),
+            Confirmed::Recorded
+        );
+    }
+
+    /// Many concurrent reservations of one card: exactly one wins.
+    pub async fn concurrent_reservations<S: DedupeStore + Clone + 'static>(
+        store: &S,
+        prefix: &str,
+    ) {
+        let key = SentKey::new(format!("{prefix}-race\u{1f}P\u{1f}slack:C1"));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (store, key) = (store.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                store.reserve(&key, Duration::from_secs(5)).await.unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Reservation::Fresh(_)) {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
     }
 
     /// A durable store keeps parked entries per list, oldest first, until

@@ -4,7 +4,12 @@
 //! Keys (`{}` is a Redis Cluster hash tag, so both keys of an execution live
 //! on one shard): `<prefix>exec:{<id>}:claim` holds the lease token with a
 //! millisecond TTL; `<prefix>exec:{<id>}:done` marks it processed;
-//! `<prefix>sent:<key>` marks a confirmed card (delivery's key is
+//! `<prefix>card:<key>` is a card's record ([`CardRecord`] as JSON, e.g.
+//! `{"state":"reserved","token":"…","until":1764500000000}`, kept as long as
+//! done records; `until` by Redis's own `TIME`, so replicas' clocks do not
+//! matter); `<prefix>sent:<key>` is the sent record of earlier versions,
+//! still read (it counts as sent) and still written on confirmation, for
+//! replicas of those versions during a rollout (delivery's key is
 //! `<customer>␟<post>␟<target>`, e.g. `…␟discord-webhook:$MODS_HOOK`);
 //! `<prefix>parked:<list>` is a parked list (delivery names it after the
 //! target) and `<prefix>parked-targets` the set of list names. These formats
@@ -16,7 +21,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::{Claim, DedupeStore, ExecutionId, Lease, Parking, SentKey, StoreError, Ttl};
+use super::{
+    CardLease, CardRecord, Claim, Confirmed, DedupeStore, ExecutionId, Lease, Parking, Reservation,
+    SentKey, StoreError, Ttl,
+};
 
 /// No request waits longer than this for Redis.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,11 +57,99 @@ end
 return 1
 ";
 
+/// The current time in ms by Redis's clock (scripts are replicated by
+/// effect since Redis 5, so `TIME` is allowed before writes).
+const NOW_MS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function reserved(token, ms)
+  return '{"state":"reserved","token":"' .. token .. '","until":' .. string.format('%d', now_ms() + tonumber(ms)) .. '}'
+end
+local function state(raw)
+  if not raw then return nil end
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok and type(rec) == 'table' then return rec end
+  return {state = 'unreadable'}
+end
+"#;
+/// KEYS: card record, old sent record. ARGV: token, lease ms, record TTL ms.
+/// Returns {outcome, detail}: fresh | unknown | in_flight (ms left) |
+/// settled (the record's JSON) | old_sent.
+const RESERVE: &str = r"
+local raw = redis.call('GET', KEYS[1])
+local rec = state(raw)
+if rec and rec.state ~= 'reserved' then return {'settled', raw} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'old_sent', ''} end
+local outcome = 'fresh'
+if rec then
+  local left = (tonumber(rec['until']) or 0) - now_ms()
+  if left > 0 then return {'in_flight', tostring(left)} end
+  outcome = 'unknown'
+end
+redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2]), 'PX', ARGV[3])
+return {outcome, ''}
+";
+/// KEYS: card record. ARGV: token, lease ms.
+const RENEW_CARD: &str = r"
+local rec = state(redis.call('GET', KEYS[1]))
+if not rec or rec.state ~= 'reserved' or rec.token ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2]), 'KEEPTTL')
+return 1
+";
+/// KEYS: card record, old sent record. ARGV: token, sent JSON, TTL ms.
+/// Returns 0 recorded, 1 recorded late, 2 already sent.
+const CONFIRM: &str = r"
+local rec = state(redis.call('GET', KEYS[1]))
+local answer = 1
+if rec and rec.state == 'sent' then
+  answer = 2
+elseif rec and rec.state == 'reserved' and rec.token == ARGV[1] and (tonumber(rec['until']) or 0) > now_ms() then
+  answer = 0
+end
+if answer ~= 2 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+return answer
+";
+/// KEYS: card record, old sent record. ARGV: dead-letter JSON, TTL ms.
+const DEAD_LETTER: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local rec = state(redis.call('GET', KEYS[1]))
+if rec and rec.state == 'sent' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+/// KEYS: card record. ARGV: token.
+const RELEASE_CARD: &str = r"
+local rec = state(redis.call('GET', KEYS[1]))
+if rec and rec.state == 'reserved' and rec.token == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+/// KEYS: card record.
+const CLEAR_DEAD_LETTER: &str = r"
+local rec = state(redis.call('GET', KEYS[1]))
+if rec and rec.state == 'dead_letter' then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 struct Scripts {
     claim: Script,
     renew: Script,
     release: Script,
     complete: Script,
+    reserve: Script,
+    renew_card: Script,
+    confirm: Script,
+    dead_letter: Script,
+    release_card: Script,
+    clear_dead_letter: Script,
+}
+
+fn card_script(body: &str) -> Script {
+    Script::new(&format!("{NOW_MS}{body}"))
 }
 
 #[derive(Clone)]
@@ -92,6 +188,12 @@ impl RedisStore {
                 renew: Script::new(RENEW),
                 release: Script::new(RELEASE),
                 complete: Script::new(COMPLETE),
+                reserve: card_script(RESERVE),
+                renew_card: card_script(RENEW_CARD),
+                confirm: card_script(CONFIRM),
+                dead_letter: card_script(DEAD_LETTER),
+                release_card: card_script(RELEASE_CARD),
+                clear_dead_letter: card_script(CLEAR_DEAD_LETTER),
             }),
             prefix: prefix.into(),
             ttl,
@@ -128,6 +230,14 @@ impl RedisStore {
 
     fn sent_key(&self, key: &SentKey) -> String {
         format!("{}sent:{}", self.prefix, key.as_str())
+    }
+
+    fn card_key(&self, key: &SentKey) -> String {
+        format!("{}card:{}", self.prefix, key.as_str())
+    }
+
+    fn card_keys(&self, key: &SentKey) -> [String; 2] {
+        [self.card_key(key), self.sent_key(key)]
     }
 
     fn ms(d: Duration) -> String {
@@ -207,31 +317,112 @@ impl DedupeStore for RedisStore {
         Ok(())
     }
 
-    async fn was_sent(&self, key: &SentKey) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.sent_key(key));
-        let exists = cmd.query_async::<i64>(&mut conn);
-        match tokio::time::timeout(OP_TIMEOUT, exists).await {
-            Ok(Ok(n)) => Ok(n > 0),
-            Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
-            Err(_) => Err(StoreError("redis did not answer EXISTS".into())),
+    async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(self.card_key(key)).arg(self.sent_key(key));
+        let (card, old): (Option<String>, Option<String>) = self.query(cmd).await?;
+        match (card.map(|raw| parse_record(&raw)).transpose()?, old) {
+            (Some(CardRecord::Reserved { .. }) | None, Some(_)) => {
+                Ok(Some(CardRecord::Sent { message: None }))
+            }
+            (record, _) => Ok(record),
         }
     }
 
-    async fn record_sent(&self, key: &SentKey) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.sent_key(key))
-            .arg("1")
-            .arg("PX")
-            .arg(Self::ms(self.ttl.done));
-        let set = cmd.query_async::<()>(&mut conn);
-        match tokio::time::timeout(OP_TIMEOUT, set).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
-            Err(_) => Err(StoreError("redis did not answer SET".into())),
-        }
+    async fn reserve(&self, key: &SentKey, lease: Duration) -> Result<Reservation, StoreError> {
+        let card = CardLease::new(key.clone());
+        let (outcome, detail): (String, String) = self
+            .run(
+                &self.scripts.reserve,
+                &self.card_keys(key),
+                &[card.token.clone(), Self::ms(lease), Self::ms(self.ttl.done)],
+            )
+            .await?;
+        Ok(match outcome.as_str() {
+            "fresh" => Reservation::Fresh(card),
+            "unknown" => Reservation::Unknown(card),
+            "in_flight" => Reservation::InFlight {
+                retry_after: Duration::from_millis(detail.parse().unwrap_or(1000)),
+            },
+            "old_sent" => Reservation::Settled(CardRecord::Sent { message: None }),
+            "settled" => Reservation::Settled(parse_record(&detail)?),
+            other => {
+                return Err(StoreError(format!(
+                    "unexpected reservation answer {other:?}"
+                )));
+            }
+        })
+    }
+
+    async fn renew_reservation(
+        &self,
+        lease: &CardLease,
+        duration: Duration,
+    ) -> Result<bool, StoreError> {
+        let renewed: i64 = self
+            .run(
+                &self.scripts.renew_card,
+                &[self.card_key(&lease.key)],
+                &[lease.token.clone(), Self::ms(duration)],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn confirm(
+        &self,
+        lease: &CardLease,
+        message: Option<&serde_json::Value>,
+    ) -> Result<Confirmed, StoreError> {
+        let sent = CardRecord::Sent {
+            message: message.cloned(),
+        };
+        let json = serde_json::to_string(&sent).map_err(|e| StoreError(e.to_string()))?;
+        let answer: i64 = self
+            .run(
+                &self.scripts.confirm,
+                &self.card_keys(&lease.key),
+                &[lease.token.clone(), json, Self::ms(self.ttl.done)],
+            )
+            .await?;
+        Ok(match answer {
+            0 => Confirmed::Recorded,
+            2 => Confirmed::AlreadySent,
+            _ => Confirmed::RecordedLate,
+        })
+    }
+
+    async fn dead_letter(&self, lease: &CardLease, reason: &str) -> Result<bool, StoreError> {
+        let dead = CardRecord::DeadLetter {
+            reason: reason.to_owned(),
+        };
+        let json = serde_json::to_string(&dead).map_err(|e| StoreError(e.to_string()))?;
+        let written: i64 = self
+            .run(
+                &self.scripts.dead_letter,
+                &self.card_keys(&lease.key),
+                &[json, Self::ms(self.ttl.done)],
+            )
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn release_reservation(&self, lease: &CardLease) -> Result<(), StoreError> {
+        let _: i64 = self
+            .run(
+                &self.scripts.release_card,
+                &[self.card_key(&lease.key)],
+                std::slice::from_ref(&lease.token),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_dead_letter(&self, key: &SentKey) -> Result<bool, StoreError> {
+        let cleared: i64 = self
+            .run(&self.scripts.clear_dead_letter, &[self.card_key(key)], &[])
+            .await?;
+        Ok(cleared == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -246,6 +437,16 @@ impl DedupeStore for RedisStore {
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
             Err(_) => Err(StoreError("redis did not answer PING".into())),
         }
+    }
+
+    async fn run_id(&self) -> Result<String, StoreError> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("server");
+        let info: String = self.query(cmd).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| StoreError("redis INFO server has no run_id".into()))
     }
 
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
@@ -278,4 +479,10 @@ impl DedupeStore for RedisStore {
         let _: i64 = self.query(cmd).await?;
         Ok(())
     }
+}
+
+/// A stored card record; one this version cannot read is an error (nothing
+/// is decided on it), one of a newer version's states is [`CardRecord::Other`].
+fn parse_record(raw: &str) -> Result<CardRecord, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError(format!("unreadable card record: {e}")))
 }

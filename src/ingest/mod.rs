@@ -17,7 +17,7 @@ use std::time::Duration;
 use tracing::{Instrument, error, info, warn};
 
 use crate::dedupe::{Claim, DedupeStore, ExecutionId, Lease, Store};
-use crate::delivery::RetryLater;
+use crate::delivery::{Fence, RetryLater};
 use crate::pipeline::{Pipeline, Processed};
 use crate::post::Post;
 
@@ -156,16 +156,18 @@ impl Ingest {
         }
     }
 
-    /// Runs the pipeline, renewing the lease meanwhile. A lost lease is only
-    /// logged: sent records and the per-card lock keep a card from being sent
-    /// twice by the two workers.
+    /// Runs the pipeline, renewing the lease meanwhile. A renewal that finds
+    /// the lease lost (another worker took the execution) trips the fence: no
+    /// platform call starts after it, and the cards left are the other
+    /// worker's (the card reservations keep the two from sending one twice).
     async fn process_renewing(
         &self,
         post: Arc<Post>,
         lease: &Lease,
     ) -> Result<Processed, RetryLater> {
         let every = self.timing.renew_every;
-        let work = self.pipeline.process(post);
+        let fence = Fence::default();
+        let work = self.pipeline.process(post, &fence);
         tokio::pin!(work);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
@@ -174,7 +176,13 @@ impl Ingest {
                 _ = ticker.tick() => {
                     match self.store.renew(lease).await {
                         Ok(true) => {}
-                        Ok(false) => warn!("lease lost while processing"),
+                        Ok(false) => {
+                            if !fence.is_tripped() {
+                                warn!("lease lost while processing: stopping before the next platform call");
+                                metrics::counter!("modbridge_dedupe_errors_total", "op" => "lease_lost").increment(1);
+                            }
+                            fence.trip();
+                        }
                         Err(e) => warn!(error = %e, "could not renew the lease"),
                     }
                 }

@@ -398,13 +398,20 @@ fn answer(ingested: Ingested, started: Instant) -> Response {
                 parked = processed.parked,
                 "accepted"
             );
+            // A refused card is not Cativa's to retry: 200, said apart.
+            let status = if processed.dead_letters > 0 {
+                "dead_letter"
+            } else {
+                "accepted"
+            };
             reply(
                 StatusCode::OK,
                 json!({
-                    "status": "accepted",
+                    "status": status,
                     "cards": processed.cards,
                     "already_sent": processed.already_sent,
                     "parked": processed.parked,
+                    "dead_letters": processed.dead_letters,
                 }),
             )
         }

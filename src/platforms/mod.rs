@@ -279,12 +279,17 @@ impl Platforms {
         Self { slack, discord }
     }
 
-    /// Renders and posts `card`; returns where it is.
-    pub async fn post(&self, card: &Card, target: &Target) -> Result<MessageRef, PlatformError> {
+    /// Renders and posts `card`; returns where it is, `None` when the
+    /// platform accepted it with an answer that cannot be read (a delivery).
+    pub async fn post(
+        &self,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match target {
-            Target::Slack(channel) => self.slack()?.deliver(card, channel).await,
+            Target::Slack(channel) => self.slack()?.deliver(card, channel).await.map(Some),
             Target::Discord(_) | Target::DiscordWebhook { .. } => {
-                self.discord()?.deliver(card, target).await
+                self.discord()?.post(card, target).await
             }
         }
     }
@@ -376,11 +381,17 @@ impl Sinks {
             .map_err(|e| e.join("\n"))
     }
 
-    pub async fn deliver(&self, card: &Card, target: &Target) -> Result<(), PlatformError> {
+    /// Delivers `card`; returns where it is when the platform said (never
+    /// for the dry run and the recorder).
+    pub async fn deliver(
+        &self,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match self {
-            Sinks::DryRun(d) => d.deliver(card, target),
-            Sinks::Recorder(r) => r.deliver(card, target).await,
-            Sinks::Platforms(p) => p.post(card, target).await.map(|_| ()),
+            Sinks::DryRun(d) => d.deliver(card, target).map(|()| None),
+            Sinks::Recorder(r) => r.deliver(card, target).await.map(|()| None),
+            Sinks::Platforms(p) => p.post(card, target).await,
         }
     }
 

@@ -16,6 +16,8 @@ enum Failure {
     Transient(usize),
     /// Every delivery fails as a configuration error until cleared.
     Config,
+    /// Every delivery is refused as malformed until cleared.
+    Rejected,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -62,6 +64,11 @@ impl Recorder {
         self.set(Some(target.clone()), Failure::Config);
     }
 
+    /// Deliveries to `target` are refused as malformed until [`Recorder::fix`].
+    pub fn reject(&self, target: &Target) {
+        self.set(Some(target.clone()), Failure::Rejected);
+    }
+
     pub fn fix(&self, target: &Target) {
         self.lock_failures().remove(&Some(target.clone()));
     }
@@ -91,6 +98,12 @@ impl Recorder {
                     return Some(PlatformError::Config {
                         platform: "recorder",
                         detail: "told to be misconfigured".into(),
+                    });
+                }
+                Some(Failure::Rejected) => {
+                    return Some(PlatformError::Rejected {
+                        platform: "recorder",
+                        detail: "told to refuse the card".into(),
                     });
                 }
                 Some(Failure::Transient(n)) if *n > 0 => {

@@ -27,6 +27,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether sending a card again is harmless when an earlier attempt may
+    /// have reached the platform: Discord bot messages carry a nonce derived
+    /// from the post and channel (`enforce_nonce`), so Discord answers a
+    /// resend within its nonce window with the message it already created.
+    /// Webhooks and Slack have no such key.
+    pub fn resend_is_deduplicated(&self) -> bool {
+        matches!(self, Target::Discord(_))
+    }
+
     pub fn platform(&self) -> &'static str {
         match self {
             Target::Slack(_) => slack::PLATFORM,

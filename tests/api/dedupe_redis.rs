@@ -34,6 +34,7 @@ async fn redis_store_follows_the_protocol() {
     let lease = Duration::from_secs(1);
     suite::run(&store(&redis.url, lease), "redis", lease).await;
     suite::concurrent(&store(&redis.url, Duration::from_secs(5)), "redis").await;
+    suite::concurrent_reservations(&store(&redis.url, Duration::from_secs(5)), "redis").await;
 }
 
 #[tokio::test]
@@ -172,5 +173,77 @@ async fn redis_down_means_503_then_recovery_without_restart() {
     let ready = app.get(format!("{}/readyz", app.base)).await;
     assert_eq!(ready.status().as_u16(), 200);
     assert_eq!(app.recorder.cards().len(), 1);
+    app.stop().await;
+}
+
+/// Redis goes away while the platform is taking a card: the confirmation is
+/// kept in the process's journal, consulted before any send (a second
+/// listener's delivery of the post sends nothing) and written to Redis once
+/// it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_confirmed_while_redis_is_down_is_journaled_not_resent() {
+    let Some(mut redis) = RedisServer::start_persistent() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    app.recorder.set_delay(Duration::from_millis(1000));
+    let body = post_body("J1", "forbidden phrase");
+    let first = {
+        let (client, url, body) = (app.client.clone(), app.webhook_url(), body.clone());
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .header("x-cativa-signature", sign(SECRET, now(), body.as_bytes()))
+                .header("x-cativa-execution-id", "journal-a")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        })
+    };
+    // Down while the card is with the platform; back after it confirmed.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::task::block_in_place(|| redis.stop());
+    let status = first.await.unwrap();
+    assert_eq!(status, 503, "the execution could not be recorded as done");
+    assert_eq!(app.recorder.cards().len(), 1);
+    tokio::task::block_in_place(|| redis.restart());
+    app.recorder.set_delay(Duration::ZERO);
+
+    // The same post through a second listener: the journal says it is sent.
+    let status = app
+        .deliver_until_ok(&body, "journal-b", Duration::from_secs(20))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.recorder.cards().len(), 1, "no second card");
+
+    // And the record lands in Redis.
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = "modbridge:card:01HQ0ABCDEF1234567890XYZ\u{1f}J1\u{1f}slack:C0123ABCD";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let record: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if record.as_deref() == Some(r#"{"state":"sent","message":null}"#) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record not written: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }

@@ -302,3 +302,58 @@ async fn breaking_recovery_and_failed_reloads_are_announced_to_the_alerts_destin
     assert_eq!(headlines(&app)[3], "Rules reloaded");
     app.stop().await;
 }
+
+/// A replay that cannot read Redis decides nothing: no "works again" until a
+/// parked card really went through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_during_replay_sends_no_false_recovery() {
+    let Some(mut redis) = RedisServer::start_persistent() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: "[destinations.ops]\nslack = \"C0ALERTS00\"\n\n[alerts]\nto = \"ops\"\n".into(),
+        env: vec![("MODBRIDGE_PROBE_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let ops = slack("C0ALERTS00");
+    let target = slack("C0123ABCD");
+    let headlines = |app: &TestApp| -> Vec<String> {
+        app.recorder
+            .cards_for(&ops)
+            .iter()
+            .map(|c| c.headline.clone())
+            .collect()
+    };
+    app.recorder.break_config(&target);
+    let (_, json) = answer(
+        app.deliver(&post_body("RD1", "forbidden phrase"), "rd1")
+            .await,
+    )
+    .await;
+    assert_eq!(json["parked"], 1, "{json}");
+
+    // Redis goes away; the destination is fixed meanwhile.
+    tokio::task::block_in_place(|| redis.stop());
+    app.recorder.fix(&target);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(headlines(&app), ["Destination broken: slack:C0123ABCD"]);
+    assert!(app.recorder.cards_for(&target).is_empty());
+
+    // Back: the parked card goes through, then "works again".
+    tokio::task::block_in_place(|| redis.restart());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while headlines(&app).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.recorder.cards_for(&target).len(), 1);
+    assert_eq!(
+        headlines(&app),
+        [
+            "Destination broken: slack:C0123ABCD",
+            "Destination works again: slack:C0123ABCD"
+        ]
+    );
+    app.stop().await;
+}

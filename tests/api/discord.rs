@@ -680,7 +680,7 @@ async fn posted_cards_are_edited_in_place_as_bot_and_webhook() {
         env: "MODS_HOOK".into(),
     };
     for target in [bot_target(), hook] {
-        let posted = platforms.post(&card(), &target).await.unwrap();
+        let posted = platforms.post(&card(), &target).await.unwrap().unwrap();
         let json = serde_json::to_string(&posted).unwrap();
         assert!(!json.contains(crate::fake_discord::WEBHOOK_TOKEN), "{json}");
         let mut changed = card();
@@ -878,4 +878,46 @@ async fn live_check_lines(fake: &FakeDiscord, config_text: &str, send_test: bool
     live_check(&settings, &env, &destinations, send_test)
         .await
         .join("\n")
+}
+
+/// A 2xx whose body cannot be read is a delivery: answered 200, recorded as
+/// sent (reference unknown), never sent again (a webhook has no nonce).
+#[tokio::test]
+async fn an_unreadable_2xx_from_discord_counts_as_delivered() {
+    let fake = FakeDiscord::start().await;
+    let app = app_with(
+        &fake,
+        "discord_webhook_env = \"MODS_HOOK\"",
+        vec![("MODS_HOOK", FakeDiscord::webhook_url())],
+    )
+    .await;
+    fake.fail_next(Fail::UnreadableOk);
+    let post = body("P-garbled", "this has a forbidden phrase in it");
+    let (status, json) = answer(app.deliver(&post, "exec-garbled-1").await).await;
+    assert_eq!(
+        (status, json["status"].as_str(), json["cards"].as_u64()),
+        (200, Some("accepted"), Some(1)),
+        "{json}"
+    );
+    assert_eq!(fake.messages(WEBHOOK_ID).len(), 1);
+    // A second listener's delivery of the same post sends nothing.
+    let (status, json) = answer(app.deliver(&post, "exec-garbled-2").await).await;
+    assert_eq!(
+        (status, json["already_sent"].as_u64()),
+        (200, Some(1)),
+        "{json}"
+    );
+    assert_eq!(fake.messages(WEBHOOK_ID).len(), 1);
+    assert_eq!(fake.received().len(), 1, "one call to Discord");
+
+    // The same for a bot message.
+    let bot = bot_app(&fake).await;
+    fake.fail_next(Fail::UnreadableOk);
+    let post = body("P-garbled-bot", "this has a forbidden phrase in it");
+    let (status, json) = answer(bot.deliver(&post, "exec-garbled-3").await).await;
+    assert_eq!((status, json["cards"].as_u64()), (200, Some(1)), "{json}");
+    assert_eq!(fake.messages(CHANNEL).len(), 1);
+    assert_eq!(fake.received().len(), 2, "one call to Discord each");
+    app.stop().await;
+    bot.stop().await;
 }

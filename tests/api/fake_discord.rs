@@ -37,6 +37,9 @@ pub enum Fail {
     UnknownChannel,
     /// 500 without a JSON body.
     ServerError,
+    /// Does what was asked (creates the message), then answers 200 with a
+    /// body that is not JSON (a proxy's page, a cut answer).
+    UnreadableOk,
 }
 
 /// One request as the fake saw it.
@@ -309,6 +312,17 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
     if !is_webhook && !bot_ok {
         return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
     }
+    if st.fail.front() == Some(&Fail::UnreadableOk) {
+        st.fail.pop_front();
+        let done = answer(st, method, path, r, body);
+        if !done.status().is_success() {
+            return done;
+        }
+        return Response::builder()
+            .status(StatusCode::OK)
+            .content_type("text/html")
+            .body("<html>upstream answered</html");
+    }
     if let Some(fail) = st.fail.pop_front() {
         return match fail {
             Fail::RateLimited(after) => {
@@ -328,6 +342,7 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .content_type("text/plain")
                 .body("internal server error"),
+            Fail::UnreadableOk => unreachable!("handled above"),
         };
     }
     match (method, segments.as_slice()) {

@@ -46,6 +46,8 @@ struct State {
     ts: u64,
     /// What each posted message shows now, by (channel, ts).
     messages: BTreeMap<(String, String), Value>,
+    /// How long `chat.postMessage` waits between recording and answering.
+    answer_delay: std::time::Duration,
 }
 
 pub struct FakeSlack {
@@ -97,6 +99,12 @@ impl FakeSlack {
     /// Queues answers for the next `chat.postMessage` calls.
     pub fn then(&self, next: Next) {
         self.state.lock().unwrap().next.push_back(next);
+    }
+
+    /// `chat.postMessage` records the message, then waits this long before
+    /// answering (a slow Slack: a wider window between post and record).
+    pub fn delay_answers(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().answer_delay = delay;
     }
 
     /// Answers `invalid_blocks` to any message with an image block (as Slack
@@ -182,7 +190,12 @@ async fn post_message(
     Data(state): Data<&Arc<Mutex<State>>>,
 ) -> Response {
     let raw = body.into_vec().await.unwrap_or_default();
-    write_message(req, &raw, state, "chat.postMessage")
+    let answer = write_message(req, &raw, state, "chat.postMessage");
+    let delay = state.lock().unwrap().answer_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    answer
 }
 
 /// `chat.update`: the same checks as posting, and the message must exist.

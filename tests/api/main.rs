@@ -3,6 +3,7 @@
 
 mod chaos;
 mod chaos_proxy;
+mod dead_letters;
 mod dedupe_redis;
 mod delivery;
 mod discord;
@@ -13,4 +14,5 @@ mod intake;
 mod limits;
 mod metrics;
 mod redis_format;
+mod replicas;
 mod slack;

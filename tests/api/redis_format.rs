@@ -1,8 +1,9 @@
 //! Redis formats are a contract: live deployments hold 7 days of records, and
 //! old and new replicas share Redis during a rollout. These tests pin, with the
 //! default `key_prefix`, the exact key strings modbridge writes and reads
-//! (claim, done, sent record, parked list and index), and read a parked entry
-//! written in the JSON format of the first release that parked cards.
+//! (claim, done, card record and the old sent record, parked list and
+//! index), and read a parked entry written in the JSON format of the first
+//! release that parked cards.
 //!
 //! They go through HTTP and raw Redis commands only, so that no refactor of
 //! the store can change a format without failing here.
@@ -36,6 +37,12 @@ async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
+}
+
+/// Redis's clock, in milliseconds (reservations are timed by it).
+async fn redis_now_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
 }
 
 async fn keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
@@ -96,6 +103,56 @@ async fn claim_done_and_sent_keys_keep_their_format() {
     );
     assert!(app.recorder.cards().is_empty());
 
+    // A card reserved by another replica (its lease in Redis's clock):
+    // in flight, not sent.
+    let redis_ms = redis_now_ms(&mut conn).await;
+    let reserved = format!("modbridge:card:{CUSTOMER}\u{1f}FMT-RES\u{1f}discord-webhook:$MOD_HOOK");
+    let _: () = conn
+        .set_ex(
+            &reserved,
+            format!(
+                r#"{{"state":"reserved","token":"other-replica","until":{}}}"#,
+                redis_ms + 60_000
+            ),
+            60,
+        )
+        .await
+        .unwrap();
+    let resp = app
+        .deliver(&post_body("FMT-RES", "forbidden phrase"), "fmt-res")
+        .await;
+    assert_eq!(resp.status().as_u16(), 503, "a reserved card is in flight");
+    assert!(resp.headers().contains_key("retry-after"));
+    let _: () = conn.del(&reserved).await.unwrap();
+
+    // A dead letter: answered, never sent.
+    let dead = format!("modbridge:card:{CUSTOMER}\u{1f}FMT-DEAD\u{1f}discord-webhook:$MOD_HOOK");
+    let _: () = conn
+        .set_ex(
+            &dead,
+            r#"{"state":"dead_letter","reason":"Discord refused the card: 50035"}"#,
+            60,
+        )
+        .await
+        .unwrap();
+    let (status, json) = answer(
+        app.deliver(&post_body("FMT-DEAD", "forbidden phrase"), "fmt-dead")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("dead_letter"))
+    );
+    assert!(app.recorder.cards().is_empty());
+    let _: () = conn.del(&dead).await.unwrap();
+    for id in ["fmt-res", "fmt-dead"] {
+        let _: () = conn
+            .del(format!("modbridge:exec:{{{id}}}:done"))
+            .await
+            .unwrap();
+    }
+
     // What this version writes for a new card.
     let (status, json) = answer(
         app.deliver(&post_body("FMT1", "forbidden phrase"), "fmt-1")
@@ -106,6 +163,7 @@ async fn claim_done_and_sent_keys_keep_their_format() {
     assert_eq!(
         keys(&mut conn).await,
         [
+            format!("modbridge:card:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"),
             "modbridge:exec:{fmt-1}:done".to_owned(),
             "modbridge:exec:{fmt-2}:done".to_owned(),
             "modbridge:exec:{fmt-held}:claim".to_owned(),
@@ -122,6 +180,14 @@ async fn claim_done_and_sent_keys_keep_their_format() {
         .await
         .unwrap();
     assert_eq!((done.as_str(), sent.as_str()), ("1", "1"));
+    // The card record (the recorder returns no message reference).
+    let card: String = conn
+        .get(format!(
+            "modbridge:card:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(card, r#"{"state":"sent","message":null}"#);
     app.stop().await;
 }
 

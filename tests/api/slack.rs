@@ -708,7 +708,11 @@ async fn posted_cards_are_updated_in_place() {
     let fake = FakeSlack::start(TOKEN).await;
     let platforms = Platforms::new(Some(SlackSink::new(TOKEN, &fake.base).unwrap()), None);
     let target = Target::Slack(channel(CHANNEL));
-    let posted = platforms.post(&card(Some("first")), &target).await.unwrap();
+    let posted = platforms
+        .post(&card(Some("first")), &target)
+        .await
+        .unwrap()
+        .unwrap();
     let MessageRef::Slack { channel: ch, ts } = &posted else {
         panic!("{posted:?}");
     };

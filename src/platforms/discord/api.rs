@@ -175,6 +175,19 @@ fn classify(err: serenity::Error, place: &Endpoint) -> Failure {
     }
 }
 
+/// A 2xx whose body cannot be read is a delivery with no reference: serenity
+/// reports `Json` only when it decodes a successful answer (failures are read
+/// leniently into `UnsuccessfulRequest`), so sending again would duplicate it.
+fn unreadable_is_delivered<T>(
+    result: Result<T, serenity::Error>,
+) -> Result<Option<T>, serenity::Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(serenity::Error::Json(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How long a channel rests after a 429 (serenity does not pass `Retry-After`
 /// on when its limiter is off).
 const HOLD_AFTER_429: Duration = Duration::from_secs(1);
@@ -372,7 +385,26 @@ impl Client {
     }
 
     /// Renders and posts `card` to a Discord target.
+    /// Posts `card` and returns where it is (`check --live --send-test`, and
+    /// tests): a delivery whose answer could not be read is an error here.
     pub async fn deliver(&self, card: &Card, target: &Target) -> Result<MessageRef, PlatformError> {
+        self.post(card, target)
+            .await?
+            .ok_or_else(|| PlatformError::Transient {
+                platform: PLATFORM,
+                detail: "Discord accepted the card but its answer could not be read".into(),
+                retry_after: None,
+            })
+    }
+
+    /// Posts `card`; returns where it is, or `None` when Discord accepted it
+    /// (2xx) with an answer that cannot be read: a delivery all the same,
+    /// never to be sent again.
+    pub async fn post(
+        &self,
+        card: &Card,
+        target: &Target,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         let (place, result) = match target {
             Target::Discord(channel) => {
                 let place = Endpoint::Channel(channel.get());
@@ -398,7 +430,13 @@ impl Client {
             .inner
             .problems
             .settle(PLATFORM, &place.to_string(), result)?;
-        info!(destination = %place, message = ?message, "posted to Discord");
+        match &message {
+            Some(m) => info!(destination = %place, message = ?m, "posted to Discord"),
+            // Platform and status only: the body may hold anything.
+            None => {
+                warn!(destination = %place, "Discord answered 2xx with a body that cannot be read: counted as delivered, message reference unknown")
+            }
+        }
         Ok(message)
     }
 
@@ -440,20 +478,21 @@ impl Client {
         card: &Card,
         channel: u64,
         place: &Endpoint,
-    ) -> Result<MessageRef, Failure> {
+    ) -> Result<Option<MessageRef>, Failure> {
         let http = self.bot()?;
         let id = ChannelId::new(channel);
         // The same nonce each time: a resend after a lost answer returns the
         // message Discord already created.
         let m = self
             .paced(channel, place, true, || {
-                id.send_message(http, message(card, channel, Utc::now()))
+                let send = id.send_message(http, message(card, channel, Utc::now()));
+                async move { unreadable_is_delivered(send.await) }
             })
             .await?;
-        Ok(MessageRef::Discord {
+        Ok(m.map(|m| MessageRef::Discord {
             channel,
             message_id: m.id.get(),
-        })
+        }))
     }
 
     async fn edit_bot(
@@ -483,7 +522,7 @@ impl Client {
         card: &Card,
         hook: &WebhookUrl,
         place: &Endpoint,
-    ) -> Result<MessageRef, Failure> {
+    ) -> Result<Option<MessageRef>, Failure> {
         let Endpoint::Webhook { env, .. } = place else {
             return Err(Failure::Transient(
                 "a webhook post needs a webhook place".into(),
@@ -491,21 +530,18 @@ impl Client {
         };
         let m = self
             .paced(hook.id, place, false, || {
-                webhook_execution(card, Utc::now()).execute(
+                let execute = webhook_execution(card, Utc::now()).execute(
                     &self.inner.hooks,
                     (WebhookId::new(hook.id), hook.token.as_str(), true),
-                )
+                );
+                async move { unreadable_is_delivered(execute.await) }
             })
             .await?;
-        match m {
-            Some(m) => Ok(MessageRef::DiscordWebhook {
-                env: env.clone(),
-                message_id: m.id.get(),
-            }),
-            None => Err(Failure::Transient(
-                "Discord accepted the webhook execution without returning the message".into(),
-            )),
-        }
+        // `None`: a 204 or an unreadable 2xx, accepted all the same.
+        Ok(m.flatten().map(|m| MessageRef::DiscordWebhook {
+            env: env.clone(),
+            message_id: m.id.get(),
+        }))
     }
 
     async fn edit_webhook(

@@ -184,6 +184,12 @@ impl TestApp {
         )
     }
 
+    /// The Prometheus text on the admin listener.
+    pub async fn metrics(&self) -> String {
+        let resp = self.get(self.admin_url("/metrics")).await;
+        resp.text().await.expect("metrics body")
+    }
+
     /// GET `url` (the admin listener's or the public one's).
     pub async fn get(&self, url: String) -> reqwest::Response {
         self.client.get(url).send().await.expect("GET answered")

@@ -309,12 +309,7 @@ async fn health_readiness_and_metrics() {
         "{ready}"
     );
     assert_eq!(ready["dedupe"]["store"], "memory");
-    let metrics = app
-        .get(app.admin_url("/metrics"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("modbridge_webhooks_total"), "{metrics}");
     app.stop().await;
 }

@@ -131,12 +131,7 @@ async fn a_body_slower_than_the_body_timeout_is_answered_408() {
         "{took:?}"
     );
     assert!(app.recorder.cards().is_empty());
-    let metrics = app
-        .get(app.admin_url("/metrics"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("modbridge_webhooks_total{outcome=\"body_timeout\"}"),
         "{metrics}"
@@ -199,12 +194,7 @@ async fn over_max_in_flight_webhooks_are_answered_503_with_retry_after() {
     );
     // Counted apart from other 503s, so an operator can tell "raise
     // max_in_flight" from "Redis is down".
-    let metrics = app
-        .get(app.admin_url("/metrics"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("modbridge_webhooks_total{outcome=\"overloaded\"}"),
         "{metrics}"

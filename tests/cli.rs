@@ -268,6 +268,67 @@ fn check_reports_errors_with_places_and_exits_1() {
 }
 
 #[test]
+fn check_points_at_a_missing_list_and_test_runs_cases_that_use_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scams.toml"),
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"scam\"\nlists = [\"scam-words\"]\nunless_lists = [\"warnings\"]\n\
+         [[test]]\ncontent = \"a CRYPTO   giveaway today\"\nexpect = [\"scam\"]\n\
+         [[test]]\ncontent = \"beware of any crypto giveaway scam\"\nexpect = []\n",
+    )
+    .unwrap();
+    let check = |rules: &Path| {
+        modbridge(&["check"])
+            .env("MODBRIDGE_RULES", rules)
+            .output()
+            .unwrap()
+    };
+    let out = check(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lists = dir.path().join("lists");
+    for expected in [
+        format!(
+            "scams.toml:5:10: match `scam`: no list \"scam-words\" in `lists`: {} does not exist; there are no lists yet",
+            lists.join("scam-words.txt").display()
+        ),
+        "scams.toml:6:17: match `scam`: no list \"warnings\" in `unless_lists`".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+
+    std::fs::create_dir(&lists).unwrap();
+    std::fs::write(lists.join("scam-words.txt"), "# scams\ncrypto giveaway\n").unwrap();
+    std::fs::write(lists.join("warnings.txt"), "giveaway scam\n").unwrap();
+    let out = check(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let test = modbridge(&["test"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{text}");
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+
+    // A failing case shows which list the hit came from.
+    std::fs::write(lists.join("warnings.txt"), "unrelated\n").unwrap();
+    let test = modbridge(&["test"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(test.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("scam: fired on \"crypto giveaway\" (list scam-words)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn explain_shows_each_file_and_the_cards() {
     let out = modbridge(&["explain", "examples/post_created.json"])
         .output()

@@ -47,6 +47,7 @@ mod eval;
 mod evasion_tests;
 mod explain;
 mod file;
+mod lists;
 mod model;
 mod normalize;
 mod patterns;
@@ -351,6 +352,9 @@ pub struct Highlight {
     /// Byte range into `post.content`.
     pub range: Range<usize>,
     pub text: String,
+    /// The shared list (`lists/NAME.txt`) of the keyword, domain or phrase
+    /// that matched; `None` when it was written in the rules file.
+    pub list: Option<Arc<str>>,
 }
 
 /// The outcome of every `[[test]]`.

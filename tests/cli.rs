@@ -462,6 +462,79 @@ fn backtest_against_a_baseline_lists_gains_and_losses_and_json_parses() {
 }
 
 #[test]
+fn backtest_progress_shows_on_a_terminal_only_and_never_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir(
+        dir.path(),
+        "now",
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n\
+         [[match]]\nname = \"scam\"\nkeywords = [\"crypto giveaway\"]\n",
+    );
+    // Long enough for a bar (PROGRESS_MIN_POSTS).
+    let contents: Vec<Option<&str>> = (0..1_500)
+        .map(|i| {
+            Some(if i % 2 == 0 {
+                "crypto giveaway"
+            } else {
+                "hello"
+            })
+        })
+        .collect();
+    let file = corpus(dir.path(), &contents);
+
+    // Piped stderr: no bar, and stdout is the JSON alone.
+    let out = modbridge(&["backtest", file.to_str().unwrap(), "--json"])
+        .env("MODBRIDGE_RULES", &rules)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["posts"], 1_500);
+
+    // On a terminal (util-linux `script` gives the command a pseudo-terminal;
+    // stdout goes to a file): the bar is drawn on stderr, stdout stays JSON.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no `script` (util-linux) installed");
+        return;
+    }
+    let json = dir.path().join("report.json");
+    let command = format!(
+        "'{BIN}' backtest '{}' --json > '{}'",
+        file.display(),
+        json.display()
+    );
+    let mut script = Command::new("script");
+    for (key, value) in modbridge(&[])
+        .env("MODBRIDGE_RULES", &rules)
+        .env("TERM", "xterm")
+        .get_envs()
+    {
+        match value {
+            Some(v) => script.env(key, v),
+            None => script.env_remove(key),
+        };
+    }
+    let out = script
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{terminal}");
+    assert!(terminal.contains("evaluating"), "{terminal:?}");
+    assert!(terminal.contains("/1500 posts"), "{terminal:?}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(!report.contains("evaluating"), "{report}");
+    let doc: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(doc["posts"], 1_500);
+}
+
+#[test]
 fn backtest_exit_codes() {
     let missing = modbridge(&["backtest", "/nonexistent/corpus.jsonl"])
         .output()

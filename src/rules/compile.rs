@@ -220,6 +220,8 @@ struct Builder<'d> {
     lists: HashMap<String, (u32, Rc<List>)>,
     /// List lines already reported as unusable (list index, line).
     reported: HashSet<(u32, usize)>,
+    /// The lists some match uses.
+    used: HashSet<u32>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
@@ -262,6 +264,7 @@ impl<'d> Builder<'d> {
             exact: Vec::new(),
             lists: HashMap::new(),
             reported: HashSet::new(),
+            used: HashSet::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
         }
@@ -278,7 +281,7 @@ impl<'d> Builder<'d> {
     /// The lists named by one of a match's `lists`, `domain_lists` or
     /// `unless_lists`; an error at each name with no file.
     fn named_lists(
-        &self,
+        &mut self,
         ctx: &mut Ctx<'_>,
         match_name: &str,
         key: &str,
@@ -287,7 +290,10 @@ impl<'d> Builder<'d> {
         let mut out = Vec::new();
         for n in names {
             match self.lists.get(n.get_ref().trim()) {
-                Some((index, list)) => out.push((*index, list.clone(), n.span())),
+                Some((index, list)) => {
+                    self.used.insert(*index);
+                    out.push((*index, list.clone(), n.span()));
+                }
                 None => {
                     let dir = ctx.path.parent().unwrap_or(Path::new(""));
                     let looked = dir
@@ -721,6 +727,23 @@ impl<'d> Builder<'d> {
     fn finish(mut self, dir: &Path) -> Result<Loaded, LoadErrors> {
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
+        }
+        let mut unused: Vec<(&String, &Rc<List>)> = self
+            .lists
+            .iter()
+            .filter(|(_, (index, _))| !self.used.contains(index))
+            .map(|(name, (_, list))| (name, list))
+            .collect();
+        unused.sort_by_key(|(name, _)| *name);
+        for (name, list) in unused {
+            self.warnings.push(Diagnostic {
+                path: list.path.clone(),
+                line: 0,
+                col: 0,
+                message: format!(
+                    "no match uses this list: add lists = [\"{name}\"] (or domain_lists, unless_lists) to a [[match]], or delete the file"
+                ),
+            });
         }
         let whole = |message: String| {
             LoadErrors(vec![Diagnostic {

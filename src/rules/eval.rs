@@ -1334,4 +1334,30 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_list_no_match_uses_is_a_warning() {
+        let sources = [
+            (
+                "a.toml",
+                "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nlists = [\"used\"]\n",
+            ),
+            ("lists/used.txt", "word\n"),
+            ("lists/spare.txt", "other\n"),
+        ];
+        let loaded = RuleSet::from_sources(
+            Path::new("rules"),
+            sources.iter().map(|(n, t)| (*n, t.as_bytes())),
+            &destinations(),
+        )
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "rules/lists/spare.txt: no match uses this list: add lists = [\"spare\"] (or domain_lists, unless_lists) to a [[match]], or delete the file"
+            ]
+        );
+        assert_eq!(loaded.rules.lists(), 2);
+    }
 }

@@ -1360,4 +1360,29 @@ mod tests {
         );
         assert_eq!(loaded.rules.lists(), 2);
     }
+
+    #[test]
+    fn a_listed_unless_phrase_that_cannot_overlap_is_warned_about_at_its_reference() {
+        let sources = [
+            (
+                "a.toml",
+                "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"suicide\"]\nunless_lists = [\"safe\"]\n",
+            ),
+            ("lists/safe.txt", "suicide prevention\nhotline\n"),
+        ];
+        let loaded = RuleSet::from_sources(
+            Path::new("rules"),
+            sources.iter().map(|(n, t)| (*n, t.as_bytes())),
+            &destinations(),
+        )
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(
+                "rules/a.toml:6:17: `unless` phrase \"hotline\" (from rules/lists/safe.txt:2) can never overlap a hit of match `m`"
+            ),
+            "{warnings:#?}"
+        );
+    }
 }

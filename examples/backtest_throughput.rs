@@ -1,8 +1,10 @@
 //! Throughput of `modbridge backtest`'s work (parse each raw body, evaluate it
 //! on every core): 20,000 posts of ~5 KB against 20 files × 50 keywords + 1
 //! pattern, the example-sized ruleset of issue 12. Prints posts per second.
+//! With a number, that many keywords in all (spread over the 20 files): the
+//! 10k-keyword figure is `-- 10000`.
 //!
-//! Run: `cargo run --release --example backtest_throughput`
+//! Run: `cargo run --release --example backtest_throughput [-- KEYWORDS]`
 
 use std::time::Instant;
 
@@ -12,7 +14,8 @@ use modbridge::rules::RuleSet;
 
 const POSTS: usize = 20_000;
 const FILES: usize = 20;
-const KEYWORDS_PER_FILE: usize = 50;
+/// Keywords in all, unless given on the command line.
+const KEYWORDS: usize = FILES * 50;
 
 const SYLLABLES: [&str; 20] = [
     "ka", "lo", "mi", "ren", "du", "sa", "vi", "tor", "pel", "qui", "zan", "bo", "fe", "gu", "ni",
@@ -30,10 +33,15 @@ The advice about bedtime routines really helped, and our son finally sleeps thro
 We still struggle with mornings, though: getting everyone dressed and out of the door by eight feels impossible. ";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let total: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse().map_err(|e| format!("KEYWORDS {n:?}: {e}"))?,
+        None => KEYWORDS,
+    };
+    let per_file = total.div_ceil(FILES).max(1);
     let dir = tempfile::tempdir()?;
     for f in 0..FILES {
-        let keywords: Vec<String> = (0..KEYWORDS_PER_FILE)
-            .map(|k| format!("{:?}", word(f * KEYWORDS_PER_FILE + k)))
+        let keywords: Vec<String> = (0..per_file)
+            .map(|k| format!("{:?}", word(f * per_file + k)))
             .collect();
         std::fs::write(
             dir.path().join(format!("generated-{f:02}.toml")),
@@ -60,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..POSTS {
         // One post in ten matches a keyword.
         let content = if i % 10 == 0 {
-            format!("{body} {}", word(i % (FILES * KEYWORDS_PER_FILE)))
+            format!("{body} {}", word(i % (FILES * per_file)))
         } else {
             body.clone()
         };
@@ -79,7 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = backtest(&corpus, &rules, None);
     let took = start.elapsed();
     println!(
-        "{} posts ({} MB) in {:.3} s: {:.0} posts/s; {} would get a card",
+        "{} keywords: {} posts ({} MB) in {:.3} s: {:.0} posts/s; {} would get a card",
+        FILES * per_file,
         report.posts(),
         corpus.len() / 1_000_000,
         took.as_secs_f64(),

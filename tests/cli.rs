@@ -276,6 +276,67 @@ fn check_reports_errors_with_places_and_exits_1() {
 }
 
 #[test]
+fn check_points_at_a_missing_list_and_test_runs_cases_that_use_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scams.toml"),
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"scam\"\nlists = [\"scam-words\"]\nunless_lists = [\"warnings\"]\n\
+         [[test]]\ncontent = \"a CRYPTO   giveaway today\"\nexpect = [\"scam\"]\n\
+         [[test]]\ncontent = \"beware of any crypto giveaway scam\"\nexpect = []\n",
+    )
+    .unwrap();
+    let check = |rules: &Path| {
+        modbridge(&["check"])
+            .env("MODBRIDGE_RULES", rules)
+            .output()
+            .unwrap()
+    };
+    let out = check(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lists = dir.path().join("lists");
+    for expected in [
+        format!(
+            "scams.toml:5:10: match `scam`: no list \"scam-words\" in `lists`: {} does not exist; there are no lists yet",
+            lists.join("scam-words.txt").display()
+        ),
+        "scams.toml:6:17: match `scam`: no list \"warnings\" in `unless_lists`".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+
+    std::fs::create_dir(&lists).unwrap();
+    std::fs::write(lists.join("scam-words.txt"), "# scams\ncrypto giveaway\n").unwrap();
+    std::fs::write(lists.join("warnings.txt"), "giveaway scam\n").unwrap();
+    let out = check(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let test = modbridge(&["test"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{text}");
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+
+    // A failing case shows which list the hit came from.
+    std::fs::write(lists.join("warnings.txt"), "unrelated\n").unwrap();
+    let test = modbridge(&["test"])
+        .env("MODBRIDGE_RULES", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(test.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("scam: fired on \"crypto giveaway\" (list scam-words)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn explain_shows_each_file_and_the_cards() {
     let out = modbridge(&["explain", "examples/post_created.json"])
         .output()
@@ -406,6 +467,79 @@ fn backtest_against_a_baseline_lists_gains_and_losses_and_json_parses() {
     assert_eq!(doc["baseline"]["lost"][0]["post_id"], "POST1");
     assert_eq!(doc["baseline"]["totals"]["trust-safety"]["lost"], 1);
     assert_eq!(doc["matches"][0]["match"], "scam");
+}
+
+#[test]
+fn backtest_progress_shows_on_a_terminal_only_and_never_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir(
+        dir.path(),
+        "now",
+        "groups = [\"feed\"]\nto = [\"trust-safety\"]\n\
+         [[match]]\nname = \"scam\"\nkeywords = [\"crypto giveaway\"]\n",
+    );
+    // Long enough for a bar (PROGRESS_MIN_POSTS).
+    let contents: Vec<Option<&str>> = (0..1_500)
+        .map(|i| {
+            Some(if i % 2 == 0 {
+                "crypto giveaway"
+            } else {
+                "hello"
+            })
+        })
+        .collect();
+    let file = corpus(dir.path(), &contents);
+
+    // Piped stderr: no bar, and stdout is the JSON alone.
+    let out = modbridge(&["backtest", file.to_str().unwrap(), "--json"])
+        .env("MODBRIDGE_RULES", &rules)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["posts"], 1_500);
+
+    // On a terminal (util-linux `script` gives the command a pseudo-terminal;
+    // stdout goes to a file): the bar is drawn on stderr, stdout stays JSON.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no `script` (util-linux) installed");
+        return;
+    }
+    let json = dir.path().join("report.json");
+    let command = format!(
+        "'{BIN}' backtest '{}' --json > '{}'",
+        file.display(),
+        json.display()
+    );
+    let mut script = Command::new("script");
+    for (key, value) in modbridge(&[])
+        .env("MODBRIDGE_RULES", &rules)
+        .env("TERM", "xterm")
+        .get_envs()
+    {
+        match value {
+            Some(v) => script.env(key, v),
+            None => script.env_remove(key),
+        };
+    }
+    let out = script
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{terminal}");
+    assert!(terminal.contains("evaluating"), "{terminal:?}");
+    assert!(terminal.contains("/1500 posts"), "{terminal:?}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(!report.contains("evaluating"), "{report}");
+    let doc: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(doc["posts"], 1_500);
 }
 
 #[test]

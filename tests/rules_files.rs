@@ -308,7 +308,9 @@ fn other_files_are_ignored_and_warnings_reported() {
     let w: Vec<String> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
     assert_eq!(
         w,
-        ["match `nothing` can never fire: it has no `keywords` and no `patterns`"]
+        [
+            "match `nothing` can never fire: it has no `keywords`, `patterns` or `domains` (inline or in lists)"
+        ]
     );
 }
 
@@ -515,4 +517,73 @@ fn every_error_in_a_file_is_reported_in_one_run() {
     ] {
         assert!(joined.contains(expected), "{expected}: {joined}");
     }
+}
+
+/// Whether the live rules send a feed post with `content` anywhere.
+fn fires(live: &LiveRules, content: &str) -> bool {
+    use modbridge::post::{CustomerId, Post, PostId, UserId};
+    let post = Post::text(
+        CustomerId::parse("C1").unwrap(),
+        PostId::parse("P1").unwrap(),
+        UserId::parse("U1").unwrap(),
+        content,
+        chrono::Utc::now(),
+    );
+    !live.current().evaluate(&post).is_empty()
+}
+
+#[test]
+fn editing_a_shared_list_reloads_the_rules_and_a_bad_list_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[(
+            "a.toml",
+            b"groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"inline\"]\nlists = [\"words\"]\n",
+        )],
+    );
+    // The lists folder does not exist yet when watching starts.
+    let err = RuleSet::load_dir(dir.path(), &destinations()).unwrap_err();
+    assert!(err.to_string().contains("no list \"words\""), "{err}");
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(dir.path().join("lists/words.txt"), "first\n").unwrap();
+    let initial = RuleSet::load_dir(dir.path(), &destinations())
+        .unwrap()
+        .rules;
+    std::fs::remove_dir_all(dir.path().join("lists")).unwrap();
+    let live = LiveRules::new(initial, dir.path().to_owned(), destinations());
+    let _guard = live.watch().unwrap();
+    assert!(fires(&live, "the first one"));
+
+    // lists/ created after watching started: seen, and so is a later edit in it.
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(dir.path().join("lists/words.txt"), "second\n").unwrap();
+    wait_for("the new list to load", || fires(&live, "the second one"));
+    assert!(!fires(&live, "the first one"));
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(dir.path().join("lists/words.txt"), "third\n# a comment\n").unwrap();
+    wait_for("the list edit to load", || fires(&live, "a third one"));
+    assert!(!fires(&live, "the second one"));
+
+    // A bad line: the last good set keeps running, and the error names the line.
+    std::fs::write(dir.path().join("lists/words.txt"), "fourth\n\u{200B}\n").unwrap();
+    wait_for("the failed reload", || live.status().last_error.is_some());
+    let error = live.status().last_error.unwrap();
+    assert!(
+        error.contains("lists/words.txt:2:1: nothing left once normalised"),
+        "{error}"
+    );
+    assert!(fires(&live, "a third one"), "last good set still running");
+    assert!(!fires(&live, "the fourth one"));
+
+    // A ConfigMap-style swap of the list file: written under a dot-name, renamed.
+    std::fs::write(dir.path().join("lists/.words.txt.tmp"), "fifth\n").unwrap();
+    std::fs::rename(
+        dir.path().join("lists/.words.txt.tmp"),
+        dir.path().join("lists/words.txt"),
+    )
+    .unwrap();
+    wait_for("the swapped list to load", || fires(&live, "the fifth one"));
+    assert!(live.status().last_error.is_none());
+    assert!(fires(&live, "still inline"));
 }

@@ -7,9 +7,11 @@
 //! and matching is `rules`'.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::intake::payload::Event;
@@ -132,7 +134,7 @@ pub fn main(config: Option<&Path>, file: &Path, baseline: Option<&Path>, json: b
             return ExitCode::FAILURE;
         }
     };
-    let report = backtest(&text, &rules, base.as_ref());
+    let report = run(&text, &rules, base.as_ref(), progress);
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(doc) => println!("{doc}"),
@@ -147,9 +149,39 @@ pub fn main(config: Option<&Path>, file: &Path, baseline: Option<&Path>, json: b
     ExitCode::SUCCESS
 }
 
+/// Corpora of at least this many posts show a progress bar (on a terminal).
+pub const PROGRESS_MIN_POSTS: usize = 1_000;
+
+/// A progress bar over `posts` evaluations on stderr, or a hidden one when the
+/// corpus is short or stderr is not a terminal (a pipe, a log file, CI): the
+/// report and the JSON go to stdout, never mixed with it.
+fn progress(posts: usize) -> ProgressBar {
+    if posts < PROGRESS_MIN_POSTS || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(posts as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "evaluating {pos}/{len} posts [{bar:40}] {percent}%, {per_sec}, about {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 /// Parses every line of `text` as a raw body and evaluates the posts against
 /// `rules` (and `base`), on every core. Public for the throughput example.
 pub fn backtest(text: &str, rules: &RuleSet, base: Option<&RuleSet>) -> Report {
+    run(text, rules, base, |_| ProgressBar::hidden())
+}
+
+/// [`backtest`], showing the evaluation's progress on the bar `bar` makes for
+/// the number of posts.
+fn run(
+    text: &str,
+    rules: &RuleSet,
+    base: Option<&RuleSet>,
+    bar: impl FnOnce(usize) -> ProgressBar,
+) -> Report {
     let mut posts = Vec::new();
     let mut bad_lines = Vec::new();
     let mut other_events = 0;
@@ -168,7 +200,9 @@ pub fn backtest(text: &str, rules: &RuleSet, base: Option<&RuleSet>) -> Report {
             }),
         }
     }
-    let outcomes = evaluate_all(&posts, rules, base);
+    let bar = bar(posts.len());
+    let outcomes = evaluate_all(&posts, rules, base, &bar);
+    bar.finish_and_clear();
 
     let mut counts: BTreeMap<(Key, bool), usize> = BTreeMap::new();
     let mut posts_with_a_card = 0;
@@ -216,12 +250,15 @@ fn evaluate_all(
     posts: &[Post],
     rules: &RuleSet,
     base: Option<&RuleSet>,
+    bar: &ProgressBar,
 ) -> Vec<(Outcome, Option<Outcome>)> {
     let one = |post: &Post| {
-        (
+        let outcome = (
             Outcome::of(&rules.evaluate(post)),
             base.map(|b| Outcome::of(&b.evaluate(post))),
-        )
+        );
+        bar.inc(1);
+        outcome
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads <= 1 || posts.len() < 256 {

@@ -51,8 +51,9 @@ pub fn main(config: Option<&Path>, live: bool, send_test: bool) -> ExitCode {
                 }
             }
             println!(
-                "ok: {} rules file(s) in {}",
+                "ok: {} rules file(s) and {} list(s) in {}",
                 loaded.rules.files(),
+                loaded.rules.lists(),
                 settings.rules_dir.display()
             );
             if !live {

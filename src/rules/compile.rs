@@ -4,9 +4,10 @@
 //! are case-sensitive) for all files. Patterns are compiled in `patterns`,
 //! `[[test]]` tables in `cases`; the result's shape is `model`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -14,6 +15,7 @@ use regex_syntax::hir::Hir;
 
 use super::cases::compile_test;
 use super::file::{self, RawFile, RawMatch, SpannedList};
+use super::lists::{self, LIST_EXT, LISTS_DIR, List};
 use super::model::{
     Compiled, CompiledFile, Conditions, KeywordInfo, Keywords, MatchRule, Owner, Scope, View,
 };
@@ -57,8 +59,9 @@ pub fn load_dir(dir: &Path, destinations: &Destinations) -> Result<Loaded, LoadE
         }
     }
     names.sort();
-    let mut contents = Vec::with_capacity(names.len());
     let mut errors = Vec::new();
+    names.extend(list_files(dir, &mut errors));
+    let mut contents = Vec::with_capacity(names.len());
     for name in &names {
         match std::fs::read(dir.join(name)) {
             Ok(bytes) => contents.push((name.as_str(), bytes)),
@@ -85,6 +88,37 @@ pub fn load_dir(dir: &Path, destinations: &Destinations) -> Result<Loaded, LoadE
     }
 }
 
+/// The shared lists of `dir`, as `lists/NAME.txt` names relative to it,
+/// sorted (none when there is no `lists` folder).
+fn list_files(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<String> {
+    let lists_dir = dir.join(LISTS_DIR);
+    if !lists_dir.is_dir() {
+        return Vec::new();
+    }
+    let entries = match std::fs::read_dir(&lists_dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(Diagnostic {
+                path: lists_dir,
+                line: 0,
+                col: 0,
+                message: format!("cannot read the lists folder: {e}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(|n| format!("{LISTS_DIR}/{n}")))
+        .filter(|n| lists::list_name(n).is_some())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Compiles `(name, contents)` pairs as the files of `dir`: `*.toml` rules
+/// files, and shared lists named `lists/NAME.txt`.
 pub fn from_sources<'a>(
     dir: &Path,
     sources: impl IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -92,7 +126,15 @@ pub fn from_sources<'a>(
 ) -> Result<Loaded, LoadErrors> {
     super::normalize::warm_up();
     let mut b = Builder::new(destinations);
-    for (name, bytes) in sources {
+    let (list_sources, files): (Vec<_>, Vec<_>) = sources
+        .into_iter()
+        .partition(|(name, _)| lists::list_name(name).is_some());
+    for (name, bytes) in list_sources {
+        if let Some(name) = lists::list_name(name) {
+            b.add_list(dir, name, bytes);
+        }
+    }
+    for (name, bytes) in files {
         b.add_file(dir, name, bytes);
     }
     b.finish(dir)
@@ -174,6 +216,12 @@ struct Builder<'d> {
     /// Over [`Fold::Case`] text.
     unicode: PendingView,
     exact: Vec<PendingPattern>,
+    /// The shared lists by name, each with its index in `out.lists`.
+    lists: HashMap<String, (u32, Rc<List>)>,
+    /// List lines already reported as unusable (list index, line).
+    reported: HashSet<(u32, usize)>,
+    /// The lists some match uses.
+    used: HashSet<u32>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
@@ -214,8 +262,71 @@ impl<'d> Builder<'d> {
             ascii: PendingView::default(),
             unicode: PendingView::default(),
             exact: Vec::new(),
+            lists: HashMap::new(),
+            reported: HashSet::new(),
+            used: HashSet::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+        }
+    }
+
+    fn add_list(&mut self, dir: &Path, name: &str, bytes: &[u8]) {
+        let (list, errors) = lists::parse(dir, name, bytes);
+        self.errors.extend(errors);
+        let index = self.out.lists.len() as u32;
+        self.out.lists.push(Arc::from(name));
+        self.lists.insert(name.to_owned(), (index, Rc::new(list)));
+    }
+
+    /// The lists named by one of a match's `lists`, `domain_lists` or
+    /// `unless_lists`; an error at each name with no file.
+    fn named_lists(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        match_name: &str,
+        key: &str,
+        names: &[toml::Spanned<String>],
+    ) -> Vec<(u32, Rc<List>, Range<usize>)> {
+        let mut out = Vec::new();
+        for n in names {
+            match self.lists.get(n.get_ref().trim()) {
+                Some((index, list)) => {
+                    self.used.insert(*index);
+                    out.push((*index, list.clone(), n.span()));
+                }
+                None => {
+                    let dir = ctx.path.parent().unwrap_or(Path::new(""));
+                    let looked = dir
+                        .join(LISTS_DIR)
+                        .join(format!("{}{LIST_EXT}", n.get_ref().trim()));
+                    let mut known: Vec<&str> = self.lists.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    let known = if known.is_empty() {
+                        format!(
+                            "there are no lists yet: create {} with one phrase a line",
+                            looked.display()
+                        )
+                    } else {
+                        format!("the lists are: {}", known.join(", "))
+                    };
+                    ctx.error(
+                        &n.span(),
+                        format!(
+                            "match `{match_name}`: no list {:?} in `{key}`: {} does not exist; {known}",
+                            n.get_ref(),
+                            looked.display()
+                        ),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Reports an unusable line of a list once, however many matches use it.
+    fn list_error(&mut self, index: u32, list: &List, entry: &lists::Entry, message: String) {
+        if self.reported.insert((index, entry.line)) {
+            self.errors.push(list.diag(entry, message));
         }
     }
 
@@ -398,29 +509,54 @@ impl<'d> Builder<'d> {
             Some(list) => self.resolve_list(ctx, list, "`to` of this match"),
             None => file_to.to_vec(),
         };
-        if m.keywords.is_empty() && m.patterns.is_empty() && m.domains.is_empty() {
+        let keyword_lists = self.named_lists(ctx, &name, "lists", &m.lists);
+        let domain_lists = self.named_lists(ctx, &name, "domain_lists", &m.domain_lists);
+        let unless_lists = self.named_lists(ctx, &name, "unless_lists", &m.unless_lists);
+        let listed = |lists: &[(u32, Rc<List>, Range<usize>)]| {
+            lists.iter().map(|(_, l, _)| l.entries.len()).sum::<usize>()
+        };
+        // Every keyword, pattern and domain, inline or listed.
+        let terms = m.keywords.len()
+            + m.patterns.len()
+            + m.domains.len()
+            + listed(&keyword_lists)
+            + listed(&domain_lists);
+        if terms == 0 {
             ctx.warn(
                 &span,
-                format!("match `{name}` can never fire: it has no `keywords` and no `patterns`"),
+                format!("match `{name}` can never fire: it has no `keywords`, `patterns` or `domains` (inline or in lists)"),
             );
         }
         // What a hit of this match can be, to tell `unless` phrases that
         // can never overlap one.
         let mut hit_shapes: Vec<Hir> = Vec::new();
-        let checks_unless = !m.unless.is_empty();
+        let checks_unless = !m.unless.is_empty() || !unless_lists.is_empty();
         for k in &m.keywords {
             if let Some(norm) = self.checked_phrase(ctx, k, "keyword") {
                 if checks_unless {
                     hit_shapes.push(keyword_hir(&norm));
                 }
-                self.add_keyword(norm, Owner::Match(rule));
+                self.add_keyword(norm, Owner::Match { rule, list: None });
+            }
+        }
+        for (index, list, _) in &keyword_lists {
+            for entry in &list.entries {
+                // Lines that normalise to nothing are refused when the list is read.
+                let norm = normalize_phrase(&entry.text);
+                if checks_unless {
+                    hit_shapes.push(keyword_hir(&norm));
+                }
+                let list = Some(*index);
+                self.add_keyword(norm, Owner::Match { rule, list });
             }
         }
         let mut unless = Vec::new();
+        let mut unless_from = Vec::new();
+        // (where to warn, the phrase normalised, the list line it came from)
         let mut unless_norm = Vec::new();
         for (i, u) in m.unless.iter().enumerate() {
             if let Some(norm) = self.checked_phrase(ctx, u, "`unless` phrase") {
-                unless_norm.push((u.span(), norm.clone()));
+                unless_norm.push((u.span(), norm.clone(), None));
                 self.add_keyword(
                     norm,
                     Owner::Unless {
@@ -430,6 +566,18 @@ impl<'d> Builder<'d> {
                 );
             }
             unless.push(u.get_ref().clone());
+            unless_from.push(None);
+        }
+        for (index, list, reference) in &unless_lists {
+            for entry in &list.entries {
+                let norm = normalize_phrase(&entry.text);
+                let at = format!("{}:{}", list.path.display(), entry.line);
+                unless_norm.push((reference.clone(), norm.clone(), Some(at)));
+                let phrase = unless.len() as u32;
+                self.add_keyword(norm, Owner::Unless { rule, phrase });
+                unless.push(entry.text.clone());
+                unless_from.push(Some(*index));
+            }
         }
         for p in &m.patterns {
             let at_fault = |offset: Option<usize>| match (
@@ -442,7 +590,7 @@ impl<'d> Builder<'d> {
             let fault = self.add_pattern(
                 p.get_ref(),
                 m.case_sensitive,
-                rule,
+                (rule, None),
                 checks_unless,
                 &mut hit_shapes,
             );
@@ -454,9 +602,13 @@ impl<'d> Builder<'d> {
         for d in &m.domains {
             match domain_pattern(d.get_ref()) {
                 Ok(regex) => {
-                    if let Err(e) =
-                        self.add_pattern(&regex, false, rule, checks_unless, &mut hit_shapes)
-                    {
+                    if let Err(e) = self.add_pattern(
+                        &regex,
+                        false,
+                        (rule, None),
+                        checks_unless,
+                        &mut hit_shapes,
+                    ) {
                         ctx.error(
                             &d.span(),
                             format!("match `{name}`: domain {:?}: {}", d.get_ref(), e.message),
@@ -466,7 +618,29 @@ impl<'d> Builder<'d> {
                 Err(message) => ctx.error(&d.span(), format!("match `{name}`: {message}")),
             }
         }
-        let complete = hit_shapes.len() == m.keywords.len() + m.patterns.len() + m.domains.len();
+        for (index, list, _) in &domain_lists {
+            for entry in &list.entries {
+                let added = domain_pattern(&entry.text).and_then(|regex| {
+                    self.add_pattern(
+                        &regex,
+                        false,
+                        (rule, Some(*index)),
+                        checks_unless,
+                        &mut hit_shapes,
+                    )
+                    .map_err(|e| format!("domain {:?}: {}", entry.text, e.message))
+                });
+                if let Err(message) = added {
+                    self.list_error(
+                        *index,
+                        list,
+                        entry,
+                        format!("{message} (used by `domain_lists` of match `{name}`)"),
+                    );
+                }
+            }
+        }
+        let complete = hit_shapes.len() == terms;
         if checks_unless && complete && !hit_shapes.is_empty() {
             warn_unless_without_overlap(ctx, &name, &hit_shapes, &unless_norm);
         }
@@ -478,6 +652,7 @@ impl<'d> Builder<'d> {
             mention: m.mention.unwrap_or(severity == RuleSeverity::Urgent),
             conditions,
             unless,
+            unless_lists: unless_from,
             note,
             severity,
             shadow: file.shadow || parse_mode(ctx, &m.mode),
@@ -492,12 +667,13 @@ impl<'d> Builder<'d> {
         &mut self,
         source: &str,
         case_sensitive: bool,
-        rule: u32,
+        (rule, list): (u32, Option<u32>),
         shapes: bool,
         hit_shapes: &mut Vec<Hir>,
     ) -> Result<(), PatternError> {
         let view = view_of(source);
-        let pending = compile_pattern(source, case_sensitive, rule)?;
+        let mut pending = compile_pattern(source, case_sensitive, rule)?;
+        pending.rule.list = list;
         if shapes {
             hit_shapes.push(pending.relaxed_hir.clone());
         }
@@ -551,6 +727,23 @@ impl<'d> Builder<'d> {
     fn finish(mut self, dir: &Path) -> Result<Loaded, LoadErrors> {
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
+        }
+        let mut unused: Vec<(&String, &Rc<List>)> = self
+            .lists
+            .iter()
+            .filter(|(_, (index, _))| !self.used.contains(index))
+            .map(|(name, (_, list))| (name, list))
+            .collect();
+        unused.sort_by_key(|(name, _)| *name);
+        for (name, list) in unused {
+            self.warnings.push(Diagnostic {
+                path: list.path.clone(),
+                line: 0,
+                col: 0,
+                message: format!(
+                    "no match uses this list: add lists = [\"{name}\"] (or domain_lists, unless_lists) to a [[match]], or delete the file"
+                ),
+            });
         }
         let whole = |message: String| {
             LoadErrors(vec![Diagnostic {
@@ -657,19 +850,24 @@ fn severity_and_note(
     (severity, note)
 }
 
-/// Warns about each `unless` phrase that can never overlap a hit of the match.
+/// Warns about each `unless` phrase that can never overlap a hit of the
+/// match (a listed phrase at the reference to its list, naming its line).
 fn warn_unless_without_overlap(
     ctx: &mut Ctx<'_>,
     name: &str,
     hit_shapes: &[Hir],
-    unless: &[(Range<usize>, String)],
+    unless: &[(Range<usize>, String, Option<String>)],
 ) {
-    for (span, phrase) in unless {
+    for (span, phrase, from) in unless {
         if !can_overlap(hit_shapes, phrase) {
+            let from = from
+                .as_ref()
+                .map(|at| format!(" (from {at})"))
+                .unwrap_or_default();
             ctx.warn(
                 span,
                 format!(
-                    "`unless` phrase {phrase:?} can never overlap a hit of match `{name}`, so it cancels nothing: a phrase only cancels the hits it covers or overlaps (\"suicide hotline\" covers \"suicide\"); write it around a keyword or remove it"
+                    "`unless` phrase {phrase:?}{from} can never overlap a hit of match `{name}`, so it cancels nothing: a phrase only cancels the hits it covers or overlaps (\"suicide hotline\" covers \"suicide\"); write it around a keyword or remove it"
                 ),
             );
         }

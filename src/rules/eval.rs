@@ -208,8 +208,9 @@ struct Collector<'a> {
     unless: &'a [(u32, u32, Highlight)],
     /// The longest `unless` hit, in original bytes.
     longest_unless: usize,
-    hits: Vec<(u32, Range<usize>)>,
-    cancelled: Vec<(u32, Range<usize>, usize)>,
+    /// (rule, where, the shared list it came from).
+    hits: Vec<(u32, Range<usize>, Option<u32>)>,
+    cancelled: Vec<(u32, Range<usize>, Option<u32>, usize)>,
 }
 
 impl<'a> Collector<'a> {
@@ -241,14 +242,14 @@ impl<'a> Collector<'a> {
     }
 
     /// Records a hit; true when it counts (no `unless` phrase cancels it).
-    fn push(&mut self, rule: u32, range: Range<usize>) -> bool {
+    fn push(&mut self, rule: u32, list: Option<u32>, range: Range<usize>) -> bool {
         match self.canceller(rule, &range) {
             Some(u) => {
-                self.cancelled.push((rule, range, u));
+                self.cancelled.push((rule, range, list, u));
                 false
             }
             None => {
-                self.hits.push((rule, range));
+                self.hits.push((rule, range, list));
                 true
             }
         }
@@ -300,7 +301,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         .as_ref()
         .or(ascii.as_ref().filter(|_| !c.unicode.is_empty()));
     let views = [(&c.ascii, ascii.as_ref()), (&c.unicode, unicode)];
-    let mut keyword_hits: Vec<(u32, Range<usize>)> = Vec::new();
+    let mut keyword_hits: Vec<(u32, Range<usize>, Option<u32>)> = Vec::new();
     // Per view, (triggered pattern, start) to confirm once every `unless` is known.
     let mut candidates: [Vec<(u32, usize)>; 2] = [Vec::new(), Vec::new()];
     for ((view, norm), candidates) in views.iter().zip(&mut candidates) {
@@ -317,11 +318,16 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             }
             for owner in &info.owners {
                 match *owner {
-                    Owner::Match(rule) if live[rule as usize] => {
-                        keyword_hits.push((rule, norm.original_range(m.range())))
+                    Owner::Match { rule, list } if live[rule as usize] => {
+                        keyword_hits.push((rule, norm.original_range(m.range()), list))
                     }
                     Owner::Unless { rule, phrase } if live[rule as usize] => {
-                        let at = highlight(content, norm.original_range(m.range()));
+                        let list = c.matches[rule as usize]
+                            .unless_lists
+                            .get(phrase as usize)
+                            .copied()
+                            .flatten();
+                        let at = highlight(c, content, norm.original_range(m.range()), list);
                         out.unless.push((rule, phrase, at))
                     }
                     Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
@@ -336,8 +342,8 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let wanted = |rule: u32| live[rule as usize];
     let budget = Budget::new(c.max_eval);
     let mut hits = Collector::new(&out.unless);
-    for (rule, range) in keyword_hits {
-        hits.push(rule, range);
+    for (rule, range, list) in keyword_hits {
+        hits.push(rule, list, range);
     }
     for ((view, norm), candidates) in views.iter().zip(candidates) {
         let Some(norm) = norm else { continue };
@@ -365,9 +371,9 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     cancelled.dedup_by_key(|c| (c.0, c.1.clone()));
     out.cancelled = cancelled
         .into_iter()
-        .map(|(rule, range, u)| (rule, highlight(content, range), u))
+        .map(|(rule, range, list, u)| (rule, highlight(c, content, range, list), u))
         .collect();
-    out.hits = group(hits, content);
+    out.hits = group(c, hits, content);
     out
 }
 
@@ -450,14 +456,14 @@ fn confirm_triggered(
             // linear time, instead of a window per candidate.
             let text = &folded.text;
             confirm_from(member, text, start, found, budget, &mut |r| {
-                hits.push(member.rule, folded.original_range(r))
+                hits.push(member.rule, member.list, folded.original_range(r))
             });
             end = text.len();
             continue;
         }
         match confirm_at(&member.real, &folded.text, start) {
             Some(m) => {
-                if hits.push(member.rule, folded.original_range(m.clone())) {
+                if hits.push(member.rule, member.list, folded.original_range(m.clone())) {
                     found += 1;
                 }
                 end = m.end;
@@ -498,7 +504,7 @@ fn search_patterns(
             continue;
         }
         confirm(member, text, budget, &mut |r| {
-            hits.push(member.rule, norm.original_range(r))
+            hits.push(member.rule, member.list, norm.original_range(r))
         });
     }
 }
@@ -555,16 +561,21 @@ fn confirm_from(
     }
 }
 
-fn highlight(content: &str, range: Range<usize>) -> Highlight {
+fn highlight(c: &Compiled, content: &str, range: Range<usize>, list: Option<u32>) -> Highlight {
     Highlight {
         text: content.get(range.clone()).unwrap_or_default().to_owned(),
         range,
+        list: list.and_then(|l| c.lists.get(l as usize).cloned()),
     }
 }
 
 /// Sorts hits by rule and position; drops ranges inside another of the same
 /// rule; keeps at most [`MAX_HIGHLIGHTS`] per rule.
-fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Highlight>)> {
+fn group(
+    c: &Compiled,
+    mut hits: Vec<(u32, Range<usize>, Option<u32>)>,
+    content: &str,
+) -> Vec<(u32, Vec<Highlight>)> {
     hits.sort_by(|a, b| {
         (a.0, a.1.start, std::cmp::Reverse(a.1.end)).cmp(&(
             b.0,
@@ -573,15 +584,15 @@ fn group(mut hits: Vec<(u32, Range<usize>)>, content: &str) -> Vec<(u32, Vec<Hig
         ))
     });
     let mut out: Vec<(u32, Vec<Highlight>)> = Vec::new();
-    for (rule, range) in hits {
+    for (rule, range, from) in hits {
         match out.last_mut() {
             Some((r, list)) if *r == rule => {
                 let inside = list.last().is_some_and(|h| h.range.end >= range.end);
                 if !inside && list.len() < MAX_HIGHLIGHTS {
-                    list.push(highlight(content, range));
+                    list.push(highlight(c, content, range, from));
                 }
             }
-            _ => out.push((rule, vec![highlight(content, range)])),
+            _ => out.push((rule, vec![highlight(c, content, range, from)])),
         }
     }
     out
@@ -1180,5 +1191,198 @@ mod tests {
         assert!(fires(&r, &late));
         assert!(fires(&r, &padded));
         assert!(!r.explain(&post(&late)).truncated);
+    }
+
+    /// Shared lists: the same rules written inline and through lists.
+    const LISTED: &[(&str, &str)] = &[
+        (
+            "t.toml",
+            "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"m\"\nlists = [\"words\"]\ndomain_lists = [\"hosts\"]\nunless_lists = [\"safe\"]\n",
+        ),
+        (
+            "lists/words.txt",
+            "# self-harm phrases\nkill myself\n\n  Über  \nsuicide\n",
+        ),
+        ("lists/hosts.txt", "bit.ly\n# shorteners\ntinyurl.com\n"),
+        ("lists/safe.txt", "suicide prevention\n"),
+    ];
+    const INLINE: &str = "groups = [\"*\"]\nto = [\"trust-safety\"]\n[[match]]\nname = \"m\"\nkeywords = [\"kill myself\", \"Über\", \"suicide\"]\ndomains = [\"bit.ly\", \"tinyurl.com\"]\nunless = [\"suicide prevention\"]\n";
+
+    #[test]
+    fn listed_phrases_match_exactly_like_inline_ones() {
+        let listed = rules(LISTED);
+        let inline = rules(&[("t.toml", INLINE)]);
+        let ranges = |r: &RuleSet, content: &str| -> Vec<Range<usize>> {
+            r.evaluate(&post(content))
+                .routings
+                .iter()
+                .flat_map(|d| d.reasons.iter().flat_map(|r| r.matched.iter()))
+                .map(|h| h.range.clone())
+                .collect()
+        };
+        for content in [
+            "I will KILL\n\t  myself",
+            "kíll mysélf",
+            "kіll myself",
+            "s\u{200B}u\u{200C}i\u{200D}c\u{2060}ide",
+            "ÜBER alles",
+            "überall",
+            "skill myselfish",
+            "suicide prevention week",
+            "suicide prevention week, suicide",
+            "see bit[.]ly/x and go.bit.ly and tinyurl . com",
+            "https://www.tinyurl(dot)com/abc",
+            "notbit.lyrics",
+            "nothing here",
+        ] {
+            assert_eq!(
+                ranges(&listed, content),
+                ranges(&inline, content),
+                "{content:?}"
+            );
+        }
+        assert!(fires(&listed, "go to sub.bit.ly"));
+        assert!(!fires(&listed, "suicide prevention week"));
+    }
+
+    #[test]
+    fn hits_and_cancellations_name_their_list() {
+        let r = rules(LISTED);
+        let v = r.evaluate(&post("bit[.]ly and suicide"));
+        let hits: Vec<(&str, Option<&str>)> = v.routings[0].reasons[0]
+            .matched
+            .iter()
+            .map(|h| (h.text.as_str(), h.list.as_deref()))
+            .collect();
+        assert_eq!(
+            hits,
+            [("bit[.]ly", Some("hosts")), ("suicide", Some("words"))]
+        );
+        let shown = r
+            .explain(&post("suicide prevention and bit.ly"))
+            .to_string();
+        assert!(
+            shown.contains("m: fired on \"bit.ly\" (list hosts)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "\"suicide\" (list words) cancelled by `unless` phrase \"suicide prevention\" (list safe)"
+            ),
+            "{shown}"
+        );
+        // Inline hits name no list.
+        let inline = rules(&[("t.toml", INLINE)]);
+        let v = inline.evaluate(&post("bit.ly"));
+        assert_eq!(v.routings[0].reasons[0].matched[0].list, None);
+    }
+
+    fn load_errors(files: &[(&str, &str)]) -> Vec<String> {
+        let sources = files.iter().map(|(n, t)| (*n, t.as_bytes()));
+        match RuleSet::from_sources(Path::new("rules"), sources, &destinations()) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn missing_lists_and_bad_list_lines_are_all_reported() {
+        let errors = load_errors(&[
+            (
+                "a.toml",
+                "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nlists = [\"wrods\"]\ndomain_lists = [\"hosts\"]\n[[match]]\nname = \"n\"\ndomain_lists = [\"hosts\"]\nunless_lists = [\"nope\"]\n",
+            ),
+            (
+                "lists/hosts.txt",
+                "bit.ly\nhttps://evil.example/path\n\u{200B}\n",
+            ),
+            ("lists/words.txt", "fine\n"),
+        ]);
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("rules/lists/hosts.txt:3:1: nothing left once normalised"),
+            "{errors:#?}"
+        );
+        // Reported once, though two matches use the list.
+        assert!(
+            errors[1].starts_with(
+                "rules/lists/hosts.txt:2:1: \"https://evil.example/path\" is not a domain"
+            ) && errors[1].ends_with("(used by `domain_lists` of match `m`)"),
+            "{errors:#?}"
+        );
+        assert_eq!(
+            errors[2],
+            "rules/a.toml:5:10: match `m`: no list \"wrods\" in `lists`: rules/lists/wrods.txt does not exist; the lists are: hosts, words"
+        );
+        assert!(
+            errors[3]
+                .starts_with("rules/a.toml:10:17: match `n`: no list \"nope\" in `unless_lists`"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn without_any_list_the_hint_says_where_to_create_one() {
+        let errors = load_errors(&[(
+            "a.toml",
+            "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nlists = [\"words\"]\n",
+        )]);
+        assert_eq!(
+            errors,
+            [
+                "rules/a.toml:5:10: match `m`: no list \"words\" in `lists`: rules/lists/words.txt does not exist; there are no lists yet: create rules/lists/words.txt with one phrase a line"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_no_match_uses_is_a_warning() {
+        let sources = [
+            (
+                "a.toml",
+                "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nlists = [\"used\"]\n",
+            ),
+            ("lists/used.txt", "word\n"),
+            ("lists/spare.txt", "other\n"),
+        ];
+        let loaded = RuleSet::from_sources(
+            Path::new("rules"),
+            sources.iter().map(|(n, t)| (*n, t.as_bytes())),
+            &destinations(),
+        )
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "rules/lists/spare.txt: no match uses this list: add lists = [\"spare\"] (or domain_lists, unless_lists) to a [[match]], or delete the file"
+            ]
+        );
+        assert_eq!(loaded.rules.lists(), 2);
+    }
+
+    #[test]
+    fn a_listed_unless_phrase_that_cannot_overlap_is_warned_about_at_its_reference() {
+        let sources = [
+            (
+                "a.toml",
+                "groups = [\"*\"]\nto = [\"urgent\"]\n[[match]]\nname = \"m\"\nkeywords = [\"suicide\"]\nunless_lists = [\"safe\"]\n",
+            ),
+            ("lists/safe.txt", "suicide prevention\nhotline\n"),
+        ];
+        let loaded = RuleSet::from_sources(
+            Path::new("rules"),
+            sources.iter().map(|(n, t)| (*n, t.as_bytes())),
+            &destinations(),
+        )
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(
+                "rules/a.toml:6:17: `unless` phrase \"hotline\" (from rules/lists/safe.txt:2) can never overlap a hit of match `m`"
+            ),
+            "{warnings:#?}"
+        );
     }
 }

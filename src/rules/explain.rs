@@ -38,7 +38,7 @@ pub struct CancelledHit {
     pub hit: Highlight,
     /// The `unless` phrase as written.
     pub phrase: String,
-    /// Where the phrase was found.
+    /// Where the phrase was found (`at.list`: the shared list it came from).
     pub at: Highlight,
 }
 
@@ -115,7 +115,8 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
         Err(NotFired::NoHit) if post.content.is_none() => Some("the post has no text".to_owned()),
         Err(NotFired::NoHit) => Some("no keyword or pattern found".to_owned()),
         Err(NotFired::Unless(phrase, at)) => Some(format!(
-            "cancelled by `unless` phrase {phrase:?} (found {:?})",
+            "cancelled by `unless` phrase {phrase:?}{} (found {:?})",
+            from_list(at),
             at.text
         )),
         Err(NotFired::Narrowed(Narrowed::TooOld { days, limit })) => Some(format!(
@@ -177,9 +178,17 @@ fn explain_match(c: &Compiled, s: &Scan, post: &Post, rule: u32) -> MatchExplana
     }
 }
 
+/// ` (list NAME)` for what came from a shared list.
+fn from_list(h: &Highlight) -> String {
+    h.list
+        .as_ref()
+        .map(|l| format!(" (list {l})"))
+        .unwrap_or_default()
+}
+
 fn quoted(h: &[Highlight]) -> String {
     h.iter()
-        .map(|h| format!("{:?}", h.text))
+        .map(|h| format!("{:?}{}", h.text, from_list(h)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -233,8 +242,12 @@ impl fmt::Display for FileExplanation {
             for c in &m.cancelled {
                 writeln!(
                     f,
-                    "    {:?} cancelled by `unless` phrase {:?} (found {:?})",
-                    c.hit.text, c.phrase, c.at.text
+                    "    {:?}{} cancelled by `unless` phrase {:?}{} (found {:?})",
+                    c.hit.text,
+                    from_list(&c.hit),
+                    c.phrase,
+                    from_list(&c.at),
+                    c.at.text
                 )?;
             }
         }

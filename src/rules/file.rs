@@ -49,6 +49,15 @@ pub struct RawMatch {
     /// Links to these domains (and their subdomains) in the text.
     #[serde(default)]
     pub domains: Vec<Spanned<String>>,
+    /// Shared lists (`lists/NAME.txt`) whose lines are more `keywords`.
+    #[serde(default)]
+    pub lists: Vec<Spanned<String>>,
+    /// Shared lists whose lines are more `domains`.
+    #[serde(default)]
+    pub domain_lists: Vec<Spanned<String>>,
+    /// Shared lists whose lines are more `unless` phrases.
+    #[serde(default)]
+    pub unless_lists: Vec<Spanned<String>>,
     pub to: Option<SpannedList>,
     /// Absent: ping when the severity is `urgent`.
     pub mention: Option<bool>,
@@ -127,6 +136,9 @@ pub const MATCH_KEYS: &[&str] = &[
     "patterns",
     "unless",
     "domains",
+    "lists",
+    "domain_lists",
+    "unless_lists",
     "to",
     "mention",
     "case_sensitive",

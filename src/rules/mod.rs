@@ -6,7 +6,8 @@
 //! the compiled shape is `model`), evaluating a [`Post`] against it (`eval`,
 //! pure: no IO, no async), explaining that evaluation (`explain`), running the
 //! `[[test]]`s (`runner`), the normalisation that defeats evasion
-//! (`normalize`), and live reload of the directory (`reload`).
+//! (`normalize`), shared lists of phrases (`lists`), and live reload of the
+//! directory (`reload`).
 //!
 //! Architecture invariant: rules know nothing of HTTP, Redis, Slack or Discord.
 //! They name destinations and hand back [`Verdict`]s; cards and sinks do the rest.
@@ -47,6 +48,7 @@ mod eval;
 mod evasion_tests;
 mod explain;
 mod file;
+mod lists;
 mod model;
 mod normalize;
 mod patterns;
@@ -104,14 +106,14 @@ impl RuleSet {
     }
 
     /// Reads every `*.toml` in `dir` (sorted by name; other files and names
-    /// starting with `.` are ignored) and compiles them all. Collects every
-    /// error of every file.
+    /// starting with `.` are ignored) and every shared list `dir/lists/*.txt`,
+    /// and compiles them all. Collects every error of every file.
     pub fn load_dir(dir: &Path, destinations: &Destinations) -> Result<Loaded, LoadErrors> {
         compile::load_dir(dir, destinations)
     }
 
     /// Compiles rules given as `(file name, contents)` pairs, as if they were
-    /// the files of `dir`.
+    /// the files of `dir`; names like `lists/NAME.txt` are shared lists.
     pub fn from_sources<'a>(
         dir: &Path,
         sources: impl IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -159,6 +161,11 @@ impl RuleSet {
     /// How many rules files were loaded.
     pub fn files(&self) -> usize {
         self.compiled.files.len()
+    }
+
+    /// How many shared lists (`lists/NAME.txt`) were loaded.
+    pub fn lists(&self) -> usize {
+        self.compiled.lists.len()
     }
 
     /// Every destination some file or match sends to, once each by name.
@@ -351,6 +358,9 @@ pub struct Highlight {
     /// Byte range into `post.content`.
     pub range: Range<usize>,
     pub text: String,
+    /// The shared list (`lists/NAME.txt`) of the keyword, domain or phrase
+    /// that matched; `None` when it was written in the rules file.
+    pub list: Option<Arc<str>>,
 }
 
 /// The outcome of every `[[test]]`.

@@ -77,8 +77,11 @@ pub struct MatchRule {
     /// Resolved: `mention`, else whether the severity is urgent.
     pub mention: bool,
     pub conditions: Conditions,
-    /// The `unless` phrases as written.
+    /// The `unless` phrases as written (inline ones, then those of `unless_lists`).
     pub unless: Vec<String>,
+    /// For each of `unless`, the shared list it came from (an index into
+    /// [`Compiled::lists`]), `None` when written inline.
+    pub unless_lists: Vec<Option<u32>>,
     pub note: Option<String>,
     pub severity: RuleSeverity,
     /// The match's or its file's `mode = "shadow"`: counted, explained, no card.
@@ -106,7 +109,12 @@ pub struct Conditions {
 /// Who cares about a keyword hit.
 #[derive(Debug, Clone, Copy)]
 pub enum Owner {
-    Match(u32),
+    /// A keyword of match `rule`, from shared list `list` (an index into
+    /// [`Compiled::lists`]) or written inline.
+    Match {
+        rule: u32,
+        list: Option<u32>,
+    },
     Unless {
         rule: u32,
         phrase: u32,
@@ -135,6 +143,9 @@ pub struct Keywords {
 #[derive(Debug)]
 pub struct PatternRule {
     pub rule: u32,
+    /// The shared list it came from (a `domain_lists` line), an index into
+    /// [`Compiled::lists`]; `None` when written inline.
+    pub list: Option<u32>,
     /// The regex as written.
     pub real: meta::Regex,
     /// The regex without Unicode word boundaries, when it had any: finds
@@ -165,7 +176,7 @@ impl View {
             k.automaton.memory_usage()
                 + k.info
                     .iter()
-                    .map(|i| i.owners.capacity() * 8 + 64)
+                    .map(|i| i.owners.capacity() * std::mem::size_of::<Owner>() + 64)
                     .sum::<usize>()
         });
         kw + patterns_memory(&self.patterns)
@@ -190,6 +201,8 @@ fn patterns_memory(p: &Option<Patterns>) -> usize {
 pub struct Compiled {
     pub files: Vec<CompiledFile>,
     pub matches: Vec<MatchRule>,
+    /// The names of the shared lists (`lists/NAME.txt`), which hits name.
+    pub lists: Vec<Arc<str>>,
     /// Plain-ASCII keywords and patterns, over the text without marks and
     /// look-alikes ([`Fold::Marks`](super::normalize::Fold::Marks)).
     pub ascii: View,
@@ -209,6 +222,7 @@ impl Default for Compiled {
         Self {
             files: Vec::new(),
             matches: Vec::new(),
+            lists: Vec::new(),
             ascii: View::default(),
             unicode: View::default(),
             triggered: Vec::new(),

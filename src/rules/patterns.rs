@@ -94,6 +94,7 @@ pub fn compile_pattern(
     Ok(PendingPattern {
         rule: PatternRule {
             rule,
+            list: None,
             real,
             relaxed,
         },

@@ -6,7 +6,7 @@
 //! directory left with no rules at all (no file, or only empty ones) is such
 //! a failure: it would answer every post 200 and forward nothing. Rules that
 //! are all disabled or in shadow mode load, and [`LiveRules::problem`] says so. Any event
-//! in the directory triggers a reload, debounced: Kubernetes ConfigMaps swap a
+//! in the directory or its `lists/` folder (shared lists) triggers a reload, debounced: Kubernetes ConfigMaps swap a
 //! `..data` symlink instead of writing `*.toml` files, and editors write
 //! several times per save.
 
@@ -265,16 +265,17 @@ impl LiveRules {
         }
     }
 
-    /// Watches the rules directory and reloads after any change. Dropping the
-    /// guard stops watching.
+    /// Watches the rules directory and its `lists/` folder, and reloads after
+    /// any change. Dropping the guard stops watching.
     pub fn watch(self: &Arc<Self>) -> anyhow::Result<WatchGuard> {
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<Wake>();
+        let changed = tx.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 // Reading the files (our own reloads included) is not a change.
                 Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
                 Ok(_) => {
-                    let _ = tx.send(());
+                    let _ = changed.send(Wake::Changed);
                 }
                 Err(e) => tracing::warn!(error = %e, "watching the rules directory failed"),
             })
@@ -282,28 +283,55 @@ impl LiveRules {
         watcher
             .watch(&self.dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch the rules directory {}", self.dir.display()))?;
+        let lists = self.dir.join(super::lists::LISTS_DIR);
+        watch_lists(&mut watcher, &lists);
         let live = Arc::downgrade(self);
         let thread = std::thread::Builder::new()
             .name("rules-watch".into())
-            .spawn(move || watch_loop(&rx, &live))
+            .spawn(move || watch_loop(&rx, &live, &mut watcher, &lists))
             .context("cannot start the rules watcher thread")?;
         Ok(WatchGuard {
-            watcher: Some(watcher),
+            stop: Some(tx),
             thread: Some(thread),
         })
     }
 }
 
-fn watch_loop(rx: &mpsc::Receiver<()>, live: &Weak<LiveRules>) {
-    while rx.recv().is_ok() {
+/// What wakes the watcher thread.
+enum Wake {
+    Changed,
+    Stop,
+}
+
+/// Watches `lists/` (not recursive, like the rules directory) when it exists.
+/// Called again before each reload: the folder may have been created, or
+/// replaced (a ConfigMap swaps the link it lives behind), since.
+fn watch_lists(watcher: &mut notify::RecommendedWatcher, lists: &std::path::Path) {
+    let _ = watcher.unwatch(lists);
+    if lists.is_dir()
+        && let Err(e) = watcher.watch(lists, RecursiveMode::NonRecursive)
+    {
+        tracing::warn!(error = %e, dir = %lists.display(), "cannot watch the lists folder: edits to lists reload only with the rules files or SIGHUP");
+    }
+}
+
+fn watch_loop(
+    rx: &mpsc::Receiver<Wake>,
+    live: &Weak<LiveRules>,
+    watcher: &mut notify::RecommendedWatcher,
+    lists: &std::path::Path,
+) {
+    while let Ok(Wake::Changed) = rx.recv() {
         loop {
             match rx.recv_timeout(DEBOUNCE) {
-                Ok(()) => continue,
+                Ok(Wake::Changed) => continue,
                 Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         let Some(live) = live.upgrade() else { return };
+        // Before reading, so no edit after the read goes unseen.
+        watch_lists(watcher, lists);
         // Errors are logged and recorded by reload_now.
         let _ = live.reload_now();
     }
@@ -312,7 +340,8 @@ fn watch_loop(rx: &mpsc::Receiver<()>, live: &Weak<LiveRules>) {
 /// Keeps the watcher running; dropping it stops the watcher and waits for its
 /// thread.
 pub struct WatchGuard {
-    watcher: Option<notify::RecommendedWatcher>,
+    /// Tells the thread (which owns the watcher) to stop.
+    stop: Option<mpsc::Sender<Wake>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -324,8 +353,10 @@ impl std::fmt::Debug for WatchGuard {
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        // Dropping the watcher drops the sender, which ends the thread's loop.
-        drop(self.watcher.take());
+        // The thread stops (dropping the watcher) at once, even mid-debounce.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Wake::Stop);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

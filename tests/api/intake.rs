@@ -344,3 +344,51 @@ async fn capture_appends_each_verified_body_as_one_line_and_nothing_unsigned() {
     assert!(!text.contains("CAP3"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn capture_follows_a_file_moved_away_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corpus.jsonl");
+    let app = spawn_with(AppOptions {
+        config: format!(
+            "[capture]\nfile = {:?}\nmax_mb = 1\n",
+            file.display().to_string()
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let ids = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let body: serde_json::Value = serde_json::from_str(l).unwrap();
+                body["PostId"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let send = |id: &'static str| {
+        let app = &app;
+        async move {
+            let body = post_body(id, "captured");
+            assert_eq!(answer(app.deliver(&body, id).await).await.0, 200);
+        }
+    };
+    send("ROT1").await;
+    // logrotate's default: move the file away (and, with `create`, make an
+    // empty one); the next post after the check interval goes to the path.
+    std::fs::rename(&file, dir.path().join("corpus.jsonl.1")).unwrap();
+    tokio::time::sleep(modbridge::intake::capture::ROTATION_CHECK + Duration::from_millis(100))
+        .await;
+    send("ROT2").await;
+    assert_eq!(ids(&dir.path().join("corpus.jsonl.1")), ["ROT1"]);
+    assert_eq!(ids(&file), ["ROT2"]);
+    std::fs::rename(&file, dir.path().join("corpus.jsonl.2")).unwrap();
+    std::fs::File::create(&file).unwrap();
+    tokio::time::sleep(modbridge::intake::capture::ROTATION_CHECK + Duration::from_millis(100))
+        .await;
+    send("ROT3").await;
+    assert_eq!(ids(&dir.path().join("corpus.jsonl.2")), ["ROT2"]);
+    assert_eq!(ids(&file), ["ROT3"]);
+    app.stop().await;
+}

@@ -13,7 +13,8 @@
 //! it, seconds later), and at once after a connection error, a command that
 //! never answered, or a `READONLY` / `MASTERDOWN` answer (the master was
 //! demoted); it moves to the master they name. A `READONLY` command was not
-//! executed, so it is sent once more to the new master. Every master it reaches is checked once for `maxmemory-policy`
+//! executed, so it is sent once more to the new master (after the scripts
+//! loaded so far, which the new master may not hold). Every master it reaches is checked once for `maxmemory-policy`
 //! ([`eviction_warning`]): every modbridge key has a TTL, so any policy but
 //! `noeviction` may evict claims, sent records and parked cards.
 
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    Arg, AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
     IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind,
     TlsCertificates, Value,
 };
@@ -89,9 +90,12 @@ pub(super) struct Link(Arc<Shared>);
 struct Shared {
     source: Source,
     db: i64,
-    current: RwLock<Option<Master>>,
+    current: RwLock<Option<Arc<Master>>>,
     /// Held while the sentinels are asked; the time they last were.
     resolving: tokio::sync::Mutex<Option<Instant>>,
+    /// The bodies of the scripts loaded (`SCRIPT LOAD`), loaded again into a
+    /// new master before a command is resent there.
+    scripts: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 enum Source {
@@ -105,7 +109,6 @@ enum Source {
     },
 }
 
-#[derive(Clone)]
 struct Master {
     /// `host:port`, for logs (never credentials).
     addr: String,
@@ -138,7 +141,7 @@ impl Link {
         let (source, current) = if target.sentinels.is_empty() {
             let addr = show(&template);
             let client = client(template, target.ca_pem.as_deref())?;
-            (Source::Server, Some(master(addr, client, 1)?))
+            (Source::Server, Some(Arc::new(master(addr, client, 1)?)))
         } else {
             let sentinels = target
                 .sentinels
@@ -158,6 +161,7 @@ impl Link {
             db,
             current: RwLock::new(current),
             resolving: tokio::sync::Mutex::new(None),
+            scripts: std::sync::Mutex::new(Vec::new()),
         }));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             // First contact: finds the master, checks its eviction policy.
@@ -174,25 +178,25 @@ impl Link {
         Ok(link)
     }
 
-    fn current(&self) -> Option<Master> {
+    fn current(&self) -> Option<Arc<Master>> {
         self.0.current.read().ok().and_then(|c| c.clone())
     }
 
     /// The master to send to, asking the sentinels first if none is known.
-    async fn master(&self) -> RedisResult<Master> {
+    async fn master(&self) -> RedisResult<Arc<Master>> {
         if let Some(m) = self.current() {
             return Ok(m);
         }
-        self.resolve(0).await?;
+        self.resolve(0, false).await?;
         self.current().ok_or_else(|| {
             RedisError::from((ErrorKind::Io, "no Redis master known yet (sentinels asked)"))
         })
     }
 
     /// Asks the sentinels which master is current, unless someone already
-    /// moved past master `seen` or asked a moment ago; moves to the master
-    /// named when it is another one.
-    async fn resolve(&self, seen: u64) -> RedisResult<()> {
+    /// moved past master `seen` or (unless `now`) asked a moment ago; moves to
+    /// the master named when it is another one.
+    async fn resolve(&self, seen: u64, now: bool) -> RedisResult<()> {
         let Source::Sentinel {
             sentinels,
             master: name,
@@ -208,7 +212,7 @@ impl Link {
         if generation != seen {
             return Ok(());
         }
-        if current.is_some() && last.is_some_and(|t| t.elapsed() < RESOLVE_EVERY) {
+        if !now && current.is_some() && last.is_some_and(|t| t.elapsed() < RESOLVE_EVERY) {
             return Ok(());
         }
         *last = Some(Instant::now());
@@ -242,7 +246,7 @@ impl Link {
             None => info!(to = %addr, master = %name, "redis master found through the sentinels"),
         }
         if let Ok(mut slot) = self.0.current.write() {
-            *slot = Some(next);
+            *slot = Some(Arc::new(next));
         }
         Ok(())
     }
@@ -255,7 +259,7 @@ impl Link {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let me = self.clone();
             rt.spawn(async move {
-                if let Err(e) = me.resolve(seen).await {
+                if let Err(e) = me.resolve(seen, false).await {
                     warn!(error = %e, "cannot find the redis master");
                 }
             });
@@ -264,7 +268,7 @@ impl Link {
 
     /// Sends through the current master; `send` runs once more on the new
     /// master after a `READONLY` (nothing was executed).
-    async fn call<'a, T, F, Fut>(&'a self, send: F) -> RedisResult<T>
+    async fn call<'a, T, F, Fut>(&'a self, send: F, refused: fn(&T) -> bool) -> RedisResult<T>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>> + 'a,
@@ -279,27 +283,100 @@ impl Link {
             };
             let result = send(master.manager.clone()).await;
             pending.finish();
-            match &result {
+            let failure = match &result {
+                // Server errors arrive as values; `query_async` makes them errors.
+                Ok(v) if refused(v) => Failure::Demoted,
                 Ok(_) => {
                     if !master.policy_checked.swap(true, Ordering::Relaxed) {
                         check_policy(&master);
                     }
+                    Failure::None
                 }
-                Err(e) if demoted(e) => {
-                    if matches!(self.0.source, Source::Sentinel { .. }) {
-                        let moved = self.resolve(master.generation).await.is_ok()
-                            && self
-                                .current()
-                                .is_some_and(|m| m.generation != master.generation);
-                        if moved && std::mem::take(&mut again) {
-                            continue;
-                        }
+                Err(e) if demoted(e) => Failure::Demoted,
+                Err(e) if unreachable(e) => Failure::Unreachable,
+                Err(_) => Failure::None,
+            };
+            match failure {
+                Failure::Demoted if matches!(self.0.source, Source::Sentinel { .. }) => {
+                    // Certainly the wrong master: ask now.
+                    let moved = self.resolve(master.generation, true).await.is_ok()
+                        && self
+                            .current()
+                            .is_some_and(|m| m.generation != master.generation);
+                    if moved && std::mem::take(&mut again) {
+                        self.load_scripts().await;
+                        continue;
                     }
                 }
-                Err(e) if unreachable(e) => self.resolve_later(master.generation),
-                Err(_) => {}
+                Failure::Unreachable => self.resolve_later(master.generation),
+                _ => {}
             }
             return result;
+        }
+    }
+}
+
+/// What a command's outcome says about the master.
+enum Failure {
+    None,
+    /// No longer a master (`READONLY`, `MASTERDOWN`).
+    Demoted,
+    /// Down or unreachable.
+    Unreachable,
+}
+
+/// A server error value saying the master was demoted.
+fn refused_value(v: &Value) -> bool {
+    match v {
+        Value::ServerError(e) => demoted(&RedisError::from(e.clone())),
+        _ => false,
+    }
+}
+
+// `&Vec`: `call` takes a `fn(&T)` and `req_packed_commands` answers a `Vec`.
+#[allow(clippy::ptr_arg)]
+fn refused_values(vs: &Vec<Value>) -> bool {
+    vs.iter().any(refused_value)
+}
+
+impl Link {
+    /// Remembers the body of a `SCRIPT LOAD` passing through.
+    fn remember_script(&self, cmd: &Cmd) {
+        let mut args = cmd.args_iter().map(|a| match a {
+            Arg::Simple(b) => b,
+            _ => b"",
+        });
+        let (Some(name), Some(sub), Some(body)) = (args.next(), args.next(), args.next()) else {
+            return;
+        };
+        if !(name.eq_ignore_ascii_case(b"SCRIPT") && sub.eq_ignore_ascii_case(b"LOAD")) {
+            return;
+        }
+        if let Ok(mut scripts) = self.0.scripts.lock()
+            && !scripts.iter().any(|s| s == body)
+            && scripts.len() < 64
+        {
+            scripts.push(body.to_vec());
+        }
+    }
+
+    /// Loads every script seen into the current master (best effort: a
+    /// script missing there only costs the command a `NOSCRIPT`).
+    async fn load_scripts(&self) {
+        let scripts = self.0.scripts.lock().map(|s| s.clone()).unwrap_or_default();
+        let Some(master) = self.current() else {
+            return;
+        };
+        for body in scripts {
+            let mut conn = master.manager.clone();
+            let loaded = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(body)
+                .query_async::<String>(&mut conn)
+                .await;
+            if let Err(e) = loaded {
+                debug!(error = %e, "cannot load a script into the new redis master");
+            }
         }
     }
 }
@@ -315,7 +392,7 @@ async fn watch(link: std::sync::Weak<Shared>) {
         };
         let link = Link(shared);
         let seen = link.current().map_or(0, |m| m.generation);
-        if let Err(e) = link.resolve(seen).await {
+        if let Err(e) = link.resolve(seen, false).await {
             debug!(error = %e, "cannot ask the sentinels for the redis master");
         }
     }
@@ -345,8 +422,12 @@ impl Drop for Pending<'_> {
 
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.remember_script(cmd);
         let me: &'a Link = self;
-        Box::pin(me.call(move |mut m| async move { m.req_packed_command(cmd).await }))
+        Box::pin(me.call(
+            move |mut m| async move { m.req_packed_command(cmd).await },
+            refused_value,
+        ))
     }
 
     fn req_packed_commands<'a>(
@@ -356,9 +437,10 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         let me: &'a Link = self;
-        Box::pin(
-            me.call(move |mut m| async move { m.req_packed_commands(cmd, offset, count).await }),
-        )
+        Box::pin(me.call(
+            move |mut m| async move { m.req_packed_commands(cmd, offset, count).await },
+            refused_values,
+        ))
     }
 
     fn get_db(&self) -> i64 {

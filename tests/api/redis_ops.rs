@@ -259,6 +259,91 @@ async fn a_master_found_through_a_sentinel_dedupes_and_a_wrong_name_is_explained
     );
 }
 
+/// A sentinel of our own: answers `SENTINEL get-master-addr-by-name` with
+/// the ports in `answers`, one per question (the last one repeats), and `+OK`
+/// to anything else. Returns its port and how many times it was asked.
+async fn scripted_sentinel(answers: Vec<u16>) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (answers, count) = (answers.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(tcp);
+                loop {
+                    // One RESP array of bulk strings.
+                    let mut line = String::new();
+                    if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let n: usize = line.trim().trim_start_matches('*').parse().unwrap_or(0);
+                    let mut args = Vec::new();
+                    for _ in 0..n {
+                        line.clear();
+                        conn.read_line(&mut line).await.unwrap();
+                        let len: usize = line.trim().trim_start_matches('$').parse().unwrap();
+                        let mut buf = vec![0; len + 2];
+                        conn.read_exact(&mut buf).await.unwrap();
+                        args.push(String::from_utf8_lossy(&buf[..len]).to_uppercase());
+                    }
+                    let reply = if args.first().map(String::as_str) == Some("SENTINEL") {
+                        let i = count.fetch_add(1, Ordering::SeqCst);
+                        let port = answers[i.min(answers.len() - 1)].to_string();
+                        format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len())
+                    } else {
+                        "+OK\r\n".to_owned()
+                    };
+                    if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, asked)
+}
+
+#[tokio::test]
+async fn a_readonly_master_is_left_at_once_and_the_write_sent_again() {
+    if !installed("redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The sentinel first names a replica (a master demoted a moment ago),
+    // then the real master.
+    let (_master, master_port) = plain_redis(dir.path(), &[]).await;
+    let mp = master_port.to_string();
+    let (_demoted, demoted_port) =
+        plain_redis(dir.path(), &["--replicaof", "127.0.0.1", &mp]).await;
+    let (sentinel_port, asked) = scripted_sentinel(vec![demoted_port, master_port]).await;
+    let app = spawn_with(AppOptions {
+        env: vec![
+            ("REDIS_SENTINELS", format!("127.0.0.1:{sentinel_port}")),
+            ("REDIS_SENTINEL_MASTER", "mymaster".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Well before the once-a-second question: only READONLY can move it.
+    let (status, json) = answer(
+        app.deliver(&post_body("RO-1", "a forbidden phrase"), "ro-1")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
+    assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let keys: Vec<String> = redis_cmd(master_port, &["KEYS", "*ro-1*"]).await.unwrap();
+    assert!(!keys.is_empty(), "no record on the master");
+}
+
 #[test]
 fn serve_warns_at_start_up_when_redis_may_evict_its_keys() {
     if !installed("redis-server") {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::dedupe::{MemoryStore, RedisStore, Store, Ttl};
+use crate::dedupe::{MemoryStore, RedisStore, RedisTarget, Store, Ttl};
 use crate::delivery::{Alerts, Deliverer, Policy};
 use crate::ingest::{Ingest, Timing};
 use crate::intake::limits::{InFlight, Limited, raise_open_files_limit};
@@ -60,16 +60,31 @@ impl Running {
     }
 }
 
-/// The dedupe store the settings ask for: Redis with `REDIS_URL`, memory without.
+/// The dedupe store the settings ask for: Redis with `REDIS_URL` or
+/// `[redis] sentinels`, memory without.
 pub fn store_for(settings: &Settings) -> anyhow::Result<Store> {
     let ttl = Ttl {
         lease: settings.dedupe.lease,
         done: settings.dedupe.done_ttl,
     };
-    Ok(match &settings.redis_url {
-        Some(url) => Store::Redis(
-            RedisStore::new(url, &settings.dedupe.key_prefix, ttl)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+    let redis = &settings.dedupe.redis;
+    let target = match (&redis.master, &settings.redis_url) {
+        (Some(master), url) if !redis.sentinels.is_empty() => Some(RedisTarget::sentinel(
+            redis.sentinels.clone(),
+            master,
+            url.as_deref(),
+        )),
+        (_, Some(url)) => Some(RedisTarget::server(url)),
+        _ => None,
+    };
+    Ok(match target {
+        Some(target) => Store::Redis(
+            RedisStore::connect(
+                target.with_ca(redis.ca_pem.clone()),
+                &settings.dedupe.key_prefix,
+                ttl,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
         None => Store::Memory(MemoryStore::new(ttl, settings.dedupe.memory_capacity)),
     })
@@ -162,6 +177,7 @@ fn announced_store(settings: &Settings) -> anyhow::Result<Store> {
     match &store {
         Store::Redis(_) => info!(
             redis = %settings.redis_display().unwrap_or_default(),
+            setup = ?settings.dedupe.redis,
             "dedupe records in Redis (shared by every replica)"
         ),
         Store::Memory(_) => info!(

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::DEFAULT_CONFIG_FILE;
 use super::capture::RawCapture;
-use super::dedupe::RawDedupe;
+use super::dedupe::{RawDedupe, RawRedis};
 use super::delivery::RawDelivery;
 use super::destinations::{RawAlerts, RawDestinations};
 use super::intake::RawIntake;
@@ -34,6 +34,8 @@ struct RawConfig {
     intake: RawIntake,
     #[serde(default)]
     dedupe: RawDedupe,
+    #[serde(default)]
+    redis: RawRedis,
     #[serde(default)]
     capture: RawCapture,
     #[serde(default)]
@@ -67,6 +69,7 @@ pub(super) struct RawSections {
     pub server: RawServer,
     pub intake: RawIntake,
     pub dedupe: RawDedupe,
+    pub redis: RawRedis,
     pub capture: RawCapture,
     pub delivery: RawDelivery,
     pub rules: RawRules,
@@ -99,6 +102,7 @@ impl From<RawConfig> for RawSections {
             },
             intake: raw.intake,
             dedupe: raw.dedupe,
+            redis: raw.redis,
             capture: raw.capture,
             delivery: raw.delivery,
             rules: raw.rules,

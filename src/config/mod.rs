@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use self::capture::CaptureSettings;
 pub use self::cards::CardSettings;
-pub use self::dedupe::DedupeSettings;
+pub use self::dedupe::{DedupeSettings, RedisSettings};
 pub use self::delivery::DeliverySettings;
 pub use self::file::line_col;
 pub use self::intake::IntakeSettings;
@@ -146,7 +146,7 @@ impl Settings {
         let mut server = ServerSettings::build(raw.server, &mut l);
         let intake = IntakeSettings::build(raw.intake, &mut l);
         let delivery = DeliverySettings::build(raw.delivery, &mut l);
-        let dedupe = DedupeSettings::build(raw.dedupe, intake.deadline, &mut l);
+        let dedupe = DedupeSettings::build(raw.dedupe, raw.redis, intake.deadline, &mut l);
         let listeners = ListenerSettings::build(raw.listeners, dry_run, &mut l);
         if listeners.insecure_dev_secret {
             // Nobody else may reach a service that trusts a published secret.

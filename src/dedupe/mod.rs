@@ -24,6 +24,7 @@
 //! Dedupe knows nothing of cards, destinations or delivery: keys, list names
 //! and entries are strings built by its callers.
 
+mod connect;
 mod memory;
 mod redis;
 
@@ -33,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use connect::{RedisTarget, eviction_policy, eviction_warning};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 

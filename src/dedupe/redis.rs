@@ -18,9 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
 
+use super::connect::{Link, RedisTarget};
 use super::{
     CardLease, CardRecord, Claim, Confirmed, DedupeStore, ExecutionId, Lease, Parking, Reservation,
     SentKey, StoreError, Ttl,
@@ -154,7 +154,7 @@ fn card_script(body: &str) -> Script {
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Link,
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     ttl: Ttl,
@@ -169,18 +169,15 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Does not connect yet: the first operation does, and a Redis that is down
-    /// at start-up only makes requests answer 503 until it is back.
+    /// The server `url` names ([`RedisStore::connect`]).
     pub fn new(url: &str, prefix: &str, ttl: Ttl) -> Result<Self, StoreError> {
-        let client = Client::open(url)
-            .map_err(|e| StoreError(format!("REDIS_URL is not a valid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(e.to_string()))?;
+        Self::connect(RedisTarget::server(url), prefix, ttl)
+    }
+
+    /// Does not wait for Redis: a Redis that is down at start-up only makes
+    /// requests answer 503 until it is back (see `connect.rs`).
+    pub fn connect(target: RedisTarget, prefix: &str, ttl: Ttl) -> Result<Self, StoreError> {
+        let conn = Link::new(target)?;
         Ok(Self {
             conn,
             scripts: Arc::new(Scripts {

@@ -14,5 +14,6 @@ mod intake;
 mod limits;
 mod metrics;
 mod redis_format;
+mod redis_ops;
 mod replicas;
 mod slack;

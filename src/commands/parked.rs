@@ -19,7 +19,10 @@ fn parking_store(config: Option<&Path>) -> Result<(Settings, Store), String> {
     let store = crate::app::store_for(&settings).map_err(|e| e.to_string())?;
     match store {
         Store::Redis(_) => Ok((settings, store)),
-        Store::Memory(_) => Err("REDIS_URL is not set: cards are only parked in Redis".into()),
+        Store::Memory(_) => Err(
+            "no Redis configured (REDIS_URL, or REDIS_SENTINELS with REDIS_SENTINEL_MASTER): cards are only parked in Redis"
+                .into(),
+        ),
     }
 }
 

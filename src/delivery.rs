@@ -473,7 +473,7 @@ impl Deliverer {
                 retry_after: retry_after.max(Duration::from_secs(1)),
             }),
             Attempt::Held(left) => Err(RetryLater {
-                detail: "the dedupe store restarted moments ago: new cards wait until every replica recorded what it sent".into(),
+                detail: "the dedupe store restarted or failed over moments ago (its run_id changed): new cards wait until every replica recorded what it sent".into(),
                 retry_after: left.max(Duration::from_secs(1)),
             }),
             Attempt::StoreDown(e) => Err(store_down(e)),
@@ -667,7 +667,7 @@ impl Deliverer {
             if restarted {
                 warn!(
                     grace_secs = RESTART_GRACE.as_secs(),
-                    "the dedupe store restarted: new reservations wait so that every replica's journal lands first"
+                    "the dedupe store restarted or failed over (its run_id changed): new reservations wait so that every replica's journal lands first"
                 );
                 *self
                     .journal
@@ -1065,7 +1065,7 @@ impl Deliverer {
                     Attempt::StoreDown(e) => return Err(e.to_string()),
                     Attempt::Held(_) => {
                         return Err(
-                            "the dedupe store restarted moments ago; try again in a few seconds"
+                            "the dedupe store restarted or failed over moments ago; try again in a few seconds"
                                 .into(),
                         );
                     }

@@ -496,6 +496,14 @@ impl Deliverer {
                         .max(Duration::from_secs(1)),
                 })
             }
+            Attempt::Failed(SinkError::TimedOut { detail, .. }) => {
+                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "timeout").increment(1);
+                Err(RetryLater {
+                    detail: format!("{target}: {detail}"),
+                    // Once the reservation has expired the retry may send it.
+                    retry_after: self.policy.reservation(),
+                })
+            }
             Attempt::Failed(e) => {
                 // Configuration (a rejection became a dead letter above).
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "config").increment(1);
@@ -583,6 +591,10 @@ impl Deliverer {
                     }
                 }
             }
+            // No answer in time: the card may be there. The reservation is
+            // left to expire (no longer renewed), so the next attempt reads
+            // it as unknown.
+            Err(e @ SinkError::TimedOut { .. }) => Attempt::Failed(e),
             Err(e) => {
                 self.give_back(&lease).await;
                 Attempt::Failed(e)

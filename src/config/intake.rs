@@ -20,6 +20,7 @@ pub(super) struct RawIntake {
     idle_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
     max_in_flight: Option<u64>,
+    max_processing_secs: Option<u64>,
 }
 
 /// Limits applied to each incoming webhook request.
@@ -44,6 +45,9 @@ pub struct IntakeSettings {
     pub max_connections: usize,
     /// Webhook requests handled at once; more are answered 503 + `Retry-After`.
     pub max_in_flight: usize,
+    /// The longest one execution's work may run (past the request's
+    /// deadline, in the background); then it stops and releases its lease.
+    pub max_processing: Duration,
 }
 
 impl IntakeSettings {
@@ -100,7 +104,14 @@ impl IntakeSettings {
             raw.max_in_flight,
             DEFAULT_MAX_IN_FLIGHT,
         );
+        let max_processing = at_least_one(
+            "MODBRIDGE_MAX_PROCESSING_SECS",
+            "max_processing_secs",
+            raw.max_processing_secs,
+            60,
+        );
         Self {
+            max_processing: Duration::from_secs(max_processing),
             max_body_bytes,
             signature_tolerance_secs,
             deadline: Duration::from_secs(deadline_secs),

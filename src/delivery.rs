@@ -1038,10 +1038,11 @@ impl Deliverer {
             }
         }
         let mut replayed = 0;
-        // One replica at a time probes and replays a target: the lock is
-        // kept after a failed probe, so that all replicas together probe a
-        // broken target once per `probe_interval`.
-        let hold = self.policy.probe_interval.max(self.policy.reservation());
+        // One replica at a time probes and replays a target, under a lock
+        // that outlasts one card's call (renewed after each card); after a
+        // failed probe it is kept for `probe_interval`, so that all replicas
+        // together probe a broken target once per interval.
+        let hold = self.policy.reservation();
         for target in due {
             let lock = match self.store.lock(&format!("probe:{target}"), hold).await {
                 Ok(Some(lock)) => lock,
@@ -1061,17 +1062,30 @@ impl Deliverer {
             if parked.is_empty() {
                 // Half-open: the next real card is the probe.
                 self.let_through(&target);
-                continue;
+            } else {
+                replayed += self.replay(&target, parked, Some((&lock, hold))).await;
             }
-            replayed += self.replay(&target, parked, Some((&lock, hold))).await;
             let state = self.state(&target);
             let closed = state
                 .broken
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .is_none();
-            if closed && let Err(e) = self.store.unlock(&lock).await {
-                warn!(error = %e, "could not give the probe lock back; it expires by itself");
+                .is_none()
+                && state
+                    .half_open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none();
+            let kept = if closed {
+                self.store.unlock(&lock).await
+            } else {
+                self.store
+                    .renew_lock(&lock, self.policy.probe_interval)
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(e) = kept {
+                warn!(error = %e, "could not set the probe lock; it expires by itself");
             }
         }
         replayed

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod chaos_proxy;
+mod circuits;
 mod dead_letters;
 mod dedupe_redis;
 mod delivery;

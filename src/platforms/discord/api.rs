@@ -578,10 +578,11 @@ impl Client {
 
     /// One call to `key` (a channel or a webhook), paced when serenity's
     /// limiter is off; a 429 holds the key and, for bot calls (`retry`), is
-    /// retried once. All of it ends by the client's deadline: a pacing wait
-    /// that would pass it is not started (nothing sent), and a call still
-    /// running then (serenity's limiter sleeping through a `Retry-After`
-    /// included) is abandoned as timed out (it may have arrived).
+    /// retried once. All of it ends by the client's deadline: pacing may use
+    /// its first half (a wait that would go past it is not started: nothing
+    /// sent), so that the call always has at least half; a call still
+    /// running at the deadline (serenity's limiter sleeping through a
+    /// `Retry-After` included) is abandoned as timed out (it may have arrived).
     async fn paced<T, F, Fut>(
         &self,
         key: u64,
@@ -594,10 +595,12 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, serenity::Error>>,
     {
         let mut retried = false;
-        let deadline = tokio::time::Instant::now() + self.deadline;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.deadline;
+        let pacing_until = started + self.deadline / 2;
         loop {
             if let Some(p) = &self.inner.pacer
-                && let Err(wait) = p.wait_within(&key, Some(deadline)).await
+                && let Err(wait) = p.wait_within(&key, Some(pacing_until)).await
             {
                 return Err(Failure::RateLimited(Some(wait)));
             }

@@ -265,9 +265,10 @@ impl Client {
 
     /// One Web API write to `channel`, paced; a short 429 is waited out once.
     /// Everything (pacing, the calls, the wait after a 429) ends by
-    /// `deadline`: a pacing wait that would pass it is not started (nothing
-    /// sent: rate limited), a call still running then is abandoned (timed
-    /// out: the message may exist).
+    /// `deadline`: pacing may use the first half of the time left (a wait
+    /// that would go past it is not started: nothing sent, rate limited), so
+    /// that a call always has at least half of it; a call still running at
+    /// the deadline is abandoned (timed out: the message may exist).
     async fn call<B: serde::Serialize + Send + Sync>(
         &self,
         channel: &str,
@@ -276,11 +277,13 @@ impl Client {
         deadline: tokio::time::Instant,
     ) -> Result<MessageAnswer, Failure> {
         let mut waited = false;
+        let now = tokio::time::Instant::now();
+        let pacing_until = now + deadline.saturating_duration_since(now) / 2;
         loop {
             if let Err(wait) = self
                 .inner
                 .pacer
-                .wait_within(&channel.to_owned(), Some(deadline))
+                .wait_within(&channel.to_owned(), Some(pacing_until))
                 .await
             {
                 return Err(Failure::RateLimited(Some(wait)));

@@ -1,6 +1,7 @@
 //! API tests: the real router over real HTTP, with real Redis where it
 //! matters. One test binary (see helpers.rs for `spawn_app`).
 
+mod bounded;
 mod chaos;
 mod chaos_proxy;
 mod circuits;

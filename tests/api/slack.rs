@@ -55,6 +55,8 @@ async fn spawn_slack_app(fake: &FakeSlack) -> SlackApp {
     let env: BTreeMap<String, String> = [
         ("CATIVA_WEBHOOK_SECRET", SECRET.to_owned()),
         ("MODBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+        // Not the default 127.0.0.1:9090: tests (and other runs) side by side.
+        ("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0".to_owned()),
         ("MODBRIDGE_RULES", rules.display().to_string()),
         ("SLACK_BOT_TOKEN", TOKEN.to_owned()),
         ("SLACK_API_URL", fake.base.clone()),

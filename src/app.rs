@@ -133,7 +133,8 @@ pub async fn start_with(
     let ingest = Ingest::new(
         store.clone(),
         pipeline.clone(),
-        Timing::new(settings.intake.deadline, settings.dedupe.lease),
+        Timing::new(settings.intake.deadline, settings.dedupe.lease)
+            .with_max_processing(settings.intake.max_processing),
     );
     let state = AppState {
         settings: settings.clone(),

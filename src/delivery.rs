@@ -51,7 +51,8 @@ use tracing::{error, info, warn};
 use crate::card::Card;
 use crate::config::DeliverySettings;
 use crate::dedupe::{
-    CardLease, CardRecord, Confirmed, DedupeStore, Parking, Reservation, SentKey, Store, StoreError,
+    CardLease, CardRecord, CircuitOpened, Confirmed, DedupeStore, LockLease, Parking, Reservation,
+    SentKey, Store, StoreError,
 };
 use crate::destination::Target;
 use crate::platforms::{MessageRef, PlatformError as SinkError, Sinks};
@@ -194,10 +195,30 @@ struct Broken {
     next_probe: Instant,
 }
 
+/// A target's circuit as kept in the store (shared by replicas, under the
+/// target's text form): why, since when, and which replica opened it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CircuitRecord {
+    pub reason: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub opened_by: String,
+}
+
+/// How long an open circuit is kept in the store without being closed; one
+/// still broken then is opened (and announced) again by the next failure.
+const CIRCUIT_TTL: Duration = Duration::from_secs(86_400);
+
+/// How long a replica trusts what it last read of a target's shared circuit.
+const CIRCUIT_CACHE: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct TargetState {
     backlog: Arc<Semaphore>,
+    /// What this process knows of the target's circuit: the shared one (read
+    /// at most every [`CIRCUIT_CACHE`]), or its own when the store fails.
     broken: Mutex<Option<Broken>>,
+    /// When the shared circuit was last read.
+    checked: Mutex<Option<Instant>>,
     /// Broken, but let through (nothing parked to probe with): the next real
     /// card is the probe; "works again" waits for it to go through.
     half_open: Mutex<Option<Broken>>,
@@ -331,10 +352,13 @@ pub struct Deliverer {
     in_flight: Arc<Mutex<HashMap<SentKey, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
     journal: Arc<Journal>,
     alerts: Option<Alerts>,
+    /// Who opens circuits, in their records (host name and process ID).
+    replica: Arc<str>,
 }
 
 impl Deliverer {
     pub fn new(sinks: Sinks, store: Store, policy: Policy) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "modbridge".into());
         Self {
             sinks,
             store,
@@ -343,6 +367,7 @@ impl Deliverer {
             in_flight: Arc::default(),
             journal: Arc::default(),
             alerts: None,
+            replica: format!("{host}/{}", std::process::id()).into(),
         }
     }
 
@@ -386,6 +411,7 @@ impl Deliverer {
                 Arc::new(TargetState {
                     backlog: Arc::new(Semaphore::new(self.policy.backlog.max(1))),
                     broken: Mutex::new(None),
+                    checked: Mutex::new(None),
                     half_open: Mutex::new(None),
                     dead_letters: Mutex::new(VecDeque::new()),
                 })
@@ -433,11 +459,7 @@ impl Deliverer {
             Err(e) => return Err(store_down(e)),
         }
         let state = self.state(target);
-        let open = {
-            let broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-            broken.clone()
-        };
-        if let Some(b) = open {
+        if let Some(b) = self.shared_circuit(&state, target).await {
             return self.park(key, card, target, &b.reason, b.next_probe).await;
         }
         let Ok(_permit) = state.backlog.clone().try_acquire_owned() else {
@@ -458,7 +480,7 @@ impl Deliverer {
                     .unwrap_or_else(|p| p.into_inner())
                     .is_some();
                 if half_open {
-                    self.close_circuit(target);
+                    self.close_circuit(target).await;
                 }
                 Ok(Delivered::Sent)
             }
@@ -496,11 +518,19 @@ impl Deliverer {
                         .max(Duration::from_secs(1)),
                 })
             }
+            Attempt::Failed(SinkError::TimedOut { detail, .. }) => {
+                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "timeout").increment(1);
+                Err(RetryLater {
+                    detail: format!("{target}: {detail}"),
+                    // Once the reservation has expired the retry may send it.
+                    retry_after: self.policy.reservation(),
+                })
+            }
             Attempt::Failed(e) => {
                 // Configuration (a rejection became a dead letter above).
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "config").increment(1);
                 let reason = e.to_string();
-                let next_probe = self.open_circuit(&state, target, &reason);
+                let next_probe = self.open_circuit(&state, target, &reason).await;
                 self.park(key, card, target, &reason, next_probe).await
             }
         }
@@ -583,6 +613,10 @@ impl Deliverer {
                     }
                 }
             }
+            // No answer in time: the card may be there. The reservation is
+            // left to expire (no longer renewed), so the next attempt reads
+            // it as unknown.
+            Err(e @ SinkError::TimedOut { .. }) => Attempt::Failed(e),
             Err(e) => {
                 self.give_back(&lease).await;
                 Attempt::Failed(e)
@@ -714,51 +748,152 @@ impl Deliverer {
         }
     }
 
-    fn open_circuit(&self, state: &TargetState, target: &Target, reason: &str) -> Instant {
-        let next_probe = Instant::now() + self.policy.probe_interval;
-        let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-        let was_half_open = state
-            .half_open
+    /// The target's circuit as every replica sees it: the store's, read at
+    /// most every [`CIRCUIT_CACHE`] (a store error keeps what is known).
+    /// Sets `modbridge_circuit_open` from it. `None`: closed, or half-open
+    /// here (this process lets the next card through).
+    async fn shared_circuit(&self, state: &TargetState, target: &Target) -> Option<Broken> {
+        let fresh = state
+            .checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if broken.is_none() && was_half_open.is_none() {
+            .is_some_and(|at| at.elapsed() < CIRCUIT_CACHE);
+        if !fresh {
+            if let Ok(record) = self.store.circuit(&target.to_string()).await {
+                self.adopt(state, target, record.as_deref());
+            }
+            *state.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+        state
+            .broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes the store's view of the circuit (`None`: closed) as this
+    /// process's.
+    fn adopt(&self, state: &TargetState, target: &Target, record: Option<&str>) {
+        let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+        let mut half_open = state.half_open.lock().unwrap_or_else(|p| p.into_inner());
+        let gauge = metrics::gauge!("modbridge_circuit_open", "target" => target.to_string());
+        let Some(raw) = record else {
+            if broken.take().is_some() || half_open.take().is_some() {
+                info!(target = %target, "destination works again (closed by another replica)");
+            }
+            gauge.set(0.0);
+            return;
+        };
+        gauge.set(1.0);
+        if broken.is_some() || half_open.is_some() {
+            return;
+        }
+        let (reason, since) = match serde_json::from_str::<CircuitRecord>(raw) {
+            Ok(r) => (r.reason, SystemTime::from(r.since)),
+            Err(_) => (
+                "broken (unreadable circuit record)".to_owned(),
+                SystemTime::now(),
+            ),
+        };
+        info!(target = %target, reason, "destination broken (opened by another replica): its cards are parked");
+        *broken = Some(Broken {
+            reason,
+            since,
+            next_probe: Instant::now() + self.policy.probe_interval,
+        });
+    }
+
+    /// A configuration failure: opens the target's circuit here and in the
+    /// store; the replica that opened it in the store announces it (without
+    /// a store, or when it fails, this process does, once).
+    async fn open_circuit(&self, state: &TargetState, target: &Target, reason: &str) -> Instant {
+        let next_probe = Instant::now() + self.policy.probe_interval;
+        let (first_here, since) = {
+            let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+            let was_half_open = state
+                .half_open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let first_here = broken.is_none() && was_half_open.is_none();
+            let since = broken
+                .as_ref()
+                .or(was_half_open.as_ref())
+                .map_or_else(SystemTime::now, |b| b.since);
+            *broken = Some(Broken {
+                reason: reason.to_owned(),
+                since,
+                next_probe,
+            });
+            (first_here, since)
+        };
+        metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(1.0);
+        let record = CircuitRecord {
+            reason: reason.to_owned(),
+            since: since.into(),
+            opened_by: self.replica.to_string(),
+        };
+        let opened = match serde_json::to_string(&record) {
+            Ok(json) => self
+                .store
+                .open_circuit(&target.to_string(), &json, CIRCUIT_TTL)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        *state.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let announce = match opened {
+            Ok(CircuitOpened::Opened) => true,
+            Ok(CircuitOpened::AlreadyOpen(_)) => false,
+            Err(e) => {
+                warn!(error = %e, target = %target, "cannot share the destination's broken state: this replica keeps its own");
+                first_here
+            }
+        };
+        if announce {
             error!(target = %target, reason, "destination broken: no more calls to it until a probe succeeds");
-            metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(1.0);
             self.alert(
                 target,
                 &format!("Destination broken: {target}"),
                 &format!("{reason}\nCards for it are kept and delivered once it works again (probed every {} s).", self.policy.probe_interval.as_secs()),
             );
         }
-        *broken = Some(Broken {
-            reason: reason.to_owned(),
-            since: broken
-                .as_ref()
-                .or(was_half_open.as_ref())
-                .map_or_else(SystemTime::now, |b| b.since),
-            next_probe,
-        });
         next_probe
     }
 
-    /// A card really went through: the target works (again).
-    fn close_circuit(&self, target: &Target) {
+    /// A card really went through: the target works (again). The replica
+    /// that closes the shared circuit announces it; a store error announces
+    /// nothing (the circuit stays open for the others; a later probe closes
+    /// it).
+    async fn close_circuit(&self, target: &Target) {
         let state = self.state(target);
-        let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
-        let half_open = state
-            .half_open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if broken.take().is_some() || half_open.is_some() {
-            info!(target = %target, "destination works again");
-            metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(0.0);
-            self.alert(
-                target,
-                &format!("Destination works again: {target}"),
-                "Kept cards are being delivered.",
-            );
+        let was = {
+            let mut broken = state.broken.lock().unwrap_or_else(|p| p.into_inner());
+            let half_open = state
+                .half_open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            broken.take().is_some() || half_open.is_some()
+        };
+        match self.store.close_circuit(&target.to_string()).await {
+            Ok(closed) => {
+                *state.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                metrics::gauge!("modbridge_circuit_open", "target" => target.to_string()).set(0.0);
+                if closed {
+                    info!(target = %target, "destination works again");
+                    self.alert(
+                        target,
+                        &format!("Destination works again: {target}"),
+                        "Kept cards are being delivered.",
+                    );
+                } else if was {
+                    info!(target = %target, "destination works again (announced by another replica)");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, target = %target, "a card went through but the shared circuit could not be closed: it stays open for the other replicas until a probe closes it");
+            }
         }
     }
 
@@ -855,6 +990,17 @@ impl Deliverer {
     /// went through closes the circuit. Expires old entries first. A store
     /// error decides nothing. Returns how many parked cards were delivered.
     pub async fn probe(&self, force: bool) -> usize {
+        // Every replica reads the shared circuits (and reports them).
+        let known: Vec<(Target, Arc<TargetState>)> = {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            targets
+                .iter()
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect()
+        };
+        for (target, state) in &known {
+            self.shared_circuit(state, target).await;
+        }
         let now = Instant::now();
         let mut due: Vec<Target> = {
             let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
@@ -892,7 +1038,20 @@ impl Deliverer {
             }
         }
         let mut replayed = 0;
+        // One replica at a time probes and replays a target, under a lock
+        // that outlasts one card's call (renewed after each card); after a
+        // failed probe it is kept for `probe_interval`, so that all replicas
+        // together probe a broken target once per interval.
+        let hold = self.policy.reservation();
         for target in due {
+            let lock = match self.store.lock(&format!("probe:{target}"), hold).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, target = %target, "cannot take the probe lock: not probed");
+                    continue;
+                }
+            };
             let parked = match self.store.parked(&target.to_string()).await {
                 Ok(parked) => parked,
                 Err(e) => {
@@ -903,9 +1062,31 @@ impl Deliverer {
             if parked.is_empty() {
                 // Half-open: the next real card is the probe.
                 self.let_through(&target);
-                continue;
+            } else {
+                replayed += self.replay(&target, parked, Some((&lock, hold))).await;
             }
-            replayed += self.replay_target(&target, parked).await;
+            let state = self.state(&target);
+            let closed = state
+                .broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+                && state
+                    .half_open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none();
+            let kept = if closed {
+                self.store.unlock(&lock).await
+            } else {
+                self.store
+                    .renew_lock(&lock, self.policy.probe_interval)
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(e) = kept {
+                warn!(error = %e, "could not set the probe lock; it expires by itself");
+            }
         }
         replayed
     }
@@ -955,10 +1136,34 @@ impl Deliverer {
     /// first failure; a dead letter moves aside and does not stop the rest.
     /// Returns how many were delivered (or found already sent).
     pub async fn replay_target(&self, target: &Target, parked: Vec<String>) -> usize {
+        self.replay(target, parked, None).await
+    }
+
+    /// [`Deliverer::replay_target`], renewing `lock` (for its duration)
+    /// after each card; a lost lock stops the replay (another replica goes on).
+    async fn replay(
+        &self,
+        target: &Target,
+        parked: Vec<String>,
+        lock: Option<(&LockLease, Duration)>,
+    ) -> usize {
         let state = self.state(target);
         let list = target.to_string();
         let mut done = 0;
         for raw in parked {
+            if let Some((lock, hold)) = lock {
+                match self.store.renew_lock(lock, hold).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        info!(target = %target, "the probe lock was lost: replay stops here");
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, target = %target, "store unavailable: replay stopped, nothing decided");
+                        break;
+                    }
+                }
+            }
             let entry: ParkedCard = match serde_json::from_str(&raw) {
                 Ok(e) => e,
                 Err(e) => {
@@ -978,7 +1183,7 @@ impl Deliverer {
                         error!(error = %e, "replayed card still listed as parked");
                     }
                     if matches!(outcome, Attempt::Sent) {
-                        self.close_circuit(target);
+                        self.close_circuit(target).await;
                     }
                     metrics::counter!("modbridge_replayed_total", "destination" => entry.card.destination.clone()).increment(1);
                     done += 1;
@@ -994,7 +1199,7 @@ impl Deliverer {
                 }
                 Attempt::Failed(e @ SinkError::Config { .. }) => {
                     let reason = e.to_string();
-                    self.open_circuit(&state, target, &reason);
+                    self.open_circuit(&state, target, &reason).await;
                     break;
                 }
                 Attempt::Failed(e) => {

@@ -20,6 +20,7 @@ pub(super) struct RawIntake {
     idle_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
     max_in_flight: Option<u64>,
+    max_processing_secs: Option<u64>,
 }
 
 /// Limits applied to each incoming webhook request.
@@ -44,6 +45,9 @@ pub struct IntakeSettings {
     pub max_connections: usize,
     /// Webhook requests handled at once; more are answered 503 + `Retry-After`.
     pub max_in_flight: usize,
+    /// The longest one execution's work may run (past the request's
+    /// deadline, in the background); then it stops and releases its lease.
+    pub max_processing: Duration,
 }
 
 impl IntakeSettings {
@@ -100,7 +104,14 @@ impl IntakeSettings {
             raw.max_in_flight,
             DEFAULT_MAX_IN_FLIGHT,
         );
+        let max_processing = at_least_one(
+            "MODBRIDGE_MAX_PROCESSING_SECS",
+            "max_processing_secs",
+            raw.max_processing_secs,
+            60,
+        );
         Self {
+            max_processing: Duration::from_secs(max_processing),
             max_body_bytes,
             signature_tolerance_secs,
             deadline: Duration::from_secs(deadline_secs),
@@ -118,3 +129,35 @@ impl IntakeSettings {
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 8192;
 /// `intake.max_in_flight` unless set.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::config::Settings;
+
+    const SECRET: &str = "whsec_3f9a1c7e5b2d4086af1e9c3b7d5a2e4f60718293a4b5c6d7e8f9012345678abc";
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("CATIVA_WEBHOOK_SECRET".into(), SECRET.into());
+        Settings::load(None, false, &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn max_processing_defaults_to_a_minute_and_is_at_least_one_second() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.intake.max_processing, Duration::from_secs(60));
+        let s = load(&[("MODBRIDGE_MAX_PROCESSING_SECS", "5")]).unwrap();
+        assert_eq!(s.intake.max_processing, Duration::from_secs(5));
+        let err = load(&[("MODBRIDGE_MAX_PROCESSING_SECS", "0")]).unwrap_err();
+        assert_eq!(
+            err,
+            "intake.max_processing_secs (MODBRIDGE_MAX_PROCESSING_SECS) must be at least 1"
+        );
+    }
+}

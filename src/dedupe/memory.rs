@@ -9,8 +9,8 @@ use std::time::Instant;
 use std::time::Duration;
 
 use super::{
-    CardLease, CardRecord, Claim, Confirmed, DedupeStore, ExecutionId, Lease, Parking, Reservation,
-    SentKey, StoreError, Ttl, epoch_ms,
+    CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
+    LockLease, Parking, Reservation, SentKey, StoreError, Ttl, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -29,6 +29,10 @@ struct Inner {
     cards: HashMap<SentKey, (CardRecord, Instant)>,
     /// Card keys in the order first written (for the bound).
     card_order: VecDeque<SentKey>,
+    /// Open circuits: record and expiry.
+    circuits: HashMap<String, (String, Instant)>,
+    /// Locks: token and expiry.
+    locks: HashMap<String, (String, Instant)>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -318,6 +322,81 @@ impl DedupeStore for MemoryStore {
     async fn run_id(&self) -> Result<String, StoreError> {
         // It lives and dies with the process.
         Ok("memory".to_owned())
+    }
+
+    async fn open_circuit(
+        &self,
+        name: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<CircuitOpened, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.circuits.get(name) {
+            Some((open, until)) if *until > now => Ok(CircuitOpened::AlreadyOpen(open.clone())),
+            _ => {
+                inner
+                    .circuits
+                    .insert(name.to_owned(), (record.to_owned(), now + ttl));
+                Ok(CircuitOpened::Opened)
+            }
+        }
+    }
+
+    async fn circuit(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .circuits
+            .get(name)
+            .filter(|(_, until)| *until > now)
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn close_circuit(&self, name: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .circuits
+            .remove(name)
+            .is_some_and(|(_, until)| until > now))
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockLease>, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        if inner.locks.get(name).is_some_and(|(_, until)| *until > now) {
+            return Ok(None);
+        }
+        let lease = LockLease::new(name);
+        inner
+            .locks
+            .insert(name.to_owned(), (lease.token.clone(), now + ttl));
+        Ok(Some(lease))
+    }
+
+    async fn renew_lock(&self, lease: &LockLease, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        match inner.locks.get_mut(&lease.name) {
+            Some((token, until)) if *token == lease.token && *until > now => {
+                *until = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn unlock(&self, lease: &LockLease) -> Result<(), StoreError> {
+        let mut inner = MemoryStore::lock(self);
+        if inner
+            .locks
+            .get(&lease.name)
+            .is_some_and(|(token, _)| *token == lease.token)
+        {
+            inner.locks.remove(&lease.name);
+        }
+        Ok(())
     }
 
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {

@@ -18,6 +18,10 @@
 //! - a **parked list** keeps opaque entries for a broken destination until
 //!   they are replayed; only a durable store parks ([`Parking::NotDurable`]
 //!   otherwise).
+//! - a **circuit** is an opaque record per name (delivery: a broken target),
+//!   created only if absent, so that of all replicas exactly one opens it,
+//!   and deleted by exactly one; a **lock** is a named lease (a token, a
+//!   TTL) that one worker of all replicas holds at a time.
 //!
 //! [`DedupeStore`] is implemented by [`MemoryStore`] (one process, bounded) and
 //! [`RedisStore`] (shared by replicas); [`Store`] picks one at start-up.
@@ -173,6 +177,32 @@ pub enum Reservation {
     InFlight { retry_after: Duration },
 }
 
+/// Proof of holding a named lock ([`DedupeStore::lock`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLease {
+    name: String,
+    token: String,
+}
+
+impl LockLease {
+    fn new(name: &str) -> Self {
+        let token = format!("{:032x}", rand::random::<u128>());
+        Self {
+            name: name.to_owned(),
+            token,
+        }
+    }
+}
+
+/// What [`DedupeStore::open_circuit`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CircuitOpened {
+    /// Nobody had it open: this caller opened it (and says so).
+    Opened,
+    /// It was open already: the record as stored.
+    AlreadyOpen(String),
+}
+
 /// What [`DedupeStore::confirm`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmed {
@@ -282,6 +312,36 @@ pub trait DedupeStore: Send + Sync {
     /// Which run of the store answers: it changes when the store restarts
     /// (Redis's `run_id`), so that callers can tell a restart from an outage.
     fn run_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Opens the circuit `name` with the opaque `record` for `ttl`, unless
+    /// it is open already (atomic across replicas: one caller opens it).
+    fn open_circuit(
+        &self,
+        name: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<CircuitOpened, StoreError>> + Send;
+    /// The circuit's record while it is open.
+    fn circuit(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Closes the circuit; `true` for the one caller that closed it.
+    fn close_circuit(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Takes the lock `name` for `ttl` unless someone holds it.
+    fn lock(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<LockLease>, StoreError>> + Send;
+    /// Extends a lock still held; `false` when it was lost.
+    fn renew_lock(
+        &self,
+        lease: &LockLease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives the lock up if still held (compare-and-delete).
+    fn unlock(&self, lease: &LockLease) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -405,6 +465,47 @@ impl DedupeStore for Store {
             Store::Redis(s) => s.run_id().await,
         }
     }
+    async fn open_circuit(
+        &self,
+        name: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<CircuitOpened, StoreError> {
+        match self {
+            Store::Memory(s) => s.open_circuit(name, record, ttl).await,
+            Store::Redis(s) => s.open_circuit(name, record, ttl).await,
+        }
+    }
+    async fn circuit(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Memory(s) => s.circuit(name).await,
+            Store::Redis(s) => s.circuit(name).await,
+        }
+    }
+    async fn close_circuit(&self, name: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.close_circuit(name).await,
+            Store::Redis(s) => s.close_circuit(name).await,
+        }
+    }
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockLease>, StoreError> {
+        match self {
+            Store::Memory(s) => s.lock(name, ttl).await,
+            Store::Redis(s) => s.lock(name, ttl).await,
+        }
+    }
+    async fn renew_lock(&self, lease: &LockLease, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.renew_lock(lease, ttl).await,
+            Store::Redis(s) => s.renew_lock(lease, ttl).await,
+        }
+    }
+    async fn unlock(&self, lease: &LockLease) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.unlock(lease).await,
+            Store::Redis(s) => s.unlock(lease).await,
+        }
+    }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
         match self {
             Store::Memory(s) => s.park(list, entry).await,
@@ -506,6 +607,53 @@ pub mod suite {
         assert_eq!(store.run_id().await.unwrap(), run, "the same run");
         cards(store, prefix, lease).await;
         parking(store, prefix).await;
+        circuits(store, prefix, lease).await;
+    }
+
+    /// Circuits open once and close once; locks are held by one at a time
+    /// and expire. `lease` ≤ 1 s.
+    pub async fn circuits<S: DedupeStore>(store: &S, prefix: &str, lease: Duration) {
+        let name = format!("{prefix}-slack:C0123ABCD");
+        assert_eq!(store.circuit(&name).await.unwrap(), None);
+        assert_eq!(
+            store
+                .open_circuit(&name, "{\"n\":1}", lease * 10)
+                .await
+                .unwrap(),
+            CircuitOpened::Opened
+        );
+        assert_eq!(
+            store
+                .open_circuit(&name, "{\"n\":2}", lease * 10)
+                .await
+                .unwrap(),
+            CircuitOpened::AlreadyOpen("{\"n\":1}".into())
+        );
+        assert_eq!(
+            store.circuit(&name).await.unwrap().as_deref(),
+            Some("{\"n\":1}")
+        );
+        assert!(store.close_circuit(&name).await.unwrap());
+        assert!(!store.close_circuit(&name).await.unwrap(), "closed once");
+        assert_eq!(store.circuit(&name).await.unwrap(), None);
+        // A circuit left open expires.
+        store.open_circuit(&name, "{}", lease).await.unwrap();
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert_eq!(store.circuit(&name).await.unwrap(), None);
+
+        let lock = format!("{prefix}-probe");
+        let held = store.lock(&lock, lease).await.unwrap().expect("free");
+        assert_eq!(store.lock(&lock, lease).await.unwrap(), None, "held");
+        assert!(store.renew_lock(&held, lease).await.unwrap());
+        store.unlock(&held).await.unwrap();
+        let next = store.lock(&lock, lease).await.unwrap().expect("released");
+        // Only the holder's token releases it; an expired lock is free.
+        store.unlock(&held).await.unwrap();
+        assert_eq!(store.lock(&lock, lease).await.unwrap(), None);
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert!(!store.renew_lock(&next, lease).await.unwrap());
+        let third = store.lock(&lock, lease).await.unwrap().expect("expired");
+        store.unlock(&third).await.unwrap();
     }
 
     fn reserved(r: Reservation) -> CardLease {

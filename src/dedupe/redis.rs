@@ -12,8 +12,11 @@
 //! replicas of those versions during a rollout (delivery's key is
 //! `<customer>␟<post>␟<target>`, e.g. `…␟discord-webhook:$MODS_HOOK`);
 //! `<prefix>parked:<list>` is a parked list (delivery names it after the
-//! target) and `<prefix>parked-targets` the set of list names. These formats
-//! are shared with running replicas: `tests/api/redis_format.rs` pins them.
+//! target) and `<prefix>parked-targets` the set of list names;
+//! `<prefix>circuit:<name>` is an open circuit (delivery's JSON, with a TTL;
+//! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL).
+//! These formats are shared with running replicas: `tests/api/redis_format.rs`
+//! pins them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +25,8 @@ use redis::Script;
 
 use super::connect::{Link, RedisTarget};
 use super::{
-    CardLease, CardRecord, Claim, Confirmed, DedupeStore, ExecutionId, Lease, Parking, Reservation,
-    SentKey, StoreError, Ttl,
+    CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
+    LockLease, Parking, Reservation, SentKey, StoreError, Ttl,
 };
 
 /// No request waits longer than this for Redis.
@@ -146,6 +149,8 @@ struct Scripts {
     dead_letter: Script,
     release_card: Script,
     clear_dead_letter: Script,
+    open_circuit: Script,
+    lock: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -191,6 +196,8 @@ impl RedisStore {
                 dead_letter: card_script(DEAD_LETTER),
                 release_card: card_script(RELEASE_CARD),
                 clear_dead_letter: card_script(CLEAR_DEAD_LETTER),
+                open_circuit: Script::new(OPEN_CIRCUIT),
+                lock: Script::new(LOCK),
             }),
             prefix: prefix.into(),
             ttl,
@@ -241,6 +248,30 @@ impl RedisStore {
         d.as_millis().max(1).to_string()
     }
 }
+
+/// Circuits (set if absent, deleted once) and locks (the claim's scripts:
+/// a token with a TTL, renewed and released by its holder only).
+impl RedisStore {
+    fn circuit_key(&self, name: &str) -> String {
+        format!("{}circuit:{name}", self.prefix)
+    }
+
+    fn lock_key(&self, name: &str) -> String {
+        format!("{}lock:{name}", self.prefix)
+    }
+}
+
+/// KEYS: circuit. ARGV: record, TTL ms. Returns '' when opened now, else the
+/// record already there.
+const OPEN_CIRCUIT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
+return redis.call('GET', KEYS[1]) or ''
+";
+/// KEYS: lock. ARGV: token, TTL ms.
+const LOCK: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
 
 /// Parked lists: one Redis list per name, and a set of the names.
 impl RedisStore {
@@ -444,6 +475,73 @@ impl DedupeStore for RedisStore {
             .find_map(|l| l.strip_prefix("run_id:"))
             .map(|id| id.trim().to_owned())
             .ok_or_else(|| StoreError("redis INFO server has no run_id".into()))
+    }
+
+    async fn open_circuit(
+        &self,
+        name: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<CircuitOpened, StoreError> {
+        let there: String = self
+            .run(
+                &self.scripts.open_circuit,
+                &[self.circuit_key(name)],
+                &[record.to_owned(), Self::ms(ttl)],
+            )
+            .await?;
+        Ok(if there.is_empty() {
+            CircuitOpened::Opened
+        } else {
+            CircuitOpened::AlreadyOpen(there)
+        })
+    }
+
+    async fn circuit(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.circuit_key(name));
+        self.query(cmd).await
+    }
+
+    async fn close_circuit(&self, name: &str) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.circuit_key(name));
+        let deleted: i64 = self.query(cmd).await?;
+        Ok(deleted == 1)
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockLease>, StoreError> {
+        let lease = LockLease::new(name);
+        let taken: i64 = self
+            .run(
+                &self.scripts.lock,
+                &[self.lock_key(name)],
+                &[lease.token.clone(), Self::ms(ttl)],
+            )
+            .await?;
+        Ok((taken == 1).then_some(lease))
+    }
+
+    async fn renew_lock(&self, lease: &LockLease, ttl: Duration) -> Result<bool, StoreError> {
+        let renewed: i64 = self
+            .run(
+                &self.scripts.renew,
+                &[self.lock_key(&lease.name)],
+                &[lease.token.clone(), Self::ms(ttl)],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn unlock(&self, lease: &LockLease) -> Result<(), StoreError> {
+        let _: i64 = self
+            .run(
+                &self.scripts.release,
+                &[self.lock_key(&lease.name)],
+                std::slice::from_ref(&lease.token),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {

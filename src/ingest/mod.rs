@@ -4,7 +4,9 @@
 //! claim so that Cativa's retry can do the work. It also owns the request's
 //! deadline: past it the caller is told to retry and the work goes on in the
 //! background, still holding its lease, registered in [`Inflight`] so that a
-//! shutdown can wait for it and release what cannot finish.
+//! shutdown can wait for it and release what cannot finish. Work older than
+//! `intake.max_processing_secs` stops: it is dropped where it is and its
+//! lease released, so that Cativa's retry does what is left.
 //!
 //! Knows nothing of HTTP: intake verifies the request and maps each
 //! [`Ingested`] outcome to an answer.
@@ -30,6 +32,8 @@ pub struct Timing {
     pub deadline: Duration,
     /// How often the lease is renewed while the work runs.
     pub renew_every: Duration,
+    /// The longest an execution's work may run (`intake.max_processing_secs`).
+    pub max_processing: Duration,
 }
 
 impl Timing {
@@ -39,9 +43,21 @@ impl Timing {
         Self {
             deadline,
             renew_every: (lease / 3).max(Duration::from_millis(100)),
+            max_processing: DEFAULT_MAX_PROCESSING,
         }
     }
+
+    /// Work older than `max` stops and releases its lease.
+    pub fn with_max_processing(mut self, max: Duration) -> Self {
+        self.max_processing = max;
+        self
+    }
 }
+
+/// `intake.max_processing_secs` unless set.
+pub const DEFAULT_MAX_PROCESSING: Duration = Duration::from_secs(60);
+
+impl Timing {}
 
 /// What became of one execution.
 #[derive(Debug)]
@@ -160,6 +176,9 @@ impl Ingest {
     /// the lease lost (another worker took the execution) trips the fence: no
     /// platform call starts after it, and the cards left are the other
     /// worker's (the card reservations keep the two from sending one twice).
+    /// Past `max_processing` the work is dropped where it is (a platform call
+    /// cut there leaves its card's reservation to expire, after which the
+    /// card reads as unknown) and the caller releases the lease.
     async fn process_renewing(
         &self,
         post: Arc<Post>,
@@ -169,10 +188,23 @@ impl Ingest {
         let fence = Fence::default();
         let work = self.pipeline.process(post, &fence);
         tokio::pin!(work);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let now = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval_at(now + every, every);
+        let too_old = tokio::time::sleep_until(now + self.timing.max_processing);
+        tokio::pin!(too_old);
         loop {
             tokio::select! {
                 done = &mut work => return done,
+                () = &mut too_old => {
+                    fence.trip();
+                    let secs = self.timing.max_processing.as_secs_f64();
+                    error!(max_processing_secs = secs, "execution still running after intake.max_processing_secs: stopped, its lease released for Cativa's retry");
+                    metrics::counter!("modbridge_dedupe_errors_total", "op" => "processing_stopped").increment(1);
+                    return Err(RetryLater {
+                        detail: format!("processing took longer than intake.max_processing_secs ({secs} s): stopped; Cativa's retry does what is left"),
+                        retry_after: Duration::from_secs(5),
+                    });
+                }
                 _ = ticker.tick() => {
                     match self.store.renew(lease).await {
                         Ok(true) => {}

@@ -169,6 +169,7 @@ async fn a_lost_lease_still_sends_one_card() {
         Timing {
             deadline: Duration::from_secs(5),
             renew_every: Duration::from_secs(60),
+            max_processing: DEFAULT_MAX_PROCESSING,
         },
     );
     s.recorder.set_delay(Duration::from_millis(400));
@@ -245,4 +246,35 @@ async fn a_store_that_cannot_answer_means_nothing_is_done() {
     ));
     assert_eq!(s.recorder.attempts(), 0, "nothing is sent without a claim");
     assert!(s.ingest.inflight().is_empty());
+}
+
+#[tokio::test]
+async fn work_older_than_max_processing_stops_and_releases_its_lease() {
+    let s = setup(
+        Duration::from_secs(30),
+        Timing::new(Duration::from_millis(50), Duration::from_secs(30))
+            .with_max_processing(Duration::from_millis(300)),
+    );
+    // A platform that answers after 20 s.
+    s.recorder.set_delay(Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        s.ingest.handle(&exec("e8"), post("P8")).await,
+        Ingested::StillRunning
+    ));
+    while !s.ingest.inflight().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the work still runs after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The lease is free for Cativa's retry at once (not after its 30 s).
+    assert!(matches!(
+        s.store.claim(&exec("e8")).await.unwrap(),
+        Claim::First(_)
+    ));
+    assert!(s.recorder.cards().is_empty(), "the cut call sent nothing");
 }

@@ -58,6 +58,14 @@ pub enum PlatformError {
         /// How long the platform asked us to wait (HTTP 429 `Retry-After`).
         retry_after: Option<Duration>,
     },
+    /// No answer within the call's deadline (`delivery.timeout_secs`): the
+    /// platform may or may not have the card. Worth retrying, but the retry
+    /// may duplicate it.
+    #[error("{platform} did not answer in time: {detail}")]
+    TimedOut {
+        platform: &'static str,
+        detail: String,
+    },
     /// Retrying as-is will not help until someone fixes the configuration.
     #[error("{platform} destination is misconfigured: {detail}")]
     Config {
@@ -90,6 +98,8 @@ pub enum Failure {
     RateLimited(Option<Duration>),
     /// 5xx, connection, timeouts, unknown codes: worth retrying.
     Transient(String),
+    /// No answer within the call's deadline: the request may have arrived.
+    TimedOut(String),
     /// Fix the token, scopes, permissions or channel: retrying as-is will not help.
     Config { code: String, fix: String },
     /// The platform refused this message as malformed (a modbridge bug).
@@ -113,6 +123,7 @@ impl Failure {
                 detail,
                 retry_after: None,
             },
+            Failure::TimedOut(detail) => PlatformError::TimedOut { platform, detail },
             Failure::Config { code, fix } => PlatformError::Config {
                 platform,
                 detail: format!("{code}: {fix}"),
@@ -131,7 +142,7 @@ impl Failure {
             Failure::RateLimited(_) => {
                 format!("rate limited by {platform}; try again in a minute")
             }
-            Failure::Transient(d) => format!("{d}; try again"),
+            Failure::Transient(d) | Failure::TimedOut(d) => format!("{d}; try again"),
             Failure::Rejected { detail, .. } => detail.clone(),
         }
     }
@@ -141,6 +152,7 @@ impl Failure {
         match self {
             Failure::RateLimited(_) => "ratelimited".to_owned(),
             Failure::Transient(_) => "transient".to_owned(),
+            Failure::TimedOut(_) => "timeout".to_owned(),
             Failure::Config { code, .. } | Failure::Rejected { code, .. } => code.clone(),
         }
     }

@@ -1,6 +1,7 @@
 //! Per-channel pacing shared by the platforms: a small token bucket per key
 //! (channel, webhook), and a hold after a 429 until its wait has passed.
-//! Waiting happens before a platform call and is not part of its timeout.
+//! Waiting happens before a platform call, within the call's deadline: a
+//! wait that would pass it is not started ([`Pacer::wait_within`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -35,11 +36,23 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
     }
 
     /// Waits until `key` may take one more message.
+    #[cfg(test)]
     pub(crate) async fn wait(&self, key: &K) {
+        let _ = self.wait_within(key, None).await;
+    }
+
+    /// Waits until `key` may take one more message, unless that is after
+    /// `deadline`: then returns at once with how long the wait would be
+    /// (nothing taken, nothing sent).
+    pub(crate) async fn wait_within(
+        &self,
+        key: &K,
+        deadline: Option<Instant>,
+    ) -> Result<(), Duration> {
         loop {
             let delay = {
                 let Ok(mut buckets) = self.buckets.lock() else {
-                    return;
+                    return Ok(());
                 };
                 let now = Instant::now();
                 let b = buckets.entry(key.clone()).or_insert(Bucket {
@@ -54,11 +67,14 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     Some(until) if until > now => until - now,
                     _ if b.tokens >= 1.0 => {
                         b.tokens -= 1.0;
-                        return;
+                        return Ok(());
                     }
                     _ => Duration::from_secs_f64((1.0 - b.tokens) / self.per_second),
                 }
             };
+            if deadline.is_some_and(|d| Instant::now() + delay > d) {
+                return Err(delay);
+            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -129,5 +145,25 @@ mod tests {
         let other = Instant::now();
         p.wait(&"C3").await;
         assert_eq!(other.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_the_deadline_is_not_started() {
+        let p = Pacer::new(1.0, 1.0);
+        p.hold(&"C1", Duration::from_secs(3600));
+        let start = Instant::now();
+        let refused = p
+            .wait_within(&"C1", Some(start + Duration::from_secs(5)))
+            .await;
+        assert_eq!(refused, Err(Duration::from_secs(3600)));
+        assert_eq!(start.elapsed(), Duration::ZERO, "it returned at once");
+        // A wait within the deadline is waited.
+        let q = Pacer::new(1.0, 1.0);
+        q.wait(&"C2").await;
+        let ok = q
+            .wait_within(&"C2", Some(Instant::now() + Duration::from_secs(2)))
+            .await;
+        assert_eq!(ok, Ok(()));
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }

@@ -921,3 +921,39 @@ async fn an_unreadable_2xx_from_discord_counts_as_delivered() {
     app.stop().await;
     bot.stop().await;
 }
+
+/// serenity's rate limiter sleeps through any `Retry-After`: the call's
+/// deadline cuts it, and the card counts as timed out (it may exist).
+#[tokio::test]
+async fn serenitys_limiter_does_not_hold_a_call_beyond_its_deadline() {
+    let fake = FakeDiscord::start().await;
+    let (ca, addr) = tls_front(&fake).await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .resolve("discord.com", addr)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let sink = DiscordSink::with_client(
+        Some(BOT_TOKEN),
+        "https://discord.com",
+        &BTreeMap::new(),
+        client,
+    )
+    .unwrap()
+    .with_deadline(std::time::Duration::from_secs(2));
+    assert!(sink.serenity_ratelimiter());
+    fake.fail_next(Fail::RateLimited(3600.0));
+    let started = std::time::Instant::now();
+    let posted = sink.post(&card(), &bot_target()).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(posted, Err(SinkError::TimedOut { .. })),
+        "{posted:?}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(1900) && took < std::time::Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(fake.messages(CHANNEL).is_empty());
+}

@@ -122,6 +122,11 @@ impl FakeSlack {
             .insert(channel.to_owned());
     }
 
+    /// The channel exists again (after [`FakeSlack::remove_channel`]).
+    pub fn restore_channel(&self, channel: &str) {
+        self.state.lock().unwrap().missing_channels.remove(channel);
+    }
+
     /// The token lacks `channels:read`/`groups:read`: `conversations.info` fails.
     pub fn without_read_scope(&self) {
         self.state.lock().unwrap().no_read_scope = true;

@@ -1,8 +1,10 @@
 //! API tests: the real router over real HTTP, with real Redis where it
 //! matters. One test binary (see helpers.rs for `spawn_app`).
 
+mod bounded;
 mod chaos;
 mod chaos_proxy;
+mod circuits;
 mod dead_letters;
 mod dedupe_redis;
 mod delivery;

@@ -2,7 +2,7 @@
 //! old and new replicas share Redis during a rollout. These tests pin, with the
 //! default `key_prefix`, the exact key strings modbridge writes and reads
 //! (claim, done, card record and the old sent record, parked list and
-//! index), and read a parked entry written in the JSON format of the first
+//! index, circuit), and read a parked entry written in the JSON format of the first
 //! release that parked cards.
 //!
 //! They go through HTTP and raw Redis commands only, so that no refactor of
@@ -298,3 +298,63 @@ async fn parked_lists_keep_their_names_and_entry_format() {
 /// from a running modbridge, then given an email, a mention and a post link so
 /// that every optional field is read).
 const OLD_ENTRY: &str = r#"{"key":"01HQ0ABCDEF1234567890XYZ\u001fFMT-PARKED\u001fdiscord-webhook:$MOD_HOOK","target":"discord-webhook:$MOD_HOOK","parked_at":"2026-11-30T08:49:01.842751597Z","reason":"recorder destination is misconfigured: told to be misconfigured","card":{"destination":"hook","target":"discord-webhook:$MOD_HOOK","severity":"flagged","headline":"Flagged post · Main feed","place":"Main feed","author":{"name":"Mary Smith","username":"mary","user_id":"U1","joined_at":"2026-04-12T14:32:01Z","badges":0,"email":"mary@example.com"},"content":"a forbidden phrase here","highlights":[{"start":2,"end":18}],"image_url":null,"reasons":[{"rules":"Everywhere","name":"forbidden","terms":["forbidden phrase"]}],"customer_id":"01HQ0ABCDEF1234567890XYZ","post_id":"FMT-PARKED","group_id":null,"posted_at":"2026-05-08T14:32:01Z","post_url":"https://cativa.example/p/FMT-PARKED","mention":"<@&112233445566778899>"}}"#;
+
+/// A broken target's circuit is shared under `modbridge:circuit:<target>`
+/// (JSON: reason, since, opened_by; with a TTL): what this version writes,
+/// and one written by another replica, which parks this replica's cards
+/// without a platform call.
+#[tokio::test]
+async fn circuits_keep_their_key_and_record_format() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: HOOK_CONFIG.into(),
+        rules: hook_rules(),
+        ..Default::default()
+    })
+    .await;
+    let mut conn = connect(&redis.url).await;
+    app.recorder.break_config(&hook());
+    let (status, _) = answer(
+        app.deliver(&post_body("FMT5", "forbidden phrase"), "fmt-circuit")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let key = "modbridge:circuit:discord-webhook:$MOD_HOOK";
+    let raw: String = conn.get(key).await.unwrap();
+    let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert!(record["reason"].as_str().is_some(), "{record}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(record["since"].as_str().unwrap()).is_ok(),
+        "{record}"
+    );
+    assert!(record["opened_by"].as_str().is_some(), "{record}");
+    let ttl: i64 = conn.ttl(key).await.unwrap();
+    assert!(ttl > 0, "the circuit has a TTL: {ttl}");
+
+    // Another replica's circuit for a target this replica has not called.
+    let other = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let _: () = conn
+        .set_ex(
+            "modbridge:circuit:slack:C0123ABCD",
+            r#"{"reason":"slack destination is misconfigured: channel_not_found","since":"2026-01-01T00:00:00Z","opened_by":"other/1"}"#,
+            600,
+        )
+        .await
+        .unwrap();
+    let (status, json) = answer(
+        other
+            .deliver(&post_body("FMT6", "forbidden phrase"), "fmt-circuit-2")
+            .await,
+    )
+    .await;
+    assert_eq!((status, json["parked"].as_u64()), (200, Some(1)), "{json}");
+    assert_eq!(other.recorder.attempts(), 0, "no call to a broken target");
+}

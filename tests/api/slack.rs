@@ -55,6 +55,8 @@ async fn spawn_slack_app(fake: &FakeSlack) -> SlackApp {
     let env: BTreeMap<String, String> = [
         ("CATIVA_WEBHOOK_SECRET", SECRET.to_owned()),
         ("MODBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+        // Not the default 127.0.0.1:9090: tests (and other runs) side by side.
+        ("MODBRIDGE_ADMIN_LISTEN", "127.0.0.1:0".to_owned()),
         ("MODBRIDGE_RULES", rules.display().to_string()),
         ("SLACK_BOT_TOKEN", TOKEN.to_owned()),
         ("SLACK_API_URL", fake.base.clone()),
@@ -792,5 +794,48 @@ async fn note_level_and_not_fully_checked_reach_slack_inert() {
     assert_eq!(
         last_context,
         ":hourglass_flowing_sand: Not fully checked: the post ran out of its rules time budget; more rules may match."
+    );
+}
+
+/// A channel held by a 429 with a huge `Retry-After` does not hold the next
+/// card beyond the call's deadline: it is refused at once (nothing sent), and
+/// a Slack that does not answer is abandoned at the deadline as timed out.
+#[tokio::test]
+async fn no_call_outlasts_its_deadline() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let sink = SlackSink::new(TOKEN, &fake.base)
+        .unwrap()
+        .with_call_timeout(Duration::from_secs(2));
+    fake.then(Next::RateLimited(3600));
+    let started = std::time::Instant::now();
+    let first = sink.deliver(&card(None), &channel(CHANNEL)).await;
+    assert!(
+        matches!(&first, Err(SinkError::Transient { retry_after: Some(a), .. }) if *a >= Duration::from_secs(3590)),
+        "{first:?}"
+    );
+    let second = sink.deliver(&card(None), &channel(CHANNEL)).await;
+    assert!(
+        matches!(&second, Err(SinkError::Transient { retry_after: Some(a), .. }) if *a >= Duration::from_secs(3590)),
+        "{second:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fake.received().len(),
+        1,
+        "the held channel got no second call"
+    );
+
+    fake.delay_answers(Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let slow = sink.deliver(&card(None), &channel("C0SLOW0001")).await;
+    let took = started.elapsed();
+    assert!(matches!(slow, Err(SinkError::TimedOut { .. })), "{slow:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
     );
 }

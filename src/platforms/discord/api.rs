@@ -152,7 +152,7 @@ fn classify(err: serenity::Error, place: &Endpoint) -> Failure {
         Error::Http(HttpError::Request(e)) => {
             let e = e.without_url();
             if e.is_timeout() {
-                Failure::Transient("Discord did not answer in time".into())
+                Failure::TimedOut("Discord did not answer in time".into())
             } else {
                 Failure::Transient(format!("cannot reach Discord: {e}"))
             }
@@ -197,6 +197,9 @@ const HOLD_AFTER_429: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The longest one post or edit may take, pacing and serenity's rate
+    /// limiter waits included.
+    deadline: Duration,
 }
 
 struct Inner {
@@ -272,8 +275,8 @@ impl Client {
         Self::with_call_timeout(bot_token, api_url, webhooks, REQUEST_TIMEOUT)
     }
 
-    /// [`Client::new`] with every HTTP call (not the pacing before it)
-    /// bounded by `timeout`.
+    /// [`Client::new`] with every post and edit (pacing and rate-limit waits
+    /// included) bounded by `timeout`.
     pub fn with_call_timeout(
         bot_token: Option<&str>,
         api_url: &str,
@@ -285,7 +288,14 @@ impl Client {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client for Discord: {e}"))?;
-        Self::with_client(bot_token, api_url, webhooks, client)
+        Ok(Self::with_client(bot_token, api_url, webhooks, client)?.with_deadline(timeout))
+    }
+
+    /// Bounds every post and edit, pacing and serenity's rate-limiter waits
+    /// included: past `deadline` the call is abandoned as timed out.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// [`Client::new`] with the HTTP client given (tests point
@@ -327,6 +337,7 @@ impl Client {
                 api_url,
                 problems: Problems::default(),
             }),
+            deadline: REQUEST_TIMEOUT,
         })
     }
 
@@ -567,7 +578,11 @@ impl Client {
 
     /// One call to `key` (a channel or a webhook), paced when serenity's
     /// limiter is off; a 429 holds the key and, for bot calls (`retry`), is
-    /// retried once.
+    /// retried once. All of it ends by the client's deadline: pacing may use
+    /// its first half (a wait that would go past it is not started: nothing
+    /// sent), so that the call always has at least half; a call still
+    /// running at the deadline (serenity's limiter sleeping through a
+    /// `Retry-After` included) is abandoned as timed out (it may have arrived).
     async fn paced<T, F, Fut>(
         &self,
         key: u64,
@@ -580,11 +595,23 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, serenity::Error>>,
     {
         let mut retried = false;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.deadline;
+        let pacing_until = started + self.deadline / 2;
         loop {
-            if let Some(p) = &self.inner.pacer {
-                p.wait(&key).await;
+            if let Some(p) = &self.inner.pacer
+                && let Err(wait) = p.wait_within(&key, Some(pacing_until)).await
+            {
+                return Err(Failure::RateLimited(Some(wait)));
             }
-            match call().await.map_err(|e| classify(e, place)) {
+            let answer = match tokio::time::timeout_at(deadline, call()).await {
+                Ok(answer) => answer.map_err(|e| classify(e, place)),
+                Err(_) => Err(Failure::TimedOut(format!(
+                    "no answer from Discord within {} s",
+                    self.deadline.as_secs_f32()
+                ))),
+            };
+            match answer {
                 Err(Failure::RateLimited(after)) => {
                     if let Some(p) = &self.inner.pacer {
                         p.hold(&key, HOLD_AFTER_429);

@@ -122,7 +122,7 @@ const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-    /// The longest one Web API call may take (pacing waits not included).
+    /// The longest one delivery or update may take, pacing waits included.
     call_timeout: Duration,
 }
 
@@ -189,8 +189,8 @@ impl Client {
         })
     }
 
-    /// Bounds every Web API call (not the pacing before it); past it the call
-    /// counts as a retryable failure.
+    /// Bounds every delivery and update (pacing waits included); past it the
+    /// call counts as timed out (retryable; the message may exist).
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
@@ -220,7 +220,9 @@ impl Client {
             .blocks
             .as_ref()
             .is_some_and(|b| b.iter().any(|b| matches!(b, SlackBlock::Image(_))));
-        let result = match self.call(ch, "chat.postMessage", &request).await {
+        // One deadline for the whole delivery, the image fallback included.
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let result = match self.call(ch, "chat.postMessage", &request, deadline).await {
             Err(Failure::Rejected { code, .. }) if code == "invalid_blocks" && has_image => {
                 warn!(
                     channel = ch,
@@ -228,7 +230,7 @@ impl Client {
                 );
                 metrics::counter!("modbridge_slack_image_fallbacks_total").increment(1);
                 let request = render(card, ch, now, ImageMode::Link);
-                self.call(ch, "chat.postMessage", &request).await
+                self.call(ch, "chat.postMessage", &request, deadline).await
             }
             other => other,
         };
@@ -252,7 +254,8 @@ impl Client {
             "text": request.content.text,
             "blocks": request.content.blocks,
         });
-        let result = self.call(channel, "chat.update", &body).await;
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let result = self.call(channel, "chat.update", &body, deadline).await;
         self.inner
             .problems
             .settle(PLATFORM, &format!("slack:{channel}"), result)?;
@@ -261,25 +264,40 @@ impl Client {
     }
 
     /// One Web API write to `channel`, paced; a short 429 is waited out once.
+    /// Everything (pacing, the calls, the wait after a 429) ends by
+    /// `deadline`: pacing may use the first half of the time left (a wait
+    /// that would go past it is not started: nothing sent, rate limited), so
+    /// that a call always has at least half of it; a call still running at
+    /// the deadline is abandoned (timed out: the message may exist).
     async fn call<B: serde::Serialize + Send + Sync>(
         &self,
         channel: &str,
         method: &str,
         body: &B,
+        deadline: tokio::time::Instant,
     ) -> Result<MessageAnswer, Failure> {
         let mut waited = false;
+        let now = tokio::time::Instant::now();
+        let pacing_until = now + deadline.saturating_duration_since(now) / 2;
         loop {
-            self.inner.pacer.wait(&channel.to_owned()).await;
+            if let Err(wait) = self
+                .inner
+                .pacer
+                .wait_within(&channel.to_owned(), Some(pacing_until))
+                .await
+            {
+                return Err(Failure::RateLimited(Some(wait)));
+            }
             let session = self.inner.client.open_session(&self.inner.token);
             let call = session
                 .http_session_api
                 .http_post::<_, MessageAnswer>(method, body, None);
-            let answer = match tokio::time::timeout(self.call_timeout, call).await {
+            let answer = match tokio::time::timeout_at(deadline, call).await {
                 Ok(answer) => answer.map_err(|e| classify(e, channel)),
                 // The message may exist: the honest duplicate risk of an API
                 // without idempotency keys.
-                Err(_) => Err(Failure::Transient(format!(
-                    "no answer within {} s",
+                Err(_) => Err(Failure::TimedOut(format!(
+                    "no answer from Slack within {} s",
                     self.call_timeout.as_secs_f32()
                 ))),
             };

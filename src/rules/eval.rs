@@ -283,12 +283,23 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let Some(content) = post.content.as_deref() else {
         return out;
     };
-    let live: Vec<bool> = c
-        .matches
-        .iter()
-        .map(|m| out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok()))
-        .collect();
-    if !live.contains(&true) {
+    // Whether a rule can fire, worked out the first time it is asked (most
+    // rules find nothing in most posts, so most conditions are never looked at).
+    let known: Vec<Cell<Option<bool>>> = vec![Cell::new(None); c.matches.len()];
+    let live = |rule: usize| -> bool {
+        let Some(cell) = known.get(rule) else {
+            return false;
+        };
+        if let Some(live) = cell.get() {
+            return live;
+        }
+        let m = &c.matches[rule];
+        let live =
+            out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok());
+        cell.set(Some(live));
+        live
+    };
+    if !(0..c.matches.len()).any(live) {
         return out;
     }
     let (text, truncated) = capped(content);
@@ -318,10 +329,10 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             }
             for owner in &info.owners {
                 match *owner {
-                    Owner::Match { rule, list } if live[rule as usize] => {
+                    Owner::Match { rule, list } if live(rule as usize) => {
                         keyword_hits.push((rule, norm.original_range(m.range()), list))
                     }
-                    Owner::Unless { rule, phrase } if live[rule as usize] => {
+                    Owner::Unless { rule, phrase } if live(rule as usize) => {
                         let list = c.matches[rule as usize]
                             .unless_lists
                             .get(phrase as usize)
@@ -330,7 +341,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
                         let at = highlight(c, content, norm.original_range(m.range()), list);
                         out.unless.push((rule, phrase, at))
                     }
-                    Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
+                    Owner::Pattern(p) if live(c.triggered[p as usize].rule as usize) => {
                         candidates.push((p, m.start()))
                     }
                     _ => {}
@@ -339,7 +350,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         }
     }
     out.unless.sort_by_key(|u| (u.0, u.2.range.start));
-    let wanted = |rule: u32| live[rule as usize];
+    let wanted = |rule: u32| live(rule as usize);
     let budget = Budget::new(c.max_eval);
     let mut hits = Collector::new(&out.unless);
     for (rule, range, list) in keyword_hits {

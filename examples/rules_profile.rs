@@ -5,9 +5,10 @@
 //! - `english N` / `portuguese N`: the bench's ruleset (200 files, 10,000
 //!   keywords, 1,000 `\b…\b` patterns) and its 5 KB matching post, evaluated
 //!   N times;
-//! - `adversarial PATTERNS N`: the bench's 200 KiB adversarial post against
-//!   that many adversarial patterns, evaluated N times (a 60 s budget, so the
-//!   whole work is counted), printing the wall-clock time of each.
+//! - `adversarial PATTERNS N [BUDGET_MS]`: the bench's 200 KiB adversarial
+//!   post against that many adversarial patterns, evaluated N times (a 60 s
+//!   budget unless given, so the whole work is counted), printing the
+//!   wall-clock time of each.
 //!
 //! The cost of N evaluations is the difference between a run with N and one
 //! with 0 (loading and compiling are the same in both):
@@ -204,7 +205,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Some("adversarial") => {
-            let (rules, p) = adversarial(num(1, 1)?)?;
+            let (mut rules, p) = adversarial(num(1, 1)?)?;
+            if let Some(ms) = args.get(3) {
+                rules = rules.with_max_eval(Duration::from_millis(ms.parse()?));
+            }
             for _ in 0..num(2, 1)? {
                 let start = Instant::now();
                 let v = black_box(rules.evaluate(black_box(&p)));
@@ -217,7 +221,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => {
             return Err(
-                "usage: rules_profile english|portuguese N | adversarial PATTERNS N".into(),
+                "usage: rules_profile english|portuguese N | adversarial PATTERNS N [BUDGET_MS]"
+                    .into(),
             );
         }
     }

@@ -302,6 +302,10 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     if !(0..c.matches.len()).any(live) {
         return out;
     }
+    // From here: normalising and the keyword pass (linear, a few ms for the
+    // longest post) count against the budget too, so pattern work stops at
+    // the budget measured from the start of the evaluation.
+    let budget = Budget::new(c.max_eval);
     let (text, truncated) = capped(content);
     out.truncated = truncated;
     let ascii = (!c.ascii.is_empty()).then(|| normalize(text, Fold::Marks));
@@ -351,7 +355,6 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     }
     out.unless.sort_by_key(|u| (u.0, u.2.range.start));
     let wanted = |rule: u32| live(rule as usize);
-    let budget = Budget::new(c.max_eval);
     let mut hits = Collector::new(&out.unless);
     for (rule, range, list) in keyword_hits {
         hits.push(rule, list, range);

@@ -355,48 +355,61 @@ impl Writer {
 
     /// Writes a run of ASCII that starts at byte `at` of the original.
     ///
-    /// In bulk: each word is copied whole (and lower-cased in place at the
-    /// end), and the map changes only where a whitespace run longer than one
-    /// byte becomes one space. The same text and map as writing each byte
-    /// through [`Writer::one`] (a unit test holds them equal).
+    /// In bulk: everything up to the next whitespace run longer than one byte
+    /// is one piece, written byte for byte (the map stays linear); only such
+    /// runs, which become one space, touch the map. The same text and map as
+    /// writing each byte through [`Writer::one`] (a unit test holds them
+    /// equal).
     fn ascii(&mut self, run: &[u8], at: usize, fold: bool) {
-        let from = self.buf.len();
-        self.buf.reserve(run.len());
         let n = run.len();
+        self.buf.reserve(n);
+        // The first byte not yet written.
         let mut k = 0;
-        while k < n {
-            let mut gap = k;
-            while gap < n && !is_ascii_space(run[gap]) {
-                gap += 1;
+        let mut i = 0;
+        while i < n {
+            if !is_ascii_space(run[i]) {
+                i += 1;
+                continue;
             }
-            if gap > k {
-                self.linear(at + k);
-                self.buf.extend_from_slice(&run[k..gap]);
-                self.after_space = false;
-            }
-            if gap == n {
-                break;
-            }
-            let mut end = gap + 1;
+            let mut end = i + 1;
             while end < n && is_ascii_space(run[end]) {
                 end += 1;
             }
+            // Whitespace right after a space already written joins it.
+            let joins = i == k && self.after_space;
+            if end == i + 1 && !joins {
+                i = end;
+                continue;
+            }
+            self.plain(&run[k..i], at + k, fold);
             if self.after_space {
-                self.space(at + gap..at + end, true);
+                self.space(at + i..at + end, true);
             } else {
-                // One byte for one byte: the map stays linear.
-                self.linear(at + gap);
+                self.linear(at + i);
                 self.buf.push(b' ');
                 self.after_space = true;
-                if end > gap + 1 {
-                    self.space(at + gap + 1..at + end, true);
-                }
+                self.space(at + i + 1..at + end, true);
             }
             k = end;
+            i = end;
         }
-        if fold {
-            self.buf[from..].make_ascii_lowercase();
-        }
+        self.plain(&run[k..], at + k, fold);
+    }
+
+    /// Writes ASCII with no whitespace run longer than one byte, each
+    /// whitespace byte as a space: byte for byte.
+    fn plain(&mut self, bytes: &[u8], at: usize, fold: bool) {
+        let Some(&last) = bytes.last() else {
+            return;
+        };
+        self.linear(at);
+        let byte = |b: u8| match (is_ascii_space(b), fold) {
+            (true, _) => b' ',
+            (false, true) => b.to_ascii_lowercase(),
+            (false, false) => b,
+        };
+        self.buf.extend(bytes.iter().map(|b| byte(*b)));
+        self.after_space = is_ascii_space(last);
     }
 
     /// Writes `c`, the only character `from` normalises to (not invisible).
@@ -641,6 +654,9 @@ fn strip_marks_into(out: &mut Vec<char>, c: char) {
 /// Whether some character of `text` has an ASCII look-alike, looking only at
 /// the non-ASCII ones.
 fn has_confusable(text: &str) -> bool {
+    if text.is_ascii() {
+        return false;
+    }
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(p) = bytes

@@ -212,8 +212,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for _ in 0..num(2, 1)? {
                 let start = Instant::now();
                 let v = black_box(rules.evaluate(black_box(&p)));
+                let highlights: usize = v
+                    .routings
+                    .iter()
+                    .flat_map(|r| &r.reasons)
+                    .map(|r| r.matched.len())
+                    .sum();
                 println!(
-                    "adversarial: {:?} (not fully checked: {})",
+                    "adversarial: {:?} ({highlights} highlights; not fully checked: {})",
                     start.elapsed(),
                     v.not_fully_checked
                 );

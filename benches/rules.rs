@@ -3,7 +3,7 @@
 //! keywords and 1,000 `\b…\b` patterns; scaling with post length; load and
 //! compile time; memory of the compiled set (printed once); and 200 KiB posts
 //! against one and 1,000 adversarial patterns (`.*` between words, nested
-//! alternation).
+//! alternation), the 1,000 also under the default time budget.
 //!
 //! Run: `cargo bench --bench rules -- --warm-up-time 1 --measurement-time 3`
 
@@ -277,6 +277,13 @@ fn adversarial(c: &mut Criterion) {
         g.bench_function(format!("{n}_patterns"), |b| {
             b.iter(|| rules.evaluate(black_box(&p)))
         });
+        if n > 1 {
+            // What a post costs in service: stopped by the default budget.
+            let rules = rules_with_default_budget(n);
+            g.bench_function(format!("{n}_patterns_default_budget"), |b| {
+                b.iter(|| rules.evaluate(black_box(&p)))
+            });
+        }
     }
     g.finish();
 }

@@ -185,13 +185,16 @@ fn run(
     let mut posts = Vec::new();
     let mut bad_lines = Vec::new();
     let mut other_events = 0;
-    let mut lines = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        lines += 1;
-        match Event::parse(line.as_bytes()) {
+    let numbered: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .collect();
+    let lines = numbered.len();
+    // Parsing a body costs about as much as evaluating it: on every core too.
+    let parsed = on_every_core(&numbered, |(_, line)| Event::parse(line.as_bytes()));
+    for ((i, _), event) in numbered.iter().zip(parsed) {
+        match event {
             Ok(Event::Post(p)) => posts.push(*p),
             Ok(Event::Other) => other_events += 1,
             Err(e) => bad_lines.push(BadLine {
@@ -260,15 +263,21 @@ fn evaluate_all(
         bar.inc(1);
         outcome
     };
+    on_every_core(posts, one)
+}
+
+/// `f` of every item, in order, the items split between the cores.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads <= 1 || posts.len() < 256 {
-        return posts.iter().map(one).collect();
+    if threads <= 1 || items.len() < 256 {
+        return items.iter().map(f).collect();
     }
-    let chunk = posts.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = posts
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

@@ -283,14 +283,29 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
     let Some(content) = post.content.as_deref() else {
         return out;
     };
-    let live: Vec<bool> = c
-        .matches
-        .iter()
-        .map(|m| out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok()))
-        .collect();
-    if !live.contains(&true) {
+    // Whether a rule can fire, worked out the first time it is asked (most
+    // rules find nothing in most posts, so most conditions are never looked at).
+    let known: Vec<Cell<Option<bool>>> = vec![Cell::new(None); c.matches.len()];
+    let live = |rule: usize| -> bool {
+        let Some(cell) = known.get(rule) else {
+            return false;
+        };
+        if let Some(live) = cell.get() {
+            return live;
+        }
+        let m = &c.matches[rule];
+        let live =
+            out.applies[m.file].is_ok() && !m.disabled && (detail || narrow(m, post).is_ok());
+        cell.set(Some(live));
+        live
+    };
+    if !(0..c.matches.len()).any(live) {
         return out;
     }
+    // From here: normalising and the keyword pass (linear, a few ms for the
+    // longest post) count against the budget too, so pattern work stops at
+    // the budget measured from the start of the evaluation.
+    let budget = Budget::new(c.max_eval);
     let (text, truncated) = capped(content);
     out.truncated = truncated;
     let ascii = (!c.ascii.is_empty()).then(|| normalize(text, Fold::Marks));
@@ -318,10 +333,10 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
             }
             for owner in &info.owners {
                 match *owner {
-                    Owner::Match { rule, list } if live[rule as usize] => {
+                    Owner::Match { rule, list } if live(rule as usize) => {
                         keyword_hits.push((rule, norm.original_range(m.range()), list))
                     }
-                    Owner::Unless { rule, phrase } if live[rule as usize] => {
+                    Owner::Unless { rule, phrase } if live(rule as usize) => {
                         let list = c.matches[rule as usize]
                             .unless_lists
                             .get(phrase as usize)
@@ -330,7 +345,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
                         let at = highlight(c, content, norm.original_range(m.range()), list);
                         out.unless.push((rule, phrase, at))
                     }
-                    Owner::Pattern(p) if live[c.triggered[p as usize].rule as usize] => {
+                    Owner::Pattern(p) if live(c.triggered[p as usize].rule as usize) => {
                         candidates.push((p, m.start()))
                     }
                     _ => {}
@@ -339,8 +354,7 @@ pub(super) fn scan(c: &Compiled, post: &Post, detail: bool) -> Scan {
         }
     }
     out.unless.sort_by_key(|u| (u.0, u.2.range.start));
-    let wanted = |rule: u32| live[rule as usize];
-    let budget = Budget::new(c.max_eval);
+    let wanted = |rule: u32| live(rule as usize);
     let mut hits = Collector::new(&out.unless);
     for (rule, range, list) in keyword_hits {
         hits.push(rule, list, range);
@@ -461,7 +475,18 @@ fn confirm_triggered(
             end = text.len();
             continue;
         }
-        match confirm_at(&member.real, &folded.text, start) {
+        // No literal every match ends with in the window: no match in it.
+        let window = folded
+            .text
+            .get(start..window_end(&folded.text, start, CONFIRM_WINDOW));
+        let hopeless = match (&member.suffixes, window) {
+            (Some(s), Some(window)) => !s.is_match(window),
+            _ => false,
+        };
+        match (!hopeless)
+            .then(|| confirm_at(&member.real, &folded.text, start))
+            .flatten()
+        {
             Some(m) => {
                 if hits.push(member.rule, member.list, folded.original_range(m.clone())) {
                     found += 1;
@@ -534,9 +559,31 @@ fn confirm_from(
     accept: &mut dyn FnMut(Range<usize>) -> bool,
 ) {
     let finder = member.relaxed.as_ref().unwrap_or(&member.real);
+    // Where the next literal every match ends with starts (when the pattern
+    // has such literals): text a window or more before it holds no match.
+    let mut next_suffix: Option<usize> = None;
     while at < text.len() && found < MAX_HIGHLIGHTS {
         if budget.spent() {
             return;
+        }
+        if let Some(suffixes) = &member.suffixes {
+            let next = match next_suffix {
+                Some(p) if p >= at => p,
+                _ => match suffixes.find(aho_corasick::Input::new(text).range(at..)) {
+                    Some(m) => m.start(),
+                    None => return,
+                },
+            };
+            next_suffix = Some(next);
+            // A match fits its window (plus a character's bytes).
+            let mut skip_to = next.saturating_sub(CONFIRM_WINDOW + 4);
+            while !text.is_char_boundary(skip_to) {
+                skip_to -= 1;
+            }
+            if skip_to > at {
+                at = skip_to;
+                continue;
+            }
         }
         // Every match that starts in the first window and fits a window lies
         // inside these two.
@@ -1054,6 +1101,24 @@ mod tests {
         );
         let h = &v.routings[0].reasons[0].matched[0].text;
         assert!(h.ends_with("buy now") && h.len() <= CONFIRM_WINDOW, "{h}");
+        // Text a window or more before the next "now" (a literal every match
+        // ends with) is skipped: no match is lost or shortened.
+        let two = format!("{}now {}now", "buy ".repeat(2_000), "buy ".repeat(2_000));
+        let r = one("[[match]]\nname = \"m\"\npatterns = ['\\bbuy\\b.*\\bnow\\b']\n");
+        let v = r.evaluate(&post(&two));
+        let matched = &v.routings[0].reasons[0].matched;
+        let first_end = two.find("now").unwrap() + 3;
+        let first_start = (first_end - CONFIRM_WINDOW).div_ceil(4) * 4;
+        let second_end = two.len();
+        let second_buys = first_end + 1;
+        let second_start =
+            second_buys + (second_end - CONFIRM_WINDOW - second_buys).div_ceil(4) * 4;
+        let ranges: Vec<_> = matched.iter().map(|h| h.range.clone()).collect();
+        assert_eq!(
+            ranges,
+            [first_start..first_end, second_start..second_end],
+            "{matched:?}"
+        );
     }
 
     #[test]

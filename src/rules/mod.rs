@@ -35,7 +35,9 @@
 //! - Each pattern is limited to [`PATTERN_SIZE_LIMIT`] bytes once compiled,
 //!   and each match is confirmed within [`CONFIRM_WINDOW`] bytes of its start,
 //!   searching one window ahead at a time, so no pattern makes evaluation
-//!   rescan the text at every candidate. Each post has a time budget
+//!   rescan the text at every candidate. A pattern run at its prefixes whose
+//!   matches all end with one of a few literals skips every window that
+//!   holds none of them. Each post has a time budget
 //!   ([`DEFAULT_MAX_EVAL_MS`], `RuleSet::with_max_eval`): past it no more
 //!   pattern work starts and the verdict is marked not fully checked. Reading
 //!   the monotonic clock for that is the only thing evaluation does besides

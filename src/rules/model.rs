@@ -151,6 +151,10 @@ pub struct PatternRule {
     /// The regex without Unicode word boundaries, when it had any: finds
     /// candidates fast on any script; `real` then confirms each anchored.
     pub relaxed: Option<meta::Regex>,
+    /// For a triggered pattern, the literals every match ends with, when
+    /// there are few enough: a window without one holds no match, so the
+    /// regex need not scan it.
+    pub suffixes: Option<AhoCorasick>,
 }
 
 #[derive(Debug)]
@@ -234,7 +238,11 @@ impl Default for Compiled {
 
 impl Compiled {
     pub fn memory_usage(&self) -> usize {
-        let triggered: usize = self.triggered.iter().map(|p| p.real.memory_usage()).sum();
+        let triggered: usize = self
+            .triggered
+            .iter()
+            .map(|p| p.real.memory_usage() + p.suffixes.as_ref().map_or(0, |a| a.memory_usage()))
+            .sum();
         self.ascii.memory_usage()
             + self.unicode.memory_usage()
             + triggered

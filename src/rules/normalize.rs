@@ -354,37 +354,62 @@ impl Writer {
     }
 
     /// Writes a run of ASCII that starts at byte `at` of the original.
+    ///
+    /// In bulk: everything up to the next whitespace run longer than one byte
+    /// is one piece, written byte for byte (the map stays linear); only such
+    /// runs, which become one space, touch the map. The same text and map as
+    /// writing each byte through [`Writer::one`] (a unit test holds them
+    /// equal).
     fn ascii(&mut self, run: &[u8], at: usize, fold: bool) {
-        let is_space = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r');
+        let n = run.len();
+        self.buf.reserve(n);
+        // The first byte not yet written.
         let mut k = 0;
-        while k < run.len() {
-            let gap = run[k..]
-                .iter()
-                .position(is_space)
-                .map_or(run.len(), |p| k + p);
-            if gap > k {
-                self.linear(at + k);
-                if fold {
-                    self.buf
-                        .extend(run[k..gap].iter().map(u8::to_ascii_lowercase));
-                } else {
-                    self.buf.extend_from_slice(&run[k..gap]);
-                }
-                self.after_space = false;
+        let mut i = 0;
+        while i < n {
+            if !is_ascii_space(run[i]) {
+                i += 1;
+                continue;
             }
-            if gap == run.len() {
-                break;
+            let mut end = i + 1;
+            while end < n && is_ascii_space(run[end]) {
+                end += 1;
             }
-            let end = run[gap..]
-                .iter()
-                .position(|b| !is_space(b))
-                .map_or(run.len(), |p| gap + p);
-            self.space(at + gap..at + gap + 1, true);
-            if end > gap + 1 {
-                self.space(at + gap + 1..at + end, true);
+            // Whitespace right after a space already written joins it.
+            let joins = i == k && self.after_space;
+            if end == i + 1 && !joins {
+                i = end;
+                continue;
+            }
+            self.plain(&run[k..i], at + k, fold);
+            if self.after_space {
+                self.space(at + i..at + end, true);
+            } else {
+                self.linear(at + i);
+                self.buf.push(b' ');
+                self.after_space = true;
+                self.space(at + i + 1..at + end, true);
             }
             k = end;
+            i = end;
         }
+        self.plain(&run[k..], at + k, fold);
+    }
+
+    /// Writes ASCII with no whitespace run longer than one byte, each
+    /// whitespace byte as a space: byte for byte.
+    fn plain(&mut self, bytes: &[u8], at: usize, fold: bool) {
+        let Some(&last) = bytes.last() else {
+            return;
+        };
+        self.linear(at);
+        let byte = |b: u8| match (is_ascii_space(b), fold) {
+            (true, _) => b' ',
+            (false, true) => b.to_ascii_lowercase(),
+            (false, false) => b,
+        };
+        self.buf.extend(bytes.iter().map(|b| byte(*b)));
+        self.after_space = is_ascii_space(last);
     }
 
     /// Writes `c`, the only character `from` normalises to (not invisible).
@@ -429,6 +454,11 @@ impl Writer {
         }
         self.after_space = out.last().is_some_and(|c| is_space(*c));
     }
+}
+
+/// ASCII whitespace as `char::is_whitespace` sees it.
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
 }
 
 /// Hangul medial vowels and final consonants, and combining marks, compose
@@ -504,6 +534,12 @@ fn continues_at(original: &str, at: usize, table: &[Small]) -> Option<char> {
 /// Normalises `original` (offsets are kept as `u32`: callers keep texts under
 /// 4 GiB) as `fold` says.
 pub fn normalize(original: &str, fold: Fold) -> Normalized {
+    normalize_with(original, fold, true)
+}
+
+/// [`normalize`]; with `ascii_runs` false, ASCII goes through the general
+/// per-character path too (what the fast path is tested against).
+fn normalize_with(original: &str, fold: Fold, ascii_runs: bool) -> Normalized {
     let table = small_table();
     let bytes = original.as_bytes();
     let mut w = Writer {
@@ -518,7 +554,7 @@ pub fn normalize(original: &str, fold: Fold) -> Normalized {
         let b = bytes[i];
         // Fast path: a run of ASCII, less its last character when a
         // combining mark follows it.
-        if b < 0x80 {
+        if b < 0x80 && ascii_runs {
             let run_end = bytes[i..]
                 .iter()
                 .position(|b| *b >= 0x80)
@@ -615,16 +651,36 @@ fn strip_marks_into(out: &mut Vec<char>, c: char) {
     });
 }
 
+/// Whether some character of `text` has an ASCII look-alike, looking only at
+/// the non-ASCII ones.
+fn has_confusable(text: &str) -> bool {
+    if text.is_ascii() {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(p) = bytes
+        .get(i..)
+        .and_then(|b| b.iter().position(|b| *b >= 0x80))
+    {
+        let at = i + p;
+        let Some(c) = text.get(at..).and_then(|t| t.chars().next()) else {
+            return false;
+        };
+        if confusable_prototype(c).is_some() {
+            return true;
+        }
+        i = at + c.len_utf8();
+    }
+    false
+}
+
 /// In every word that mixes Latin letters with letters of another script,
 /// the non-Latin letters that look like one ASCII letter become that letter.
 fn fold_confusables(n: Normalized) -> Normalized {
     // Most texts have no letter to fold at all: one look per non-ASCII
     // character decides, before any word is looked at.
-    let candidate = n
-        .text
-        .chars()
-        .any(|c| !c.is_ascii() && confusable_prototype(c).is_some());
-    if !candidate {
+    if !has_confusable(&n.text) {
         return n;
     }
     let mut edits: Vec<(Range<usize>, char)> = Vec::new();
@@ -719,6 +775,54 @@ mod tests {
         assert_eq!(back(&n, original, "fine"), "ﬁne");
         assert_eq!(back(&n, original, "i\u{307}stanbul"), "İstanbul");
         assert_eq!(back(&n, original, "😢 x"), "😢 x");
+    }
+
+    /// The same text, and every character range mapped to the same original
+    /// range, as the general per-character path.
+    fn assert_same_as_general_path(original: &str) {
+        for fold in [Fold::Exact, Fold::Case, Fold::Marks] {
+            let fast = normalize(original, fold);
+            let general = normalize_with(original, fold, false);
+            assert_eq!(fast.text, general.text, "{original:?} {fold:?}");
+            let bounds: Vec<usize> = fast
+                .text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([fast.text.len()])
+                .collect();
+            for (i, &a) in bounds.iter().enumerate() {
+                for &b in &bounds[i..] {
+                    assert_eq!(
+                        fast.original_range(a..b),
+                        general.original_range(a..b),
+                        "{original:?} {fold:?} {a}..{b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_the_general_path() {
+        for original in [
+            "",
+            " ",
+            "   ",
+            "a",
+            "Kill Myself",
+            "  leading and trailing  ",
+            "tabs\tand\nnew\r\nlines \x0b\x0c here",
+            "END it \t\n  all",
+            "x\u{a0} \u{3000}y",
+            "caf\u{e9}  \u{301}over  ",
+            "Cafe\u{301}  ÜBER  ok",
+            "ＳＵＩＣＩＤＥ  and s\u{200B}u  \u{00AD}ide",
+            "k\u{456}ll  me \u{2800}  now",
+            "a\u{200B} \u{200B} b",
+            "Olá a todos!  Faz 🙏.  \n As dicas",
+        ] {
+            assert_same_as_general_path(original);
+        }
     }
 
     #[test]

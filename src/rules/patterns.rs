@@ -83,6 +83,10 @@ pub fn compile_pattern(
             })
     };
     let triggers = if case_sensitive { None } else { triggers(&hir) };
+    let suffixes = match &triggers {
+        Some(_) => suffixes(&hir),
+        None => None,
+    };
     let unicode_words = hir.properties().look_set().contains_word_unicode();
     let real = build(&hir, triggers.is_some() || unicode_words)?;
     let (relaxed, relaxed_hir) = if triggers.is_none() && unicode_words {
@@ -97,6 +101,7 @@ pub fn compile_pattern(
             list: None,
             real,
             relaxed,
+            suffixes,
         },
         relaxed_hir,
         triggers,
@@ -125,6 +130,38 @@ fn triggers(hir: &Hir) -> Option<Vec<Vec<u8>>> {
         }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// A searcher for the literals of at least 3 bytes that every match of
+/// `hir` (case-insensitive, run over lower-cased text) ends with, when there
+/// are few enough. Those with upper-case letters are dropped: lower-cased
+/// text never holds them.
+fn suffixes(hir: &Hir) -> Option<aho_corasick::AhoCorasick> {
+    let seq = Extractor::new().kind(ExtractKind::Suffix).extract(hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.len() > 256 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for l in literals {
+        let bytes = l.as_bytes();
+        if bytes.len() < 3 {
+            return None;
+        }
+        let folded_away = std::str::from_utf8(bytes)
+            .is_ok_and(|s| s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c))));
+        if !folded_away {
+            out.push(bytes.to_vec());
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    // Leftmost: a search reports the occurrence that starts first.
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(&out)
+        .ok()
 }
 
 /// The same regex without Unicode word-boundary assertions: it matches
@@ -344,6 +381,25 @@ mod tests {
         let stripped = strip_unicode_word_boundaries(&hir);
         assert!(!stripped.properties().look_set().contains_word_unicode());
         assert!(stripped.properties().look_set().contains_word_ascii());
+    }
+
+    fn folded(pattern: &str) -> Hir {
+        regex_syntax::ParserBuilder::new()
+            .case_insensitive(true)
+            .build()
+            .parse(pattern)
+            .unwrap()
+    }
+
+    #[test]
+    fn suffix_literals_are_those_every_match_ends_with() {
+        let s = suffixes(&folded(r"\bbuy\b.*\b((now|today)+|(here|there)+)\b")).unwrap();
+        assert!(s.is_match("buy it today"));
+        assert!(s.is_match("buy it there, yes"));
+        assert!(!s.is_match("buy it tomorrow"));
+        // Too short to pay, or none at all.
+        assert!(suffixes(&folded(r"\bbuy\b.*\b(no|ok)\b")).is_none());
+        assert!(suffixes(&folded(r"\bbuy\b.*\w+")).is_none());
     }
 
     fn hirs(keywords: &[&str], patterns: &[&str]) -> Vec<Hir> {

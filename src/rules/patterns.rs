@@ -109,10 +109,17 @@ pub fn compile_pattern(
 }
 
 /// Literals of at least 3 bytes that every match of `hir` starts with, when
-/// there are few enough. Those with upper-case letters are dropped: the text
-/// they are looked for in is lower-cased.
+/// there are few enough.
 fn triggers(hir: &Hir) -> Option<Vec<Vec<u8>>> {
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    lower_case_literals(hir, ExtractKind::Prefix)
+}
+
+/// The literals of at least 3 bytes that every match of `hir` starts (or
+/// ends, by `kind`) with, when there are at most 256 and none is shorter.
+/// Those with upper-case letters are dropped: the text they are looked for in
+/// is lower-cased, so it never holds them.
+fn lower_case_literals(hir: &Hir, kind: ExtractKind) -> Option<Vec<Vec<u8>>> {
+    let seq = Extractor::new().kind(kind).extract(hir);
     let literals = seq.literals()?;
     if literals.is_empty() || literals.len() > 256 {
         return None;
@@ -137,26 +144,7 @@ fn triggers(hir: &Hir) -> Option<Vec<Vec<u8>>> {
 /// are few enough. Those with upper-case letters are dropped: lower-cased
 /// text never holds them.
 fn suffixes(hir: &Hir) -> Option<aho_corasick::AhoCorasick> {
-    let seq = Extractor::new().kind(ExtractKind::Suffix).extract(hir);
-    let literals = seq.literals()?;
-    if literals.is_empty() || literals.len() > 256 {
-        return None;
-    }
-    let mut out = Vec::new();
-    for l in literals {
-        let bytes = l.as_bytes();
-        if bytes.len() < 3 {
-            return None;
-        }
-        let folded_away = std::str::from_utf8(bytes)
-            .is_ok_and(|s| s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c))));
-        if !folded_away {
-            out.push(bytes.to_vec());
-        }
-    }
-    if out.is_empty() {
-        return None;
-    }
+    let out = lower_case_literals(hir, ExtractKind::Suffix)?;
     // Leftmost: a search reports the occurrence that starts first.
     aho_corasick::AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostFirst)

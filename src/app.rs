@@ -84,7 +84,8 @@ pub fn store_for(settings: &Settings) -> anyhow::Result<Store> {
                 &settings.dedupe.key_prefix,
                 ttl,
             )
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_parked_ttl(settings.delivery.parked_ttl),
         ),
         None => Store::Memory(MemoryStore::new(ttl, settings.dedupe.memory_capacity)),
     })

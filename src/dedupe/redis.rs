@@ -12,7 +12,10 @@
 //! replicas of those versions during a rollout (delivery's key is
 //! `<customer>␟<post>␟<target>`, e.g. `…␟discord-webhook:$MODS_HOOK`);
 //! `<prefix>parked:<list>` is a parked list (delivery names it after the
-//! target) and `<prefix>parked-targets` the set of list names;
+//! target) and `<prefix>parked-targets` the set of list names, both expiring
+//! a day after `parked_ttl` from the last push (a backstop: delivery's prober
+//! drops old entries one by one, but a list nobody replays must not keep
+//! e-mail addresses and post text for ever);
 //! `<prefix>circuit:<name>` is an open circuit (delivery's JSON, with a TTL;
 //! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL).
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
@@ -138,6 +141,19 @@ if rec and rec.state == 'dead_letter' then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
+/// KEYS: a parked list or the set of list names. ARGV: `RPUSH` or `SADD`,
+/// the entry or name, TTL ms. The key and its TTL are written together, so no
+/// key is ever left without one.
+const PUSH_WITH_TTL: &str = r"
+redis.call(ARGV[1], KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// A day past `delivery.parked_ttl_days` (default 7), so the prober's own
+/// expiry (counted and alerted as a lost card) always comes first.
+const PARKED_GRACE: Duration = Duration::from_secs(86_400);
+
 struct Scripts {
     claim: Script,
     renew: Script,
@@ -151,6 +167,7 @@ struct Scripts {
     clear_dead_letter: Script,
     open_circuit: Script,
     lock: Script,
+    push_with_ttl: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -163,6 +180,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     ttl: Ttl,
+    /// How long Redis keeps a parked list after its last push.
+    parked_expiry: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -198,10 +217,20 @@ impl RedisStore {
                 clear_dead_letter: card_script(CLEAR_DEAD_LETTER),
                 open_circuit: Script::new(OPEN_CIRCUIT),
                 lock: Script::new(LOCK),
+                push_with_ttl: Script::new(PUSH_WITH_TTL),
             }),
             prefix: prefix.into(),
             ttl,
+            parked_expiry: Duration::from_secs(7 * 86_400) + PARKED_GRACE,
         })
+    }
+
+    /// Parked lists and dead letters are kept `parked_ttl` (delivery's
+    /// `parked_ttl_days`, default 7) plus a day after their last push.
+    #[must_use]
+    pub fn with_parked_ttl(mut self, parked_ttl: Duration) -> Self {
+        self.parked_expiry = parked_ttl.saturating_add(PARKED_GRACE);
+        self
     }
 
     fn key(&self, id: &ExecutionId, kind: &str) -> String {
@@ -544,13 +573,24 @@ impl DedupeStore for RedisStore {
         Ok(())
     }
 
+    /// The list and the set of names get their TTL back on every push (one
+    /// script per key: they may live on different Cluster shards).
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
-        let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(self.parked_list(list)).arg(entry);
-        let _: i64 = self.query(cmd).await?;
-        let mut index = redis::cmd("SADD");
-        index.arg(self.parked_index()).arg(list);
-        let _: i64 = self.query(index).await?;
+        let ttl = Self::ms(self.parked_expiry);
+        let _: i64 = self
+            .run(
+                &self.scripts.push_with_ttl,
+                &[self.parked_list(list)],
+                &["RPUSH".into(), entry.to_owned(), ttl.clone()],
+            )
+            .await?;
+        let _: i64 = self
+            .run(
+                &self.scripts.push_with_ttl,
+                &[self.parked_index()],
+                &["SADD".into(), list.to_owned(), ttl],
+            )
+            .await?;
         Ok(Parking::Parked)
     }
 

@@ -309,3 +309,85 @@ async fn three_refused_cards_within_minutes_make_one_notice() {
     assert_eq!(json["cards"], 1, "{json}");
     app.stop().await;
 }
+
+/// Redis forgets a parked list and a dead-letter list that nobody replays: each
+/// push gives the list (and the set of list names) a TTL of
+/// `parked_ttl_days` + 1 day, so they outlive the prober's own expiry (which
+/// counts and alerts the lost card) but not by more than a day.
+#[tokio::test]
+async fn parked_and_dead_letter_lists_expire_in_redis_a_day_after_the_ttl() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        rules: DEFAULT_RULES.replace(
+            "to = [\"slack:C0123ABCD\"]",
+            "to = [\"slack:C0123ABCD\", \"slack:C0REFUSE00\"]",
+        ),
+        env: vec![("MODBRIDGE_PARKED_TTL_DAYS", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    let broken = modbridge::destination::Target::parse("slack:C0123ABCD").unwrap();
+    let refusing = modbridge::destination::Target::parse("slack:C0REFUSE00").unwrap();
+    app.recorder.break_config(&broken);
+    app.recorder.reject(&refusing);
+    let (status, json) = answer(
+        app.deliver(&post_body("KEPT-1", "forbidden phrase"), "kept-1")
+            .await,
+    )
+    .await;
+    assert_eq!((status, &json["parked"]), (200, &1.into()), "{json}");
+
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let parked = "modbridge:parked:slack:C0123ABCD";
+    let dead = "modbridge:parked:dead-letter:slack:C0REFUSE00";
+    let names = "modbridge:parked-targets";
+    let three_days: i64 = 3 * 86_400 * 1000;
+    for key in [parked, dead, names] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            (three_days - 60_000..=three_days).contains(&ttl),
+            "{key}: PTTL {ttl} ms, expected 2 days + 1"
+        );
+    }
+
+    // Every push gives the list its whole TTL back.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(parked)
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, json) = answer(
+        app.deliver(&post_body("KEPT-2", "forbidden phrase"), "kept-2")
+            .await,
+    )
+    .await;
+    assert_eq!(json["parked"], 1, "{json}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(parked)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > three_days - 60_000,
+        "PTTL {ttl} ms after a second push"
+    );
+    let len: i64 = redis::cmd("LLEN")
+        .arg(parked)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 2);
+    app.stop().await;
+}

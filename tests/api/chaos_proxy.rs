@@ -35,6 +35,9 @@ struct State {
     upstream: String,
     platform: Platform,
     rate: f64,
+    /// Only 500s and 429s: every request either reaches the platform and is
+    /// answered, or does not reach it (no lost answer can excuse a duplicate).
+    errors_only: bool,
     hang: Duration,
     rng: StdRng,
     counts: Counts,
@@ -78,6 +81,7 @@ impl ChaosProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             platform,
             rate,
+            errors_only: false,
             hang,
             rng: StdRng::seed_from_u64(seed),
             counts: Counts::default(),
@@ -112,6 +116,11 @@ impl ChaosProxy {
 
     pub fn lost_answers(&self) -> Vec<String> {
         self.state.lock().unwrap().lost_answers.clone()
+    }
+
+    /// From now on the faults are 500s and 429s only, half each.
+    pub fn errors_only(&self) {
+        self.state.lock().unwrap().errors_only = true;
     }
 
     pub fn set_rate(&self, rate: f64) {
@@ -158,6 +167,12 @@ async fn proxy(req: &Request, body: Body, Data(state): Data<&Arc<Mutex<State>>>)
         let rate = s.rate;
         let roll = if !is_message || r >= rate {
             Roll::Pass
+        } else if s.errors_only {
+            if r < rate * 0.5 {
+                Roll::ServerError
+            } else {
+                Roll::RateLimited
+            }
         } else if r < rate * 0.25 {
             Roll::ServerError
         } else if r < rate * 0.5 {

@@ -213,8 +213,10 @@ pub async fn answer(resp: reqwest::Response) -> (u16, serde_json::Value) {
 /// A `redis-server` of our own on a free port, stopped on drop.
 pub struct RedisServer {
     child: Option<Child>,
-    /// Append-only file on: a restart keeps every record.
+    /// Append-only file on: a restart keeps what reached it.
     persistent: bool,
+    /// `always` (a restart keeps every record) or `everysec`.
+    appendfsync: &'static str,
     pub port: u16,
     pub url: String,
     dir: PathBuf,
@@ -225,15 +227,21 @@ impl RedisServer {
     /// Starts one, or explains why not. Under `CI=true` a missing
     /// `redis-server` fails the test; elsewhere the test is skipped with a notice.
     pub fn start() -> Option<Self> {
-        Self::start_with(false)
+        Self::start_with(false, "always")
     }
 
     /// Like [`RedisServer::start`], with persistence (AOF, fsync always) on.
     pub fn start_persistent() -> Option<Self> {
-        Self::start_with(true)
+        Self::start_with(true, "always")
     }
 
-    fn start_with(persistent: bool) -> Option<Self> {
+    /// AOF on with `appendfsync everysec`, Redis's default for AOF: what an
+    /// operator runs, and what a crash can cost up to a second of.
+    pub fn start_everysec() -> Option<Self> {
+        Self::start_with(true, "everysec")
+    }
+
+    fn start_with(persistent: bool, appendfsync: &'static str) -> Option<Self> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -259,6 +267,7 @@ impl RedisServer {
         let mut server = Self {
             child: None,
             persistent,
+            appendfsync,
             port,
             url: format!("redis://127.0.0.1:{port}/"),
             dir: tmp.path().to_path_buf(),
@@ -280,7 +289,7 @@ impl RedisServer {
                 "--appendonly",
                 if self.persistent { "yes" } else { "no" },
                 "--appendfsync",
-                "always",
+                self.appendfsync,
             ])
             .arg("--dir")
             .arg(&self.dir)
@@ -307,6 +316,7 @@ impl RedisServer {
         panic!("redis-server on port {} did not answer PING", self.port);
     }
 
+    /// `SIGKILL`: Redis gets no chance to write or sync anything.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -314,9 +324,35 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port (empty: it keeps nothing on disk).
+    /// Kills it ([`RedisServer::stop`]) and starts it again on the same port
+    /// and directory (empty unless persistent).
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// The append-only file Redis (7+) is appending to now: the newest
+    /// `appendonlydir/*.incr.aof`.
+    pub fn aof_tail(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.join("appendonlydir"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                // appendonly.aof.<sequence>.incr.aof
+                let name = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".incr.aof")?
+                    .to_owned();
+                let seq: u64 = name.rsplit('.').next()?.parse().ok()?;
+                Some((seq, p))
+            })
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, p)| p)
+    }
+
+    /// Starts it again after [`RedisServer::stop`] or a `SHUTDOWN`.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 }

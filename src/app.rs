@@ -136,6 +136,10 @@ pub async fn start_with(
         Timing::new(settings.intake.deadline, settings.dedupe.lease)
             .with_max_processing(settings.intake.max_processing),
     );
+    let triage = crate::triage::Triage {
+        interactions: crate::platforms::Interactions::new(&settings.triage),
+        store: store.clone(),
+    };
     let state = AppState {
         settings: settings.clone(),
         store,
@@ -147,6 +151,7 @@ pub async fn start_with(
             None => None,
         },
         in_flight: InFlight::new(settings.intake.max_in_flight),
+        triage,
     };
     let listeners = listen(&settings, &state).await?;
     if settings.listeners.insecure_dev_secret {

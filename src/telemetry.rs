@@ -147,6 +147,10 @@ fn describe() {
         "modbridge_webhooks_total",
         "Webhook deliveries received, by outcome"
     );
+    describe_counter!(
+        "modbridge_interactions_total",
+        "Requests on the moderator-action endpoints (/slack/interactions, /discord/interactions), by platform and outcome"
+    );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
         "Time from the request's body read to the answer, for accepted webhooks"

@@ -33,6 +33,8 @@ struct Inner {
     circuits: HashMap<String, (String, Instant)>,
     /// Locks: token and expiry.
     locks: HashMap<String, (String, Instant)>,
+    /// Replay guard: name → until (expired entries are dropped as new ones come).
+    seen: HashMap<String, Instant>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -397,6 +399,17 @@ impl DedupeStore for MemoryStore {
             inner.locks.remove(&lease.name);
         }
         Ok(())
+    }
+
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        inner.seen.retain(|_, until| *until > now);
+        if inner.seen.contains_key(name) {
+            return Ok(false);
+        }
+        inner.seen.insert(name.to_owned(), now + ttl);
+        Ok(true)
     }
 
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {

@@ -342,6 +342,13 @@ pub trait DedupeStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Gives the lock up if still held (compare-and-delete).
     fn unlock(&self, lease: &LockLease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks `name` as seen for `ttl`; `true` for the first caller within
+    /// that time, `false` for every later one (a replayed request).
+    fn first_sighting(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -506,6 +513,12 @@ impl DedupeStore for Store {
             Store::Redis(s) => s.unlock(lease).await,
         }
     }
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.first_sighting(name, ttl).await,
+            Store::Redis(s) => s.first_sighting(name, ttl).await,
+        }
+    }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
         match self {
             Store::Memory(s) => s.park(list, entry).await,
@@ -654,6 +667,19 @@ pub mod suite {
         assert!(!store.renew_lock(&next, lease).await.unwrap());
         let third = store.lock(&lock, lease).await.unwrap().expect("expired");
         store.unlock(&third).await.unwrap();
+
+        // A request is seen once within its window, and again after it.
+        let seen = format!("{prefix}-interaction");
+        assert!(store.first_sighting(&seen, lease).await.unwrap());
+        assert!(!store.first_sighting(&seen, lease).await.unwrap(), "replay");
+        assert!(
+            store
+                .first_sighting(&format!("{seen}-other"), lease)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert!(store.first_sighting(&seen, lease).await.unwrap(), "expired");
     }
 
     fn reserved(r: Reservation) -> CardLease {

@@ -14,7 +14,8 @@
 //! `<prefix>parked:<list>` is a parked list (delivery names it after the
 //! target) and `<prefix>parked-targets` the set of list names;
 //! `<prefix>circuit:<name>` is an open circuit (delivery's JSON, with a TTL;
-//! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL).
+//! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL);
+//! `<prefix>seen:<name>` marks a request seen (`SET NX PX`: replay guard).
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
@@ -542,6 +543,17 @@ impl DedupeStore for RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}seen:{name}", self.prefix))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(Self::ms(ttl));
+        let set: Option<String> = self.query(cmd).await?;
+        Ok(set.is_some())
     }
 
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {

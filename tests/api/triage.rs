@@ -1,0 +1,216 @@
+//! The moderator-action endpoints, `POST /slack/interactions` and
+//! `POST /discord/interactions`: real signed requests over HTTP (Slack's
+//! form-encoded `block_actions` with a `v0` signature; Discord JSON signed
+//! with a test Ed25519 key made with ring). Forged, stale and replayed
+//! requests get 401 before anything is parsed; without its secret a platform
+//! has no endpoint (404).
+
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use modbridge::platforms::slack::interaction::sign as slack_sign;
+
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CASE: &str = "0123456789abcdef0123456789abcdef";
+
+fn discord_key() -> (Ed25519KeyPair, String) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let public = hex::encode(pair.public_key().as_ref());
+    (pair, public)
+}
+
+fn slack_click(action: &str) -> Vec<u8> {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0ANA", "username": "ana", "name": "ana", "team_id": "T1"},
+        "team": {"id": "T1", "domain": "acme"},
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0123ABCD"},
+        "channel": {"id": "C0123ABCD", "name": "mods"},
+        "response_url": "https://hooks.slack.com/actions/T1/1/abc",
+        "trigger_id": "1.2.3",
+        "actions": [{"action_id": action, "block_id": "b", "value": CASE, "type": "button", "action_ts": "1700000001.000200"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    body.into_bytes()
+}
+
+async fn post_slack(app: &TestApp, body: &[u8], ts: i64, sig: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/slack/interactions", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_discord(
+    app: &TestApp,
+    key: &Ed25519KeyPair,
+    ts: i64,
+    body: &str,
+) -> reqwest::Response {
+    let sig = key.sign(&[ts.to_string().as_bytes(), body.as_bytes()].concat());
+    app.client
+        .post(format!("{}/discord/interactions", app.base))
+        .header("content-type", "application/json")
+        .header("x-signature-timestamp", ts.to_string())
+        .header("x-signature-ed25519", hex::encode(sig.as_ref()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn discord_click(id: &str) -> String {
+    json!({
+        "type": 3, "id": id, "application_id": "2", "token": "tok", "version": 1,
+        "channel_id": "112233445566778899", "guild_id": "5",
+        "data": {"custom_id": format!("claim:{CASE}"), "component_type": 2},
+        "member": {"user": {"id": "42", "username": "bo"}, "roles": []},
+        "message": {"id": "998877", "channel_id": "112233445566778899"},
+        "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn without_their_secrets_the_endpoints_do_not_exist() {
+    let app = spawn_app().await;
+    let body = slack_click("case_claim");
+    let t = now();
+    let r = post_slack(&app, &body, t, &slack_sign(SIGNING_SECRET, t, &body)).await;
+    assert_eq!(r.status(), 404);
+    let (key, _) = discord_key();
+    let r = post_discord(&app, &key, t, r#"{"type":1}"#).await;
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn slack_clicks_are_verified_on_the_raw_body_and_replays_are_refused() {
+    let app = spawn_with(AppOptions {
+        env: vec![("SLACK_SIGNING_SECRET", SIGNING_SECRET.into())],
+        ..Default::default()
+    })
+    .await;
+    let body = slack_click("case_claim");
+    let t = now();
+    let good = slack_sign(SIGNING_SECRET, t, &body);
+    // Forged (another secret), stale (6 minutes old, signed correctly),
+    // tampered (a byte added after signing), unsigned: 401.
+    let forged = slack_sign("not-the-secret", t, &body);
+    assert_eq!(post_slack(&app, &body, t, &forged).await.status(), 401);
+    let old = t - 360;
+    let stale = slack_sign(SIGNING_SECRET, old, &body);
+    assert_eq!(post_slack(&app, &body, old, &stale).await.status(), 401);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b"&x=1");
+    assert_eq!(post_slack(&app, &tampered, t, &good).await.status(), 401);
+    let r = app
+        .client
+        .post(format!("{}/slack/interactions", app.base))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The real one: 200 at once, empty (Slack shows nothing from this body).
+    let r = post_slack(&app, &body, t, &good).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+    // The same request again: a replay.
+    assert_eq!(post_slack(&app, &body, t, &good).await.status(), 401);
+    // An authentic body that is not a Slack interaction: 400.
+    let junk = b"payload=%7Bnot-json";
+    let sig = slack_sign(SIGNING_SECRET, t, junk);
+    assert_eq!(post_slack(&app, junk, t, &sig).await.status(), 400);
+    // The recorder is shared by every app in this test binary: at least.
+    let metrics = app.metrics().await;
+    for (outcome, at_least) in [
+        ("unauthentic", 4.0),
+        ("replayed", 1.0),
+        ("unknown_case", 1.0),
+    ] {
+        let series =
+            format!(r#"modbridge_interactions_total{{platform="slack",outcome="{outcome}"}} "#);
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(value >= at_least, "{series}{value} in\n{metrics}");
+    }
+    // Discord has no key here: no endpoint.
+    let (key, _) = discord_key();
+    let r = post_discord(&app, &key, t, r#"{"type":1}"#).await;
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn discord_ping_is_answered_with_pong_and_bad_signatures_with_401() {
+    let (key, public) = discord_key();
+    let app = spawn_with(AppOptions {
+        env: vec![("DISCORD_PUBLIC_KEY", public)],
+        ..Default::default()
+    })
+    .await;
+    let t = now();
+    let r = post_discord(&app, &key, t, r#"{"type":1,"id":"1","application_id":"2"}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"type": 1}));
+    // Discord's routine check: a bad signature must get 401.
+    let (other, _) = discord_key();
+    let r = post_discord(&app, &other, t, r#"{"type":1,"id":"3"}"#).await;
+    assert_eq!(r.status(), 401);
+    let r = post_discord(&app, &key, t - 400, r#"{"type":1,"id":"4"}"#).await;
+    assert_eq!(r.status(), 401, "stale");
+    // A click on a card without a case: only the clicker hears of it, and
+    // the answer pings nobody.
+    let click = discord_click("10");
+    let r = post_discord(&app, &key, t, &click).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["type"], 4);
+    assert_eq!(answer["data"]["flags"], 64);
+    assert_eq!(answer["data"]["allowed_mentions"], json!({"parse": []}));
+    // The very same request again: a replay.
+    assert_eq!(post_discord(&app, &key, t, &click).await.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_replayed_to_another_replica_sharing_redis_is_refused() {
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let replica = || {
+        spawn_with(AppOptions {
+            redis_url: Some(redis.url.clone()),
+            env: vec![("SLACK_SIGNING_SECRET", SIGNING_SECRET.into())],
+            ..Default::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let body = slack_click("case_resolve");
+    let t = now();
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&a, &body, t, &sig).await.status(), 200);
+    assert_eq!(post_slack(&b, &body, t, &sig).await.status(), 401);
+    a.stop().await;
+    b.stop().await;
+}

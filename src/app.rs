@@ -120,8 +120,12 @@ pub async fn start_with(
     }
     let guard = if watch_rules { watch(&live) } else { None };
     let alerts = alerts_for(&settings, &sinks);
+    // Cases are kept only while some platform's clicks can reach them.
+    let interactions_on = settings.triage.slack_signing_secret.is_some()
+        || settings.triage.discord_public_key.is_some();
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
-        .with_alerts(alerts.clone());
+        .with_alerts(alerts.clone())
+        .with_cases(interactions_on.then_some(crate::triage::case::DEFAULT_CASE_TTL));
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -139,6 +143,10 @@ pub async fn start_with(
     let triage = crate::triage::Triage {
         interactions: crate::platforms::Interactions::new(&settings.triage),
         store: store.clone(),
+        cases: crate::triage::case::Cases::new(
+            store.clone(),
+            crate::triage::case::DEFAULT_CASE_TTL,
+        ),
     };
     let state = AppState {
         settings: settings.clone(),

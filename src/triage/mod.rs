@@ -5,9 +5,13 @@
 //! Order of checks: the platform's secret is set (else 404) → body size →
 //! signature on the raw bytes, timestamp within 5 minutes (else 401, nothing
 //! parsed) → replay guard: the same request seen within 5 minutes, by any
-//! replica sharing the store, is refused (401) → parse → answer. Cases
-//! (who claimed what) are not kept yet: a click on a card answers that there
-//! is nothing to act on, and cards carry no buttons.
+//! replica sharing the store, is refused (401) → parse → the case's
+//! transition ([`case::Cases::act`], compare-and-swap on its revision) →
+//! answer: acknowledged, or an ephemeral word to the clicking moderator
+//! alone ("already claimed by @ana", "this case has expired"). Cards carry
+//! no buttons yet and copies are not edited yet (the next slice).
+
+pub mod case;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +21,7 @@ use poem::{Body, Response, handler};
 use serde_json::json;
 use tracing::{info, warn};
 
+use self::case::{Acted, Actor, CaseState, Cases, Refusal};
 use crate::dedupe::{DedupeStore, Store};
 use crate::platforms::{
     Inbound, InteractionError, InteractionReply, Interactions, discord, interaction_answer, slack,
@@ -33,6 +38,38 @@ const REPLAY_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub struct Triage {
     pub interactions: Interactions,
     pub store: Store,
+    pub cases: Cases<Store>,
+}
+
+/// What the clicking moderator is told when nothing changed.
+fn refusal_text(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::AlreadyClaimed(by) => format!("Already claimed by @{}", by.name),
+        Refusal::AlreadyClosed(state, by) => {
+            let what = match state {
+                CaseState::FalsePositive => "marked as a false positive",
+                _ => "resolved",
+            };
+            match by {
+                Some(by) => format!("Already {what} by @{}", by.name),
+                None => format!("Already {what}"),
+            }
+        }
+        Refusal::NotApplicable(CaseState::Open) => "This case is open: nothing to undo".into(),
+        Refusal::NotApplicable(_) => "This case is not closed: nothing to reopen".into(),
+    }
+}
+
+/// The `outcome` label of `modbridge_cases_total` for a case now in `state`.
+fn outcome(action: crate::platforms::ModeratorAction) -> &'static str {
+    use crate::platforms::ModeratorAction as A;
+    match action {
+        A::Claim => "claimed",
+        A::Unclaim => "unclaimed",
+        A::Resolve => "resolved",
+        A::FalsePositive => "false_positive",
+        A::Reopen => "reopened",
+    }
 }
 
 #[handler]
@@ -163,22 +200,45 @@ impl Triage {
                 reply(platform, &InteractionReply::Acknowledge)
             }
             Inbound::Click(click) => {
-                // Cases are not kept yet, so no card carries buttons: a
-                // click can only come from a stale or foreign message.
-                info!(
-                    case_id = %click.case_id,
-                    action = click.action.as_str(),
-                    platform,
-                    moderator_id = %click.moderator_id,
-                    "moderator action on an unknown case: nothing changed"
-                );
-                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "unknown_case").increment(1);
-                reply(
-                    platform,
-                    &InteractionReply::Ephemeral(
-                        "modbridge has no case for this card: nothing changed".into(),
+                let actor = Actor {
+                    platform: platform.to_owned(),
+                    id: click.moderator_id.clone(),
+                    name: click.moderator_name.clone(),
+                };
+                let now_ms = u64::try_from(unix_now()).unwrap_or(0) * 1000;
+                let answer = match self
+                    .cases
+                    .act(&click.case_id, click.action, &actor, now_ms)
+                    .await
+                {
+                    Ok(Acted::Changed { revision, .. }) => {
+                        // The audit line: IDs only, never content.
+                        info!(
+                            case_id = %click.case_id,
+                            action = click.action.as_str(),
+                            platform,
+                            moderator_id = %click.moderator_id,
+                            revision,
+                            "moderator action"
+                        );
+                        metrics::counter!("modbridge_cases_total", "outcome" => outcome(click.action)).increment(1);
+                        InteractionReply::Acknowledge
+                    }
+                    Ok(Acted::Refused(refusal)) => {
+                        InteractionReply::Ephemeral(refusal_text(&refusal))
+                    }
+                    Ok(Acted::Unknown) => InteractionReply::Ephemeral(
+                        "This case has expired or is unknown: nothing changed".into(),
                     ),
-                )
+                    Err(e) => {
+                        warn!(case_id = %click.case_id, error = %e, "cannot record a moderator action");
+                        InteractionReply::Ephemeral(
+                            "modbridge could not record this; try again".into(),
+                        )
+                    }
+                };
+                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "click").increment(1);
+                reply(platform, &answer)
             }
         }
     }

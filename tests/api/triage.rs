@@ -135,11 +135,7 @@ async fn slack_clicks_are_verified_on_the_raw_body_and_replays_are_refused() {
     assert_eq!(post_slack(&app, junk, t, &sig).await.status(), 400);
     // The recorder is shared by every app in this test binary: at least.
     let metrics = app.metrics().await;
-    for (outcome, at_least) in [
-        ("unauthentic", 4.0),
-        ("replayed", 1.0),
-        ("unknown_case", 1.0),
-    ] {
+    for (outcome, at_least) in [("unauthentic", 4.0), ("replayed", 1.0), ("click", 1.0)] {
         let series =
             format!(r#"modbridge_interactions_total{{platform="slack",outcome="{outcome}"}} "#);
         let value: f64 = metrics
@@ -213,4 +209,241 @@ async fn a_request_replayed_to_another_replica_sharing_redis_is_refused() {
     assert_eq!(post_slack(&b, &body, t, &sig).await.status(), 401);
     a.stop().await;
     b.stop().await;
+}
+
+fn discord_claim(id: &str, user: &str, action: &str, case: &str) -> String {
+    json!({
+        "type": 3, "id": id, "application_id": "2", "token": "tok", "version": 1,
+        "channel_id": "112233445566778899", "guild_id": "5",
+        "data": {"custom_id": format!("{action}:{case}"), "component_type": 2},
+        "member": {"user": {"id": user, "username": user}, "roles": []},
+        "message": {"id": "998877", "channel_id": "112233445566778899"},
+        "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+    })
+    .to_string()
+}
+
+/// Two moderators press Claim at the same instant on two replicas sharing
+/// Redis: one wins, the other hears who did; then a Slack moderator
+/// resolves it and the case says so. The case is seeded as delivery leaves
+/// it (a copy listed after the platform confirmed the card).
+#[tokio::test]
+async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
+    use modbridge::dedupe::{DedupeStore, RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let replica = || {
+        spawn_with(AppOptions {
+            redis_url: Some(redis.url.clone()),
+            env: vec![
+                ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+                ("DISCORD_PUBLIC_KEY", public.clone()),
+            ],
+            ..Default::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    store.ping().await.unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("acme", "race-1");
+    cases
+        .add_copy(
+            &case,
+            1,
+            Copy {
+                message: MessageRef::Discord {
+                    channel: 112233445566778899,
+                    message_id: 998877,
+                },
+                target: "discord:112233445566778899".into(),
+                buttons: true,
+            },
+        )
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let t = now();
+        let (ana, bo) = (
+            discord_claim(&format!("a{round}"), "ana", "claim", &case),
+            discord_claim(&format!("b{round}"), "bo", "claim", &case),
+        );
+        let (ra, rb) = tokio::join!(
+            post_discord(&a, &key, t, &ana),
+            post_discord(&b, &key, t, &bo)
+        );
+        let answers: Vec<Value> = vec![ra.json().await.unwrap(), rb.json().await.unwrap()];
+        let won = answers.iter().filter(|v| v["type"] == 6).count();
+        let told: Vec<&Value> = answers.iter().filter(|v| v["type"] == 4).collect();
+        assert_eq!((won, told.len()), (1, 1), "{answers:?}");
+        assert_eq!(told[0]["data"]["flags"], 64);
+        let text = told[0]["data"]["content"].as_str().unwrap();
+        let (_, current) = cases.get(&case).await.unwrap().unwrap();
+        let winner = current.by.unwrap().name;
+        assert!(
+            text.contains("Already claimed by") && text.contains(&winner),
+            "{text}"
+        );
+        // A double click by the winner changes nothing either.
+        let again = discord_claim(&format!("c{round}"), &winner, "claim", &case);
+        let r: Value = post_discord(&a, &key, t, &again)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["type"], 4, "{r}");
+        // Unclaim for the next round (anyone may).
+        let un = discord_claim(&format!("u{round}"), "cy", "unclaim", &case);
+        let r: Value = post_discord(&b, &key, t, &un).await.json().await.unwrap();
+        assert_eq!(r["type"], 6, "{r}");
+    }
+    // Across platforms: claimed on Discord, resolved from Slack.
+    let t = now();
+    let claim = discord_claim("final", "ana", "claim", &case);
+    assert_eq!(
+        post_discord(&a, &key, t, &claim)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["type"],
+        6
+    );
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0BO", "username": "bo"},
+        "container": {"type": "message", "message_ts": "1.2", "channel_id": "C0123ABCD"},
+        "response_url": "https://hooks.slack.com/actions/T1/1/abc",
+        "actions": [{"action_id": "case_resolve", "value": case, "type": "button"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    let sig = slack_sign(SIGNING_SECRET, t, body.as_bytes());
+    assert_eq!(post_slack(&b, body.as_bytes(), t, &sig).await.status(), 200);
+    let (revision, current) = cases.get(&case).await.unwrap().unwrap();
+    assert_eq!(current.state, CaseState::Resolved);
+    let by = current.by.unwrap();
+    assert_eq!((by.platform.as_str(), by.id.as_str()), ("slack", "U0BO"));
+    assert_eq!(
+        revision,
+        1 + 5 * 2 + 2,
+        "one write per change, none for refusals"
+    );
+    assert_eq!(current.copies.len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Delivery lists every copy it posted in the post's case (after the
+/// platform confirmed it): Slack and a Discord incoming webhook (which can
+/// carry no buttons), then a claim from Slack and a resolve from Discord move
+/// that one case.
+#[tokio::test]
+async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it() {
+    use crate::fake_discord::FakeDiscord;
+    use crate::fake_slack::FakeSlack;
+    use modbridge::dedupe::{RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    let discord = FakeDiscord::start().await;
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        rules: "name = \"Everywhere\"\ngroups = [\"*\"]\nto = [\"slack:C0123ABCD\", \"hook\"]\n\n[[match]]\nname = \"forbidden\"\nkeywords = [\"forbidden phrase\"]\n".into(),
+        config: "post_url = \"https://community.example.com/posts/{post_id}\"\n\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n".into(),
+        env: vec![
+            ("SLACK_BOT_TOKEN", "xoxb-1111-2222-fake".into()),
+            ("SLACK_API_URL", slack.base.clone()),
+            ("DISCORD_API_URL", discord.base.clone()),
+            ("MODS_HOOK", FakeDiscord::webhook_url()),
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+            ("DISCORD_PUBLIC_KEY", public),
+        ],
+        live: true,
+    })
+    .await;
+    let status = app
+        .deliver_until_ok(
+            &post_body("CASE-1", "a forbidden phrase here"),
+            "exec-case-1",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("01HQ0ABCDEF1234567890XYZ", "CASE-1");
+    let (_, record) = cases.get(&case).await.unwrap().expect("the case exists");
+    assert_eq!(record.state, CaseState::Open);
+    let mut copies: Vec<(bool, bool)> = record
+        .copies
+        .iter()
+        .map(|c| (matches!(c.message, MessageRef::Slack { .. }), c.buttons))
+        .collect();
+    copies.sort();
+    assert_eq!(copies, vec![(false, false), (true, true)], "{record:?}");
+    assert!(
+        !serde_json::to_string(&record)
+            .unwrap()
+            .contains("forbidden"),
+        "the case keeps references, not content (yet)"
+    );
+    // Claimed from Slack, resolved from Discord: one case.
+    let t = now();
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0ANA", "username": "ana"},
+        "actions": [{"action_id": "case_claim", "value": case, "type": "button"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    let sig = slack_sign(SIGNING_SECRET, t, body.as_bytes());
+    assert_eq!(
+        post_slack(&app, body.as_bytes(), t, &sig).await.status(),
+        200
+    );
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Claimed
+    );
+    let resolve = discord_claim("res-1", "bo", "resolve", &case);
+    let r: Value = post_discord(&app, &key, t, &resolve)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["type"], 6, "{r}");
+    let (_, record) = cases.get(&case).await.unwrap().unwrap();
+    assert_eq!(record.state, CaseState::Resolved);
+    assert_eq!(record.by.unwrap().platform, "discord");
+    app.stop().await;
 }

@@ -161,7 +161,7 @@ impl Settings {
         let (destinations, alerts_to) = destinations::build(raw.destinations, raw.alerts, &mut l);
         let cards = CardSettings::build(raw.post_url, raw.groups, &mut l);
         let capture = CaptureSettings::build(raw.capture, &mut l);
-        let triage = TriageSettings::build(&mut l);
+        let triage = TriageSettings::build(raw.triage, &mut l);
 
         let settings = Settings {
             server,
@@ -286,6 +286,37 @@ mod tests {
             err,
             "intake.max_in_flight (MODBRIDGE_MAX_IN_FLIGHT) must be at least 1"
         );
+    }
+
+    #[test]
+    fn triage_names_who_may_act_and_refuses_ids_that_cannot_be() {
+        let f = write(
+            "[triage]\nslack_users = [\"U0ANA123\"]\ndiscord_roles = [\"111122223333444455\"]\n",
+        );
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.triage.slack_users, vec!["U0ANA123".to_owned()]);
+        assert_eq!(
+            s.triage.discord_roles,
+            vec!["111122223333444455".to_owned()]
+        );
+        assert!(s.triage.slack_signing_secret.is_none());
+        let f = write("[triage]\nslack_users = [\"@ana\"]\ndiscord_roles = [\"mods\"]\n");
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("triage.slack_users: \"@ana\" is not a Slack user ID"),
+            "{err}"
+        );
+        assert!(
+            err.contains("triage.discord_roles: \"mods\" is not a Discord role ID"),
+            "{err}"
+        );
+        let err = Settings::load(None, true, &env(&[("SLACK_SIGNING_SECRET", " padded")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("SLACK_SIGNING_SECRET: "), "{err}");
+        assert!(!err.contains("padded"), "{err}");
     }
 
     #[test]

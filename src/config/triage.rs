@@ -4,6 +4,11 @@
 //! application's public key, General Information: 64 hex characters). A
 //! platform without its secret has no interactions endpoint (404) and its
 //! cards carry no buttons.
+//!
+//! `[triage] slack_users = ["U…"]` and `discord_roles = ["…"]` restrict who
+//! may act (unset: anyone who can see the card).
+
+use serde::Deserialize;
 
 use super::loader::Loader;
 use crate::secret::Secret;
@@ -33,16 +38,50 @@ impl DiscordPublicKey {
     }
 }
 
+/// `[triage]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTriage {
+    slack_users: Option<Vec<String>>,
+    discord_roles: Option<Vec<String>>,
+}
+
 /// What authenticates moderators' clicks, per platform (`None`: that
-/// platform's interactions are off).
+/// platform's interactions are off), and who may act.
 #[derive(Debug, Clone, Default)]
 pub struct TriageSettings {
     pub slack_signing_secret: Option<Secret>,
     pub discord_public_key: Option<DiscordPublicKey>,
+    /// Slack user IDs allowed to act (empty: anyone who sees the card).
+    pub slack_users: Vec<String>,
+    /// Discord role IDs whose members may act (empty: anyone).
+    pub discord_roles: Vec<String>,
 }
 
 impl TriageSettings {
-    pub(super) fn build(l: &mut Loader) -> Self {
+    pub(super) fn build(raw: RawTriage, l: &mut Loader) -> Self {
+        let slack_users = raw.slack_users.unwrap_or_default();
+        for u in &slack_users {
+            let ok = (u.starts_with('U') || u.starts_with('W'))
+                && (3..=20).contains(&u.len())
+                && u.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            if !ok {
+                let key = l.key("triage.slack_users");
+                l.problem(format!(
+                    "{key}: {u:?} is not a Slack user ID (U0123ABCD: profile > ⋮ > Copy member ID)"
+                ));
+            }
+        }
+        let discord_roles = raw.discord_roles.unwrap_or_default();
+        for r in &discord_roles {
+            if !((17..=20).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_digit())) {
+                let key = l.key("triage.discord_roles");
+                l.problem(format!(
+                    "{key}: {r:?} is not a Discord role ID (17–20 digits: Server Settings > Roles > … > Copy Role ID)"
+                ));
+            }
+        }
         let slack_signing_secret =
             l.var(SLACK_SIGNING_SECRET_ENV)
                 .and_then(|v| match Secret::new(v) {
@@ -64,6 +103,8 @@ impl TriageSettings {
         Self {
             slack_signing_secret,
             discord_public_key,
+            slack_users,
+            discord_roles,
         }
     }
 

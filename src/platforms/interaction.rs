@@ -138,6 +138,8 @@ pub enum InteractionError {
 pub struct Interactions {
     slack: Option<Secret>,
     discord: Option<DiscordPublicKey>,
+    slack_users: Vec<String>,
+    discord_roles: Vec<String>,
 }
 
 /// A request whose signature checked out: its replay key (the same request
@@ -154,6 +156,22 @@ impl Interactions {
         Self {
             slack: settings.slack_signing_secret.clone(),
             discord: settings.discord_public_key,
+            slack_users: settings.slack_users.clone(),
+            discord_roles: settings.discord_roles.clone(),
+        }
+    }
+
+    /// Whether the clicking moderator may act (`[triage] slack_users`,
+    /// `discord_roles`; unset: anyone who can see the card).
+    pub fn allows(&self, click: &Interaction) -> bool {
+        match click.platform {
+            slack::PLATFORM => {
+                self.slack_users.is_empty() || self.slack_users.contains(&click.moderator_id)
+            }
+            _ => {
+                self.discord_roles.is_empty()
+                    || click.roles.iter().any(|r| self.discord_roles.contains(r))
+            }
         }
     }
 

@@ -199,6 +199,22 @@ impl Triage {
                 metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "ignored").increment(1);
                 reply(platform, &InteractionReply::Acknowledge)
             }
+            Inbound::Click(click) if !self.interactions.allows(&click) => {
+                info!(
+                    case_id = %click.case_id,
+                    action = click.action.as_str(),
+                    platform,
+                    moderator_id = %click.moderator_id,
+                    "moderator action refused: not allowed by [triage]"
+                );
+                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "not_allowed").increment(1);
+                reply(
+                    platform,
+                    &InteractionReply::Ephemeral(
+                        "You are not allowed to act on modbridge cases: nothing changed (ask an admin: [triage] slack_users / discord_roles)".into(),
+                    ),
+                )
+            }
             Inbound::Click(click) => {
                 let actor = Actor {
                     platform: platform.to_owned(),

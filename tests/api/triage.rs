@@ -447,3 +447,116 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
     assert_eq!(record.by.unwrap().platform, "discord");
     app.stop().await;
 }
+
+/// `[triage]` restricts who may act: a Slack user not listed and a Discord
+/// member without a listed role change nothing; a listed one does.
+#[tokio::test]
+async fn a_moderator_not_allowed_by_triage_changes_nothing() {
+    use modbridge::dedupe::{RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: "[triage]\nslack_users = [\"U0ANA\"]\ndiscord_roles = [\"111122223333444455\"]\n"
+            .into(),
+        env: vec![
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+            ("DISCORD_PUBLIC_KEY", public),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("acme", "restricted-1");
+    let copy = Copy {
+        message: MessageRef::Slack {
+            channel: "C0123ABCD".into(),
+            ts: "1.2".into(),
+        },
+        target: "slack:C0123ABCD".into(),
+        buttons: true,
+    };
+    cases.add_copy(&case, 1, copy).await.unwrap();
+    let t = now();
+    // Discord: a member without the role, then one with it.
+    let mut click: Value =
+        serde_json::from_str(&discord_claim("r1", "eve", "claim", &case)).unwrap();
+    click["member"]["roles"] = json!(["999999999999999999"]);
+    let r: Value = post_discord(&app, &key, t, &click.to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["type"].as_u64(), r["data"]["flags"].as_u64()),
+        (Some(4), Some(64)),
+        "{r}"
+    );
+    assert!(
+        r["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{r}"
+    );
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Open
+    );
+    // Slack: a user not listed (answered 200, nothing changes).
+    let slack_click_by = |user: &str, action: &str| {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": user},
+            "actions": [{"action_id": action, "value": case, "type": "button"}]
+        });
+        let mut body = String::from("payload=");
+        body.extend(url::form_urlencoded::byte_serialize(
+            payload.to_string().as_bytes(),
+        ));
+        body.into_bytes()
+    };
+    let body = slack_click_by("U0EVE", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&app, &body, t, &sig).await.status(), 200);
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Open
+    );
+    // Allowed: the listed Slack user claims, the role holder resolves.
+    let body = slack_click_by("U0ANA", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&app, &body, t, &sig).await.status(), 200);
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Claimed
+    );
+    let mut click: Value =
+        serde_json::from_str(&discord_claim("r2", "bo", "resolve", &case)).unwrap();
+    click["member"]["roles"] = json!(["111122223333444455"]);
+    let r: Value = post_discord(&app, &key, t, &click.to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["type"], 6, "{r}");
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Resolved
+    );
+    app.stop().await;
+}

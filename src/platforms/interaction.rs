@@ -140,6 +140,8 @@ pub struct Interactions {
     discord: Option<DiscordPublicKey>,
     slack_users: Vec<String>,
     discord_roles: Vec<String>,
+    /// Slack's `response_url` calls.
+    http: reqwest::Client,
 }
 
 /// A request whose signature checked out: its replay key (the same request
@@ -158,6 +160,22 @@ impl Interactions {
             discord: settings.discord_public_key,
             slack_users: settings.slack_users.clone(),
             discord_roles: settings.discord_roles.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Says `text` to the clicking moderator alone where the platform wants
+    /// that done apart from the HTTP answer (Slack: the click's
+    /// `response_url`); Discord's ephemeral answer is the HTTP answer itself.
+    pub async fn tell_privately(&self, click: &Interaction, text: &str) -> Result<(), String> {
+        match (click.platform, &click.response_url) {
+            (slack::PLATFORM, Some(url)) => {
+                slack::interaction::respond_ephemeral(&self.http, url, text).await
+            }
+            _ => Ok(()),
         }
     }
 

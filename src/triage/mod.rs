@@ -8,7 +8,8 @@
 //! replica sharing the store, is refused (401) → parse → the case's
 //! transition ([`case::Cases::act`], compare-and-swap on its revision) →
 //! answer: acknowledged, or an ephemeral word to the clicking moderator
-//! alone ("already claimed by @ana", "this case has expired"). Cards carry
+//! alone ("already claimed by @ana", "this case has expired"; Slack: through
+//! the click's `response_url`, after the 200). Cards carry
 //! no buttons yet and copies are not edited yet (the next slice).
 
 pub mod case;
@@ -116,6 +117,18 @@ fn unix_now() -> i64 {
 }
 
 impl Triage {
+    /// Slack answers 200 at once; what the moderator reads goes through the
+    /// click's `response_url`, on a task of its own.
+    fn tell_after_answer(&self, click: &crate::platforms::Interaction, text: &str) {
+        let (interactions, click, text) =
+            (self.interactions.clone(), click.clone(), text.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = interactions.tell_privately(&click, &text).await {
+                warn!(case_id = %click.case_id, platform = click.platform, error = %e, "cannot tell the moderator privately");
+            }
+        });
+    }
+
     async fn handle(&self, platform: &'static str, headers: &HeaderMap, body: Body) -> Response {
         if !self.interactions.enabled(platform) {
             // Before reading anything: nothing is served here.
@@ -208,12 +221,9 @@ impl Triage {
                     "moderator action refused: not allowed by [triage]"
                 );
                 metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "not_allowed").increment(1);
-                reply(
-                    platform,
-                    &InteractionReply::Ephemeral(
-                        "You are not allowed to act on modbridge cases: nothing changed (ask an admin: [triage] slack_users / discord_roles)".into(),
-                    ),
-                )
+                let text = "You are not allowed to act on modbridge cases: nothing changed (ask an admin: [triage] slack_users / discord_roles)";
+                self.tell_after_answer(&click, text);
+                reply(platform, &InteractionReply::Ephemeral(text.into()))
             }
             Inbound::Click(click) => {
                 let actor = Actor {
@@ -254,6 +264,9 @@ impl Triage {
                     }
                 };
                 metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "click").increment(1);
+                if let InteractionReply::Ephemeral(text) = &answer {
+                    self.tell_after_answer(&click, text);
+                }
                 reply(platform, &answer)
             }
         }

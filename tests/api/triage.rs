@@ -29,7 +29,7 @@ fn slack_click(action: &str) -> Vec<u8> {
         "team": {"id": "T1", "domain": "acme"},
         "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0123ABCD"},
         "channel": {"id": "C0123ABCD", "name": "mods"},
-        "response_url": "https://hooks.slack.com/actions/T1/1/abc",
+        "response_url": "http://127.0.0.1:9/actions/T1/1/abc",
         "trigger_id": "1.2.3",
         "actions": [{"action_id": action, "block_id": "b", "value": CASE, "type": "button", "action_ts": "1700000001.000200"}]
     });
@@ -325,7 +325,7 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
         "type": "block_actions",
         "user": {"id": "U0BO", "username": "bo"},
         "container": {"type": "message", "message_ts": "1.2", "channel_id": "C0123ABCD"},
-        "response_url": "https://hooks.slack.com/actions/T1/1/abc",
+        "response_url": "http://127.0.0.1:9/actions/T1/1/abc",
         "actions": [{"action_id": "case_resolve", "value": case, "type": "button"}]
     });
     let mut body = String::from("payload=");
@@ -452,6 +452,7 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
 /// member without a listed role change nothing; a listed one does.
 #[tokio::test]
 async fn a_moderator_not_allowed_by_triage_changes_nothing() {
+    use crate::fake_slack::FakeSlack;
     use modbridge::dedupe::{RedisStore, Ttl};
     use modbridge::platforms::MessageRef;
     use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
@@ -460,6 +461,7 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         return;
     };
     let (key, public) = discord_key();
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
     let app = spawn_with(AppOptions {
         redis_url: Some(redis.url.clone()),
         config: "[triage]\nslack_users = [\"U0ANA\"]\ndiscord_roles = [\"111122223333444455\"]\n"
@@ -522,6 +524,7 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         let payload = json!({
             "type": "block_actions",
             "user": {"id": user, "username": user},
+            "response_url": slack.response_url(),
             "actions": [{"action_id": action, "value": case, "type": "button"}]
         });
         let mut body = String::from("payload=");
@@ -558,5 +561,28 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         cases.get(&case).await.unwrap().unwrap().1.state,
         CaseState::Resolved
     );
+    // Slack heard the refusal through the click's response_url, ephemeral;
+    // a Slack claim on the resolved case is told who resolved it.
+    let body = slack_click_by("U0ANA", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t + 1, &body);
+    assert_eq!(post_slack(&app, &body, t + 1, &sig).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while slack.responses().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let responses = slack.responses();
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    assert!(slack.received().iter().all(|r| r.answer == "ok"));
+    for r in &responses {
+        assert_eq!(r["response_type"], "ephemeral");
+        assert_eq!(r["replace_original"], false);
+    }
+    assert!(
+        responses[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed")
+    );
+    assert_eq!(responses[1]["text"], "Already resolved by @bo");
     app.stop().await;
 }

@@ -161,6 +161,32 @@ pub(crate) fn answer(_reply: &InteractionReply) -> (u16, Option<serde_json::Valu
     (200, None)
 }
 
+/// Tells only the clicking moderator (`response_type: ephemeral` through
+/// the click's `response_url`; the card stays as it is). `text` is plain:
+/// escaped here, so a moderator's handle cannot ping.
+pub(crate) async fn respond_ephemeral(
+    http: &reqwest::Client,
+    response_url: &str,
+    text: &str,
+) -> Result<(), String> {
+    let body = serde_json::json!({
+        "response_type": "ephemeral",
+        "replace_original": false,
+        "text": super::escape(text),
+    });
+    let resp = http
+        .post(response_url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("Slack response_url did not answer: {}", e.without_url()))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("Slack response_url answered {}", resp.status()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

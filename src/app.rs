@@ -121,8 +121,12 @@ pub async fn start_with(
     }
     let guard = if watch_rules { watch(&live) } else { None };
     let alerts = alerts_for(&settings, &sinks);
+    // Cases are kept only while some platform's clicks can reach them.
+    let interactions_on = settings.triage.slack_signing_secret.is_some()
+        || settings.triage.discord_public_key.is_some();
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
-        .with_alerts(alerts.clone());
+        .with_alerts(alerts.clone())
+        .with_cases(interactions_on.then_some(crate::triage::case::DEFAULT_CASE_TTL));
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -137,6 +141,14 @@ pub async fn start_with(
         Timing::new(settings.intake.deadline, settings.dedupe.lease)
             .with_max_processing(settings.intake.max_processing),
     );
+    let triage = crate::triage::Triage {
+        interactions: crate::platforms::Interactions::new(&settings.triage),
+        store: store.clone(),
+        cases: crate::triage::case::Cases::new(
+            store.clone(),
+            crate::triage::case::DEFAULT_CASE_TTL,
+        ),
+    };
     let state = AppState {
         settings: settings.clone(),
         store,
@@ -148,6 +160,7 @@ pub async fn start_with(
             None => None,
         },
         in_flight: InFlight::new(settings.intake.max_in_flight),
+        triage,
     };
     let listeners = listen(&settings, &state).await?;
     if settings.listeners.insecure_dev_secret {

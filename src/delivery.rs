@@ -354,6 +354,9 @@ pub struct Deliverer {
     alerts: Option<Alerts>,
     /// Who opens circuits, in their records (host name and process ID).
     replica: Arc<str>,
+    /// Moderator cases (when some platform's interactions are on): each
+    /// confirmed copy is added to its case.
+    cases: Option<crate::triage::case::Cases<Store>>,
 }
 
 impl Deliverer {
@@ -368,6 +371,32 @@ impl Deliverer {
             journal: Arc::default(),
             alerts: None,
             replica: format!("{host}/{}", std::process::id()).into(),
+            cases: None,
+        }
+    }
+
+    /// Adds every confirmed copy to its moderator case, kept `ttl`.
+    pub fn with_cases(mut self, ttl: Option<Duration>) -> Self {
+        self.cases = ttl.map(|ttl| crate::triage::case::Cases::new(self.store.clone(), ttl));
+        self
+    }
+
+    /// Lists a confirmed copy in its case, so a click edits it too. A
+    /// failure costs only that copy's status edits: the card is sent.
+    async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef) {
+        let Some(cases) = &self.cases else {
+            return;
+        };
+        use crate::triage::case::{Copy, case_id};
+        let copy = Copy {
+            message: message.clone(),
+            target: target.to_string(),
+            buttons: !matches!(target, Target::DiscordWebhook { .. }),
+        };
+        let id = case_id(&card.customer_id, &card.post_id);
+        let posted = u64::try_from(card.posted_at.timestamp_millis()).unwrap_or(0);
+        if let Err(e) = cases.add_copy(&id, posted, copy).await {
+            warn!(case_id = %id, target = %target, error = %e, "a sent card could not be added to its case: moderator actions will not update this copy");
         }
     }
 
@@ -578,9 +607,15 @@ impl Deliverer {
         match result {
             Ok(message) => {
                 // Record first, log after: the duplicate window is this await.
+                let posted = message.clone();
                 let message = message.and_then(|m| serde_json::to_value(m).ok());
                 let recorded = self.store.confirm(&lease, message.as_ref()).await;
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "sent").increment(1);
+                if matches!(recorded, Ok(Confirmed::Recorded | Confirmed::RecordedLate))
+                    && let Some(posted) = &posted
+                {
+                    self.add_to_case(card, target, posted).await;
+                }
                 match recorded {
                     Ok(Confirmed::Recorded) => {}
                     Ok(Confirmed::RecordedLate) => {

@@ -32,3 +32,4 @@ pub mod post;
 pub mod rules;
 pub mod secret;
 pub mod telemetry;
+pub mod triage;

@@ -147,6 +147,14 @@ fn describe() {
         "modbridge_webhooks_total",
         "Webhook deliveries received, by outcome"
     );
+    describe_counter!(
+        "modbridge_interactions_total",
+        "Requests on the moderator-action endpoints (/slack/interactions, /discord/interactions), by platform and outcome"
+    );
+    describe_counter!(
+        "modbridge_cases_total",
+        "Moderator actions that changed a case, by the outcome they led to"
+    );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
         "Time from the request's body read to the answer, for accepted webhooks"

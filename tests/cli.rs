@@ -26,6 +26,8 @@ fn modbridge(args: &[&str]) -> Command {
         .env_remove("REDIS_CA_FILE")
         .env_remove("SLACK_BOT_TOKEN")
         .env_remove("DISCORD_BOT_TOKEN")
+        .env_remove("SLACK_SIGNING_SECRET")
+        .env_remove("DISCORD_PUBLIC_KEY")
         .env_remove("MODBRIDGE_DRY_RUN")
         .env_remove("MODBRIDGE_LISTEN")
         // The admin listener defaults to 127.0.0.1:9090: tests run side by side.
@@ -241,6 +243,33 @@ fn serve_refuses_to_start_with_no_rules() {
         assert_eq!(check.status.code(), Some(1), "{out}");
         assert!(out.contains("error: ") && out.contains(expect), "{out}");
     }
+}
+
+#[test]
+fn check_says_which_platform_lacks_its_interaction_secret() {
+    let check = modbridge(&["check"])
+        .env("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(out.contains("ok: Slack moderator buttons are on"), "{out}");
+    assert!(
+        out.contains("note: Discord moderator buttons are off: DISCORD_PUBLIC_KEY is not set"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("8f742231"),
+        "the secret is never printed: {out}"
+    );
+    // A key that is not 32 bytes of hex fails at once, not with 401s later.
+    let bad = modbridge(&["check"])
+        .env("DISCORD_PUBLIC_KEY", "not-a-key")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(out.contains("error: DISCORD_PUBLIC_KEY: expected"), "{out}");
 }
 
 #[test]

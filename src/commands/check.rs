@@ -56,6 +56,10 @@ pub fn main(config: Option<&Path>, live: bool, send_test: bool) -> ExitCode {
                 loaded.rules.lists(),
                 settings.rules_dir.display()
             );
+            // Moderator buttons: which platform has its secret, which lacks it.
+            for line in settings.triage.report() {
+                println!("{line}");
+            }
             if !live {
                 return ExitCode::SUCCESS;
             }

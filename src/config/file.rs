@@ -15,6 +15,7 @@ use super::destinations::{RawAlerts, RawDestinations};
 use super::intake::RawIntake;
 use super::listeners::RawListener;
 use super::server::RawServer;
+use super::triage::RawTriage;
 
 /// The file exactly as written; unknown keys are refused.
 #[derive(Debug, Deserialize, Default)]
@@ -49,6 +50,8 @@ struct RawConfig {
     #[serde(default)]
     groups: BTreeMap<String, String>,
     alerts: Option<RawAlerts>,
+    #[serde(default)]
+    triage: RawTriage,
 }
 
 /// `[rules]`: how rules run (where they are is the top-level `rules_dir`).
@@ -78,6 +81,7 @@ pub(super) struct RawSections {
     pub alerts: Option<RawAlerts>,
     pub post_url: Option<String>,
     pub groups: BTreeMap<String, String>,
+    pub triage: RawTriage,
 }
 
 impl From<RawConfig> for RawSections {
@@ -111,6 +115,7 @@ impl From<RawConfig> for RawSections {
             alerts: raw.alerts,
             post_url: raw.post_url,
             groups: raw.groups,
+            triage: raw.triage,
         }
     }
 }

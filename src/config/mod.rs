@@ -24,6 +24,7 @@ mod intake;
 mod listeners;
 mod loader;
 mod server;
+mod triage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ pub use self::intake::IntakeSettings;
 pub use self::listeners::{DEV_SECRET, ListenerSecret, ListenerSettings};
 use self::loader::{Loader, truthy};
 pub use self::server::{LogFormat, ServerSettings};
+pub use self::triage::{
+    DISCORD_PUBLIC_KEY_ENV, DiscordPublicKey, SLACK_SIGNING_SECRET_ENV, TriageSettings,
+};
 use crate::destination::Destinations;
 
 /// The configuration file read when `--config` is not given (if it exists).
@@ -66,6 +70,8 @@ pub struct Settings {
     pub cards: CardSettings,
     /// `[capture]`: off (`None`) unless a file is set.
     pub capture: Option<CaptureSettings>,
+    /// Moderator actions: what authenticates a click on each platform.
+    pub triage: TriageSettings,
     /// Values the file gives for settings read from the environment by the
     /// module that owns them (the platforms read `SLACK_API_URL`,
     /// `DISCORD_API_URL`; the file's `slack_api_url`, `discord_api_url`
@@ -155,6 +161,7 @@ impl Settings {
         let (destinations, alerts_to) = destinations::build(raw.destinations, raw.alerts, &mut l);
         let cards = CardSettings::build(raw.post_url, raw.groups, &mut l);
         let capture = CaptureSettings::build(raw.capture, &mut l);
+        let triage = TriageSettings::build(raw.triage, &mut l);
 
         let settings = Settings {
             server,
@@ -181,6 +188,7 @@ impl Settings {
             alerts_to,
             cards,
             capture,
+            triage,
             env_defaults: raw.env_defaults,
         };
         l.finish(settings)
@@ -278,6 +286,37 @@ mod tests {
             err,
             "intake.max_in_flight (MODBRIDGE_MAX_IN_FLIGHT) must be at least 1"
         );
+    }
+
+    #[test]
+    fn triage_names_who_may_act_and_refuses_ids_that_cannot_be() {
+        let f = write(
+            "[triage]\nslack_users = [\"U0ANA123\"]\ndiscord_roles = [\"111122223333444455\"]\n",
+        );
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.triage.slack_users, vec!["U0ANA123".to_owned()]);
+        assert_eq!(
+            s.triage.discord_roles,
+            vec!["111122223333444455".to_owned()]
+        );
+        assert!(s.triage.slack_signing_secret.is_none());
+        let f = write("[triage]\nslack_users = [\"@ana\"]\ndiscord_roles = [\"mods\"]\n");
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("triage.slack_users: \"@ana\" is not a Slack user ID"),
+            "{err}"
+        );
+        assert!(
+            err.contains("triage.discord_roles: \"mods\" is not a Discord role ID"),
+            "{err}"
+        );
+        let err = Settings::load(None, true, &env(&[("SLACK_SIGNING_SECRET", " padded")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("SLACK_SIGNING_SECRET: "), "{err}");
+        assert!(!err.contains("padded"), "{err}");
     }
 
     #[test]

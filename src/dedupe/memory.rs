@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{
     CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
-    LockLease, Parking, Reservation, SentKey, StoreError, Ttl, epoch_ms,
+    LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -33,6 +33,10 @@ struct Inner {
     circuits: HashMap<String, (String, Instant)>,
     /// Locks: token and expiry.
     locks: HashMap<String, (String, Instant)>,
+    /// Replay guard: name → until (expired entries are dropped as new ones come).
+    seen: HashMap<String, Instant>,
+    /// Versioned records (cases): name → (revision, body, until).
+    versioned: HashMap<String, (u64, String, Instant)>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -397,6 +401,53 @@ impl DedupeStore for MemoryStore {
             inner.locks.remove(&lease.name);
         }
         Ok(())
+    }
+
+    async fn versioned(&self, name: &str) -> Result<Option<Versioned>, StoreError> {
+        let now = Instant::now();
+        let inner = MemoryStore::lock(self);
+        Ok(inner
+            .versioned
+            .get(name)
+            .filter(|(_, _, until)| *until > now)
+            .map(|(revision, body, _)| Versioned {
+                revision: *revision,
+                body: body.clone(),
+            }))
+    }
+
+    async fn swap_versioned(
+        &self,
+        name: &str,
+        expected: u64,
+        body: &str,
+        ttl: Duration,
+    ) -> Result<Swapped, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        inner.versioned.retain(|_, (_, _, until)| *until > now);
+        let current = inner.versioned.get(name).map(|(r, b, _)| (*r, b.clone()));
+        let revision = current.as_ref().map_or(0, |(r, _)| *r);
+        if revision != expected {
+            return Ok(Swapped::Stale(
+                current.map(|(revision, body)| Versioned { revision, body }),
+            ));
+        }
+        inner
+            .versioned
+            .insert(name.to_owned(), (revision + 1, body.to_owned(), now + ttl));
+        Ok(Swapped::Written(revision + 1))
+    }
+
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        inner.seen.retain(|_, until| *until > now);
+        if inner.seen.contains_key(name) {
+            return Ok(false);
+        }
+        inner.seen.insert(name.to_owned(), now + ttl);
+        Ok(true)
     }
 
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {

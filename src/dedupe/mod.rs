@@ -203,6 +203,26 @@ pub enum CircuitOpened {
     AlreadyOpen(String),
 }
 
+/// A record that changes only by compare-and-swap on its revision
+/// ([`DedupeStore::swap_versioned`]): moderator cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// 1 for the first write, one more for each later one.
+    pub revision: u64,
+    /// Opaque to the store.
+    pub body: String,
+}
+
+/// What [`DedupeStore::swap_versioned`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// Written: the new revision.
+    Written(u64),
+    /// Someone wrote first: nothing written; the record as it is now (`None`:
+    /// there is none, it expired).
+    Stale(Option<Versioned>),
+}
+
 /// What [`DedupeStore::confirm`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmed {
@@ -342,6 +362,27 @@ pub trait DedupeStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Gives the lock up if still held (compare-and-delete).
     fn unlock(&self, lease: &LockLease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The versioned record `name`, if there is one.
+    fn versioned(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+    /// Writes `body` as revision `expected + 1` of `name` (kept `ttl`) if its
+    /// revision is still `expected` (0: there is none), atomically.
+    fn swap_versioned(
+        &self,
+        name: &str,
+        expected: u64,
+        body: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Swapped, StoreError>> + Send;
+    /// Marks `name` as seen for `ttl`; `true` for the first caller within
+    /// that time, `false` for every later one (a replayed request).
+    fn first_sighting(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -506,6 +547,30 @@ impl DedupeStore for Store {
             Store::Redis(s) => s.unlock(lease).await,
         }
     }
+    async fn versioned(&self, name: &str) -> Result<Option<Versioned>, StoreError> {
+        match self {
+            Store::Memory(s) => s.versioned(name).await,
+            Store::Redis(s) => s.versioned(name).await,
+        }
+    }
+    async fn swap_versioned(
+        &self,
+        name: &str,
+        expected: u64,
+        body: &str,
+        ttl: Duration,
+    ) -> Result<Swapped, StoreError> {
+        match self {
+            Store::Memory(s) => s.swap_versioned(name, expected, body, ttl).await,
+            Store::Redis(s) => s.swap_versioned(name, expected, body, ttl).await,
+        }
+    }
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.first_sighting(name, ttl).await,
+            Store::Redis(s) => s.first_sighting(name, ttl).await,
+        }
+    }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
         match self {
             Store::Memory(s) => s.park(list, entry).await,
@@ -654,6 +719,58 @@ pub mod suite {
         assert!(!store.renew_lock(&next, lease).await.unwrap());
         let third = store.lock(&lock, lease).await.unwrap().expect("expired");
         store.unlock(&third).await.unwrap();
+
+        // A request is seen once within its window, and again after it.
+        let seen = format!("{prefix}-interaction");
+        assert!(store.first_sighting(&seen, lease).await.unwrap());
+        assert!(!store.first_sighting(&seen, lease).await.unwrap(), "replay");
+        assert!(
+            store
+                .first_sighting(&format!("{seen}-other"), lease)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert!(store.first_sighting(&seen, lease).await.unwrap(), "expired");
+
+        // Versioned records: written only on the revision read.
+        let rec = format!("{prefix}-case");
+        assert_eq!(store.versioned(&rec).await.unwrap(), None);
+        let long = lease * 10;
+        assert_eq!(
+            store.swap_versioned(&rec, 0, "a", long).await.unwrap(),
+            Swapped::Written(1)
+        );
+        let one = Versioned {
+            revision: 1,
+            body: "a".into(),
+        };
+        assert_eq!(
+            store.swap_versioned(&rec, 0, "b", long).await.unwrap(),
+            Swapped::Stale(Some(one.clone())),
+            "created once"
+        );
+        assert_eq!(
+            store.swap_versioned(&rec, 1, "c", long).await.unwrap(),
+            Swapped::Written(2)
+        );
+        assert_eq!(
+            store.swap_versioned(&rec, 1, "d", long).await.unwrap(),
+            Swapped::Stale(Some(Versioned {
+                revision: 2,
+                body: "c".into()
+            })),
+            "a writer on an old revision loses"
+        );
+        assert_eq!(store.versioned(&rec).await.unwrap().unwrap().body, "c");
+        let short = format!("{prefix}-short-case");
+        store.swap_versioned(&short, 0, "x", lease).await.unwrap();
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert_eq!(store.versioned(&short).await.unwrap(), None, "expired");
+        assert_eq!(
+            store.swap_versioned(&short, 1, "y", lease).await.unwrap(),
+            Swapped::Stale(None)
+        );
     }
 
     fn reserved(r: Reservation) -> CardLease {

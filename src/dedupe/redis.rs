@@ -17,7 +17,11 @@
 //! drops old entries one by one, but a list nobody replays must not keep
 //! e-mail addresses and post text for ever);
 //! `<prefix>circuit:<name>` is an open circuit (delivery's JSON, with a TTL;
-//! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL).
+//! set with `NX`) and `<prefix>lock:<name>` a lock's token (with a TTL);
+//! `<prefix>seen:<name>` marks a request seen (`SET NX PX`: replay guard);
+//! `<prefix>versioned:<name>` is a versioned record, a hash of `rev` and
+//! `body` (moderator cases: `case:<case ID>`), changed only by a script that
+//! checks the revision.
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
@@ -29,7 +33,7 @@ use redis::Script;
 use super::connect::{Link, RedisTarget};
 use super::{
     CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
-    LockLease, Parking, Reservation, SentKey, StoreError, Ttl,
+    LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
 };
 
 /// No request waits longer than this for Redis.
@@ -168,6 +172,7 @@ struct Scripts {
     open_circuit: Script,
     lock: Script,
     push_with_ttl: Script,
+    swap_versioned: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -218,6 +223,7 @@ impl RedisStore {
                 open_circuit: Script::new(OPEN_CIRCUIT),
                 lock: Script::new(LOCK),
                 push_with_ttl: Script::new(PUSH_WITH_TTL),
+                swap_versioned: Script::new(SWAP_VERSIONED),
             }),
             prefix: prefix.into(),
             ttl,
@@ -300,6 +306,18 @@ return redis.call('GET', KEYS[1]) or ''
 const LOCK: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
+";
+
+/// KEYS: record. ARGV: expected revision, body, TTL ms. Returns {1, new
+/// revision, ''} when written, else {0, revision now (0: none), body now}.
+const SWAP_VERSIONED: &str = r"
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if rev ~= tonumber(ARGV[1]) then
+  return {0, rev, redis.call('HGET', KEYS[1], 'body') or ''}
+end
+redis.call('HSET', KEYS[1], 'rev', rev + 1, 'body', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, rev + 1, ''}
 ";
 
 /// Parked lists: one Redis list per name, and a set of the names.
@@ -571,6 +589,53 @@ impl DedupeStore for RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn versioned(&self, name: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(format!("{}versioned:{name}", self.prefix))
+            .arg("rev")
+            .arg("body");
+        let (rev, body): (Option<u64>, Option<String>) = self.query(cmd).await?;
+        Ok(match (rev, body) {
+            (Some(revision), Some(body)) => Some(Versioned { revision, body }),
+            _ => None,
+        })
+    }
+
+    async fn swap_versioned(
+        &self,
+        name: &str,
+        expected: u64,
+        body: &str,
+        ttl: Duration,
+    ) -> Result<Swapped, StoreError> {
+        let answer: (u8, u64, Option<String>) = self
+            .run(
+                &self.scripts.swap_versioned,
+                &[format!("{}versioned:{name}", self.prefix)],
+                &[expected.to_string(), body.to_owned(), Self::ms(ttl)],
+            )
+            .await?;
+        Ok(match answer {
+            (1, revision, _) => Swapped::Written(revision),
+            (_, 0, _) => Swapped::Stale(None),
+            (_, revision, body) => Swapped::Stale(Some(Versioned {
+                revision,
+                body: body.unwrap_or_default(),
+            })),
+        })
+    }
+
+    async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}seen:{name}", self.prefix))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(Self::ms(ttl));
+        let set: Option<String> = self.query(cmd).await?;
+        Ok(set.is_some())
     }
 
     /// The list and the set of names get their TTL back on every push (one

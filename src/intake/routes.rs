@@ -38,6 +38,8 @@ pub struct AppState {
     pub capture: Option<Arc<super::capture::Capture>>,
     /// `intake.max_in_flight`: webhook requests handled at once.
     pub in_flight: InFlight,
+    /// Moderator actions: the interactions endpoints' state.
+    pub triage: crate::triage::Triage,
 }
 
 /// The public listener: the webhook, `/healthz` and a bare `/readyz` (the
@@ -47,6 +49,14 @@ pub fn public_routes(state: AppState) -> impl IntoEndpoint {
         .at("/webhooks/cativa", post(webhook))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz_public))
+        .at(
+            "/slack/interactions",
+            post(crate::triage::slack_interactions).data(state.triage.clone()),
+        )
+        .at(
+            "/discord/interactions",
+            post(crate::triage::discord_interactions).data(state.triage.clone()),
+        )
         .data(state)
 }
 

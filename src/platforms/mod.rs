@@ -9,7 +9,7 @@
 //! delegates into the platform's folder. A third platform adds variants and
 //! the compiler lists every arm it must fill in: [`Target`]'s parsing, text
 //! form and credentials, [`render`], [`Platforms::post`], [`Platforms::update`],
-//! [`Platforms::from_env`], [`Platforms::preflight`], [`verify_interaction`].
+//! [`Platforms::from_env`], [`Platforms::preflight`], [`Interactions`].
 //!
 //! Shared machinery: [`present`] builds the card's text pieces once (each
 //! platform only marks them up), `pacer` paces channels, `text` cuts escaped
@@ -32,7 +32,8 @@ mod text;
 
 pub use dry_run::DryRun;
 pub use interaction::{
-    Interaction, InteractionError, InteractionReply, ModeratorAction, verify_interaction,
+    Inbound, Interaction, InteractionError, InteractionReply, Interactions, ModeratorAction,
+    Verified, answer as interaction_answer, is_case_id,
 };
 pub use recorder::Recorder;
 pub use target::Target;

@@ -73,6 +73,7 @@ impl FakeSlack {
         let app = Route::new()
             .at("/api/chat.postMessage", post(post_message))
             .at("/api/chat.update", post(update_message))
+            .at("/actions/:team/:id/:token", post(response_url))
             .at("/api/auth.test", get(auth_test).post(auth_test))
             .at(
                 "/api/conversations.info",
@@ -94,6 +95,21 @@ impl FakeSlack {
             state,
             task,
         }
+    }
+
+    /// A `response_url` as Slack puts in an interaction payload (no token
+    /// needed: the URL is the capability).
+    pub fn response_url(&self) -> String {
+        format!("{}/actions/T1/1/abc", self.base.trim_end_matches("/api"))
+    }
+
+    /// What was sent to `response_url`s, oldest first.
+    pub fn responses(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == "response_url")
+            .map(|r| r.body)
+            .collect()
     }
 
     /// Queues answers for the next `chat.postMessage` calls.
@@ -176,6 +192,51 @@ fn authorized(req: &Request, state: &State) -> Result<(), &'static str> {
         None => Err("not_authed"),
         Some(v) if v == format!("Bearer {}", state.token) => Ok(()),
         Some(_) => Err("invalid_auth"),
+    }
+}
+
+/// `response_url`: JSON with `text` (or `blocks`), `response_type`
+/// `ephemeral` or `in_channel`; Slack answers 404 `no_text` / 400 otherwise.
+#[handler]
+async fn response_url(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let raw = body.into_vec().await.unwrap_or_default();
+    let mut state = state.lock().unwrap();
+    let json_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
+        record(&mut state, "response_url", Value::Null, "invalid_payload");
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body("invalid_payload");
+    };
+    let text_ok = body["text"].as_str().is_some_and(|t| !t.trim().is_empty())
+        || body["blocks"].as_array().is_some_and(|b| !b.is_empty());
+    let type_ok = body
+        .get("response_type")
+        .is_none_or(|t| t == "ephemeral" || t == "in_channel");
+    let answer = if !json_type {
+        "invalid_payload"
+    } else if !text_ok {
+        "no_text"
+    } else if !type_ok {
+        "invalid_response_type"
+    } else {
+        "ok"
+    };
+    record(&mut state, "response_url", body, answer);
+    if answer == "ok" {
+        json_reply(StatusCode::OK, json!({ "ok": true }))
+    } else {
+        Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(answer)
     }
 }
 

@@ -19,3 +19,4 @@ mod redis_format;
 mod redis_ops;
 mod replicas;
 mod slack;
+mod triage;

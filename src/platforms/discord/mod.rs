@@ -9,6 +9,7 @@
 //! - `preflight.rs`: `check --live` and `--send-test`.
 
 mod api;
+pub mod interaction;
 pub mod preflight;
 mod render;
 

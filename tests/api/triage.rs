@@ -1,0 +1,588 @@
+//! The moderator-action endpoints, `POST /slack/interactions` and
+//! `POST /discord/interactions`: real signed requests over HTTP (Slack's
+//! form-encoded `block_actions` with a `v0` signature; Discord JSON signed
+//! with a test Ed25519 key made with ring). Forged, stale and replayed
+//! requests get 401 before anything is parsed; without its secret a platform
+//! has no endpoint (404).
+
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use modbridge::platforms::slack::interaction::sign as slack_sign;
+
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CASE: &str = "0123456789abcdef0123456789abcdef";
+
+fn discord_key() -> (Ed25519KeyPair, String) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let public = hex::encode(pair.public_key().as_ref());
+    (pair, public)
+}
+
+fn slack_click(action: &str) -> Vec<u8> {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0ANA", "username": "ana", "name": "ana", "team_id": "T1"},
+        "team": {"id": "T1", "domain": "acme"},
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0123ABCD"},
+        "channel": {"id": "C0123ABCD", "name": "mods"},
+        "response_url": "http://127.0.0.1:9/actions/T1/1/abc",
+        "trigger_id": "1.2.3",
+        "actions": [{"action_id": action, "block_id": "b", "value": CASE, "type": "button", "action_ts": "1700000001.000200"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    body.into_bytes()
+}
+
+async fn post_slack(app: &TestApp, body: &[u8], ts: i64, sig: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/slack/interactions", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_discord(
+    app: &TestApp,
+    key: &Ed25519KeyPair,
+    ts: i64,
+    body: &str,
+) -> reqwest::Response {
+    let sig = key.sign(&[ts.to_string().as_bytes(), body.as_bytes()].concat());
+    app.client
+        .post(format!("{}/discord/interactions", app.base))
+        .header("content-type", "application/json")
+        .header("x-signature-timestamp", ts.to_string())
+        .header("x-signature-ed25519", hex::encode(sig.as_ref()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn discord_click(id: &str) -> String {
+    json!({
+        "type": 3, "id": id, "application_id": "2", "token": "tok", "version": 1,
+        "channel_id": "112233445566778899", "guild_id": "5",
+        "data": {"custom_id": format!("claim:{CASE}"), "component_type": 2},
+        "member": {"user": {"id": "42", "username": "bo"}, "roles": []},
+        "message": {"id": "998877", "channel_id": "112233445566778899"},
+        "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn without_their_secrets_the_endpoints_do_not_exist() {
+    let app = spawn_app().await;
+    let body = slack_click("case_claim");
+    let t = now();
+    let r = post_slack(&app, &body, t, &slack_sign(SIGNING_SECRET, t, &body)).await;
+    assert_eq!(r.status(), 404);
+    let (key, _) = discord_key();
+    let r = post_discord(&app, &key, t, r#"{"type":1}"#).await;
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn slack_clicks_are_verified_on_the_raw_body_and_replays_are_refused() {
+    let app = spawn_with(AppOptions {
+        env: vec![("SLACK_SIGNING_SECRET", SIGNING_SECRET.into())],
+        ..Default::default()
+    })
+    .await;
+    let body = slack_click("case_claim");
+    let t = now();
+    let good = slack_sign(SIGNING_SECRET, t, &body);
+    // Forged (another secret), stale (6 minutes old, signed correctly),
+    // tampered (a byte added after signing), unsigned: 401.
+    let forged = slack_sign("not-the-secret", t, &body);
+    assert_eq!(post_slack(&app, &body, t, &forged).await.status(), 401);
+    let old = t - 360;
+    let stale = slack_sign(SIGNING_SECRET, old, &body);
+    assert_eq!(post_slack(&app, &body, old, &stale).await.status(), 401);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b"&x=1");
+    assert_eq!(post_slack(&app, &tampered, t, &good).await.status(), 401);
+    let r = app
+        .client
+        .post(format!("{}/slack/interactions", app.base))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The real one: 200 at once, empty (Slack shows nothing from this body).
+    let r = post_slack(&app, &body, t, &good).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+    // The same request again: a replay.
+    assert_eq!(post_slack(&app, &body, t, &good).await.status(), 401);
+    // An authentic body that is not a Slack interaction: 400.
+    let junk = b"payload=%7Bnot-json";
+    let sig = slack_sign(SIGNING_SECRET, t, junk);
+    assert_eq!(post_slack(&app, junk, t, &sig).await.status(), 400);
+    // The recorder is shared by every app in this test binary: at least.
+    let metrics = app.metrics().await;
+    for (outcome, at_least) in [("unauthentic", 4.0), ("replayed", 1.0), ("click", 1.0)] {
+        let series =
+            format!(r#"modbridge_interactions_total{{platform="slack",outcome="{outcome}"}} "#);
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(value >= at_least, "{series}{value} in\n{metrics}");
+    }
+    // Discord has no key here: no endpoint.
+    let (key, _) = discord_key();
+    let r = post_discord(&app, &key, t, r#"{"type":1}"#).await;
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn discord_ping_is_answered_with_pong_and_bad_signatures_with_401() {
+    let (key, public) = discord_key();
+    let app = spawn_with(AppOptions {
+        env: vec![("DISCORD_PUBLIC_KEY", public)],
+        ..Default::default()
+    })
+    .await;
+    let t = now();
+    let r = post_discord(&app, &key, t, r#"{"type":1,"id":"1","application_id":"2"}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"type": 1}));
+    // Discord's routine check: a bad signature must get 401.
+    let (other, _) = discord_key();
+    let r = post_discord(&app, &other, t, r#"{"type":1,"id":"3"}"#).await;
+    assert_eq!(r.status(), 401);
+    let r = post_discord(&app, &key, t - 400, r#"{"type":1,"id":"4"}"#).await;
+    assert_eq!(r.status(), 401, "stale");
+    // A click on a card without a case: only the clicker hears of it, and
+    // the answer pings nobody.
+    let click = discord_click("10");
+    let r = post_discord(&app, &key, t, &click).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["type"], 4);
+    assert_eq!(answer["data"]["flags"], 64);
+    assert_eq!(answer["data"]["allowed_mentions"], json!({"parse": []}));
+    // The very same request again: a replay.
+    assert_eq!(post_discord(&app, &key, t, &click).await.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_replayed_to_another_replica_sharing_redis_is_refused() {
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let replica = || {
+        spawn_with(AppOptions {
+            redis_url: Some(redis.url.clone()),
+            env: vec![("SLACK_SIGNING_SECRET", SIGNING_SECRET.into())],
+            ..Default::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let body = slack_click("case_resolve");
+    let t = now();
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&a, &body, t, &sig).await.status(), 200);
+    assert_eq!(post_slack(&b, &body, t, &sig).await.status(), 401);
+    a.stop().await;
+    b.stop().await;
+}
+
+fn discord_claim(id: &str, user: &str, action: &str, case: &str) -> String {
+    json!({
+        "type": 3, "id": id, "application_id": "2", "token": "tok", "version": 1,
+        "channel_id": "112233445566778899", "guild_id": "5",
+        "data": {"custom_id": format!("{action}:{case}"), "component_type": 2},
+        "member": {"user": {"id": user, "username": user}, "roles": []},
+        "message": {"id": "998877", "channel_id": "112233445566778899"},
+        "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+    })
+    .to_string()
+}
+
+/// Two moderators press Claim at the same instant on two replicas sharing
+/// Redis: one wins, the other hears who did; then a Slack moderator
+/// resolves it and the case says so. The case is seeded as delivery leaves
+/// it (a copy listed after the platform confirmed the card).
+#[tokio::test]
+async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
+    use modbridge::dedupe::{DedupeStore, RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let replica = || {
+        spawn_with(AppOptions {
+            redis_url: Some(redis.url.clone()),
+            env: vec![
+                ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+                ("DISCORD_PUBLIC_KEY", public.clone()),
+            ],
+            ..Default::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    store.ping().await.unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("acme", "race-1");
+    cases
+        .add_copy(
+            &case,
+            1,
+            Copy {
+                message: MessageRef::Discord {
+                    channel: 112233445566778899,
+                    message_id: 998877,
+                },
+                target: "discord:112233445566778899".into(),
+                buttons: true,
+            },
+        )
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let t = now();
+        let (ana, bo) = (
+            discord_claim(&format!("a{round}"), "ana", "claim", &case),
+            discord_claim(&format!("b{round}"), "bo", "claim", &case),
+        );
+        let (ra, rb) = tokio::join!(
+            post_discord(&a, &key, t, &ana),
+            post_discord(&b, &key, t, &bo)
+        );
+        let answers: Vec<Value> = vec![ra.json().await.unwrap(), rb.json().await.unwrap()];
+        let won = answers.iter().filter(|v| v["type"] == 6).count();
+        let told: Vec<&Value> = answers.iter().filter(|v| v["type"] == 4).collect();
+        assert_eq!((won, told.len()), (1, 1), "{answers:?}");
+        assert_eq!(told[0]["data"]["flags"], 64);
+        let text = told[0]["data"]["content"].as_str().unwrap();
+        let (_, current) = cases.get(&case).await.unwrap().unwrap();
+        let winner = current.by.unwrap().name;
+        assert!(
+            text.contains("Already claimed by") && text.contains(&winner),
+            "{text}"
+        );
+        // A double click by the winner changes nothing either.
+        let again = discord_claim(&format!("c{round}"), &winner, "claim", &case);
+        let r: Value = post_discord(&a, &key, t, &again)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["type"], 4, "{r}");
+        // Unclaim for the next round (anyone may).
+        let un = discord_claim(&format!("u{round}"), "cy", "unclaim", &case);
+        let r: Value = post_discord(&b, &key, t, &un).await.json().await.unwrap();
+        assert_eq!(r["type"], 6, "{r}");
+    }
+    // Across platforms: claimed on Discord, resolved from Slack.
+    let t = now();
+    let claim = discord_claim("final", "ana", "claim", &case);
+    assert_eq!(
+        post_discord(&a, &key, t, &claim)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["type"],
+        6
+    );
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0BO", "username": "bo"},
+        "container": {"type": "message", "message_ts": "1.2", "channel_id": "C0123ABCD"},
+        "response_url": "http://127.0.0.1:9/actions/T1/1/abc",
+        "actions": [{"action_id": "case_resolve", "value": case, "type": "button"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    let sig = slack_sign(SIGNING_SECRET, t, body.as_bytes());
+    assert_eq!(post_slack(&b, body.as_bytes(), t, &sig).await.status(), 200);
+    let (revision, current) = cases.get(&case).await.unwrap().unwrap();
+    assert_eq!(current.state, CaseState::Resolved);
+    let by = current.by.unwrap();
+    assert_eq!((by.platform.as_str(), by.id.as_str()), ("slack", "U0BO"));
+    assert_eq!(
+        revision,
+        1 + 5 * 2 + 2,
+        "one write per change, none for refusals"
+    );
+    assert_eq!(current.copies.len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Delivery lists every copy it posted in the post's case (after the
+/// platform confirmed it): Slack and a Discord incoming webhook (which can
+/// carry no buttons), then a claim from Slack and a resolve from Discord move
+/// that one case.
+#[tokio::test]
+async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it() {
+    use crate::fake_discord::FakeDiscord;
+    use crate::fake_slack::FakeSlack;
+    use modbridge::dedupe::{RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    let discord = FakeDiscord::start().await;
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        rules: "name = \"Everywhere\"\ngroups = [\"*\"]\nto = [\"slack:C0123ABCD\", \"hook\"]\n\n[[match]]\nname = \"forbidden\"\nkeywords = [\"forbidden phrase\"]\n".into(),
+        config: "post_url = \"https://community.example.com/posts/{post_id}\"\n\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n".into(),
+        env: vec![
+            ("SLACK_BOT_TOKEN", "xoxb-1111-2222-fake".into()),
+            ("SLACK_API_URL", slack.base.clone()),
+            ("DISCORD_API_URL", discord.base.clone()),
+            ("MODS_HOOK", FakeDiscord::webhook_url()),
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+            ("DISCORD_PUBLIC_KEY", public),
+        ],
+        live: true,
+    })
+    .await;
+    let status = app
+        .deliver_until_ok(
+            &post_body("CASE-1", "a forbidden phrase here"),
+            "exec-case-1",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("01HQ0ABCDEF1234567890XYZ", "CASE-1");
+    let (_, record) = cases.get(&case).await.unwrap().expect("the case exists");
+    assert_eq!(record.state, CaseState::Open);
+    let mut copies: Vec<(bool, bool)> = record
+        .copies
+        .iter()
+        .map(|c| (matches!(c.message, MessageRef::Slack { .. }), c.buttons))
+        .collect();
+    copies.sort();
+    assert_eq!(copies, vec![(false, false), (true, true)], "{record:?}");
+    assert!(
+        !serde_json::to_string(&record)
+            .unwrap()
+            .contains("forbidden"),
+        "the case keeps references, not content (yet)"
+    );
+    // Claimed from Slack, resolved from Discord: one case.
+    let t = now();
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0ANA", "username": "ana"},
+        "actions": [{"action_id": "case_claim", "value": case, "type": "button"}]
+    });
+    let mut body = String::from("payload=");
+    body.extend(url::form_urlencoded::byte_serialize(
+        payload.to_string().as_bytes(),
+    ));
+    let sig = slack_sign(SIGNING_SECRET, t, body.as_bytes());
+    assert_eq!(
+        post_slack(&app, body.as_bytes(), t, &sig).await.status(),
+        200
+    );
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Claimed
+    );
+    let resolve = discord_claim("res-1", "bo", "resolve", &case);
+    let r: Value = post_discord(&app, &key, t, &resolve)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["type"], 6, "{r}");
+    let (_, record) = cases.get(&case).await.unwrap().unwrap();
+    assert_eq!(record.state, CaseState::Resolved);
+    assert_eq!(record.by.unwrap().platform, "discord");
+    app.stop().await;
+}
+
+/// `[triage]` restricts who may act: a Slack user not listed and a Discord
+/// member without a listed role change nothing; a listed one does.
+#[tokio::test]
+async fn a_moderator_not_allowed_by_triage_changes_nothing() {
+    use crate::fake_slack::FakeSlack;
+    use modbridge::dedupe::{RedisStore, Ttl};
+    use modbridge::platforms::MessageRef;
+    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let (key, public) = discord_key();
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: "[triage]\nslack_users = [\"U0ANA\"]\ndiscord_roles = [\"111122223333444455\"]\n"
+            .into(),
+        env: vec![
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+            ("DISCORD_PUBLIC_KEY", public),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("acme", "restricted-1");
+    let copy = Copy {
+        message: MessageRef::Slack {
+            channel: "C0123ABCD".into(),
+            ts: "1.2".into(),
+        },
+        target: "slack:C0123ABCD".into(),
+        buttons: true,
+    };
+    cases.add_copy(&case, 1, copy).await.unwrap();
+    let t = now();
+    // Discord: a member without the role, then one with it.
+    let mut click: Value =
+        serde_json::from_str(&discord_claim("r1", "eve", "claim", &case)).unwrap();
+    click["member"]["roles"] = json!(["999999999999999999"]);
+    let r: Value = post_discord(&app, &key, t, &click.to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["type"].as_u64(), r["data"]["flags"].as_u64()),
+        (Some(4), Some(64)),
+        "{r}"
+    );
+    assert!(
+        r["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{r}"
+    );
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Open
+    );
+    // Slack: a user not listed (answered 200, nothing changes).
+    let slack_click_by = |user: &str, action: &str| {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": user},
+            "response_url": slack.response_url(),
+            "actions": [{"action_id": action, "value": case, "type": "button"}]
+        });
+        let mut body = String::from("payload=");
+        body.extend(url::form_urlencoded::byte_serialize(
+            payload.to_string().as_bytes(),
+        ));
+        body.into_bytes()
+    };
+    let body = slack_click_by("U0EVE", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&app, &body, t, &sig).await.status(), 200);
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Open
+    );
+    // Allowed: the listed Slack user claims, the role holder resolves.
+    let body = slack_click_by("U0ANA", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t, &body);
+    assert_eq!(post_slack(&app, &body, t, &sig).await.status(), 200);
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Claimed
+    );
+    let mut click: Value =
+        serde_json::from_str(&discord_claim("r2", "bo", "resolve", &case)).unwrap();
+    click["member"]["roles"] = json!(["111122223333444455"]);
+    let r: Value = post_discord(&app, &key, t, &click.to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["type"], 6, "{r}");
+    assert_eq!(
+        cases.get(&case).await.unwrap().unwrap().1.state,
+        CaseState::Resolved
+    );
+    // Slack heard the refusal through the click's response_url, ephemeral;
+    // a Slack claim on the resolved case is told who resolved it.
+    let body = slack_click_by("U0ANA", "case_claim");
+    let sig = slack_sign(SIGNING_SECRET, t + 1, &body);
+    assert_eq!(post_slack(&app, &body, t + 1, &sig).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while slack.responses().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let responses = slack.responses();
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    assert!(slack.received().iter().all(|r| r.answer == "ok"));
+    for r in &responses {
+        assert_eq!(r["response_type"], "ephemeral");
+        assert_eq!(r["replace_original"], false);
+    }
+    assert!(
+        responses[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed")
+    );
+    assert_eq!(responses[1]["text"], "Already resolved by @bo");
+    app.stop().await;
+}

@@ -6,7 +6,7 @@
 #   PERF=1 scripts/nocard_bench.sh                      # + perf profile of modbridge
 #   MODBRIDGE_BIN=/tmp/modbridge-before scripts/nocard_bench.sh   # another build
 #
-# Builds modbridge and examples/bare_poem with the `profiling` profile (the
+# Builds modbridge and src/bin/bare_poem.rs (feature bare-poem) with the `profiling` profile (the
 # release profile with symbols kept), starts a redis-server of its own on a
 # free port, writes 20 rules files of 50 keywords and 1 pattern each, and a
 # ~500-byte post (its content) that matches none of them, then alternates
@@ -21,7 +21,7 @@ rounds=${1:-3}
 secs=${2:-5}
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 command -v redis-server >/dev/null || { echo "redis-server is needed" >&2; exit 1; }
-cargo build --profile profiling --quiet --bin modbridge --example bare_poem
+cargo build --profile profiling --quiet --features bare-poem --bin modbridge --bin bare_poem
 bin=target/profiling
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -76,7 +76,7 @@ REDIS_URL="redis://127.0.0.1:$rport/" RUST_LOG=warn MODBRIDGE_RULES="$tmp/rules"
   MODBRIDGE_LISTEN="127.0.0.1:$mport" MODBRIDGE_ADMIN_LISTEN="127.0.0.1:$aport" \
   "${MODBRIDGE_BIN:-$bin/modbridge}" serve --dry-run >/dev/null 2>"$tmp/serve.err" &
 srv=$!
-"$bin/examples/bare_poem" "127.0.0.1:$bport" &
+"$bin/bare_poem" "127.0.0.1:$bport" &
 bare=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$aport/readyz" >/dev/null 2>&1 \

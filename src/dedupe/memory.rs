@@ -15,10 +15,17 @@ use super::{
 
 #[derive(Debug)]
 enum Record {
-    Claimed { token: String, until: Instant },
-    Done { until: Instant },
+    Claimed {
+        token: String,
+        until: Instant,
+    },
+    Done {
+        until: Instant,
+    },
     /// Claimed once, released (or stopped) before it was done.
-    Begun { until: Instant },
+    Begun {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -153,9 +160,9 @@ impl Inner {
         if self.records.len() >= capacity {
             // Only claims left: drop the expired ones.
             self.records.retain(|_, r| match r {
-                Record::Claimed { until, .. } | Record::Done { until } | Record::Begun { until } => {
-                    *until > now
-                }
+                Record::Claimed { until, .. }
+                | Record::Done { until }
+                | Record::Begun { until } => *until > now,
             });
         }
     }

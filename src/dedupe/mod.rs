@@ -267,8 +267,7 @@ pub trait DedupeStore: Send + Sync {
     /// Whether an attempt of this execution was ever claimed: done, claimed
     /// now, or claimed and not finished (released, or its lease expired).
     /// One read, no write: the no-card path asks it instead of claiming.
-    fn attempted(&self, id: &ExecutionId)
-    -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn attempted(&self, id: &ExecutionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The card's record, if any (an old-format sent record reads as
     /// `Sent { message: None }`).
     fn card(

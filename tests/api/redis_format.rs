@@ -182,7 +182,10 @@ async fn claim_done_and_sent_keys_keep_their_format() {
         .await
         .unwrap();
     let begun: String = conn.get("modbridge:exec:{fmt-res}:begun").await.unwrap();
-    assert_eq!((done.as_str(), sent.as_str(), begun.as_str()), ("1", "1", "1"));
+    assert_eq!(
+        (done.as_str(), sent.as_str(), begun.as_str()),
+        ("1", "1", "1")
+    );
     // The card record (the recorder returns no message reference).
     let card: String = conn
         .get(format!(

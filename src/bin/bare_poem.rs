@@ -4,18 +4,18 @@
 //! modbridge's no-card path costs is measured against it, on the same
 //! machine, under the same load.
 //!
-//!   cargo run --profile profiling --example bare_poem -- 127.0.0.1:8081
+//!   cargo run --profile profiling --features bare-poem --bin bare_poem -- 127.0.0.1:8081
 
 use poem::http::StatusCode;
 use poem::listener::TcpListener;
-use poem::web::Bytes;
-use poem::{Response, Route, Server, handler, post};
+use poem::{Body, Response, Route, Server, handler, post};
 
 #[handler]
-async fn webhook(body: Bytes) -> Response {
-    // Read like modbridge reads it; the length keeps the read from being
-    // optimised away.
-    std::hint::black_box(body.len());
+async fn webhook(body: Body) -> Response {
+    // Read whole, like modbridge reads it; the length keeps the read from
+    // being optimised away.
+    let read = body.into_bytes().await.map(|b| b.len()).unwrap_or(0);
+    std::hint::black_box(read);
     Response::builder()
         .status(StatusCode::OK)
         .content_type("application/json")

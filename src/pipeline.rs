@@ -1,4 +1,4 @@
-//! What happens to a genuine, first-seen post: rules → cards → sinks.
+//! What happens to a genuine post: rules (before any claim) → cards → sinks.
 //!
 //! Knows nothing of HTTP or leases; the ingest service calls
 //! [`Pipeline::process`] while it holds the execution's lease, and intake
@@ -41,6 +41,20 @@ pub struct Processed {
     pub parked: usize,
     /// Cards the platform refused as malformed (now or before): dead letters.
     pub dead_letters: usize,
+}
+
+/// The rules' verdict on one post, evaluated before the execution is
+/// claimed.
+#[derive(Debug)]
+pub struct Assessment(Verdict);
+
+impl Assessment {
+    /// No card to make, and the rules checked the whole post: nothing to do.
+    /// A verdict cut by the time budget (`not_fully_checked`) is not a
+    /// settled "nothing here" and keeps the recorded path (claim, done).
+    pub fn settled_without_cards(&self) -> bool {
+        self.0.routings.is_empty() && !self.0.not_fully_checked
+    }
 }
 
 impl Pipeline {
@@ -89,6 +103,13 @@ impl Pipeline {
         rules.evaluate(post)
     }
 
+    /// The rules' answer for `post`, taken once before anything is claimed
+    /// (the no-card path needs it first) and then handed to
+    /// [`Pipeline::process`].
+    pub async fn assess(&self, post: &Arc<Post>) -> Assessment {
+        Assessment(self.evaluate(post).await)
+    }
+
     pub fn cards(&self, post: &Post, verdict: &Verdict) -> Vec<Card> {
         let ctx = CardContext {
             post_url_template: self.post_url.as_deref(),
@@ -102,12 +123,17 @@ impl Pipeline {
             .collect()
     }
 
-    /// Rules, cards, delivery, once per channel. Every card is attempted even
-    /// when one fails, so that a retry only sends what is missing (sent
-    /// records skip the rest). Fails if any card must be retried. No
-    /// platform call starts once `fence` is tripped (the lease was lost).
-    pub async fn process(&self, post: Arc<Post>, fence: &Fence) -> Result<Processed, RetryLater> {
-        let verdict = self.evaluate(&post).await;
+    /// Cards and delivery for `assessment` (the rules' answer for `post`), once
+    /// per channel. Every card is attempted even when one fails, so that a
+    /// retry only sends what is missing (sent records skip the rest). Fails
+    /// if any card must be retried. No platform call starts once `fence` is
+    /// tripped (the lease was lost).
+    pub async fn process(
+        &self,
+        post: Arc<Post>,
+        Assessment(verdict): Assessment,
+        fence: &Fence,
+    ) -> Result<Processed, RetryLater> {
         for delivery in &verdict.routings {
             for reason in &delivery.reasons {
                 metrics::counter!(

@@ -157,7 +157,7 @@ fn describe() {
     );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
-        "Time from the request's body read to the answer, for accepted webhooks"
+        "Time from the request's body read to the answer, for accepted webhooks (outcome=\"accepted\"; no_card answers are not timed)"
     );
     describe_counter!(
         "modbridge_dedupe_errors_total",
@@ -237,6 +237,8 @@ fn describe() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Accepted,
+    /// The rules made no card: answered after one read, nothing written.
+    NoCard,
     Duplicate,
     InFlight,
     BadSignature,
@@ -256,6 +258,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
+            Outcome::NoCard => "no_card",
             Outcome::Duplicate => "duplicate",
             Outcome::InFlight => "in_flight",
             Outcome::BadSignature => "bad_signature",

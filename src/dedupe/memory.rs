@@ -15,15 +15,24 @@ use super::{
 
 #[derive(Debug)]
 enum Record {
-    Claimed { token: String, until: Instant },
-    Done { until: Instant },
+    Claimed {
+        token: String,
+        until: Instant,
+    },
+    Done {
+        until: Instant,
+    },
+    /// Claimed once, released (or stopped) before it was done.
+    Begun {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     records: HashMap<String, Record>,
-    /// Done records in the order written; with one TTL for all, that is also
-    /// the order they expire in.
+    /// Done and begun records in the order written; with one TTL for all,
+    /// that is also the order they expire in.
     done_order: VecDeque<String>,
     /// Card records, each with when it expires.
     cards: HashMap<SentKey, (CardRecord, Instant)>,
@@ -137,14 +146,17 @@ impl Inner {
     fn evict(&mut self, now: Instant, capacity: usize) {
         while let Some(key) = self.done_order.front() {
             let expired = match self.records.get(key) {
-                Some(Record::Done { until }) => *until <= now,
+                Some(Record::Done { until } | Record::Begun { until }) => *until <= now,
                 _ => true, // stale queue entry
             };
             if !(expired || self.records.len() >= capacity) {
                 break;
             }
             if let Some(key) = self.done_order.pop_front()
-                && matches!(self.records.get(&key), Some(Record::Done { .. }))
+                && matches!(
+                    self.records.get(&key),
+                    Some(Record::Done { .. } | Record::Begun { .. })
+                )
             {
                 self.records.remove(&key);
             }
@@ -152,7 +164,9 @@ impl Inner {
         if self.records.len() >= capacity {
             // Only claims left: drop the expired ones.
             self.records.retain(|_, r| match r {
-                Record::Claimed { until, .. } | Record::Done { until } => *until > now,
+                Record::Claimed { until, .. }
+                | Record::Done { until }
+                | Record::Begun { until } => *until > now,
             });
         }
     }
@@ -203,7 +217,11 @@ impl DedupeStore for MemoryStore {
         let mut inner = self.lock();
         if matches!(inner.records.get(lease.id.as_str()), Some(Record::Claimed { token, .. }) if *token == lease.token)
         {
-            inner.records.remove(lease.id.as_str());
+            // Unfinished, not forgotten: `attempted` still sees it.
+            let key = lease.id.as_str().to_owned();
+            let until = Instant::now() + self.ttl.done;
+            inner.records.insert(key.clone(), Record::Begun { until });
+            inner.done_order.push_back(key);
         }
         Ok(())
     }
@@ -211,6 +229,16 @@ impl DedupeStore for MemoryStore {
     async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
         self.mark_done(lease.id.as_str().to_owned());
         Ok(())
+    }
+
+    async fn attempted(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        Ok(match self.lock().records.get(id.as_str()) {
+            None => false,
+            // A claim whose lease ran out without a release is unfinished too.
+            Some(Record::Claimed { .. }) => true,
+            Some(Record::Done { until } | Record::Begun { until }) => *until > now,
+        })
     }
 
     async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {

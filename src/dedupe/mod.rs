@@ -7,6 +7,10 @@
 //!   TTL, renewed while work runs, released by compare-and-delete (only the
 //!   holder's token deletes it). A crashed worker's claim expires by itself.
 //! - a **done** record keeps for days so late retries are recognised.
+//! - a **begun** record is written with the first claim and kept (as long as
+//!   done records) until the execution is done: a claim released or expired
+//!   leaves it, so that [`DedupeStore::attempted`] (the no-card path's one
+//!   read, instead of a claim) sees an unfinished attempt.
 //! - a **card record** ([`CardRecord`], keyed by an opaque [`SentKey`]: one
 //!   per customer, post and channel) goes `reserved{token, until}` →
 //!   `sent{message}` | `dead_letter{reason}`: a reservation is taken
@@ -280,6 +284,10 @@ pub trait DedupeStore: Send + Sync {
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records the execution as done and drops the claim.
     fn complete(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether an attempt of this execution was ever claimed: done, claimed
+    /// now, or claimed and not finished (released, or its lease expired).
+    /// One read, no write: the no-card path asks it instead of claiming.
+    fn attempted(&self, id: &ExecutionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The card's record, if any (an old-format sent record reads as
     /// `Sent { message: None }`).
     fn card(
@@ -442,6 +450,12 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.complete(lease).await,
             Store::Redis(s) => s.complete(lease).await,
+        }
+    }
+    async fn attempted(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.attempted(id).await,
+            Store::Redis(s) => s.attempted(id).await,
         }
     }
     async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {
@@ -621,7 +635,9 @@ pub mod suite {
     /// lease must be short (≤ 1 s) for the expiry check.
     pub async fn run<S: DedupeStore>(store: &S, prefix: &str, lease: Duration) {
         let a = id(&format!("{prefix}-a"));
+        assert!(!store.attempted(&a).await.unwrap(), "never claimed");
         let lease_a = first(store.claim(&a).await.unwrap());
+        assert!(store.attempted(&a).await.unwrap(), "claimed");
         match store.claim(&a).await.unwrap() {
             Claim::InFlight { retry_after } => {
                 assert!(retry_after <= lease + Duration::from_secs(1))
@@ -630,6 +646,7 @@ pub mod suite {
         }
         assert!(store.renew(&lease_a).await.unwrap());
         store.complete(&lease_a).await.unwrap();
+        assert!(store.attempted(&a).await.unwrap(), "done");
         assert_eq!(store.claim(&a).await.unwrap(), Claim::Done);
         assert!(
             !store.renew(&lease_a).await.unwrap(),
@@ -640,6 +657,8 @@ pub mod suite {
         let b = id(&format!("{prefix}-b"));
         let lease_b = first(store.claim(&b).await.unwrap());
         store.release(&lease_b).await.unwrap();
+        // A released attempt is unfinished, not forgotten.
+        assert!(store.attempted(&b).await.unwrap(), "released");
         let lease_b2 = first(store.claim(&b).await.unwrap());
         // Only the holder's token deletes the claim.
         store.release(&lease_b).await.unwrap();
@@ -653,6 +672,7 @@ pub mod suite {
         let c = id(&format!("{prefix}-c"));
         let dead = first(store.claim(&c).await.unwrap());
         tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert!(store.attempted(&c).await.unwrap(), "lease expired");
         let retry = first(store.claim(&c).await.unwrap());
         assert!(
             !store.renew(&dead).await.unwrap(),

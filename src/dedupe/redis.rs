@@ -4,6 +4,9 @@
 //! Keys (`{}` is a Redis Cluster hash tag, so both keys of an execution live
 //! on one shard): `<prefix>exec:{<id>}:claim` holds the lease token with a
 //! millisecond TTL; `<prefix>exec:{<id>}:done` marks it processed;
+//! `<prefix>exec:{<id>}:begun` (`1`, kept as long as done records) is set
+//! with the first claim and deleted when the execution is done, so that a
+//! released or expired claim still reads as an unfinished attempt;
 //! `<prefix>card:<key>` is a card's record ([`CardRecord`] as JSON, e.g.
 //! `{"state":"reserved","token":"…","until":1764500000000}`, kept as long as
 //! done records; `until` by Redis's own `TIME`, so replicas' clocks do not
@@ -39,9 +42,13 @@ use super::{
 /// No request waits longer than this for Redis.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// KEYS: done, claim, begun. ARGV: token, lease ms, done ms.
 const CLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+  return 0
+end
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl < 1 then return 1 end
 return ttl
@@ -59,11 +66,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+/// KEYS: done, claim, begun. ARGV: token, done ms.
 const COMPLETE: &str = r"
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
+redis.call('DEL', KEYS[3])
 return 1
 ";
 
@@ -346,8 +355,16 @@ impl DedupeStore for RedisStore {
         let answer: i64 = self
             .run(
                 &self.scripts.claim,
-                &[self.key(id, "done"), self.key(id, "claim")],
-                &[lease.token.clone(), Self::ms(self.ttl.lease)],
+                &[
+                    self.key(id, "done"),
+                    self.key(id, "claim"),
+                    self.key(id, "begun"),
+                ],
+                &[
+                    lease.token.clone(),
+                    Self::ms(self.ttl.lease),
+                    Self::ms(self.ttl.done),
+                ],
             )
             .await?;
         Ok(match answer {
@@ -385,11 +402,25 @@ impl DedupeStore for RedisStore {
         let _: i64 = self
             .run(
                 &self.scripts.complete,
-                &[self.key(&lease.id, "done"), self.key(&lease.id, "claim")],
+                &[
+                    self.key(&lease.id, "done"),
+                    self.key(&lease.id, "claim"),
+                    self.key(&lease.id, "begun"),
+                ],
                 &[lease.token.clone(), Self::ms(self.ttl.done)],
             )
             .await?;
         Ok(())
+    }
+
+    async fn attempted(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        // One command over the execution's three keys (one hash slot).
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.key(id, "done"))
+            .arg(self.key(id, "claim"))
+            .arg(self.key(id, "begun"));
+        let found: i64 = self.query(cmd).await?;
+        Ok(found > 0)
     }
 
     async fn card(&self, key: &SentKey) -> Result<Option<CardRecord>, StoreError> {

@@ -1,5 +1,7 @@
 //! Ingest: the service between HTTP and the pipeline. It owns one
-//! execution's lifecycle: claim the execution ID → process the post under the
+//! execution's lifecycle: evaluate the rules; a post that makes no card, of
+//! an execution never claimed before, ends there (one read, no write);
+//! otherwise claim the execution ID → process the post under the
 //! lease (renewed while the work runs) → record it as done, or release the
 //! claim so that Cativa's retry can do the work. It also owns the request's
 //! deadline: past it the caller is told to retry and the work goes on in the
@@ -20,7 +22,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::dedupe::{Claim, DedupeStore, ExecutionId, Lease, Store};
 use crate::delivery::{Fence, RetryLater};
-use crate::pipeline::{Pipeline, Processed};
+use crate::pipeline::{Assessment, Pipeline, Processed};
 use crate::post::Post;
 
 pub use inflight::Inflight;
@@ -62,6 +64,9 @@ impl Timing {}
 /// What became of one execution.
 #[derive(Debug)]
 pub enum Ingested {
+    /// The rules made no card and no attempt of this execution was ever
+    /// claimed: nothing to do, nothing written.
+    NoCard,
     /// Processed now and recorded as done.
     Accepted(Processed),
     /// Processed before: this is a retry or a duplicate delivery.
@@ -105,9 +110,26 @@ impl Ingest {
         &self.inflight
     }
 
-    /// Claims `id`, processes `post` under the lease and records the outcome,
-    /// waiting at most the deadline for it.
+    /// Evaluates `post`; when it makes no card and no attempt of `id` was
+    /// ever claimed, answers [`Ingested::NoCard`] after one read and no
+    /// write. Otherwise claims `id`, processes the post under the lease and
+    /// records the outcome, waiting at most the deadline for it.
     pub async fn handle(&self, id: &ExecutionId, post: Arc<Post>) -> Ingested {
+        let verdict = self.pipeline.assess(&post).await;
+        if verdict.settled_without_cards() {
+            match self.store.attempted(id).await {
+                Ok(false) => return Ingested::NoCard,
+                // An earlier attempt is in flight, unfinished or done (it may
+                // have made cards under other rules): the recorded path.
+                Ok(true) => info!("no card, but an earlier attempt was claimed: claiming"),
+                Err(e) => {
+                    error!(error = %e, "dedupe store unavailable");
+                    metrics::counter!("modbridge_dedupe_errors_total", "op" => "attempted")
+                        .increment(1);
+                    return Ingested::StoreUnavailable;
+                }
+            }
+        }
         let lease = match self.store.claim(id).await {
             Ok(Claim::First(lease)) => lease,
             Ok(Claim::Done) => {
@@ -131,7 +153,7 @@ impl Ingest {
         tokio::spawn(
             async move {
                 let _ticket = ticket;
-                let _ = tx.send(me.run(post, &lease).await);
+                let _ = tx.send(me.run(post, verdict, &lease).await);
             }
             .in_current_span(),
         );
@@ -148,8 +170,13 @@ impl Ingest {
 
     /// Processes under `lease`, then completes it (success) or releases it
     /// (failure).
-    async fn run(&self, post: Arc<Post>, lease: &Lease) -> Result<Processed, RetryLater> {
-        match self.process_renewing(post, lease).await {
+    async fn run(
+        &self,
+        post: Arc<Post>,
+        verdict: Assessment,
+        lease: &Lease,
+    ) -> Result<Processed, RetryLater> {
+        match self.process_renewing(post, verdict, lease).await {
             Ok(processed) => match self.store.complete(lease).await {
                 Ok(()) => Ok(processed),
                 Err(e) => {
@@ -182,11 +209,12 @@ impl Ingest {
     async fn process_renewing(
         &self,
         post: Arc<Post>,
+        verdict: Assessment,
         lease: &Lease,
     ) -> Result<Processed, RetryLater> {
         let every = self.timing.renew_every;
         let fence = Fence::default();
-        let work = self.pipeline.process(post, &fence);
+        let work = self.pipeline.process(post, verdict, &fence);
         tokio::pin!(work);
         let now = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval_at(now + every, every);

@@ -395,9 +395,19 @@ fn execution_id(req: &Request) -> Result<ExecutionId, Refusal> {
     }
 }
 
+/// The no-card answer, the same bytes every time.
+const NO_CARD_BODY: &str = r#"{"status":"accepted","cards":0}"#;
+
 /// The answer to Cativa for what the ingest service did.
 fn answer(ingested: Ingested, started: Instant) -> Response {
     match ingested {
+        Ingested::NoCard => {
+            Outcome::NoCard.count();
+            Response::builder()
+                .status(StatusCode::OK)
+                .content_type("application/json")
+                .body(NO_CARD_BODY)
+        }
         Ingested::Accepted(processed) => {
             Outcome::Accepted.count();
             metrics::histogram!("modbridge_webhook_duration_seconds")

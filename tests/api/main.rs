@@ -15,6 +15,7 @@ mod helpers;
 mod intake;
 mod limits;
 mod metrics;
+mod nocard;
 mod redis_format;
 mod redis_ops;
 mod replicas;

@@ -1,7 +1,7 @@
 //! Redis formats are a contract: live deployments hold 7 days of records, and
 //! old and new replicas share Redis during a rollout. These tests pin, with the
 //! default `key_prefix`, the exact key strings modbridge writes and reads
-//! (claim, done, card record and the old sent record, parked list and
+//! (claim, done, begun, card record and the old sent record, parked list and
 //! index, circuit), and read a parked entry written in the JSON format of the first
 //! release that parked cards.
 //!
@@ -168,6 +168,8 @@ async fn claim_done_and_sent_keys_keep_their_format() {
             "modbridge:exec:{fmt-2}:done".to_owned(),
             "modbridge:exec:{fmt-held}:claim".to_owned(),
             "modbridge:exec:{fmt-old}:done".to_owned(),
+            // Claimed, answered 503 and released: unfinished.
+            "modbridge:exec:{fmt-res}:begun".to_owned(),
             format!("modbridge:sent:{CUSTOMER}\u{1f}FMT-OLD\u{1f}discord-webhook:$MOD_HOOK"),
             format!("modbridge:sent:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"),
         ]
@@ -179,7 +181,11 @@ async fn claim_done_and_sent_keys_keep_their_format() {
         ))
         .await
         .unwrap();
-    assert_eq!((done.as_str(), sent.as_str()), ("1", "1"));
+    let begun: String = conn.get("modbridge:exec:{fmt-res}:begun").await.unwrap();
+    assert_eq!(
+        (done.as_str(), sent.as_str(), begun.as_str()),
+        ("1", "1", "1")
+    );
     // The card record (the recorder returns no message reference).
     let card: String = conn
         .get(format!(

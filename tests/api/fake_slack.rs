@@ -542,8 +542,11 @@ async fn conversations_history(req: &Request, Data(state): Data<&Arc<Mutex<State
         state.history_calls.pop_front();
     }
     let forced = state.history_next.pop_front();
+    // Refused calls do not use the budget; served ones do.
     let limited = state.history_calls.len() >= HISTORY_PER_MINUTE;
-    state.history_calls.push_back(now);
+    if !limited && forced.is_none() {
+        state.history_calls.push_back(now);
+    }
     let rate_limited = |state: &mut State, secs: u64| {
         record(
             state,

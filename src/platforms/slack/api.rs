@@ -223,6 +223,10 @@ struct Inner {
     /// About one message a second per channel, bursts of three.
     pacer: Pacer<String>,
     problems: Problems,
+    /// No `conversations.history` call before this (Slack's `Retry-After`
+    /// after a 429: the limit is per method and workspace, so every lookup
+    /// waits, instead of each spending a call on another 429).
+    history_hold: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The token never reaches `Debug` output.
@@ -274,6 +278,7 @@ impl Client {
                 api_url,
                 pacer: Pacer::new(3.0, 1.0),
                 problems: Problems::default(),
+                history_hold: std::sync::Mutex::new(None),
             }),
             call_timeout: Duration::from_secs(10),
         })
@@ -466,6 +471,19 @@ impl Client {
         let oldest = slack_ts(window.from - margin);
         let latest = slack_ts(window.to + margin);
         let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let held = self
+            .inner
+            .history_hold
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|until| until.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|left| !left.is_zero());
+        if let Some(left) = held {
+            return Lookup::Unknown {
+                detail: "conversations.history is rate limited (Slack Tier 3, about 50 a minute): waiting as Slack asked".into(),
+                retry_after: Some(left),
+            };
+        }
         let mut cursor: Option<String> = None;
         for _ in 0..HISTORY_PAGES {
             let mut params = vec![
@@ -487,7 +505,19 @@ impl Client {
             );
             let page = match tokio::time::timeout_at(deadline, call).await {
                 Ok(Ok(page)) => page,
-                Ok(Err(e)) => return history_failure(classify(e, ch), ch),
+                Ok(Err(e)) => {
+                    let failure = classify(e, ch);
+                    if let Failure::RateLimited(after) = &failure {
+                        let wait = after.unwrap_or(Duration::from_secs(1));
+                        *self
+                            .inner
+                            .history_hold
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) =
+                            Some(tokio::time::Instant::now() + wait);
+                    }
+                    return history_failure(failure, ch);
+                }
                 Err(_) => {
                     return Lookup::Unknown {
                         detail: format!(

@@ -644,7 +644,7 @@ async fn conversations_history(req: &Request, Data(state): Data<&Arc<Mutex<State
             after && before
         })
         .collect();
-    in_window.sort_by(|a, b| b.0.cmp(&a.0));
+    in_window.sort_by_key(|m| std::cmp::Reverse(m.0));
     let page: Vec<Value> = in_window
         .iter()
         .skip(offset)

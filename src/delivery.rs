@@ -8,9 +8,14 @@
 //! the reservation, and turn the reservation into `sent` (with the message
 //! reference) right after the confirmation. An expired reservation without
 //! `sent` is *unknown*: Discord bot messages are sent again with the same
-//! nonce (Discord answers with the message it already has); elsewhere the
-//! card is sent again and counted `outcome="maybe_duplicate"`. No platform
-//! call starts after the execution's lease was lost ([`Fence`]).
+//! nonce (Discord answers with the message it already has). Elsewhere the
+//! platform is asked first ([`Sinks::look_up`]: Slack finds the card by the
+//! [`CardTag`] in its metadata, from the `since` of the reservation, the
+//! start of the earliest unconfirmed attempt, which any replica can read):
+//! found → recorded sent, nothing sent; absent → sent; the lookup failed →
+//! nothing sent, "retry later"; no lookup possible (no history scope,
+//! Discord webhooks) → sent again, counted `outcome="maybe_duplicate"`. No
+//! platform call starts after the execution's lease was lost ([`Fence`]).
 //!
 //! A card the platform refuses as malformed becomes a **dead letter**: kept
 //! for a person (`modbridge parked`), never sent again on its own, and it
@@ -51,11 +56,11 @@ use tracing::{error, info, warn};
 use crate::card::Card;
 use crate::config::DeliverySettings;
 use crate::dedupe::{
-    CardLease, CardRecord, CircuitOpened, Confirmed, DedupeStore, LockLease, Parking, Reservation,
-    SentKey, Store, StoreError,
+    Attempted, CardLease, CardRecord, CircuitOpened, Confirmed, DedupeStore, LockLease, Parking,
+    Reservation, SentKey, Store, StoreError,
 };
 use crate::destination::Target;
-use crate::platforms::{MessageRef, PlatformError as SinkError, Sinks};
+use crate::platforms::{CardTag, Lookup, MessageRef, PlatformError as SinkError, Sinks, Window};
 use crate::post::{CustomerId, PostId};
 
 /// What happened to one card.
@@ -101,6 +106,15 @@ enum Attempt {
     Held(Duration),
     /// The platform call failed; the reservation was given back.
     Failed(SinkError),
+    /// An earlier attempt ended unrecorded and the platform found its card:
+    /// recorded sent now, nothing sent.
+    Found,
+    /// An earlier attempt ended unrecorded and the platform could not say
+    /// whether its card is there: nothing sent, ask again after `retry_after`.
+    Unlooked {
+        detail: String,
+        retry_after: Duration,
+    },
     /// The store could not answer: nothing is known, nothing was sent.
     StoreDown(StoreError),
     /// The execution's lease was lost: nothing was sent.
@@ -357,6 +371,8 @@ pub struct Deliverer {
     /// Moderator cases (when some platform's interactions are on): each
     /// confirmed copy is added to its case.
     cases: Option<crate::triage::case::Cases<Store>>,
+    /// "Cannot be looked up" reasons already logged (per target and reason).
+    unlookable: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Deliverer {
@@ -372,6 +388,7 @@ impl Deliverer {
             alerts: None,
             replica: format!("{host}/{}", std::process::id()).into(),
             cases: None,
+            unlookable: Arc::default(),
         }
     }
 
@@ -514,7 +531,16 @@ impl Deliverer {
                 Ok(Delivered::Sent)
             }
             Attempt::Settled(CardRecord::DeadLetter { .. }) => Ok(Delivered::DeadLetter),
-            Attempt::Settled(_) => Ok(Delivered::AlreadySent),
+            Attempt::Settled(_) | Attempt::Found => Ok(Delivered::AlreadySent),
+            Attempt::Unlooked {
+                detail,
+                retry_after,
+            } => Err(RetryLater {
+                detail: format!(
+                    "{target}: an earlier attempt's answer was lost and the platform could not be asked whether the card is there ({detail}): not sent, to avoid a duplicate"
+                ),
+                retry_after,
+            }),
             Attempt::DeadLetter(reason) => {
                 self.keep_dead_letter(key, card, target, &reason).await;
                 Ok(Delivered::DeadLetter)
@@ -583,12 +609,14 @@ impl Deliverer {
         let lease_for = self.policy.reservation();
         let lease = match self.store.reserve(key, lease_for).await {
             Ok(Reservation::Fresh(lease)) => lease,
-            Ok(Reservation::Unknown(lease)) => {
+            Ok(Reservation::Unknown(lease, earlier)) => {
                 if target.resend_is_deduplicated() {
                     info!(target = %target, "an earlier attempt at this card ended unrecorded: sending again with the same nonce");
-                } else {
-                    warn!(target = %target, "an earlier attempt at this card ended unrecorded: sending again, which may duplicate it");
-                    metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "maybe_duplicate").increment(1);
+                } else if let Some(settled) = self
+                    .look_up_earlier(&lease, key, card, target, earlier)
+                    .await
+                {
+                    return settled;
                 }
                 lease
             }
@@ -601,40 +629,16 @@ impl Deliverer {
             return Attempt::Fenced;
         }
         let started = Instant::now();
-        let result = self.call_renewing(&lease, lease_for, card, target).await;
+        let tag = CardTag::of(key.as_str());
+        let result = self
+            .call_renewing(&lease, lease_for, card, target, &tag)
+            .await;
         metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(message) => {
-                // Record first, log after: the duplicate window is this await.
-                let posted = message.clone();
-                let message = message.and_then(|m| serde_json::to_value(m).ok());
-                let recorded = self.store.confirm(&lease, message.as_ref()).await;
+                self.record_sent(lease, key, message, card, target).await;
                 metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "sent").increment(1);
-                if matches!(recorded, Ok(Confirmed::Recorded | Confirmed::RecordedLate))
-                    && let Some(posted) = &posted
-                {
-                    self.add_to_case(card, target, posted).await;
-                }
-                match recorded {
-                    Ok(Confirmed::Recorded) => {}
-                    Ok(Confirmed::RecordedLate) => {
-                        warn!(target = %target, "the card's reservation expired during the platform call: another worker may have sent it too")
-                    }
-                    Ok(Confirmed::AlreadySent) => {
-                        warn!(target = %target, "another worker had already sent this card: duplicate")
-                    }
-                    Err(e) => {
-                        error!(error = %e, target = %target, "card sent but not recorded: kept in this process's journal until the store takes it");
-                        metrics::counter!("modbridge_dedupe_errors_total", "op" => "confirm")
-                            .increment(1);
-                        self.journal
-                            .cards
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(key.clone(), Journaled { lease, message });
-                    }
-                }
                 Attempt::Sent
             }
             Err(SinkError::Rejected { platform, detail }) => {
@@ -655,6 +659,112 @@ impl Deliverer {
             Err(e) => {
                 self.give_back(&lease).await;
                 Attempt::Failed(e)
+            }
+        }
+    }
+
+    /// Records the card sent (its reservation becomes `sent{message}`);
+    /// when the store cannot take it, keeps it in this process's journal.
+    async fn record_sent(
+        &self,
+        lease: CardLease,
+        key: &SentKey,
+        message: Option<MessageRef>,
+        card: &Card,
+        target: &Target,
+    ) {
+        // Record first, log after: the duplicate window is this await.
+        let posted = message.clone();
+        let message = message.and_then(|m| serde_json::to_value(m).ok());
+        let recorded = self.store.confirm(&lease, message.as_ref()).await;
+        if matches!(recorded, Ok(Confirmed::Recorded | Confirmed::RecordedLate))
+            && let Some(posted) = &posted
+        {
+            self.add_to_case(card, target, posted).await;
+        }
+        match recorded {
+            Ok(Confirmed::Recorded) => {}
+            Ok(Confirmed::RecordedLate) => {
+                warn!(target = %target, "the card's reservation expired during the platform call: another worker may have sent it too")
+            }
+            Ok(Confirmed::AlreadySent) => {
+                warn!(target = %target, "another worker had already sent this card: duplicate")
+            }
+            Err(e) => {
+                error!(error = %e, target = %target, "card sent but not recorded: kept in this process's journal until the store takes it");
+                metrics::counter!("modbridge_dedupe_errors_total", "op" => "confirm").increment(1);
+                self.journal
+                    .cards
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), Journaled { lease, message });
+            }
+        }
+    }
+
+    /// An earlier attempt ended unrecorded (its reservation expired, so at
+    /// least the call timeout has passed since it began): asks the platform
+    /// whether the card is there before sending it again. `Some`: the
+    /// attempt ends here (found and recorded, or the lookup failed: nothing
+    /// sent, the reservation left to expire so that the next attempt looks
+    /// again from the same time). `None`: send (not found, or the platform
+    /// cannot look: then the send may duplicate it, counted
+    /// `maybe_duplicate`).
+    async fn look_up_earlier(
+        &self,
+        lease: &CardLease,
+        key: &SentKey,
+        card: &Card,
+        target: &Target,
+        earlier: Option<Attempted>,
+    ) -> Option<Attempt> {
+        let lookup = match earlier.and_then(window) {
+            Some(window) => {
+                self.sinks
+                    .look_up(target, &CardTag::of(key.as_str()), window)
+                    .await
+            }
+            None => Lookup::Unavailable(
+                "the earlier attempt's time is not recorded (reserved by an earlier version)"
+                    .into(),
+            ),
+        };
+        match lookup {
+            Lookup::Found(message) => {
+                info!(target = %target, "an earlier attempt at this card ended unrecorded; the card was found on the platform and is recorded, not sent again");
+                self.record_sent(lease.clone(), key, Some(message), card, target)
+                    .await;
+                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "found").increment(1);
+                Some(Attempt::Found)
+            }
+            Lookup::Absent => {
+                info!(target = %target, "an earlier attempt at this card ended unrecorded and the card is not on the platform: sending it");
+                None
+            }
+            Lookup::Unknown {
+                detail,
+                retry_after,
+            } => {
+                warn!(target = %target, detail, "an earlier attempt at this card ended unrecorded and the platform could not be asked whether it is there: not sent now");
+                Some(Attempt::Unlooked {
+                    detail,
+                    retry_after: retry_after
+                        .unwrap_or_default()
+                        .max(self.policy.reservation()),
+                })
+            }
+            Lookup::Unavailable(reason) => {
+                let first = self
+                    .unlookable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(format!("{target}: {reason}"));
+                if first {
+                    warn!(target = %target, reason, "cards of this destination cannot be looked up after a lost answer: they are sent again, which may duplicate them (counted maybe_duplicate; said once per destination and reason)");
+                }
+                warn!(target = %target, "an earlier attempt at this card ended unrecorded: sending again, which may duplicate it");
+                metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "maybe_duplicate").increment(1);
+                None
             }
         }
     }
@@ -766,8 +876,9 @@ impl Deliverer {
         lease_for: Duration,
         card: &Card,
         target: &Target,
+        tag: &CardTag,
     ) -> Result<Option<MessageRef>, SinkError> {
-        let call = self.sinks.deliver(card, target);
+        let call = self.sinks.deliver_tagged(card, target, Some(tag));
         tokio::pin!(call);
         let every = lease_for / 3;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -1213,7 +1324,9 @@ impl Deliverer {
                 .attempt(&key, &entry.card, target, &Fence::default())
                 .await;
             match outcome {
-                Attempt::Sent | Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
+                Attempt::Sent
+                | Attempt::Found
+                | Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
                     if let Err(e) = self.store.unpark(&list, &raw).await {
                         error!(error = %e, "replayed card still listed as parked");
                     }
@@ -1239,6 +1352,10 @@ impl Deliverer {
                 }
                 Attempt::Failed(e) => {
                     warn!(error = %e, target = %target, "replay interrupted; will try again at the next probe");
+                    break;
+                }
+                Attempt::Unlooked { detail, .. } => {
+                    warn!(target = %target, detail, "replay interrupted: whether a parked card is already there is unknown; will try again at the next probe");
                     break;
                 }
                 Attempt::InFlight(_) | Attempt::Settled(CardRecord::Reserved { .. }) => {
@@ -1286,8 +1403,12 @@ impl Deliverer {
                     .await;
                 let delivered = match outcome {
                     Attempt::Sent => Delivered::Sent,
-                    Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
-                        Delivered::AlreadySent
+                    Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other)
+                    | Attempt::Found => Delivered::AlreadySent,
+                    Attempt::Unlooked { detail, .. } => {
+                        return Err(format!(
+                            "{target}: whether an earlier attempt posted it is unknown ({detail}); try again in a minute"
+                        ));
                     }
                     Attempt::DeadLetter(reason) => {
                         return Err(format!("{target} refused the card again: {reason}"));
@@ -1357,6 +1478,15 @@ fn entry_json(
         parked_at: chrono::Utc::now(),
         reason: reason.to_owned(),
         card: card.clone(),
+    })
+}
+
+/// The lookup window of earlier attempts (store clock, ms since the epoch).
+fn window(earlier: Attempted) -> Option<Window> {
+    let at = |ms: u64| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?);
+    Some(Window {
+        from: at(earlier.since)?,
+        to: at(earlier.until)?,
     })
 }
 

@@ -224,6 +224,10 @@ fn describe() {
         "Failed Slack API calls, by Slack error code (ratelimited, transient, or Slack's own code)"
     );
     describe_counter!(
+        "modbridge_slack_lookups_total",
+        "Slack conversations.history lookups after a lost answer, by result (found: recorded, not resent; absent: sent; unknown: not sent, 503; unavailable: no history scope or membership, sent again)"
+    );
+    describe_counter!(
         "modbridge_slack_image_fallbacks_total",
         "Slack cards resent with the image as a link after invalid_blocks"
     );

@@ -9,8 +9,8 @@ use std::time::Instant;
 use std::time::Duration;
 
 use super::{
-    CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
-    LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, epoch_ms,
+    Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
+    Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -93,11 +93,12 @@ impl MemoryStore {
     }
 }
 
-fn reserved(lease: &CardLease, duration: Duration) -> CardRecord {
+fn reserved(lease: &CardLease, duration: Duration, since: u64) -> CardRecord {
     let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     CardRecord::Reserved {
         token: lease.token.clone(),
         until: epoch_ms().saturating_add(ms),
+        since: Some(since),
     }
 }
 
@@ -113,7 +114,7 @@ impl Inner {
     fn holds_card(&self, lease: &CardLease, now: Instant) -> bool {
         matches!(
             self.card(&lease.key, now),
-            Some(CardRecord::Reserved { token, until }) if *token == lease.token && *until > epoch_ms()
+            Some(CardRecord::Reserved { token, until, .. }) if *token == lease.token && *until > epoch_ms()
         )
     }
 
@@ -248,30 +249,34 @@ impl DedupeStore for MemoryStore {
     async fn reserve(&self, key: &SentKey, lease: Duration) -> Result<Reservation, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
+        // `None`: nobody tried; `Some(earlier)`: an expired reservation.
         let unknown = match inner.card(key, now) {
-            None => false,
-            Some(CardRecord::Reserved { until, .. }) => {
+            None => None,
+            Some(CardRecord::Reserved { until, since, .. }) => {
                 let left = until.saturating_sub(epoch_ms());
                 if left > 0 {
                     return Ok(Reservation::InFlight {
                         retry_after: Duration::from_millis(left),
                     });
                 }
-                true
+                Some(since.map(|since| Attempted {
+                    since,
+                    until: *until,
+                }))
             }
             Some(settled) => return Ok(Reservation::Settled(settled.clone())),
         };
         let card = CardLease::new(key.clone());
+        let since = unknown.flatten().map_or_else(epoch_ms, |a| a.since);
         inner.put_card(
             key,
-            reserved(&card, lease),
+            reserved(&card, lease, since),
             now + self.ttl.done,
             self.capacity,
         );
-        Ok(if unknown {
-            Reservation::Unknown(card)
-        } else {
-            Reservation::Fresh(card)
+        Ok(match unknown {
+            Some(earlier) => Reservation::Unknown(card, earlier),
+            None => Reservation::Fresh(card),
         })
     }
 
@@ -282,12 +287,15 @@ impl DedupeStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        if !inner.holds_card(lease, now) {
-            return Ok(false);
-        }
+        let since = match inner.card(&lease.key, now) {
+            Some(CardRecord::Reserved { since, .. }) if inner.holds_card(lease, now) => {
+                since.unwrap_or_else(epoch_ms)
+            }
+            _ => return Ok(false),
+        };
         inner.put_card(
             &lease.key,
-            reserved(lease, duration),
+            reserved(lease, duration, since),
             now + self.ttl.done,
             self.capacity,
         );

@@ -132,8 +132,18 @@ impl SentKey {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CardRecord {
     /// A worker is calling the platform; `until` is the lease's end in
-    /// milliseconds since the Unix epoch, by the store's clock.
-    Reserved { token: String, until: u64 },
+    /// milliseconds since the Unix epoch, by the store's clock. `since` is
+    /// when the earliest attempt whose outcome is still unknown began (same
+    /// clock): set by the first reservation, carried over by every
+    /// reservation that follows an expired one, so that any replica can look
+    /// the card up on the platform from there. Absent in records of earlier
+    /// versions.
+    Reserved {
+        token: String,
+        until: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
     /// The platform confirmed it; `message` is where it is (opaque JSON
     /// built by delivery), `null` when unknown (an old record, a 2xx whose
     /// body could not be read).
@@ -173,12 +183,25 @@ pub enum Reservation {
     /// Nobody has tried it: reserved for you.
     Fresh(CardLease),
     /// An earlier reservation expired without being confirmed: the platform
-    /// may or may not have it. Reserved for you.
-    Unknown(CardLease),
+    /// may or may not have it. Reserved for you; the new reservation keeps
+    /// the earlier attempt's start as its own `since`. `Attempted` says when
+    /// the earlier attempts ran, `None` for a reservation by an earlier
+    /// version (no `since` in it).
+    Unknown(CardLease, Option<Attempted>),
     /// Settled before: sent, dead-lettered, or a newer version's state.
     Settled(CardRecord),
     /// Someone holds a live reservation; ask again after about `retry_after`.
     InFlight { retry_after: Duration },
+}
+
+/// When the unconfirmed attempts at a card ran, by the store's clock in
+/// milliseconds since the Unix epoch: the earliest began at `since`, the
+/// last one's reservation ended at `until` (no call of it outlived that: a
+/// reservation outlasts its call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempted {
+    pub since: u64,
+    pub until: u64,
 }
 
 /// Proof of holding a named lock ([`DedupeStore::lock`]).
@@ -865,10 +888,22 @@ pub mod suite {
         let p3 = key("P3");
         let dead = reserved(store.reserve(&p3, lease).await.unwrap());
         tokio::time::sleep(lease + Duration::from_millis(150)).await;
-        let next = match store.reserve(&p3, lease * 5).await.unwrap() {
-            Reservation::Unknown(lease) => lease,
+        let (next, earlier) = match store.reserve(&p3, lease * 5).await.unwrap() {
+            Reservation::Unknown(lease, Some(earlier)) => (lease, earlier),
             other => panic!("expired reservation: {other:?}"),
         };
+        assert!(earlier.since < earlier.until, "{earlier:?}");
+        // The new reservation keeps the first attempt's start: a lookup
+        // after it expires too covers both attempts.
+        let Some(CardRecord::Reserved { since, .. }) = store.card(&p3).await.unwrap() else {
+            panic!("reserved");
+        };
+        assert_eq!(since, Some(earlier.since));
+        assert!(store.renew_reservation(&next, lease * 5).await.unwrap());
+        assert!(matches!(
+            store.card(&p3).await.unwrap(),
+            Some(CardRecord::Reserved { since: Some(s), .. }) if s == earlier.since
+        ));
         assert!(!store.renew_reservation(&dead, lease).await.unwrap());
         store.release_reservation(&dead).await.unwrap();
         // The late holder's confirmation still records the card, and says so.

@@ -8,7 +8,9 @@
 //! with the first claim and deleted when the execution is done, so that a
 //! released or expired claim still reads as an unfinished attempt;
 //! `<prefix>card:<key>` is a card's record ([`CardRecord`] as JSON, e.g.
-//! `{"state":"reserved","token":"…","until":1764500000000}`, kept as long as
+//! `{"state":"reserved","token":"…","until":1764500000000,"since":1764499990000}`
+//! (`since`: the earliest attempt still unknown; absent from records of
+//! earlier versions, which ignore it), kept as long as
 //! done records; `until` by Redis's own `TIME`, so replicas' clocks do not
 //! matter); `<prefix>sent:<key>` is the sent record of earlier versions,
 //! still read (it counts as sent) and still written on confirmation, for
@@ -35,8 +37,8 @@ use redis::Script;
 
 use super::connect::{Link, RedisTarget};
 use super::{
-    CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, Lease,
-    LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
+    Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
+    Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
 };
 
 /// No request waits longer than this for Redis.
@@ -83,8 +85,10 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function reserved(token, ms)
-  return '{"state":"reserved","token":"' .. token .. '","until":' .. string.format('%d', now_ms() + tonumber(ms)) .. '}'
+local function reserved(token, ms, since)
+  local s = ''
+  if since then s = ',"since":' .. string.format('%d', since) end
+  return '{"state":"reserved","token":"' .. token .. '","until":' .. string.format('%d', now_ms() + tonumber(ms)) .. s .. '}'
 end
 local function state(raw)
   if not raw then return nil end
@@ -94,27 +98,36 @@ local function state(raw)
 end
 "#;
 /// KEYS: card record, old sent record. ARGV: token, lease ms, record TTL ms.
-/// Returns {outcome, detail}: fresh | unknown | in_flight (ms left) |
-/// settled (the record's JSON) | old_sent.
+/// Returns {outcome, detail}: fresh | unknown (`until` of the expired
+/// reservation, then `:since` when it had one) | in_flight (ms left) |
+/// settled (the record's JSON) | old_sent. A reservation after an expired
+/// one keeps its `since` (the earliest attempt still unknown).
 const RESERVE: &str = r"
 local raw = redis.call('GET', KEYS[1])
 local rec = state(raw)
 if rec and rec.state ~= 'reserved' then return {'settled', raw} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'old_sent', ''} end
 local outcome = 'fresh'
+local detail = ''
+local since = now_ms()
 if rec then
   local left = (tonumber(rec['until']) or 0) - now_ms()
   if left > 0 then return {'in_flight', tostring(left)} end
   outcome = 'unknown'
+  detail = string.format('%d', tonumber(rec['until']) or 0)
+  if tonumber(rec['since']) then
+    since = tonumber(rec['since'])
+    detail = detail .. ':' .. string.format('%d', since)
+  end
 end
-redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2]), 'PX', ARGV[3])
-return {outcome, ''}
+redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2], since), 'PX', ARGV[3])
+return {outcome, detail}
 ";
 /// KEYS: card record. ARGV: token, lease ms.
 const RENEW_CARD: &str = r"
 local rec = state(redis.call('GET', KEYS[1]))
 if not rec or rec.state ~= 'reserved' or rec.token ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2]), 'KEEPTTL')
+redis.call('SET', KEYS[1], reserved(ARGV[1], ARGV[2], tonumber(rec['since'])), 'KEEPTTL')
 return 1
 ";
 /// KEYS: card record, old sent record. ARGV: token, sent JSON, TTL ms.
@@ -446,7 +459,7 @@ impl DedupeStore for RedisStore {
             .await?;
         Ok(match outcome.as_str() {
             "fresh" => Reservation::Fresh(card),
-            "unknown" => Reservation::Unknown(card),
+            "unknown" => Reservation::Unknown(card, parse_attempted(&detail)),
             "in_flight" => Reservation::InFlight {
                 retry_after: Duration::from_millis(detail.parse().unwrap_or(1000)),
             },
@@ -716,4 +729,14 @@ impl DedupeStore for RedisStore {
 /// is decided on it), one of a newer version's states is [`CardRecord::Other`].
 fn parse_record(raw: &str) -> Result<CardRecord, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError(format!("unreadable card record: {e}")))
+}
+
+/// An `unknown` reservation's detail: `until[:since]`; `None` without `since`
+/// (a reservation by an earlier version) or when unreadable.
+fn parse_attempted(detail: &str) -> Option<Attempted> {
+    let (until, since) = detail.split_once(':')?;
+    Some(Attempted {
+        since: since.parse().ok()?,
+        until: until.parse().ok()?,
+    })
 }

@@ -59,9 +59,11 @@ pub enum PlatformError {
         /// How long the platform asked us to wait (HTTP 429 `Retry-After`).
         retry_after: Option<Duration>,
     },
-    /// No answer within the call's deadline (`delivery.timeout_secs`): the
-    /// platform may or may not have the card. Worth retrying, but the retry
-    /// may duplicate it.
+    /// No usable answer after the request may have reached the platform:
+    /// none within the call's deadline (`delivery.timeout_secs`), or (Slack)
+    /// the connection broke after the request was written, or a 2xx that
+    /// cannot be read. The platform may or may not have the card. Worth
+    /// retrying, but the retry may duplicate it unless it looks first.
     #[error("{platform} did not answer in time: {detail}")]
     TimedOut {
         platform: &'static str,
@@ -99,7 +101,8 @@ pub enum Failure {
     RateLimited(Option<Duration>),
     /// 5xx, connection, timeouts, unknown codes: worth retrying.
     Transient(String),
-    /// No answer within the call's deadline: the request may have arrived.
+    /// No usable answer within the call's deadline (or the connection broke
+    /// after the request was written): the request may have arrived.
     TimedOut(String),
     /// Fix the token, scopes, permissions or channel: retrying as-is will not help.
     Config { code: String, fix: String },
@@ -221,6 +224,54 @@ pub enum MessageRef {
     DiscordWebhook { env: String, message_id: u64 },
 }
 
+/// A card's mark on the platform, so that it can be found after a lost
+/// answer: the first 32 hex digits (128 bits) of the SHA-256 of its record
+/// key. Platforms show it to anyone who can read the channel (Slack message
+/// metadata is readable across the workspace), so it carries no ID: the key
+/// (customer, post, channel) cannot be read back from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CardTag(String);
+
+impl CardTag {
+    /// The tag of the card whose record key is `key`.
+    pub fn of(key: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Self(hex::encode(&digest[..16]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// When the earlier, unconfirmed attempts at a card ran (by the dedupe
+/// store's clock): a lookup searches from the first one's start to the last
+/// one's end, with a margin for clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// What a platform says about a card an earlier attempt may have posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// It is there: record it sent, do not send it again.
+    Found(MessageRef),
+    /// Every message of the window was read and it is not among them: send.
+    Absent,
+    /// The lookup failed (429, an error, an answer that cannot be read, a
+    /// window longer than the bound): nothing is known; do not send now.
+    Unknown {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// This target cannot be looked up (no history scope, the bot not in the
+    /// channel, a platform without lookups): send again, a possible duplicate.
+    Unavailable(String),
+}
+
 /// What `explain` and `--dry-run` print for `card` sent to `target`: the exact
 /// request body (`chat.postMessage`, a Discord message or webhook execution).
 pub fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
@@ -299,10 +350,40 @@ impl Platforms {
         card: &Card,
         target: &Target,
     ) -> Result<Option<MessageRef>, PlatformError> {
+        self.post_tagged(card, target, None).await
+    }
+
+    /// [`Platforms::post`], marking the message with `tag` where the
+    /// platform can find it again (Slack message metadata).
+    pub async fn post_tagged(
+        &self,
+        card: &Card,
+        target: &Target,
+        tag: Option<&CardTag>,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match target {
-            Target::Slack(channel) => self.slack()?.deliver(card, channel).await.map(Some),
+            Target::Slack(channel) => self
+                .slack()?
+                .deliver_tagged(card, channel, tag)
+                .await
+                .map(Some),
             Target::Discord(_) | Target::DiscordWebhook { .. } => {
                 self.discord()?.post(card, target).await
+            }
+        }
+    }
+
+    /// Looks for the message tagged `tag` that an earlier attempt in
+    /// `window` may have posted (Slack: `conversations.history`). Discord
+    /// has no lookup: bot messages are resent with their nonce.
+    pub async fn look_up(&self, target: &Target, tag: &CardTag, window: Window) -> Lookup {
+        match target {
+            Target::Slack(channel) => match self.slack() {
+                Ok(slack) => slack.look_up(channel, tag, window).await,
+                Err(e) => Lookup::Unavailable(e.to_string()),
+            },
+            Target::Discord(_) | Target::DiscordWebhook { .. } => {
+                Lookup::Unavailable("Discord messages cannot be looked up".into())
             }
         }
     }
@@ -310,8 +391,21 @@ impl Platforms {
     /// Replaces a posted message with `card` (`chat.update`, a message edit,
     /// a webhook message edit).
     pub async fn update(&self, message: &MessageRef, card: &Card) -> Result<(), PlatformError> {
+        self.update_tagged(message, card, None).await
+    }
+
+    /// [`Platforms::update`], keeping the message's `tag` (Slack replaces
+    /// the metadata on `chat.update`).
+    pub async fn update_tagged(
+        &self,
+        message: &MessageRef,
+        card: &Card,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
         match message {
-            MessageRef::Slack { channel, ts } => self.slack()?.update(channel, ts, card).await,
+            MessageRef::Slack { channel, ts } => {
+                self.slack()?.update_tagged(channel, ts, card, tag).await
+            }
             MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
                 self.discord()?.update(message, card).await
             }
@@ -401,10 +495,32 @@ impl Sinks {
         card: &Card,
         target: &Target,
     ) -> Result<Option<MessageRef>, PlatformError> {
+        self.deliver_tagged(card, target, None).await
+    }
+
+    /// [`Sinks::deliver`], the message marked with `tag` where the platform
+    /// can find it again ([`Sinks::look_up`]).
+    pub async fn deliver_tagged(
+        &self,
+        card: &Card,
+        target: &Target,
+        tag: Option<&CardTag>,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         match self {
             Sinks::DryRun(d) => d.deliver(card, target).map(|()| None),
             Sinks::Recorder(r) => r.deliver(card, target).await.map(|()| None),
-            Sinks::Platforms(p) => p.post(card, target).await,
+            Sinks::Platforms(p) => p.post_tagged(card, target, tag).await,
+        }
+    }
+
+    /// Looks for a card an earlier, unconfirmed attempt may have posted
+    /// ([`Platforms::look_up`]); the dry run and the recorder cannot.
+    pub async fn look_up(&self, target: &Target, tag: &CardTag, window: Window) -> Lookup {
+        match self {
+            Sinks::Platforms(p) => p.look_up(target, tag, window).await,
+            Sinks::DryRun(_) | Sinks::Recorder(_) => {
+                Lookup::Unavailable("this sink keeps no messages to look up".into())
+            }
         }
     }
 

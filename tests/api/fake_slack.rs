@@ -1,8 +1,13 @@
 //! A fake Slack Web API on 127.0.0.1: the parts modbridge uses
-//! (`chat.postMessage`, `chat.update`, `auth.test`, `conversations.info`). It checks the
-//! bearer token, the JSON body and every Block Kit limit in
-//! shared/reference/slack.md, rejects like Slack does, records what it
-//! received, and can be told to fail.
+//! (`chat.postMessage`, `chat.update`, `auth.test`, `conversations.info`,
+//! `conversations.history`). It checks the bearer token, the JSON body, every
+//! Block Kit limit in shared/reference/slack.md and the message metadata,
+//! rejects like Slack does, records what it received, and can be told to
+//! fail. Message `ts` values are real times (seconds.microseconds), so that
+//! `conversations.history`'s `oldest`/`latest` mean what they mean on Slack.
+//! Scopes: `chat:write`, `chat:write.public`, `channels:read`, `groups:read`
+//! by default (reported in `x-oauth-scopes` by `auth.test`, like Slack);
+//! `channels:history`/`groups:history` only after [`FakeSlack::grant_history`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -48,7 +53,20 @@ struct State {
     messages: BTreeMap<(String, String), Value>,
     /// How long `chat.postMessage` waits between recording and answering.
     answer_delay: std::time::Duration,
+    /// `channels:history` / `groups:history` granted.
+    history_scope: bool,
+    /// Channels the bot is not a member of (`not_in_channel` on history).
+    not_member: BTreeSet<String>,
+    /// What the next `conversations.history` calls answer (once each).
+    history_next: VecDeque<Next>,
+    /// Recent `conversations.history` calls (Tier 3: 50 a minute).
+    history_calls: VecDeque<Instant>,
+    /// The last `ts` handed out, in microseconds since the epoch.
+    last_ts: u64,
 }
+
+/// `conversations.history` calls allowed per minute (Slack's Tier 3).
+pub const HISTORY_PER_MINUTE: usize = 50;
 
 pub struct FakeSlack {
     /// Base URL for `SLACK_API_URL`: `http://127.0.0.1:PORT/api`.
@@ -78,6 +96,10 @@ impl FakeSlack {
             .at(
                 "/api/conversations.info",
                 get(conversations_info).post(conversations_info),
+            )
+            .at(
+                "/api/conversations.history",
+                get(conversations_history).post(conversations_history),
             )
             .data(state.clone());
         let acceptor = TcpListener::bind("127.0.0.1:0")
@@ -148,6 +170,46 @@ impl FakeSlack {
         self.state.lock().unwrap().no_read_scope = true;
     }
 
+    /// Grants `channels:history` and `groups:history` (lookups after a lost
+    /// answer work).
+    pub fn grant_history(&self) {
+        self.state.lock().unwrap().history_scope = true;
+    }
+
+    /// Queues answers for the next `conversations.history` calls.
+    pub fn history_then(&self, next: Next) {
+        self.state.lock().unwrap().history_next.push_back(next);
+    }
+
+    /// The bot is not in `channel`: its history cannot be read.
+    pub fn leave_channel(&self, channel: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .not_member
+            .insert(channel.to_owned());
+    }
+
+    /// A message by another app in `channel` now, with `metadata` as given
+    /// (e.g. non-string payload values, which Slack allows).
+    pub fn post_foreign(&self, channel: &str, metadata: Value) -> String {
+        let mut state = self.state.lock().unwrap();
+        let ts = next_ts(&mut state);
+        state.messages.insert(
+            (channel.to_owned(), ts.clone()),
+            json!({"channel": channel, "text": "another app", "metadata": metadata, "app": "other"}),
+        );
+        ts
+    }
+
+    /// Accepted `chat.postMessage` bodies for `channel`.
+    pub fn posted_in(&self, channel: &str) -> Vec<Value> {
+        self.posted()
+            .into_iter()
+            .filter(|b| b["channel"] == channel)
+            .collect()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -170,6 +232,29 @@ impl FakeSlack {
             .map(|r| r.body)
             .collect()
     }
+}
+
+/// A new message `ts`: now, in seconds with microseconds, strictly
+/// increasing.
+fn next_ts(state: &mut State) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    state.ts += 1;
+    state.last_ts = now.max(state.last_ts + 1);
+    format!(
+        "{}.{:06}",
+        state.last_ts / 1_000_000,
+        state.last_ts % 1_000_000
+    )
+}
+
+/// A `ts` (or `oldest`/`latest`) as microseconds, for comparing.
+fn ts_micros(ts: &str) -> Option<u64> {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, "0"));
+    let frac = format!("{frac:0<6}");
+    Some(secs.parse::<u64>().ok()? * 1_000_000 + frac.get(..6)?.parse::<u64>().ok()?)
 }
 
 fn json_reply(status: StatusCode, body: Value) -> Response {
@@ -302,8 +387,7 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
             let ts = if method == "chat.update" {
                 json_body["ts"].as_str().unwrap_or_default().to_owned()
             } else {
-                state.ts += 1;
-                format!("1715177521.{:06}", state.ts)
+                next_ts(&mut state)
             };
             state
                 .messages
@@ -370,6 +454,9 @@ fn check_post(state: &mut State, req: &Request, content_type: &str, body: &Value
     if let Err(code) = check_message(body) {
         return Answer::Error(code);
     }
+    if let Err(code) = check_metadata(body) {
+        return Answer::Error(code);
+    }
     let has_image = body["blocks"]
         .as_array()
         .is_some_and(|b| b.iter().any(|b| b["type"] == "image"));
@@ -379,19 +466,59 @@ fn check_post(state: &mut State, req: &Request, content_type: &str, body: &Value
     Answer::Ok
 }
 
+/// Message metadata as Slack checks it: an object with an `event_type`
+/// (letters, digits, underscores, ≤ 255) and an object `event_payload`.
+fn check_metadata(body: &Value) -> Result<(), &'static str> {
+    let Some(metadata) = body.get("metadata") else {
+        return Ok(());
+    };
+    let Some(m) = metadata.as_object() else {
+        return Err("invalid_metadata_format");
+    };
+    let event_type = m.get("event_type").and_then(Value::as_str).unwrap_or("");
+    if event_type.is_empty()
+        || event_type.len() > 255
+        || !event_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || !m.get("event_payload").is_some_and(Value::is_object)
+    {
+        return Err("invalid_metadata_schema");
+    }
+    if metadata.to_string().len() > 8_000 {
+        return Err("metadata_too_large");
+    }
+    Ok(())
+}
+
+/// The scopes the token has, as Slack lists them in `x-oauth-scopes`.
+fn scopes(state: &State) -> String {
+    let mut scopes = vec!["chat:write", "chat:write.public"];
+    if !state.no_read_scope {
+        scopes.extend(["channels:read", "groups:read"]);
+    }
+    if state.history_scope {
+        scopes.extend(["channels:history", "groups:history"]);
+    }
+    scopes.join(",")
+}
+
 #[handler]
 async fn auth_test(req: &Request, Data(state): Data<&Arc<Mutex<State>>>) -> Response {
     let mut state = state.lock().unwrap();
     match authorized(req, &state) {
         Ok(()) => {
             record(&mut state, "auth.test", Value::Null, "ok");
-            json_reply(
+            let mut resp = json_reply(
                 StatusCode::OK,
                 json!({
                     "ok": true, "url": "https://fake.slack.com/", "team": "Fake Team",
                     "user": "modbridge", "team_id": "T0001", "user_id": "U0BOT", "bot_id": "B0BOT"
                 }),
-            )
+            );
+            resp.headers_mut()
+                .insert("x-oauth-scopes", scopes(&state).parse().unwrap());
+            resp
         }
         Err(code) => {
             record(&mut state, "auth.test", Value::Null, code);
@@ -446,6 +573,165 @@ async fn conversations_info(req: &Request, Data(state): Data<&Arc<Mutex<State>>>
             slack_error(code)
         }
     }
+}
+
+/// `conversations.history`: the channel's messages in [`oldest`, `latest`]
+/// (exclusive unless `inclusive`), newest first, `limit` (default 100, at
+/// most 999) per page, `cursor` paging, metadata only with
+/// `include_all_metadata`. Needs the history scope and membership; 50 calls
+/// a minute, then 429 with `Retry-After`.
+#[handler]
+async fn conversations_history(req: &Request, Data(state): Data<&Arc<Mutex<State>>>) -> Response {
+    let mut state = state.lock().unwrap();
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let logged = json!(query);
+    let param = |k: &str| query.get(k).map(String::as_str);
+    let channel = param("channel").unwrap_or_default().to_owned();
+    if let Err(code) = authorized(req, &state) {
+        record(&mut state, "conversations.history", logged, code);
+        return slack_error(code);
+    }
+    let now = Instant::now();
+    while state
+        .history_calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60))
+    {
+        state.history_calls.pop_front();
+    }
+    let forced = state.history_next.pop_front();
+    // Refused calls do not use the budget; served ones do.
+    let limited = state.history_calls.len() >= HISTORY_PER_MINUTE;
+    if !limited && forced.is_none() {
+        state.history_calls.push_back(now);
+    }
+    let rate_limited = |state: &mut State, secs: u64| {
+        record(
+            state,
+            "conversations.history",
+            logged.clone(),
+            "ratelimited",
+        );
+        let mut resp = json_reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "ok": false, "error": "ratelimited" }),
+        );
+        resp.headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+        resp
+    };
+    match forced {
+        Some(Next::RateLimited(secs)) => return rate_limited(&mut state, secs),
+        Some(Next::ServerError) => {
+            record(&mut state, "conversations.history", logged, "http_500");
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body("upstream trouble");
+        }
+        Some(Next::Error(code)) => {
+            record(&mut state, "conversations.history", logged, code);
+            return slack_error(code);
+        }
+        None => {}
+    }
+    if limited {
+        let oldest = *state.history_calls.front().unwrap();
+        let wait = 60u64
+            .saturating_sub(now.duration_since(oldest).as_secs())
+            .max(1);
+        return rate_limited(&mut state, wait);
+    }
+    let refusal = if !state.history_scope {
+        Some("missing_scope")
+    } else if channel.is_empty() || state.missing_channels.contains(&channel) {
+        Some("channel_not_found")
+    } else if state.not_member.contains(&channel) {
+        Some("not_in_channel")
+    } else {
+        None
+    };
+    if let Some(code) = refusal {
+        record(&mut state, "conversations.history", logged, code);
+        return if code == "missing_scope" {
+            json_reply(
+                StatusCode::OK,
+                json!({"ok": false, "error": code, "needed": "channels:history", "provided": scopes(&state)}),
+            )
+        } else {
+            slack_error(code)
+        };
+    }
+    let bound = |k: &str| param(k).and_then(ts_micros);
+    let (oldest, latest) = (bound("oldest").unwrap_or(0), bound("latest"));
+    let inclusive = matches!(param("inclusive"), Some("true" | "1"));
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
+    let offset = match param("cursor") {
+        None | Some("") => 0,
+        Some(c) => match c
+            .strip_prefix("next_")
+            .and_then(|o| o.parse::<usize>().ok())
+        {
+            Some(o) => o,
+            None => {
+                record(
+                    &mut state,
+                    "conversations.history",
+                    logged,
+                    "invalid_cursor",
+                );
+                return slack_error("invalid_cursor");
+            }
+        },
+    };
+    let metadata = matches!(param("include_all_metadata"), Some("true" | "1"));
+    let mut in_window: Vec<(u64, String, &Value)> = state
+        .messages
+        .iter()
+        .filter(|((ch, _), _)| *ch == channel)
+        .filter_map(|((_, ts), body)| Some((ts_micros(ts)?, ts.clone(), body)))
+        .filter(|(at, _, _)| {
+            let after = if inclusive {
+                *at >= oldest
+            } else {
+                *at > oldest
+            };
+            let before = latest.is_none_or(|l| if inclusive { *at <= l } else { *at < l });
+            after && before
+        })
+        .collect();
+    in_window.sort_by_key(|m| std::cmp::Reverse(m.0));
+    let page: Vec<Value> = in_window
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, ts, body)| {
+            let mut m = json!({"type": "message", "ts": ts, "text": body["text"]});
+            if body["app"] != "other" {
+                m["bot_id"] = json!("B0BOT");
+            }
+            if metadata && body.get("metadata").is_some() {
+                m["metadata"] = body["metadata"].clone();
+            }
+            m
+        })
+        .collect();
+    let has_more = in_window.len() > offset + limit;
+    record(&mut state, "conversations.history", logged, "ok");
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "ok": true,
+            "messages": page,
+            "has_more": has_more,
+            "response_metadata": {"next_cursor": if has_more { format!("next_{}", offset + limit) } else { String::new() }},
+        }),
+    )
 }
 
 fn chars(v: &Value) -> usize {

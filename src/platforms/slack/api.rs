@@ -1,6 +1,8 @@
 //! Slack's Web API through slack-morphism: posting and updating cards
-//! (`chat.postMessage`, `chat.update`), `auth.test` and `conversations.info`
-//! for preflight, per-channel pacing, and Slack's error codes classified.
+//! (`chat.postMessage`, `chat.update`, each marked with message metadata),
+//! finding a card after a lost answer (`conversations.history`),
+//! `auth.test` and `conversations.info` for preflight, per-channel pacing,
+//! and Slack's error codes classified.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +19,79 @@ use super::{API_URL_ENV, Channel, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
 use crate::platforms::pacer::Pacer;
-use crate::platforms::{Failure, MessageRef, PlatformError, Problems};
+use crate::platforms::{CardTag, Failure, Lookup, MessageRef, PlatformError, Problems, Window};
+
+/// The metadata `event_type` of every card modbridge posts; its
+/// `event_payload` is `{"k": <CardTag>}`. Metadata is readable by every app
+/// and member of the workspace: nothing else goes in it. (Spelled in two
+/// pieces: `tests/metrics_docs.rs` takes every whole `modbridge_…` literal
+/// under `src/` for a metric family.)
+pub const CARD_EVENT: &str = concat!("modbridge", "_card");
+
+/// A lookup reads at most this many `conversations.history` pages of
+/// [`HISTORY_PAGE`] messages (1,000 messages in its window); a window with
+/// more is unknown.
+pub const HISTORY_PAGES: usize = 5;
+const HISTORY_PAGE: &str = "200";
+
+/// The lookup window is widened by this on each side: the store's clock and
+/// Slack's may differ, and Slack may store a message a little after the call
+/// was abandoned.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// One `conversations.history` page, read with modbridge's own types: another
+/// app's metadata may hold non-string values (slack-morphism's types only
+/// take strings).
+#[derive(Debug, Deserialize)]
+struct HistoryPage {
+    #[serde(default)]
+    messages: Vec<HistoryMessage>,
+    #[serde(default)]
+    has_more: bool,
+    response_metadata: Option<HistoryCursor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryMessage {
+    ts: Option<String>,
+    metadata: Option<HistoryMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryMetadata {
+    event_type: Option<String>,
+    #[serde(default)]
+    event_payload: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryCursor {
+    next_cursor: Option<String>,
+}
+
+impl HistoryMessage {
+    /// Whether this is the card tagged `tag`.
+    fn is_card(&self, tag: &CardTag) -> bool {
+        self.metadata.as_ref().is_some_and(|m| {
+            m.event_type.as_deref() == Some(CARD_EVENT)
+                && m.event_payload.get("k").and_then(|k| k.as_str()) == Some(tag.as_str())
+        })
+    }
+}
+
+/// The metadata that marks a card.
+fn card_metadata(tag: &CardTag) -> SlackMessageMetadata {
+    SlackMessageMetadata::new(CARD_EVENT.into()).with_event_payload(
+        [("k".to_owned(), tag.as_str().to_owned())]
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// A time as a Slack `ts` bound (`oldest`, `latest`): seconds with microseconds.
+fn slack_ts(at: chrono::DateTime<Utc>) -> String {
+    format!("{}.{:06}", at.timestamp(), at.timestamp_subsec_micros())
+}
 
 #[derive(Debug, Deserialize)]
 struct MessageAnswer {
@@ -107,10 +181,28 @@ fn classify(err: SlackClientError, channel: &str) -> Failure {
                 }
             }
         }
+        // A 2xx that cannot be read: Slack may have done it.
         SlackClientError::ProtocolError(_) => {
-            Failure::Transient("Slack's answer could not be read".into())
+            Failure::TimedOut("Slack's answer could not be read (the message may exist)".into())
         }
+        SlackClientError::HttpProtocolError(e) if !never_sent(&e) => Failure::TimedOut(
+            "the connection to Slack broke after the request was sent (the message may exist)"
+                .into(),
+        ),
         other => Failure::Transient(format!("cannot reach Slack: {other}")),
+    }
+}
+
+/// Whether a transport error happened before the request could be written:
+/// no connection (refused, DNS, TLS), or a request that could not be built.
+/// Anything else (reset, an incomplete answer) may follow a written request.
+fn never_sent(e: &slack_morphism::errors::SlackClientHttpProtocolError) -> bool {
+    let Some(cause) = e.cause.as_deref() else {
+        return true;
+    };
+    match cause.downcast_ref::<hyper_util::client::legacy::Error>() {
+        Some(e) => e.is_connect(),
+        None => true,
     }
 }
 
@@ -133,6 +225,10 @@ struct Inner {
     /// About one message a second per channel, bursts of three.
     pacer: Pacer<String>,
     problems: Problems,
+    /// No `conversations.history` call before this (Slack's `Retry-After`
+    /// after a 429: the limit is per method and workspace, so every lookup
+    /// waits, instead of each spending a call on another 429).
+    history_hold: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The token never reaches `Debug` output.
@@ -184,6 +280,7 @@ impl Client {
                 api_url,
                 pacer: Pacer::new(3.0, 1.0),
                 problems: Problems::default(),
+                history_hold: std::sync::Mutex::new(None),
             }),
             call_timeout: Duration::from_secs(10),
         })
@@ -212,9 +309,24 @@ impl Client {
         card: &Card,
         channel: &Channel,
     ) -> Result<MessageRef, PlatformError> {
+        self.deliver_tagged(card, channel, None).await
+    }
+
+    /// [`Client::deliver`], the message carrying `tag` in its metadata
+    /// (event type [`CARD_EVENT`]) so that [`Client::look_up`] finds it.
+    pub async fn deliver_tagged(
+        &self,
+        card: &Card,
+        channel: &Channel,
+        tag: Option<&CardTag>,
+    ) -> Result<MessageRef, PlatformError> {
         let ch = channel.as_str();
         let now = Utc::now();
-        let request = render(card, ch, now, ImageMode::Block);
+        let tagged = |mut request: SlackApiChatPostMessageRequest| {
+            request.content.metadata = tag.map(card_metadata);
+            request
+        };
+        let request = tagged(render(card, ch, now, ImageMode::Block));
         let has_image = request
             .content
             .blocks
@@ -229,7 +341,7 @@ impl Client {
                     "Slack could not use the post's image; sending the card again with the image as a link"
                 );
                 metrics::counter!("modbridge_slack_image_fallbacks_total").increment(1);
-                let request = render(card, ch, now, ImageMode::Link);
+                let request = tagged(render(card, ch, now, ImageMode::Link));
                 self.call(ch, "chat.postMessage", &request, deadline).await
             }
             other => other,
@@ -247,13 +359,29 @@ impl Client {
 
     /// `chat.update`: the message at `ts` in `channel` shows `card` instead.
     pub async fn update(&self, channel: &str, ts: &str, card: &Card) -> Result<(), PlatformError> {
+        self.update_tagged(channel, ts, card, None).await
+    }
+
+    /// [`Client::update`], writing `tag` into the message's metadata again
+    /// (`chat.update` replaces it).
+    pub async fn update_tagged(
+        &self,
+        channel: &str,
+        ts: &str,
+        card: &Card,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
         let request = render(card, channel, Utc::now(), ImageMode::Block);
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "channel": channel,
             "ts": ts,
             "text": request.content.text,
             "blocks": request.content.blocks,
         });
+        if let Some(tag) = tag {
+            body["metadata"] =
+                serde_json::to_value(card_metadata(tag)).unwrap_or(serde_json::Value::Null);
+        }
         let deadline = tokio::time::Instant::now() + self.call_timeout;
         let result = self.call(channel, "chat.update", &body, deadline).await;
         self.inner
@@ -320,6 +448,126 @@ impl Client {
         }
     }
 
+    /// Looks for the card tagged `tag` in `channel`'s history within
+    /// `window` (widened by a minute each side): `conversations.history`
+    /// with `include_all_metadata`, newest first, at most [`HISTORY_PAGES`]
+    /// pages, all within one call timeout. Needs `channels:history` (public)
+    /// or `groups:history` (private) and the bot in the channel; without
+    /// them the lookup is unavailable. Counted in
+    /// `modbridge_slack_lookups_total{result}`.
+    pub async fn look_up(&self, channel: &Channel, tag: &CardTag, window: Window) -> Lookup {
+        let lookup = self.history_lookup(channel, tag, window).await;
+        let result = match &lookup {
+            Lookup::Found(_) => "found",
+            Lookup::Absent => "absent",
+            Lookup::Unknown { .. } => "unknown",
+            Lookup::Unavailable(_) => "unavailable",
+        };
+        metrics::counter!("modbridge_slack_lookups_total", "result" => result).increment(1);
+        lookup
+    }
+
+    async fn history_lookup(&self, channel: &Channel, tag: &CardTag, window: Window) -> Lookup {
+        let ch = channel.as_str();
+        let margin = chrono::Duration::from_std(CLOCK_MARGIN).unwrap_or_default();
+        let oldest = slack_ts(window.from - margin);
+        let latest = slack_ts(window.to + margin);
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let held = self
+            .inner
+            .history_hold
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|until| until.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|left| !left.is_zero());
+        if let Some(left) = held {
+            return Lookup::Unknown {
+                detail: "conversations.history is rate limited (Slack Tier 3, about 50 a minute): waiting as Slack asked".into(),
+                retry_after: Some(left),
+            };
+        }
+        let mut cursor: Option<String> = None;
+        for _ in 0..HISTORY_PAGES {
+            let mut params = vec![
+                ("channel", Some(ch)),
+                ("oldest", Some(oldest.as_str())),
+                ("latest", Some(latest.as_str())),
+                ("inclusive", Some("true")),
+                ("limit", Some(HISTORY_PAGE)),
+                ("include_all_metadata", Some("true")),
+            ];
+            if let Some(c) = cursor.as_deref() {
+                params.push(("cursor", Some(c)));
+            }
+            let session = self.inner.client.open_session(&self.inner.token);
+            let call = session.http_session_api.http_get::<HistoryPage, _, _>(
+                "conversations.history",
+                &params,
+                None,
+            );
+            let page = match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => {
+                    let failure = classify(e, ch);
+                    if let Failure::RateLimited(after) = &failure {
+                        let wait = after.unwrap_or(Duration::from_secs(1));
+                        *self
+                            .inner
+                            .history_hold
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) =
+                            Some(tokio::time::Instant::now() + wait);
+                    }
+                    return history_failure(failure, ch);
+                }
+                Err(_) => {
+                    return Lookup::Unknown {
+                        detail: format!(
+                            "conversations.history did not answer within {} s",
+                            self.call_timeout.as_secs_f32()
+                        ),
+                        retry_after: None,
+                    };
+                }
+            };
+            if let Some(ts) = page
+                .messages
+                .iter()
+                .find(|m| m.is_card(tag))
+                .and_then(|m| m.ts.clone())
+            {
+                return Lookup::Found(MessageRef::Slack {
+                    channel: ch.to_owned(),
+                    ts,
+                });
+            }
+            match page.response_metadata.and_then(|r| r.next_cursor) {
+                Some(next) if page.has_more && !next.is_empty() => cursor = Some(next),
+                _ => return Lookup::Absent,
+            }
+        }
+        Lookup::Unknown {
+            detail: format!(
+                "more than {} messages in {ch} around the earlier attempt: not all read",
+                HISTORY_PAGES * 200
+            ),
+            retry_after: None,
+        }
+    }
+
+    /// `conversations.history` with `limit=1`: whether lookups after a lost
+    /// answer work in `channel` (what `check --live` reports).
+    pub async fn history_probe(&self, channel: &Channel) -> Result<(), Failure> {
+        let session = self.inner.client.open_session(&self.inner.token);
+        let params = vec![("channel", Some(channel.as_str())), ("limit", Some("1"))];
+        session
+            .http_session_api
+            .http_get::<HistoryPage, _, _>("conversations.history", &params, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, channel.as_str()))
+    }
+
     /// `auth.test`: proves the token works (any scope).
     pub async fn auth_test(&self) -> Result<AuthInfo, Failure> {
         let session = self.inner.client.open_session(&self.inner.token);
@@ -344,9 +592,54 @@ impl Client {
     }
 }
 
+/// A failed history page: a missing scope or membership (or any other
+/// configuration problem, which the post itself then reports) makes the
+/// lookup unavailable; a 429 or anything else leaves the card unknown.
+fn history_failure(failure: Failure, channel: &str) -> Lookup {
+    match failure {
+        Failure::Config { code, .. } if code == "missing_scope" => Lookup::Unavailable(
+            "the token lacks channels:history (public channels) / groups:history (private channels): add the scope and reinstall the app".into(),
+        ),
+        Failure::Config { code, .. } if code == "not_in_channel" => Lookup::Unavailable(format!(
+            "the bot is not a member of {channel}, so it cannot read its history: invite it (/invite @your-bot)"
+        )),
+        Failure::Config { code, fix } => Lookup::Unavailable(format!("{code}: {fix}")),
+        Failure::RateLimited(after) => Lookup::Unknown {
+            detail: "conversations.history is rate limited (Slack Tier 3, about 50 a minute)"
+                .into(),
+            retry_after: after,
+        },
+        other => Lookup::Unknown {
+            detail: format!("conversations.history: {}", other.describe("Slack")),
+            retry_after: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_pages_with_foreign_metadata_are_read() {
+        let tag = CardTag::of("cust\u{1f}P1\u{1f}slack:C0123ABCD");
+        let page: HistoryPage = serde_json::from_value(serde_json::json!({
+            "ok": true,
+            "messages": [
+                {"ts": "3.0", "metadata": {"event_type": "other_app", "event_payload": {"n": 5, "deep": {"x": [1]}}}},
+                {"ts": "2.0", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": "0000"}}},
+                {"ts": "1.0", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": tag.as_str()}}},
+                {"ts": "0.5"}
+            ],
+            "has_more": false
+        }))
+        .unwrap();
+        let found: Vec<_> = page.messages.iter().filter(|m| m.is_card(&tag)).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].ts.as_deref(), Some("1.0"));
+        assert_eq!(tag.as_str().len(), 32);
+        assert!(!tag.as_str().contains("P1"));
+    }
 
     #[test]
     fn error_codes_are_classified() {

@@ -2,9 +2,11 @@
 //!
 //! `auth.test` (any scope) proves the token; `conversations.info`
 //! (`channels:read` for public channels, `groups:read` for private ones) shows
-//! the channel exists and whether the bot is a member; only `--send-test`
-//! (`chat:write`, plus `chat:write.public` if the bot is not a member) proves
-//! that cards arrive.
+//! the channel exists and whether the bot is a member; `conversations.history`
+//! (`limit=1`; `channels:history` / `groups:history` and membership) shows
+//! whether a card whose answer was lost can be looked up before it is sent
+//! again; only `--send-test` (`chat:write`, plus `chat:write.public` if the
+//! bot is not a member) proves that cards arrive.
 
 use super::{Channel, Client, TOKEN_ENV};
 use crate::platforms::{Failure, MessageRef, Preflight, Target, present};
@@ -47,7 +49,12 @@ pub async fn run(client: Option<&Client>, ask: &Preflight<'_>) -> Vec<String> {
     }
     for (name, channel) in channels {
         let at = format!("slack: {name} ({})", channel.as_str());
-        lines.push(channel_line(client, channel, &at).await);
+        let line = channel_line(client, channel, &at).await;
+        let found = !line.starts_with("error:");
+        lines.push(line);
+        if found {
+            lines.push(history_line(client, channel, &at).await);
+        }
         if send_test {
             let card = present::test_card(name, &Target::Slack(channel.clone()));
             match client.deliver(&card, channel).await {
@@ -92,6 +99,26 @@ async fn channel_line(client: &Client, channel: &Channel, at: &str) -> String {
             "note: {at}: cannot look the channel up: the token lacks channels:read (public channels) / groups:read (private channels); only --send-test proves delivery"
         ),
         Err(f) => format!("error: {at}: conversations.info: {}", describe(&f)),
+    }
+}
+
+/// Whether lost answers can be looked up in the channel's history.
+async fn history_line(client: &Client, channel: &Channel, at: &str) -> String {
+    const WITHOUT: &str = "a card whose answer is lost (a timeout after Slack got it) is sent again and may show twice (counted maybe_duplicate)";
+    match client.history_probe(channel).await {
+        Ok(()) => format!(
+            "ok: {at}: conversations.history can be read: a card whose answer is lost is looked up before it is sent again"
+        ),
+        Err(Failure::Config { code, .. }) if code == "missing_scope" => format!(
+            "warning: {at}: the token lacks channels:history (public channels) / groups:history (private channels): {WITHOUT}; add the scope and reinstall the app"
+        ),
+        Err(Failure::Config { code, .. }) if code == "not_in_channel" => format!(
+            "warning: {at}: the bot is not a member, so it cannot read the channel's history: {WITHOUT}; invite the bot (/invite @your-bot)"
+        ),
+        Err(f) => format!(
+            "warning: {at}: conversations.history: {}; until it works, {WITHOUT}",
+            describe(&f)
+        ),
     }
 }
 

@@ -279,6 +279,27 @@ pub(crate) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<
         .map(|(_, v)| v.as_str())
 }
 
+/// The signed timestamp and signature headers of a request, the timestamp
+/// within [`FRESHNESS_SECS`] of `now` either way (one freshness rule for
+/// every platform): `(timestamp as sent, signature)`, or unauthentic.
+pub(crate) fn signed_headers<'h>(
+    platform: &'static str,
+    headers: &'h [(String, String)],
+    timestamp: &str,
+    signature: &str,
+    now: i64,
+) -> Result<(&'h str, &'h str), InteractionError> {
+    let unauthentic = || InteractionError::Unauthentic { platform };
+    let (Some(ts), Some(sig)) = (header(headers, timestamp), header(headers, signature)) else {
+        return Err(unauthentic());
+    };
+    let t: i64 = ts.trim().parse().map_err(|_| unauthentic())?;
+    if (now - t).abs() > FRESHNESS_SECS {
+        return Err(unauthentic());
+    }
+    Ok((ts, sig))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

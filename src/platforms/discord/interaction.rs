@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::PLATFORM;
 use crate::config::DiscordPublicKey;
 use crate::platforms::interaction::{
-    FRESHNESS_SECS, Inbound, Interaction, InteractionError, ModeratorAction, header, is_case_id,
+    Inbound, Interaction, InteractionError, ModeratorAction, is_case_id, signed_headers,
 };
 use crate::platforms::{InteractionReply, MessageRef};
 
@@ -35,13 +35,7 @@ pub(crate) fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<String, InteractionError> {
-    let (Some(ts), Some(sig)) = (header(headers, TIMESTAMP), header(headers, SIGNATURE)) else {
-        return Err(unauthentic());
-    };
-    let t: i64 = ts.trim().parse().map_err(|_| unauthentic())?;
-    if (now - t).abs() > FRESHNESS_SECS {
-        return Err(unauthentic());
-    }
+    let (ts, sig) = signed_headers(PLATFORM, headers, TIMESTAMP, SIGNATURE, now)?;
     let mut signature = [0u8; 64];
     hex::decode_to_slice(sig, &mut signature).map_err(|_| unauthentic())?;
     let message = [ts.as_bytes(), body].concat();

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::PLATFORM;
 use crate::platforms::interaction::{
-    FRESHNESS_SECS, Inbound, Interaction, InteractionError, ModeratorAction, header,
+    Inbound, Interaction, InteractionError, ModeratorAction, signed_headers,
 };
 use crate::platforms::{InteractionReply, MessageRef};
 use crate::secret::Secret;
@@ -30,13 +30,7 @@ pub(crate) fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<String, InteractionError> {
-    let (Some(ts), Some(sig)) = (header(headers, TIMESTAMP), header(headers, SIGNATURE)) else {
-        return Err(unauthentic());
-    };
-    let t: i64 = ts.trim().parse().map_err(|_| unauthentic())?;
-    if (now - t).abs() > FRESHNESS_SECS {
-        return Err(unauthentic());
-    }
+    let (ts, sig) = signed_headers(PLATFORM, headers, TIMESTAMP, SIGNATURE, now)?;
     let mut tag = [0u8; 32];
     let hex_tag = sig.strip_prefix("v0=").ok_or_else(unauthentic)?;
     hex::decode_to_slice(hex_tag, &mut tag).map_err(|_| unauthentic())?;

@@ -202,6 +202,29 @@ impl FakeSlack {
         ts
     }
 
+    /// The message at (`channel`, `ts`) is deleted (a moderator removed
+    /// it): history no longer lists it.
+    pub fn delete(&self, channel: &str, ts: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .messages
+            .remove(&(channel.to_owned(), ts.to_owned()));
+    }
+
+    /// The `ts` of every message in `channel` now, oldest first.
+    pub fn message_ts_in(&self, channel: &str) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        let mut ts: Vec<String> = state
+            .messages
+            .keys()
+            .filter(|(ch, _)| ch == channel)
+            .map(|(_, ts)| ts.clone())
+            .collect();
+        ts.sort_by_key(|t| ts_micros(t));
+        ts
+    }
+
     /// Accepted `chat.postMessage` bodies for `channel`.
     pub fn posted_in(&self, channel: &str) -> Vec<Value> {
         self.posted()

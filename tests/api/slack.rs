@@ -988,6 +988,47 @@ async fn a_lost_answer_is_looked_up_in_the_history_and_not_sent_twice() {
     app.stop().await;
 }
 
+/// Another app (or anyone with a token) can post any metadata, including a
+/// card's tag copied from it. After a lost answer, with the card itself
+/// gone from the channel (deleted by a moderator) and another app's message
+/// carrying the same tag in the window, the lookup must not take that
+/// message for the card: only modbridge's own bot's messages count (its
+/// `bot_id`, from `auth.test`). The card is sent again.
+#[tokio::test]
+async fn a_tag_copied_by_another_app_does_not_pass_for_the_card() {
+    const CH: &str = "C0FORGED01";
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.grant_history();
+    let app = spawn_slack_app_with(&fake, &rules_to(CH), QUICK).await;
+    fake.delay_answers(Duration::from_secs(3));
+    let body = post("FORGED-1", "forbidden phrase", "Mary", None);
+    let (status, json) = answer(app.deliver(&body, "forged-1").await).await;
+    assert_eq!(status, 503, "{json}");
+    fake.delay_answers(Duration::ZERO);
+    let first = fake.message_ts_in(CH);
+    assert_eq!(first.len(), 1, "the first attempt reached Slack");
+    let metadata = fake.message(CH, &first[0]).unwrap()["metadata"].clone();
+    fake.delete(CH, &first[0]);
+    fake.post_foreign(CH, metadata);
+    let (json, _) = app.deliver_until_ok(&body, "forged-1").await;
+    assert_eq!(json["already_sent"].as_u64(), Some(0), "sent again: {json}");
+    assert_eq!(json["cards"].as_u64(), Some(1), "{json}");
+    assert_eq!(
+        fake.posted_in(CH).len(),
+        2,
+        "the first (deleted) and the resend"
+    );
+    let looked = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "conversations.history" && r.answer == "ok")
+        .count();
+    assert!(looked >= 1, "the resend followed a lookup");
+    let metrics = app.metrics().await;
+    assert_eq!(cards_total(&metrics, &format!("slack:{CH}"), "found"), 0);
+    app.stop().await;
+}
+
 /// The lookup itself fails (Slack answers 429: Tier 3): nothing is known,
 /// so nothing is sent: 503 with Slack's `Retry-After` (at least the
 /// reservation). The next retry looks again from the same attempt time and

@@ -54,6 +54,8 @@ struct HistoryPage {
 #[derive(Debug, Deserialize)]
 struct HistoryMessage {
     ts: Option<String>,
+    /// The bot that posted it (absent for people's messages).
+    bot_id: Option<String>,
     metadata: Option<HistoryMetadata>,
 }
 
@@ -70,12 +72,15 @@ struct HistoryCursor {
 }
 
 impl HistoryMessage {
-    /// Whether this is the card tagged `tag`.
-    fn is_card(&self, tag: &CardTag) -> bool {
-        self.metadata.as_ref().is_some_and(|m| {
-            m.event_type.as_deref() == Some(CARD_EVENT)
-                && m.event_payload.get("k").and_then(|k| k.as_str()) == Some(tag.as_str())
-        })
+    /// Whether this is the card tagged `tag`, posted by modbridge's own bot
+    /// (`own_bot`, from `auth.test`): another app in the workspace can post
+    /// any metadata, and a tag it copied must not pass for the card.
+    fn is_card(&self, tag: &CardTag, own_bot: &str) -> bool {
+        self.bot_id.as_deref() == Some(own_bot)
+            && self.metadata.as_ref().is_some_and(|m| {
+                m.event_type.as_deref() == Some(CARD_EVENT)
+                    && m.event_payload.get("k").and_then(|k| k.as_str()) == Some(tag.as_str())
+            })
     }
 }
 
@@ -229,6 +234,9 @@ struct Inner {
     /// after a 429: the limit is per method and workspace, so every lookup
     /// waits, instead of each spending a call on another 429).
     history_hold: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The token's bot ID (`auth.test`), asked once: a lookup takes only
+    /// this bot's messages for cards.
+    own_bot: tokio::sync::OnceCell<String>,
 }
 
 /// The token never reaches `Debug` output.
@@ -281,6 +289,7 @@ impl Client {
                 pacer: Pacer::new(3.0, 1.0),
                 problems: Problems::default(),
                 history_hold: std::sync::Mutex::new(None),
+                own_bot: tokio::sync::OnceCell::new(),
             }),
             call_timeout: Duration::from_secs(10),
         })
@@ -486,6 +495,10 @@ impl Client {
                 retry_after: Some(left),
             };
         }
+        let own_bot = match self.own_bot(deadline).await {
+            Ok(bot) => bot,
+            Err(lookup) => return lookup,
+        };
         let mut cursor: Option<String> = None;
         for _ in 0..HISTORY_PAGES {
             let mut params = vec![
@@ -533,7 +546,7 @@ impl Client {
             if let Some(ts) = page
                 .messages
                 .iter()
-                .find(|m| m.is_card(tag))
+                .find(|m| m.is_card(tag, own_bot))
                 .and_then(|m| m.ts.clone())
             {
                 return Lookup::Found(MessageRef::Slack {
@@ -553,6 +566,40 @@ impl Client {
             ),
             retry_after: None,
         }
+    }
+
+    /// The token's bot ID, from `auth.test` the first time (within
+    /// `deadline`), then remembered. Without it modbridge cannot tell its own
+    /// cards from another app's messages: a failed `auth.test` leaves the
+    /// card unknown, a token without a bot ID makes lookups unavailable.
+    async fn own_bot(&self, deadline: tokio::time::Instant) -> Result<&str, Lookup> {
+        let ask = async {
+            match tokio::time::timeout_at(deadline, self.auth_test()).await {
+                Ok(Ok(AuthInfo {
+                    bot_id: Some(bot), ..
+                })) if !bot.is_empty() => Ok(bot),
+                Ok(Ok(_)) => Err(Lookup::Unavailable(format!(
+                    "auth.test names no bot for {} (not a bot token?): modbridge cannot tell its own messages from others'",
+                    super::TOKEN_ENV
+                ))),
+                Ok(Err(failure)) => Err(Lookup::Unknown {
+                    detail: format!(
+                        "auth.test failed before the lookup: {}",
+                        failure.describe("Slack")
+                    ),
+                    retry_after: None,
+                }),
+                Err(_) => Err(Lookup::Unknown {
+                    detail: "auth.test did not answer before the lookup's deadline".into(),
+                    retry_after: None,
+                }),
+            }
+        };
+        self.inner
+            .own_bot
+            .get_or_try_init(|| ask)
+            .await
+            .map(String::as_str)
     }
 
     /// `conversations.history` with `limit=1`: whether lookups after a lost
@@ -621,20 +668,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn history_pages_with_foreign_metadata_are_read() {
+    fn history_pages_with_foreign_metadata_are_read_and_only_own_cards_count() {
         let tag = CardTag::of("cust\u{1f}P1\u{1f}slack:C0123ABCD");
         let page: HistoryPage = serde_json::from_value(serde_json::json!({
             "ok": true,
             "messages": [
                 {"ts": "3.0", "metadata": {"event_type": "other_app", "event_payload": {"n": 5, "deep": {"x": [1]}}}},
-                {"ts": "2.0", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": "0000"}}},
-                {"ts": "1.0", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": tag.as_str()}}},
+                {"ts": "2.5", "bot_id": "B0OTHER", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": tag.as_str()}}},
+                {"ts": "2.2", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": tag.as_str()}}},
+                {"ts": "2.0", "bot_id": "B0OWN", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": "0000"}}},
+                {"ts": "1.0", "bot_id": "B0OWN", "metadata": {"event_type": CARD_EVENT, "event_payload": {"k": tag.as_str()}}},
                 {"ts": "0.5"}
             ],
             "has_more": false
         }))
         .unwrap();
-        let found: Vec<_> = page.messages.iter().filter(|m| m.is_card(&tag)).collect();
+        // Another app's (2.5) or a person's (2.2) message carrying the tag is
+        // not the card: only this bot's.
+        let found: Vec<_> = page
+            .messages
+            .iter()
+            .filter(|m| m.is_card(&tag, "B0OWN"))
+            .collect();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].ts.as_deref(), Some("1.0"));
         assert_eq!(tag.as_str().len(), 32);

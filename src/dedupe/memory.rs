@@ -46,6 +46,9 @@ struct Inner {
     seen: HashMap<String, Instant>,
     /// Versioned records (cases): name → (revision, body, until).
     versioned: HashMap<String, (u64, String, Instant)>,
+    /// Versioned names in the order first written (for the bound and for
+    /// expiry: cases share one TTL, so this is about the order they expire).
+    versioned_order: VecDeque<String>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -134,6 +137,30 @@ impl Inner {
         if self.card_order.len() > capacity * 2 {
             let cards = &self.cards;
             self.card_order.retain(|k| cards.contains_key(k));
+        }
+    }
+
+    /// Drops expired versioned records from the oldest on (amortised: no
+    /// scan of every record per write) and, beyond `capacity` of them, the
+    /// oldest while more than `keep` are held, so that the cases of a
+    /// long-running process without Redis cannot grow without bound. A
+    /// record dropped for room reads as expired.
+    fn drop_old_versioned(&mut self, now: Instant, keep: usize) {
+        while let Some(name) = self.versioned_order.front() {
+            let gone = match self.versioned.get(name) {
+                None => true,
+                Some((_, _, until)) if *until <= now => {
+                    self.versioned.remove(name);
+                    true
+                }
+                Some(_) => self.versioned.len() > keep,
+            };
+            if !gone {
+                break;
+            }
+            if let Some(name) = self.versioned_order.pop_front() {
+                self.versioned.remove(&name);
+            }
         }
     }
 
@@ -461,17 +488,31 @@ impl DedupeStore for MemoryStore {
     ) -> Result<Swapped, StoreError> {
         let now = Instant::now();
         let mut inner = MemoryStore::lock(self);
-        inner.versioned.retain(|_, (_, _, until)| *until > now);
-        let current = inner.versioned.get(name).map(|(r, b, _)| (*r, b.clone()));
+        // Room for one more only when this record is new.
+        let keep = if inner.versioned.contains_key(name) {
+            self.capacity
+        } else {
+            self.capacity - 1
+        };
+        inner.drop_old_versioned(now, keep);
+        let current = inner
+            .versioned
+            .get(name)
+            .filter(|(_, _, until)| *until > now)
+            .map(|(r, b, _)| (*r, b.clone()));
         let revision = current.as_ref().map_or(0, |(r, _)| *r);
         if revision != expected {
             return Ok(Swapped::Stale(
                 current.map(|(revision, body)| Versioned { revision, body }),
             ));
         }
-        inner
+        if inner
             .versioned
-            .insert(name.to_owned(), (revision + 1, body.to_owned(), now + ttl));
+            .insert(name.to_owned(), (revision + 1, body.to_owned(), now + ttl))
+            .is_none()
+        {
+            inner.versioned_order.push_back(name.to_owned());
+        }
         Ok(Swapped::Written(revision + 1))
     }
 
@@ -554,5 +595,43 @@ mod tests {
         // The newest are still remembered.
         let last = ExecutionId::parse("e999").unwrap();
         assert_eq!(store.claim(&last).await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test]
+    async fn versioned_records_stay_bounded_and_expired_ones_go() {
+        let store = MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            100,
+        );
+        let day = Duration::from_secs(86_400);
+        for i in 0..1_000 {
+            let name = format!("case{i}");
+            let written = store.swap_versioned(&name, 0, "{}", day).await.unwrap();
+            assert_eq!(written, Swapped::Written(1));
+        }
+        let kept = MemoryStore::lock(&store).versioned.len();
+        assert!(kept <= 100, "{kept} cases");
+        assert!(store.versioned("case0").await.unwrap().is_none());
+        let newest = store.versioned("case999").await.unwrap().unwrap();
+        assert_eq!(newest.revision, 1);
+        // Rewriting a kept case does not count it twice.
+        let again = store.swap_versioned("case999", 1, "{}", day).await.unwrap();
+        assert_eq!(again, Swapped::Written(2));
+        assert_eq!(MemoryStore::lock(&store).versioned_order.len(), kept);
+
+        // Expired ones go as new ones come, long before the bound.
+        let store = MemoryStore::new(store.ttl, 100);
+        let short = Duration::from_millis(20);
+        for i in 0..10 {
+            let name = format!("brief{i}");
+            store.swap_versioned(&name, 0, "{}", short).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let written = store.swap_versioned("later", 0, "{}", day).await.unwrap();
+        assert_eq!(written, Swapped::Written(1));
+        assert_eq!(MemoryStore::lock(&store).versioned.len(), 1);
     }
 }

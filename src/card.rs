@@ -8,6 +8,8 @@ use std::ops::Range;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// How a destination shows images; cards carry it to the renderers.
+pub use crate::destination::Images;
 use crate::destination::{Destination, Target};
 use crate::post::Post;
 use crate::rules::{ReasonKind, Routing, RuleSeverity};
@@ -123,6 +125,10 @@ pub struct Card {
     pub highlights: Vec<Range<usize>>,
     /// Only http(s) URLs.
     pub image_url: Option<String>,
+    /// How the destination shows the image (absent from older parked cards:
+    /// shown).
+    #[serde(default, skip_serializing_if = "Images::is_show")]
+    pub images: Images,
     pub reasons: Vec<ReasonView>,
     pub customer_id: String,
     pub post_id: String,
@@ -267,6 +273,7 @@ impl Card {
             content: post.content.clone(),
             highlights: merged,
             image_url,
+            images: dest.images(),
             reasons: routing
                 .reasons
                 .iter()
@@ -325,6 +332,7 @@ impl Card {
             content: content.map(str::to_owned),
             highlights: vec![],
             image_url: None,
+            images: Images::Show,
             reasons: vec![ReasonView {
                 rules: "Everywhere".into(),
                 name: "forbidden".into(),
@@ -370,6 +378,7 @@ impl Card {
             content: Some(text.to_owned()),
             highlights: vec![],
             image_url: None,
+            images: Images::Show,
             reasons: vec![],
             customer_id: "modbridge".into(),
             post_id: format!("notice-{}", now.timestamp_millis()),

@@ -10,12 +10,32 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::platforms::Target;
 /// The platforms' channel types, under the names rules and tests use.
 pub use crate::platforms::discord::Channel as DiscordChannel;
 pub use crate::platforms::slack::Channel as SlackChannel;
+
+/// How a destination's cards show the post's image (`images = "…"`): some
+/// channels (self-harm, gore) must not show it unasked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Images {
+    /// Embedded in the card (the default).
+    #[default]
+    Show,
+    /// Hidden until a moderator asks: a Discord spoiler, a Slack button.
+    Spoiler,
+    /// Never embedded: a link only.
+    Link,
+}
+
+impl Images {
+    pub fn is_show(&self) -> bool {
+        *self == Images::Show
+    }
+}
 
 /// A destination as written in `modbridge.toml` (`[destinations.NAME]`).
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -30,6 +50,9 @@ pub struct RawDestination {
     pub show_phone: bool,
     /// Slack: `here`, `channel` or a user group ID `S0123`; Discord: a role ID.
     pub mention: Option<String>,
+    /// `show` (default), `spoiler` or `link`.
+    #[serde(default)]
+    pub images: Images,
 }
 
 /// A destination ready to use.
@@ -42,6 +65,7 @@ pub struct Destination {
     show_phone: bool,
     /// Checked against the target platform's mention syntax.
     mention: Option<String>,
+    images: Images,
 }
 
 impl Destination {
@@ -65,6 +89,7 @@ impl Destination {
             show_email: raw.show_email,
             show_phone: raw.show_phone,
             mention: raw.mention,
+            images: raw.images,
         })
     }
 
@@ -90,6 +115,11 @@ impl Destination {
     /// The configured mention (already checked against the platform's syntax).
     pub fn mention(&self) -> Option<&str> {
         self.mention.as_deref()
+    }
+
+    /// How cards here show the post's image.
+    pub fn images(&self) -> Images {
+        self.images
     }
 }
 
@@ -138,6 +168,7 @@ impl Destinations {
             show_email: false,
             show_phone: false,
             mention: None,
+            images: Images::Show,
         }))
     }
 

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeZone, Utc};
-use modbridge::card::{Card, Level, ReasonView, Severity};
+use modbridge::card::{Card, Images, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, SlackChannel, Target};
 use serde_json::{Value, json};
 
@@ -281,6 +281,18 @@ fn cards() -> Vec<(&'static str, Card)> {
     c.group_id = Some("G1".into());
     c.reasons = vec![reason("Grief support", "sensitive", &[])];
     out.push(("30-sensitive-group-high", c));
+
+    // A destination that must not show images unasked (`images = ...`),
+    // with an address that tries to end the spoiler or the link early.
+    for (name, images) in [
+        ("40-images-spoiler", Images::Spoiler),
+        ("41-images-link", Images::Link),
+    ] {
+        let mut c = base(Some("a post with a distressing image"));
+        c.image_url = Some("https://cdn.example.com/a.png?x=||<!channel>&y=(2)".into());
+        c.images = images;
+        out.push((name, c));
+    }
 
     out
 }

@@ -4,7 +4,7 @@
 //! added to one of them later fails this test.
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, Level, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, Images, Level, ReasonView, Severity};
 use modbridge::delivery::ParkedCard;
 use modbridge::destination::{SlackChannel, Target};
 use modbridge::post::{Author, BadgeId, CustomerId, GroupId, Post, PostId, UserId};
@@ -82,6 +82,7 @@ fn card() -> Card {
         content: Some(CONTENT.into()),
         highlights: vec![0..8, 9..14],
         image_url: Some(IMAGE.into()),
+        images: Images::Spoiler,
         reasons: vec![ReasonView {
             rules: "Rules".into(),
             name: "match".into(),

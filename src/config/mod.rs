@@ -289,6 +289,28 @@ mod tests {
     }
 
     #[test]
+    fn a_destination_says_how_it_shows_images_and_a_wrong_word_is_placed() {
+        use crate::destination::Images;
+        let f = write(concat!(
+            "[destinations.quiet]\nslack = \"C0123ABCD\"\nimages = \"spoiler\"\n",
+            "[destinations.plain]\ndiscord = \"112233445566778899\"\n",
+        ));
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        let images = |name: &str| s.destinations.get(name).map(|d| d.images());
+        assert_eq!(images("quiet"), Some(Images::Spoiler));
+        assert_eq!(images("plain"), Some(Images::Show));
+        let f = write("[destinations.quiet]\nslack = \"C0123ABCD\"\nimages = \"blur\"\n");
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3:10:"), "{err}");
+        assert!(
+            err.contains("unknown variant `blur`, expected one of `show`, `spoiler`, `link`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn triage_names_who_may_act_and_refuses_ids_that_cannot_be() {
         let f = write(
             "[triage]\nslack_users = [\"U0ANA123\"]\ndiscord_roles = [\"111122223333444455\"]\n",

@@ -8,7 +8,16 @@ use chrono::{DateTime, Utc};
 
 use std::borrow::Cow;
 
-use crate::card::{Card, Level, ReasonView};
+use crate::card::{Card, Images, Level, ReasonView};
+
+/// A destination with `images = "spoiler"`: what stands where the image would.
+pub const IMAGE_HIDDEN: &str =
+    "The post has an image, hidden in this channel (open it only if you need to)";
+/// … when its address is too long for a button.
+pub const IMAGE_HIDDEN_TOO_LONG: &str =
+    "The post has an image, hidden in this channel (its address is too long to link)";
+/// A destination with `images = "link"`: the label before the link.
+pub const IMAGE_AS_LINK: &str = "Image (not shown in this channel)";
 
 /// An account younger than this many days is flagged "new account".
 pub const NEW_ACCOUNT_DAYS: i64 = 7;
@@ -246,6 +255,7 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
         )),
         highlights: Vec::new(),
         image_url: None,
+        images: Images::Show,
         reasons: vec![ReasonView {
             rules: "modbridge check".into(),
             name: "test card".into(),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, Level, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, Images, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
 use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
 use modbridge::platforms::{MessageRef, PlatformError as SinkError};
@@ -353,6 +353,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
         image_url: rng
             .random_bool(0.5)
             .then(|| format!("https://cdn.example.com/{}", random_text(rng, 3_000))),
+        images: [Images::Show, Images::Spoiler, Images::Link][rng.random_range(0..3)],
         reasons,
         customer_id: random_text(rng, 1_000),
         post_id: random_text(rng, 1_000),
@@ -956,4 +957,47 @@ async fn serenitys_limiter_does_not_hold_a_call_beyond_its_deadline() {
         "{took:?}"
     );
     assert!(fake.messages(CHANNEL).is_empty());
+}
+
+/// A destination with `images = "spoiler"`: the embed has no image, and a
+/// field holds the link behind spoiler bars; `images = "link"` the link
+/// alone. Discord accepts both (the fake checks every body against the
+/// OpenAPI spec and Discord's limits).
+#[tokio::test]
+async fn images_spoiler_and_link_never_embed_the_image() {
+    for mode in ["spoiler", "link"] {
+        let fake = FakeDiscord::start().await;
+        let app = app_with(
+            &fake,
+            &format!("discord = \"{CHANNEL}\"\nimages = \"{mode}\""),
+            vec![("DISCORD_BOT_TOKEN", BOT_TOKEN.into())],
+        )
+        .await;
+        let resp = app
+            .deliver(
+                &body(&format!("P-img-{mode}"), "a forbidden phrase"),
+                &format!("img-{mode}"),
+            )
+            .await;
+        let (status, json) = answer(resp).await;
+        assert_eq!((status, &json["cards"]), (200, &json!(1)), "{json}");
+        let sent = &fake.received()[0].body;
+        let e = &sent["embeds"][0];
+        assert!(e.get("image").is_none(), "{mode}: {e}");
+        let field = e["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "🖼️ Image")
+            .unwrap_or_else(|| panic!("{mode}: no image field in {e}"));
+        let link = "[open image](https://cdn.example.com/photo.png)";
+        let want = if mode == "spoiler" {
+            format!("||{link}||")
+        } else {
+            link.to_owned()
+        };
+        assert!(field["value"].as_str().unwrap().ends_with(&want), "{field}");
+        assert!(fake.invalid().is_empty(), "{:?}", fake.invalid());
+        app.stop().await;
+    }
 }

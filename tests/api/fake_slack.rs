@@ -830,6 +830,20 @@ pub fn check_message(body: &Value) -> Result<(), &'static str> {
                 if !any {
                     return Err("invalid_blocks");
                 }
+                // An accessory: one element, here only a button (the
+                // elements modbridge uses), checked like those of actions.
+                if let Some(accessory) = b.get("accessory") {
+                    if accessory["type"] != "button" {
+                        return Err("invalid_blocks");
+                    }
+                    total += text_object(&accessory["text"], 75, true)?;
+                    if !accessory["url"].is_null() {
+                        http_url(&accessory["url"], 3_000)?;
+                    }
+                    if chars(&accessory["action_id"]) > 255 {
+                        return Err("invalid_blocks");
+                    }
+                }
             }
             "context" => {
                 let elements = b["elements"].as_array().ok_or("invalid_blocks")?;
@@ -911,5 +925,22 @@ fn the_fake_rejects_what_slack_rejects() {
     assert_eq!(
         check_message(&json!({"channel": "C1", "text": "x".repeat(4_001)})),
         Err("msg_too_long")
+    );
+    let with = |accessory: Value| {
+        let mut b = section("x");
+        b["accessory"] = accessory;
+        json!({"channel": "C1", "text": "hi", "blocks": [b]})
+    };
+    let button = json!({"type": "button", "text": {"type": "plain_text", "text": "Show image"}, "url": "https://cdn.example.com/a.png", "action_id": "show_image"});
+    assert_eq!(check_message(&with(button.clone())), Ok(()));
+    let mut bad_url = button.clone();
+    bad_url["url"] = json!("javascript:alert(1)");
+    assert_eq!(check_message(&with(bad_url)), Err("invalid_blocks"));
+    let mut mrkdwn = button;
+    mrkdwn["text"]["type"] = json!("mrkdwn");
+    assert_eq!(check_message(&with(mrkdwn)), Err("invalid_blocks"));
+    assert_eq!(
+        check_message(&with(json!({"type": "overflow"}))),
+        Err("invalid_blocks")
     );
 }

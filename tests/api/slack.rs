@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use modbridge::card::{Card, Level, ReasonView};
+use modbridge::card::{Card, Images, Level, ReasonView};
 use modbridge::commands::serve::{Running, start_with};
 use modbridge::config::Settings;
 use modbridge::destination::SlackChannel;
@@ -622,6 +622,7 @@ fn random_unicode_stays_within_every_block_kit_limit() {
                 "https://cdn.example.com/{}",
                 random_text(&mut rng, 4_000)
             ));
+            c.images = [Images::Show, Images::Spoiler, Images::Link][case % 3];
             c.post_url = Some(format!(
                 "https://community.example.com/posts/{}",
                 random_text(&mut rng, 200)
@@ -1124,4 +1125,52 @@ async fn without_the_history_scope_a_lost_answer_is_sent_again_and_counted() {
     );
     assert!(metrics.contains("modbridge_slack_lookups_total{result=\"unavailable\"}"));
     app.stop().await;
+}
+
+/// A destination with `images = "spoiler"` (a self-harm channel): Slack
+/// shows no image block, only a "Show image" link button beside a note;
+/// with `images = "link"`, a link only. Slack accepts both (the fake checks
+/// section accessories as Slack does).
+#[tokio::test]
+async fn images_spoiler_and_link_never_embed_the_image() {
+    const IMG: &str = "https://cdn.example.com/distressing.png";
+    for (mode, ch) in [("spoiler", "C0SPOILER1"), ("link", "C0IMGLINK1")] {
+        let fake = FakeSlack::start(TOKEN).await;
+        let rules = RULES.replace("slack:C0123ABCD", "quiet");
+        let config = format!("[destinations.quiet]\nslack = \"{ch}\"\nimages = \"{mode}\"\n");
+        let app = spawn_slack_app_with(&fake, &rules, &config).await;
+        let body = post(
+            &format!("IMG-{mode}"),
+            "a forbidden phrase",
+            "Mary",
+            Some(IMG),
+        );
+        let (status, json) = answer(app.deliver(&body, &format!("img-{mode}")).await).await;
+        assert_eq!((status, json["cards"].as_u64()), (200, Some(1)), "{json}");
+        let posted = fake.posted_in(ch);
+        assert_eq!(posted.len(), 1, "{mode}");
+        let blocks = posted[0]["blocks"].as_array().unwrap();
+        assert!(
+            blocks.iter().all(|b| b["type"] != "image"),
+            "{mode}: {blocks:?}"
+        );
+        let buttons: Vec<&Value> = blocks.iter().filter_map(|b| b.get("accessory")).collect();
+        let mut strings = Vec::new();
+        all_strings(&posted[0], &mut strings);
+        if mode == "spoiler" {
+            assert_eq!(buttons.len(), 1, "{blocks:?}");
+            assert_eq!(buttons[0]["text"]["text"], "Show image");
+            assert_eq!(buttons[0]["url"], IMG);
+            assert!(strings.iter().all(|s| !s.contains(&format!("<{IMG}|"))));
+        } else {
+            assert!(buttons.is_empty(), "{blocks:?}");
+            assert!(
+                strings
+                    .iter()
+                    .any(|s| s.contains(&format!("<{IMG}|open image>"))),
+                "{strings:?}"
+            );
+        }
+        app.stop().await;
+    }
 }

@@ -28,7 +28,7 @@ use serenity::model::id::RoleId;
 use sha2::{Digest, Sha256};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::card::{Card, Level, ReasonView, Severity};
+use crate::card::{Card, Images, Level, ReasonView, Severity};
 use crate::platforms::Target;
 use crate::platforms::present::{self, one_line};
 
@@ -311,8 +311,32 @@ fn fields(card: &Card, now: DateTime<Utc>) -> Vec<(String, String, bool)> {
     for (label, value) in present::contacts(card).filter(|(_, v)| !v.trim().is_empty()) {
         fields.push((label.into(), line(value, CONTACT_BUDGET, true), true));
     }
+    if let Some(value) = image_field(card) {
+        fields.push(("🖼️ Image".into(), value, false));
+    }
     fields.truncate(limits::FIELDS);
     fields
+}
+
+/// Where the destination does not show images (`images = "spoiler"` or
+/// `"link"`): a field instead of the embed's image. `spoiler` hides the link
+/// behind Discord's spoiler bars (`||…||`, revealed by a click; `|` cannot
+/// occur in the URL, `web_url` encodes it); links in embeds are never
+/// previewed, so nothing is shown until a moderator opens it.
+fn image_field(card: &Card) -> Option<String> {
+    if card.images == Images::Show {
+        return None;
+    }
+    let url = card.image_url.as_deref().and_then(web_url)?;
+    let link = if width(&url) <= LINK_URL_BUDGET {
+        format!("[open image]({url})")
+    } else {
+        "(its address is too long to link)".to_owned()
+    };
+    Some(match card.images {
+        Images::Spoiler => format!("🙈 {}: ||{link}||", present::IMAGE_HIDDEN),
+        _ => format!("{}: {link}", present::IMAGE_AS_LINK),
+    })
 }
 
 /// The post text (highlighted, cut to `room` with a note saying so) or a placeholder.
@@ -379,9 +403,9 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
     {
         embed = embed.url(u);
     }
-    if let Some(img) = card
-        .image_url
-        .as_deref()
+    if let Some(img) = Some(card)
+        .filter(|c| c.images == Images::Show)
+        .and_then(|c| c.image_url.as_deref())
         .and_then(web_url)
         .filter(|u| width(u) <= limits::EMBED_URL)
     {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use slack_morphism::prelude::*;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::card::{Card, Severity};
+use crate::card::{Card, Images, Severity};
 use crate::platforms::present::{self, one_line};
 
 /// Block Kit limits for messages (shared/reference/slack.md), in characters.
@@ -250,12 +250,34 @@ fn why_text(card: &Card) -> String {
     }
 }
 
-/// The image as a block, or a note with a link to it.
+/// The image as a block, or a note with a link to it. The destination's
+/// `images` decides first: `spoiler` shows a "Show image" link button
+/// (nothing is fetched or shown until a moderator opens it), `link` only a
+/// link (`unfurl_media` is off, so Slack does not preview it).
 fn image_parts(card: &Card, image: ImageMode) -> (Option<SlackBlock>, Option<String>) {
     let Some(url) = card.image_url.as_deref().and_then(web_url) else {
         return (None, None);
     };
-    if image == ImageMode::Block && width(url.as_str()) <= limits::IMAGE_URL {
+    if card.images == Images::Spoiler {
+        if width(url.as_str()) > limits::BUTTON_URL {
+            return (None, Some(present::IMAGE_HIDDEN_TOO_LONG.to_owned()));
+        }
+        let button =
+            SlackBlockButtonElement::new(SlackBlockPlainText::new("Show image".into()).into())
+                .with_action_id(SlackActionId::new("show_image".into()))
+                .with_url(url);
+        let block = SlackSectionBlock::new()
+            .with_text(
+                SlackBlockMarkDownText::new(format!(":see_no_evil: {}", present::IMAGE_HIDDEN))
+                    .into(),
+            )
+            .with_accessory(SlackSectionBlockElement::Button(button));
+        return (Some(block.into()), None);
+    }
+    if image == ImageMode::Block
+        && card.images == Images::Show
+        && width(url.as_str()) <= limits::IMAGE_URL
+    {
         let block = SlackImageBlock::new(
             SlackImageUrlOrFile::ImageUrl { image_url: url },
             "Image attached to the post".into(),
@@ -263,6 +285,9 @@ fn image_parts(card: &Card, image: ImageMode) -> (Option<SlackBlock>, Option<Str
         return (Some(block.into()), None);
     }
     let note = match mrkdwn_link(&url, "open image") {
+        Some(link) if card.images == Images::Link => {
+            format!("{}: {link}", present::IMAGE_AS_LINK)
+        }
         Some(link) if image == ImageMode::Link => {
             format!("Image (Slack could not show it): {link}")
         }

@@ -87,6 +87,18 @@ pub enum Command {
         #[arg(long, conflicts_with = "id")]
         target: Option<String>,
     },
+    /// What moderators decided about each match's cards (kept in Redis): per
+    /// rules file and match, cards, resolved, false positives, precision =
+    /// resolved / (resolved + false positive), median time to claim and to
+    /// close.
+    Stats {
+        /// How many days back, today included (at most 90).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=90))]
+        days: u32,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask a running modbridge whether it is alive (GET /healthz): exit 0 if
     /// it answers 200, 1 otherwise. The container image's HEALTHCHECK.
     Probe {

@@ -13,6 +13,7 @@ pub mod parked;
 pub mod probe;
 pub mod send;
 pub mod serve;
+pub mod stats;
 pub mod test;
 
 use std::process::ExitCode;
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => parked::drop(config, &id),
         Command::Replay { id: Some(id), .. } => parked::replay_one(config, &id),
         Command::Replay { id: None, target } => parked::replay(config, target.as_deref()),
+        Command::Stats { days, json } => stats::main(config, days, json),
         Command::Probe { url, timeout } => {
             probe::main(url.as_deref(), std::time::Duration::from_secs(timeout))
         }

@@ -35,7 +35,9 @@ fn deliverer(settings: &Settings, store: &Store) -> Result<Deliverer, String> {
     ))
 }
 
-fn block_on(work: impl std::future::Future<Output = Result<ExitCode, String>>) -> ExitCode {
+pub(super) fn block_on(
+    work: impl std::future::Future<Output = Result<ExitCode, String>>,
+) -> ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(work).unwrap_or_else(|e| {
             eprintln!("modbridge: {e}");

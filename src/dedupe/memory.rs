@@ -2,7 +2,7 @@
 //! cannot park cards: they would be lost on restart, so it says so
 //! ([`Parking::NotDurable`]) and the sender keeps them instead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -49,6 +49,8 @@ struct Inner {
     /// Versioned names in the order first written (for the bound and for
     /// expiry: cases share one TTL, so this is about the order they expire).
     versioned_order: VecDeque<String>,
+    /// Counters: name → (field → count, until). Few names (one a day).
+    counters: HashMap<String, (BTreeMap<String, i64>, Instant)>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -514,6 +516,38 @@ impl DedupeStore for MemoryStore {
             inner.versioned_order.push_back(name.to_owned());
         }
         Ok(Swapped::Written(revision + 1))
+    }
+
+    async fn add_counts(
+        &self,
+        name: &str,
+        counts: &[(String, i64)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        inner.counters.retain(|_, (_, until)| *until > now);
+        let entry = inner
+            .counters
+            .entry(name.to_owned())
+            .or_insert_with(|| (BTreeMap::new(), now));
+        for (field, n) in counts {
+            let count = entry.0.entry(field.clone()).or_insert(0);
+            *count = (*count + n).max(0);
+        }
+        entry.1 = now + ttl;
+        Ok(())
+    }
+
+    async fn counts(&self, name: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let now = Instant::now();
+        let inner = MemoryStore::lock(self);
+        Ok(inner
+            .counters
+            .get(name)
+            .filter(|(_, until)| *until > now)
+            .map(|(counts, _)| counts.clone())
+            .unwrap_or_default())
     }
 
     async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -36,6 +36,7 @@ mod connect;
 mod memory;
 mod redis;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -407,6 +408,20 @@ pub trait DedupeStore: Send + Sync {
         body: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<Swapped, StoreError>> + Send;
+    /// Adds each `(field, n)` to the counters of `name` (a field absent
+    /// counts from 0; `n` may be negative) and keeps them `ttl` from now, in
+    /// one atomic step. Counters never go below 0.
+    fn add_counts(
+        &self,
+        name: &str,
+        counts: &[(String, i64)],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every counter of `name` (empty when there is none).
+    fn counts(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, StoreError>> + Send;
     /// Marks `name` as seen for `ttl`; `true` for the first caller within
     /// that time, `false` for every later one (a replayed request).
     fn first_sighting(
@@ -600,6 +615,23 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.swap_versioned(name, expected, body, ttl).await,
             Store::Redis(s) => s.swap_versioned(name, expected, body, ttl).await,
+        }
+    }
+    async fn add_counts(
+        &self,
+        name: &str,
+        counts: &[(String, i64)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.add_counts(name, counts, ttl).await,
+            Store::Redis(s) => s.add_counts(name, counts, ttl).await,
+        }
+    }
+    async fn counts(&self, name: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        match self {
+            Store::Memory(s) => s.counts(name).await,
+            Store::Redis(s) => s.counts(name).await,
         }
     }
     async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -814,6 +846,34 @@ pub mod suite {
             store.swap_versioned(&short, 1, "y", lease).await.unwrap(),
             Swapped::Stale(None)
         );
+
+        // Counters: added atomically, never below 0, gone with their TTL.
+        let day = format!("{prefix}-stats:2026-11-30");
+        assert!(store.counts(&day).await.unwrap().is_empty());
+        let add = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+            pairs.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect()
+        };
+        store
+            .add_counts(&day, &add(&[("a", 2), ("b", 1)]), long)
+            .await
+            .unwrap();
+        store
+            .add_counts(&day, &add(&[("a", 1), ("b", -3)]), long)
+            .await
+            .unwrap();
+        let counts = store.counts(&day).await.unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            vec![("a".to_owned(), 3), ("b".to_owned(), 0)],
+            "added, and floored at 0"
+        );
+        let brief = format!("{prefix}-stats:brief");
+        store
+            .add_counts(&brief, &add(&[("a", 1)]), lease)
+            .await
+            .unwrap();
+        tokio::time::sleep(lease + Duration::from_millis(150)).await;
+        assert!(store.counts(&brief).await.unwrap().is_empty(), "expired");
     }
 
     fn reserved(r: Reservation) -> CardLease {

@@ -26,10 +26,13 @@
 //! `<prefix>seen:<name>` marks a request seen (`SET NX PX`: replay guard);
 //! `<prefix>versioned:<name>` is a versioned record, a hash of `rev` and
 //! `body` (moderator cases: `case:<case ID>`), changed only by a script that
-//! checks the revision.
+//! checks the revision; `<prefix>counts:<name>` a hash of counters
+//! (`HINCRBY`, never below 0, with a TTL: moderator outcomes per day,
+//! `stats:<YYYY-MM-DD>`).
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +198,7 @@ struct Scripts {
     lock: Script,
     push_with_ttl: Script,
     swap_versioned: Script,
+    add_counts: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -246,6 +250,7 @@ impl RedisStore {
                 lock: Script::new(LOCK),
                 push_with_ttl: Script::new(PUSH_WITH_TTL),
                 swap_versioned: Script::new(SWAP_VERSIONED),
+                add_counts: Script::new(ADD_COUNTS),
             }),
             prefix: prefix.into(),
             ttl,
@@ -340,6 +345,17 @@ end
 redis.call('HSET', KEYS[1], 'rev', rev + 1, 'body', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {1, rev + 1, ''}
+";
+
+/// Adds ARGV[2], ARGV[3] (field, n), … to the counters of KEYS[1], none
+/// below 0, and sets its TTL (ARGV[1], ms).
+const ADD_COUNTS: &str = r"
+for i = 2, #ARGV, 2 do
+  local v = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if v < 0 then redis.call('HSET', KEYS[1], ARGV[i], 0) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
 ";
 
 /// Parked lists: one Redis list per name, and a set of the names.
@@ -669,6 +685,36 @@ impl DedupeStore for RedisStore {
                 body: body.unwrap_or_default(),
             })),
         })
+    }
+
+    async fn add_counts(
+        &self,
+        name: &str,
+        counts: &[(String, i64)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![Self::ms(ttl)];
+        for (field, n) in counts {
+            args.push(field.clone());
+            args.push(n.to_string());
+        }
+        let _: i64 = self
+            .run(
+                &self.scripts.add_counts,
+                &[format!("{}counts:{name}", self.prefix)],
+                &args,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn counts(&self, name: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(format!("{}counts:{name}", self.prefix));
+        self.query(cmd).await
     }
 
     async fn first_sighting(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {

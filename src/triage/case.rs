@@ -140,8 +140,13 @@ impl Case {
 /// What a click did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acted {
-    /// The case moved: its new revision and record (edit every copy to it).
-    Changed { revision: u64, case: Case },
+    /// The case moved from `before` to `case`, now at `revision` (edit
+    /// every copy to it).
+    Changed {
+        revision: u64,
+        before: Box<Case>,
+        case: Case,
+    },
     /// Nothing changed: tell the moderator why.
     Refused(Refusal),
     /// No such case (expired, or never made).
@@ -245,6 +250,7 @@ impl<S: DedupeStore> Cases<S> {
                 Swapped::Written(revision) => {
                     return Ok(Acted::Changed {
                         revision,
+                        before: Box::new(case),
                         case: next,
                     });
                 }
@@ -389,7 +395,11 @@ mod tests {
                 .iter()
                 .any(|o| matches!(o, Acted::Refused(Refusal::AlreadyClaimed(_))))
         );
-        let Acted::Changed { revision, case } = cases.act(&id, A::Resolve, &bo, 6).await.unwrap()
+        let Acted::Changed {
+            revision,
+            before,
+            case,
+        } = cases.act(&id, A::Resolve, &bo, 6).await.unwrap()
         else {
             panic!("resolve");
         };
@@ -397,5 +407,6 @@ mod tests {
             (revision, case.state, case.copies.len()),
             (4, CaseState::Resolved, 2)
         );
+        assert_eq!(before.state, CaseState::Claimed, "the state it left");
     }
 }

@@ -20,4 +20,5 @@ mod redis_format;
 mod redis_ops;
 mod replicas;
 mod slack;
+mod stats;
 mod triage;

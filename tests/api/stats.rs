@@ -1,0 +1,161 @@
+//! `modbridge stats`: the real binary reads the outcome counters the
+//! serving replicas keep in Redis (seeded here through the library's own
+//! counting, `triage::stats::Stats`, on a real Redis).
+
+use std::process::Command;
+use std::time::Duration;
+
+use modbridge::dedupe::{RedisStore, Ttl};
+use modbridge::platforms::ModeratorAction as A;
+use modbridge::triage::case::{Actor, Case};
+use modbridge::triage::stats::{Fired, Stats};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn fired(rules: &str, name: &str) -> Fired {
+    Fired {
+        rules: rules.into(),
+        name: name.into(),
+    }
+}
+
+fn stats_command(redis_url: Option<&str>, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modbridge"));
+    cmd.current_dir(dir.path())
+        .arg("stats")
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_SENTINELS")
+        .env_remove("MODBRIDGE_CONFIG");
+    if let Some(url) = redis_url {
+        cmd.env("REDIS_URL", url);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn stats_prints_precision_and_median_times_per_match() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let ttl = Ttl {
+        lease: Duration::from_secs(30),
+        done: Duration::from_secs(3600),
+    };
+    let store = RedisStore::new(&redis.url, "modbridge:", ttl).unwrap();
+    let stats = Stats::new(store);
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let posted = now_ms - 3 * 3_600_000;
+    let ana = Actor {
+        platform: "slack".into(),
+        id: "U0ANA".into(),
+        name: "ana".into(),
+    };
+    let both = [fired("Spam", "pills"), fired("Everywhere", "forbidden")];
+    let pills = [fired("Spam", "pills")];
+    // Three pills cards: resolved, false positive, false positive; one of
+    // them also matched "forbidden". A sensitive-group reason is never
+    // handed in (the caller leaves it out).
+    for (i, (reasons, action)) in [
+        (&both[..], A::Resolve),
+        (&pills[..], A::FalsePositive),
+        (&pills[..], A::FalsePositive),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        stats.card(reasons, posted).await.unwrap();
+        let open = Case::open(posted);
+        let claimed = open.apply(A::Claim, &ana, posted + 120_000).unwrap();
+        stats.transition(reasons, &open, &claimed).await.unwrap();
+        let closed = claimed
+            .apply(action, &ana, posted + 600_000 * (i as u64 + 1))
+            .unwrap();
+        stats.transition(reasons, &claimed, &closed).await.unwrap();
+    }
+
+    // The format replicas share (pinned: old and new replicas count into
+    // the same hashes): `modbridge:counts:stats:<day>`, fields
+    // `<rules>\x1f<match>\x1f<what>`, with a TTL.
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let day = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(posted as i64)
+        .unwrap()
+        .format("%Y-%m-%d");
+    let key = format!("modbridge:counts:stats:{day}");
+    let cards: i64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg("Spam\u{1f}pills\u{1f}cards")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cards, 3);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 99 * 86_400, "kept 100 days: {ttl}");
+
+    let out = stats_command(Some(&redis.url), &["--json", "--days", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["days"], 7);
+    let rows = doc["matches"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{doc:#}");
+    let p = &rows[0];
+    assert_eq!(
+        (p["rules"].as_str(), p["match"].as_str()),
+        (Some("Spam"), Some("pills"))
+    );
+    assert_eq!(
+        (
+            p["cards"].as_u64(),
+            p["resolved"].as_u64(),
+            p["false_positive"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    let precision = p["precision"].as_f64().unwrap();
+    assert!((precision - 1.0 / 3.0).abs() < 1e-9, "{precision}");
+    assert_eq!(p["median_time_to_claim"], "≤ 5 min");
+    // Closed after 10, 20 and 30 min: the median is in "≤ 1 h".
+    assert_eq!(p["median_time_to_resolve"], "≤ 1 h");
+    let f = &rows[1];
+    assert_eq!(
+        (f["match"].as_str(), f["precision"].as_f64()),
+        (Some("forbidden"), Some(1.0))
+    );
+
+    let out = stats_command(Some(&redis.url), &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("last 30 day(s)"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Spam / pills"))
+        .unwrap();
+    assert!(line.contains("33 %") && line.contains("≤ 5 min"), "{line}");
+}
+
+#[test]
+fn stats_without_redis_says_where_outcomes_are_kept() {
+    let out = stats_command(None, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no Redis configured") && err.contains("REDIS_URL"),
+        "{err}"
+    );
+    let out = stats_command(None, &["--days", "91"]);
+    assert_eq!(out.status.code(), Some(64), "a usage error");
+}

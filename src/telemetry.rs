@@ -90,6 +90,13 @@ const DELIVERY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
 ];
 
+/// Buckets of `modbridge_case_time_to_claim_seconds` and
+/// `modbridge_case_time_to_resolve_seconds`: from a card to a moderator's
+/// claim or decision, a minute to a day (and beyond: `+Inf`).
+const CASE_BUCKETS: &[f64] = &[
+    60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
+];
+
 /// The process-wide Prometheus recorder, installed on first use. It also
 /// sets `modbridge_build_info{version} 1`.
 pub fn metrics() -> PrometheusHandle {
@@ -105,6 +112,18 @@ pub fn metrics() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full("modbridge_delivery_duration_seconds".into()),
                         DELIVERY_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("modbridge_case_time_to_claim_seconds".into()),
+                        CASE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("modbridge_case_time_to_resolve_seconds".into()),
+                        CASE_BUCKETS,
                     )
                 })
                 .map(|b| b.build_recorder())
@@ -154,6 +173,14 @@ fn describe() {
     describe_counter!(
         "modbridge_cases_total",
         "Moderator actions that changed a case, by the outcome they led to"
+    );
+    describe_histogram!(
+        "modbridge_case_time_to_claim_seconds",
+        "Time from a case's first card to its claim (each Claim of an open case)"
+    );
+    describe_histogram!(
+        "modbridge_case_time_to_resolve_seconds",
+        "Time from a case's first card to Resolved or False positive, by outcome"
     );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",

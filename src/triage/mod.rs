@@ -238,7 +238,11 @@ impl Triage {
                     .act(&click.case_id, click.action, &actor, now_ms)
                     .await
                 {
-                    Ok(Acted::Changed { revision, .. }) => {
+                    Ok(Acted::Changed {
+                        revision,
+                        before,
+                        case,
+                    }) => {
                         // The audit line: IDs only, never content.
                         info!(
                             case_id = %click.case_id,
@@ -249,6 +253,7 @@ impl Triage {
                             "moderator action"
                         );
                         metrics::counter!("modbridge_cases_total", "outcome" => outcome(click.action)).increment(1);
+                        stats::observe(&before, &case);
                         InteractionReply::Acknowledge
                     }
                     Ok(Acted::Refused(refusal)) => {

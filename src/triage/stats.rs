@@ -97,6 +97,27 @@ fn changes(before: &Case, after: &Case) -> Vec<(String, i64)> {
     out
 }
 
+/// The time histograms of a transition (`modbridge_case_time_to_*`; no
+/// user ID in labels): claim from open, and closing, timed from the case's
+/// first card.
+pub fn observe(before: &Case, after: &Case) {
+    use CaseState::*;
+    let secs = after.at_ms.saturating_sub(after.posted_at_ms) as f64 / 1000.0;
+    match (before.state, after.state) {
+        (Open, Claimed) => metrics::histogram!("modbridge_case_time_to_claim_seconds").record(secs),
+        (Open | Claimed, Resolved) => {
+            metrics::histogram!("modbridge_case_time_to_resolve_seconds", "outcome" => "resolved")
+                .record(secs)
+        }
+        (Open | Claimed, FalsePositive) => metrics::histogram!(
+            "modbridge_case_time_to_resolve_seconds",
+            "outcome" => "false_positive"
+        )
+        .record(secs),
+        _ => {}
+    }
+}
+
 /// Counts cards and outcomes in the store.
 #[derive(Debug, Clone)]
 pub struct Stats<S> {

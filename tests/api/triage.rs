@@ -445,6 +445,14 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
     let (_, record) = cases.get(&case).await.unwrap().unwrap();
     assert_eq!(record.state, CaseState::Resolved);
     assert_eq!(record.by.unwrap().platform, "discord");
+    // Timed from the first card (histograms without user IDs).
+    let metrics = app.metrics().await;
+    for family in [
+        "modbridge_case_time_to_claim_seconds_count ",
+        "modbridge_case_time_to_resolve_seconds_count{outcome=\"resolved\"} ",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
     app.stop().await;
 }
 

@@ -144,6 +144,10 @@ pub async fn start_with(
     let triage = crate::triage::Triage {
         interactions: crate::platforms::Interactions::new(&settings.triage),
         store: store.clone(),
+        histories: crate::triage::history::Histories::new(
+            store.clone(),
+            crate::triage::case::DEFAULT_CASE_TTL,
+        ),
         cases: crate::triage::case::Cases::new(
             store.clone(),
             crate::triage::case::DEFAULT_CASE_TTL,

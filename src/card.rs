@@ -137,6 +137,30 @@ pub struct Card {
     pub post_url: Option<String>,
     /// The destination's configured mention, when a match asked for it.
     pub mention: Option<String>,
+    /// The author's earlier cards (with moderator actions on: a Redis read
+    /// when the card is made); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier: Option<EarlierCards>,
+}
+
+impl ReasonView {
+    /// The reason "forwarded because the group is sensitive" (no rule
+    /// matched: left out of rule statistics).
+    pub fn is_sensitive_group(&self) -> bool {
+        self.name == crate::rules::SENSITIVE_REASON
+    }
+}
+
+/// What a card says about its author's earlier cases (last 30 days): how
+/// many, and how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierCards {
+    /// Earlier cases (this post's own left out).
+    pub earlier: u32,
+    pub resolved: u32,
+    pub false_positive: u32,
+    /// Open or claimed.
+    pub open: u32,
 }
 
 impl std::fmt::Debug for AuthorView {
@@ -294,6 +318,7 @@ impl Card {
             } else {
                 None
             },
+            earlier: None,
         }
     }
 }
@@ -348,6 +373,7 @@ impl Card {
                 .unwrap_or_default(),
             post_url: None,
             mention: None,
+            earlier: None,
         }
     }
 }
@@ -386,6 +412,7 @@ impl Card {
             posted_at: now,
             post_url: None,
             mention: None,
+            earlier: None,
         }
     }
 }

@@ -224,6 +224,8 @@ const CIRCUIT_TTL: Duration = Duration::from_secs(86_400);
 
 /// How long a replica trusts what it last read of a target's shared circuit.
 const CIRCUIT_CACHE: Duration = Duration::from_secs(1);
+/// How long a card waits for its author's earlier cards.
+const HISTORY_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct TargetState {
@@ -369,8 +371,10 @@ pub struct Deliverer {
     /// Who opens circuits, in their records (host name and process ID).
     replica: Arc<str>,
     /// Moderator cases (when some platform's interactions are on): each
-    /// confirmed copy is added to its case.
+    /// confirmed copy is added to its case; a new case is counted in the
+    /// stats and its author's history.
     cases: Option<crate::triage::case::Cases<Store>>,
+    histories: Option<crate::triage::history::Histories<Store>>,
     /// "Cannot be looked up" reasons already logged (per target and reason).
     unlookable: Arc<Mutex<std::collections::HashSet<String>>>,
 }
@@ -388,6 +392,7 @@ impl Deliverer {
             alerts: None,
             replica: format!("{host}/{}", std::process::id()).into(),
             cases: None,
+            histories: None,
             unlookable: Arc::default(),
         }
     }
@@ -395,7 +400,35 @@ impl Deliverer {
     /// Adds every confirmed copy to its moderator case, kept `ttl`.
     pub fn with_cases(mut self, ttl: Option<Duration>) -> Self {
         self.cases = ttl.map(|ttl| crate::triage::case::Cases::new(self.store.clone(), ttl));
+        self.histories =
+            ttl.map(|ttl| crate::triage::history::Histories::new(self.store.clone(), ttl));
         self
+    }
+
+    /// What the card for `post` says about its author's earlier cases (with
+    /// moderator actions on; else nothing). One store read, bounded by
+    /// [`HISTORY_WAIT`]: the card goes out without it rather than late.
+    pub async fn earlier_cards(
+        &self,
+        customer_id: &str,
+        author_id: &str,
+        post_id: &str,
+    ) -> Option<crate::card::EarlierCards> {
+        let histories = self.histories.as_ref()?;
+        let key = crate::triage::history::author_key(customer_id, author_id);
+        let case = crate::triage::case::case_id(customer_id, post_id);
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        match tokio::time::timeout(HISTORY_WAIT, histories.of(&key, &case, now_ms)).await {
+            Ok(Ok(history)) => Some(history),
+            Ok(Err(e)) => {
+                warn!(case_id = %case, error = %e, "cannot read the author's earlier cards: the card goes without them");
+                None
+            }
+            Err(_) => {
+                warn!(case_id = %case, "the author's earlier cards took too long: the card goes without them");
+                None
+            }
+        }
     }
 
     /// Lists a confirmed copy in its case, so a click edits it too. A
@@ -411,9 +444,39 @@ impl Deliverer {
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
         };
         let id = case_id(&card.customer_id, &card.post_id);
-        let posted = u64::try_from(card.posted_at.timestamp_millis()).unwrap_or(0);
-        if let Err(e) = cases.add_copy(&id, posted, copy).await {
-            warn!(case_id = %id, target = %target, error = %e, "a sent card could not be added to its case: moderator actions will not update this copy");
+        // The case's clock starts with its first card (not the post's own
+        // time: a backlog or a replay would count as moderators' delay).
+        let posted = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let origin = crate::triage::case::Origin {
+            author: crate::triage::history::author_key(&card.customer_id, &card.author.user_id),
+            fired: card
+                .reasons
+                .iter()
+                .filter(|r| !r.is_sensitive_group())
+                .map(|r| crate::triage::stats::Fired {
+                    rules: r.rules.clone(),
+                    name: r.name.clone(),
+                })
+                .collect(),
+        };
+        match cases.add_copy(&id, posted, copy, &origin).await {
+            // This copy made the case: count it once.
+            Ok((1, case)) => {
+                let origin = case.origin.unwrap_or(origin);
+                let stats = crate::triage::stats::Stats::new(self.store.clone());
+                if let Err(e) = stats.card(&origin.fired, posted).await {
+                    warn!(case_id = %id, error = %e, "a new case could not be counted in the stats");
+                }
+                if let Some(h) = &self.histories
+                    && let Err(e) = h.opened(&origin.author, &id, posted).await
+                {
+                    warn!(case_id = %id, error = %e, "a new case could not be added to its author's history");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(case_id = %id, target = %target, error = %e, "a sent card could not be added to its case: moderator actions will not update this copy");
+            }
         }
     }
 

@@ -148,11 +148,25 @@ impl Pipeline {
             info!("no rule matched");
             return Ok(Processed::default());
         }
+        // With moderator actions on, every card says what became of the
+        // author's earlier cards (one read for all of them).
+        let earlier = self
+            .deliverer
+            .earlier_cards(
+                post.customer_id.as_str(),
+                post.author.id.as_str(),
+                post.post_id.as_str(),
+            )
+            .await;
         // Two destination names for one channel still make one card.
         let mut seen = std::collections::HashSet::new();
         let cards: Vec<(Card, SentKey, Target)> = self
             .cards(&post, &verdict)
             .into_iter()
+            .map(|mut card| {
+                card.earlier = earlier;
+                card
+            })
             .zip(&verdict.routings)
             .filter(|(_, d)| seen.insert(d.destination.target().clone()))
             .map(|(card, d)| {

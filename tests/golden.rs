@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeZone, Utc};
-use modbridge::card::{Card, Images, Level, ReasonView, Severity};
+use modbridge::card::{Card, EarlierCards, Images, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, SlackChannel, Target};
 use serde_json::{Value, json};
 
@@ -291,6 +291,25 @@ fn cards() -> Vec<(&'static str, Card)> {
         let mut c = base(Some("a post with a distressing image"));
         c.image_url = Some("https://cdn.example.com/a.png?x=||<!channel>&y=(2)".into());
         c.images = images;
+        out.push((name, c));
+    }
+
+    // With moderator actions on, the author's earlier cards.
+    for (name, earlier) in [
+        (
+            "42-earlier-cards",
+            EarlierCards {
+                earlier: 4,
+                resolved: 2,
+                false_positive: 1,
+                open: 1,
+            },
+        ),
+        ("43-no-earlier-cards", EarlierCards::default()),
+    ] {
+        let mut c = base(Some("a forbidden phrase again"));
+        highlight(&mut c, "forbidden phrase");
+        c.earlier = Some(earlier);
         out.push((name, c));
     }
 

@@ -95,6 +95,7 @@ fn card() -> Card {
         posted_at: Utc.with_ymd_and_hms(2026, 5, 8, 14, 32, 1).unwrap(),
         post_url: Some("https://example.invalid/posts/P-ID".into()),
         mention: None,
+        earlier: None,
     }
 }
 

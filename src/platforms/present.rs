@@ -148,6 +148,31 @@ pub fn username(card: &Card) -> Option<&str> {
         .filter(|u| !u.trim().is_empty())
 }
 
+/// The author's earlier cards, when known: "3 earlier cards in 30 days:
+/// 2 resolved, 1 false positive" (numbers only: nothing to escape).
+pub fn earlier_cards(card: &Card) -> Option<String> {
+    let e = card.earlier?;
+    if e.earlier == 0 {
+        return Some("No earlier cards for this author in 30 days".into());
+    }
+    let mut how = Vec::new();
+    if e.resolved > 0 {
+        how.push(format!("{} resolved", e.resolved));
+    }
+    if e.false_positive > 0 {
+        how.push(pluralize(
+            i64::from(e.false_positive),
+            "false positive",
+            "false positives",
+        ));
+    }
+    if e.open > 0 {
+        how.push(format!("{} open", e.open));
+    }
+    let head = pluralize(i64::from(e.earlier), "earlier card", "earlier cards");
+    Some(format!("{head} in 30 days: {}", how.join(", ")))
+}
+
 /// The contact details the destination allows, labelled.
 pub fn contacts(card: &Card) -> impl Iterator<Item = (&'static str, &str)> {
     [("Email", &card.author.email), ("Phone", &card.author.phone)]
@@ -268,6 +293,7 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
         posted_at: now,
         post_url: None,
         mention: None,
+        earlier: None,
     }
 }
 

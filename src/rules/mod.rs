@@ -336,11 +336,15 @@ impl RuleSeverity {
     }
 }
 
+/// The name of the reason "forwarded because the group is sensitive" (no
+/// match may take it).
+pub const SENSITIVE_REASON: &str = "sensitive";
+
 impl Reason {
     /// `sensitive` or the match's name: what `[[test]] expect` lists.
     pub fn name(&self) -> &str {
         match &self.kind {
-            ReasonKind::SensitiveGroup => "sensitive",
+            ReasonKind::SensitiveGroup => SENSITIVE_REASON,
             ReasonKind::Match { name } => name,
         }
     }

@@ -73,9 +73,25 @@ pub struct Case {
     /// When (Unix ms).
     #[serde(default)]
     pub at_ms: u64,
+    /// When its first card was confirmed (Unix ms): times to claim and to
+    /// close, "N min after posting", escalation and stats count from here.
     pub posted_at_ms: u64,
     #[serde(default)]
     pub copies: Vec<Copy>,
+    /// Whose post and which rules fired (for author history and stats);
+    /// absent in cases of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// What the case's feedback needs of its card: the author's history key
+/// (a digest, [`super::history::author_key`]) and the rules that fired (the
+/// sensitive-group reason left out). No content, no raw IDs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub author: String,
+    #[serde(default)]
+    pub fired: Vec<super::stats::Fired>,
 }
 
 /// Why a click changed nothing; said to the clicking moderator only.
@@ -97,6 +113,7 @@ impl Case {
             at_ms: 0,
             posted_at_ms,
             copies: Vec::new(),
+            origin: None,
         }
     }
 
@@ -133,6 +150,7 @@ impl Case {
             at_ms: now_ms,
             posted_at_ms: self.posted_at_ms,
             copies: self.copies.clone(),
+            origin: self.origin.clone(),
         })
     }
 }
@@ -184,14 +202,16 @@ impl<S: DedupeStore> Cases<S> {
         }
     }
 
-    /// Adds a posted copy to its case (creating the case, open): called by
-    /// delivery after the platform confirmed the card. A copy already listed
-    /// is not added twice. Returns the case's revision and record.
+    /// Adds a posted copy to its case (creating the case, open, with its
+    /// `origin`): called by delivery after the platform confirmed the card.
+    /// A copy already listed is not added twice. Returns the case's revision
+    /// (1: this call created it) and record.
     pub async fn add_copy(
         &self,
         case_id: &str,
         posted_at_ms: u64,
         copy: Copy,
+        origin: &Origin,
     ) -> Result<(u64, Case), StoreError> {
         let mut current = self.get(case_id).await?;
         for _ in 0..SWAP_ATTEMPTS {
@@ -200,6 +220,9 @@ impl<S: DedupeStore> Cases<S> {
                 return Ok((revision, case));
             }
             case.copies.push(copy.clone());
+            if case.origin.is_none() {
+                case.origin = Some(origin.clone());
+            }
             let body = serde_json::to_string(&case).map_err(corrupt)?;
             match self
                 .store
@@ -374,10 +397,19 @@ mod tests {
             cases.act(&id, A::Claim, &actor("ana"), 5).await.unwrap(),
             Acted::Unknown
         );
-        let (r1, _) = cases.add_copy(&id, 1, copy("1.1")).await.unwrap();
-        let (r2, case) = cases.add_copy(&id, 1, copy("1.2")).await.unwrap();
+        let (r1, _) = cases
+            .add_copy(&id, 1, copy("1.1"), &Origin::default())
+            .await
+            .unwrap();
+        let (r2, case) = cases
+            .add_copy(&id, 1, copy("1.2"), &Origin::default())
+            .await
+            .unwrap();
         assert_eq!((r1, r2, case.copies.len()), (1, 2, 2));
-        let (r3, _) = cases.add_copy(&id, 1, copy("1.2")).await.unwrap();
+        let (r3, _) = cases
+            .add_copy(&id, 1, copy("1.2"), &Origin::default())
+            .await
+            .unwrap();
         assert_eq!(r3, 2, "the same copy is listed once");
         let (ana, bo) = (actor("ana"), actor("bo"));
         let (a, b) = tokio::join!(

@@ -13,6 +13,7 @@
 //! no buttons yet and copies are not edited yet (the next slice).
 
 pub mod case;
+pub mod history;
 pub mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,8 @@ pub struct Triage {
     pub interactions: Interactions,
     pub store: Store,
     pub cases: Cases<Store>,
+    /// Authors' earlier cases, moved along with each case's outcome.
+    pub histories: history::Histories<Store>,
 }
 
 /// What the clicking moderator is told when nothing changed.
@@ -118,6 +121,35 @@ fn unix_now() -> i64 {
 }
 
 impl Triage {
+    /// A transition's outcome into the rule statistics and the author's
+    /// history, off the click's answer (a failure costs only figures).
+    fn feedback(&self, case_id: &str, before: case::Case, after: case::Case) {
+        let Some(origin) = after.origin.clone() else {
+            return;
+        };
+        let (store, histories, case_id) = (
+            self.store.clone(),
+            self.histories.clone(),
+            case_id.to_owned(),
+        );
+        tokio::spawn(async move {
+            let stats = stats::Stats::new(store);
+            if let Err(e) = stats.transition(&origin.fired, &before, &after).await {
+                warn!(case_id = %case_id, error = %e, "a moderator action could not be counted in the stats");
+            }
+            let moved = histories.moved(
+                &origin.author,
+                &case_id,
+                after.posted_at_ms,
+                before.state,
+                after.state,
+            );
+            if let Err(e) = moved.await {
+                warn!(case_id = %case_id, error = %e, "a moderator action could not be written to the author's history");
+            }
+        });
+    }
+
     /// Slack answers 200 at once; what the moderator reads goes through the
     /// click's `response_url`, on a task of its own.
     fn tell_after_answer(&self, click: &crate::platforms::Interaction, text: &str) {
@@ -254,6 +286,7 @@ impl Triage {
                         );
                         metrics::counter!("modbridge_cases_total", "outcome" => outcome(click.action)).increment(1);
                         stats::observe(&before, &case);
+                        self.feedback(&click.case_id, *before, case);
                         InteractionReply::Acknowledge
                     }
                     Ok(Acted::Refused(refusal)) => {

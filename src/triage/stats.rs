@@ -43,7 +43,7 @@ const PAST_LAST: &str = "> 7 d";
 const SEP: char = '\u{1f}';
 
 /// A rule that fired on a card: its rules file's name and the match's.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Fired {
     pub rules: String,
     pub name: String,

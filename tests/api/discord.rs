@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
-use modbridge::card::{AuthorView, Card, Images, Level, ReasonView, Severity};
+use modbridge::card::{AuthorView, Card, EarlierCards, Images, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, Target};
 use modbridge::platforms::discord::{self, Client as DiscordSink, limits};
 use modbridge::platforms::{MessageRef, PlatformError as SinkError};
@@ -368,6 +368,12 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
             )
         }),
         mention,
+        earlier: rng.random_bool(0.5).then(|| EarlierCards {
+            earlier: rng.random_range(0..100_000),
+            resolved: rng.random_range(0..100_000),
+            false_positive: rng.random_range(0..100_000),
+            open: rng.random_range(0..100_000),
+        }),
     }
 }
 

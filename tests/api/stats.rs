@@ -159,3 +159,130 @@ fn stats_without_redis_says_where_outcomes_are_kept() {
     let out = stats_command(None, &["--days", "91"]);
     assert_eq!(out.status.code(), Some(64), "a usage error");
 }
+
+/// A scripted run through the real router, real Redis and the Slack fake:
+/// two cards by one author; the first claimed and resolved by signed Slack
+/// clicks, so the second card says "1 earlier card in 30 days: 1 resolved";
+/// the second marked a false positive; `modbridge stats` then shows the
+/// match with 2 cards, precision 50 %.
+#[tokio::test]
+async fn a_scripted_run_feeds_stats_and_the_next_card_shows_the_authors_history() {
+    use crate::fake_slack::FakeSlack;
+    use crate::triage::{SIGNING_SECRET, post_slack};
+    use modbridge::platforms::slack::interaction::sign;
+    use modbridge::triage::case::case_id;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        rules: "name = \"Everywhere\"\ngroups = [\"*\"]\nto = [\"slack:C0123ABCD\"]\n\n[[match]]\nname = \"forbidden\"\nkeywords = [\"forbidden phrase\"]\n".into(),
+        config: String::new(),
+        env: vec![
+            ("SLACK_BOT_TOKEN", "xoxb-1111-2222-fake".into()),
+            ("SLACK_API_URL", slack.base.clone()),
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+        ],
+        live: true,
+    })
+    .await;
+    let click = |action: &str, case: &str| {
+        let payload = serde_json::json!({
+            "type": "block_actions",
+            "user": {"id": "U0ANA", "username": "ana"},
+            "actions": [{"action_id": action, "value": case, "type": "button"}]
+        });
+        let mut body = String::from("payload=");
+        body.extend(url::form_urlencoded::byte_serialize(
+            payload.to_string().as_bytes(),
+        ));
+        body
+    };
+    let deliver = |post: &'static str| {
+        let body = post_body(post, "a forbidden phrase here");
+        let app = &app;
+        async move {
+            let status = app
+                .deliver_until_ok(&body, &format!("exec-{post}"), Duration::from_secs(30))
+                .await;
+            assert_eq!(status, 200);
+        }
+    };
+    deliver("HIST-1").await;
+    let first = slack.posted_in("C0123ABCD");
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0]
+            .to_string()
+            .contains("No earlier cards for this author in 30 days"),
+        "{}",
+        first[0]
+    );
+    let case1 = case_id("01HQ0ABCDEF1234567890XYZ", "HIST-1");
+    for (i, action) in ["case_claim", "case_resolve"].into_iter().enumerate() {
+        let body = click(action, &case1);
+        let t = now() + i as i64;
+        let sig = sign(SIGNING_SECRET, t, body.as_bytes());
+        let resp = post_slack(&app, body.as_bytes(), t, &sig).await;
+        assert_eq!(resp.status(), 200, "{action}");
+    }
+    // The feedback is written right after the answer: wait until `stats`
+    // sees it, then the next card of the same author reads it.
+    let stats_json = || {
+        let out = stats_command(Some(&redis.url), &["--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let started = std::time::Instant::now();
+    while stats_json()["matches"][0]["resolved"] != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:#}",
+            stats_json()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    deliver("HIST-2").await;
+    let second = slack.posted_in("C0123ABCD").last().unwrap().to_string();
+    assert!(
+        second.contains("1 earlier card in 30 days: 1 resolved"),
+        "{second}"
+    );
+    let case2 = case_id("01HQ0ABCDEF1234567890XYZ", "HIST-2");
+    let body = click("case_false_positive", &case2);
+    let t = now();
+    let sig = sign(SIGNING_SECRET, t, body.as_bytes());
+    assert_eq!(
+        post_slack(&app, body.as_bytes(), t, &sig).await.status(),
+        200
+    );
+    let started = std::time::Instant::now();
+    let doc = loop {
+        let doc = stats_json();
+        if doc["matches"][0]["false_positive"] == 1 {
+            break doc;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{doc:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let row = &doc["matches"][0];
+    assert_eq!(
+        (row["rules"].as_str(), row["match"].as_str()),
+        (Some("Everywhere"), Some("forbidden")),
+        "{doc:#}"
+    );
+    assert_eq!(
+        (row["cards"].as_u64(), row["resolved"].as_u64()),
+        (Some(2), Some(1)),
+        "{doc:#}"
+    );
+    assert_eq!(row["precision"].as_f64(), Some(0.5), "{doc:#}");
+    assert_eq!(row["median_time_to_claim"], "≤ 1 min", "{doc:#}");
+    assert_eq!(row["median_time_to_resolve"], "≤ 1 min", "{doc:#}");
+    app.stop().await;
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use modbridge::platforms::slack::interaction::sign as slack_sign;
 
-const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub(crate) const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CASE: &str = "0123456789abcdef0123456789abcdef";
 
 fn discord_key() -> (Ed25519KeyPair, String) {
@@ -40,7 +40,12 @@ fn slack_click(action: &str) -> Vec<u8> {
     body.into_bytes()
 }
 
-async fn post_slack(app: &TestApp, body: &[u8], ts: i64, sig: &str) -> reqwest::Response {
+pub(crate) async fn post_slack(
+    app: &TestApp,
+    body: &[u8],
+    ts: i64,
+    sig: &str,
+) -> reqwest::Response {
     app.client
         .post(format!("{}/slack/interactions", app.base))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -272,6 +277,7 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
                 target: "discord:112233445566778899".into(),
                 buttons: true,
             },
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -409,11 +415,20 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
         .collect();
     copies.sort();
     assert_eq!(copies, vec![(false, false), (true, true)], "{record:?}");
-    assert!(
-        !serde_json::to_string(&record)
-            .unwrap()
-            .contains("forbidden"),
-        "the case keeps references, not content (yet)"
+    // References, the rules that fired and a digest of the author: no post
+    // text, no author ID, name or email.
+    let json = serde_json::to_string(&record).unwrap();
+    for personal in ["phrase here", "\"U1\"", "Mary", "mary@"] {
+        assert!(!json.contains(personal), "{personal} in {json}");
+    }
+    let origin = record.origin.as_ref().expect("the case keeps its origin");
+    assert_eq!(origin.fired.len(), 1);
+    assert_eq!(
+        (
+            origin.fired[0].rules.as_str(),
+            origin.fired[0].name.as_str()
+        ),
+        ("Everywhere", "forbidden")
     );
     // Claimed from Slack, resolved from Discord: one case.
     let t = now();
@@ -500,7 +515,10 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         target: "slack:C0123ABCD".into(),
         buttons: true,
     };
-    cases.add_copy(&case, 1, copy).await.unwrap();
+    cases
+        .add_copy(&case, 1, copy, &Default::default())
+        .await
+        .unwrap();
     let t = now();
     // Discord: a member without the role, then one with it.
     let mut click: Value =

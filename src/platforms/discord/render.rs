@@ -307,6 +307,9 @@ fn fields(card: &Card, now: DateTime<Utc>) -> Vec<(String, String, bool)> {
         }
         fields.push(("Member since".into(), member, true));
         fields.push(("Badges".into(), card.author.badges.to_string(), true));
+        if let Some(earlier) = present::earlier_cards(card) {
+            fields.push(("🗂️ Earlier cards".into(), earlier, false));
+        }
     }
     for (label, value) in present::contacts(card).filter(|(_, v)| !v.trim().is_empty()) {
         fields.push((label.into(), line(value, CONTACT_BUDGET, true), true));

@@ -226,6 +226,9 @@ fn author_text(card: &Card, now: DateTime<Utc>) -> String {
     for (label, value) in present::contacts(card) {
         author.push_str(&format!("\n{label}: {}", line(value, CONTACT_BUDGET)));
     }
+    if let Some(earlier) = present::earlier_cards(card) {
+        author.push_str(&format!("\n:card_index_dividers: {earlier}"));
+    }
     author
 }
 

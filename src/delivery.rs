@@ -398,6 +398,12 @@ impl Deliverer {
         self
     }
 
+    /// Schedules each new case for a reminder `after` (with cases on).
+    pub fn with_escalation(mut self, after: Option<Duration>) -> Self {
+        self.cases = self.cases.take().map(|c| c.with_escalation(after));
+        self
+    }
+
     /// Lists a confirmed copy in its case, so a click edits it too. A
     /// failure costs only that copy's status edits: the card is sent.
     async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef) {
@@ -409,6 +415,8 @@ impl Deliverer {
             message: message.clone(),
             target: target.to_string(),
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
+            mention: card.mention.clone(),
+            link: card.post_url.clone(),
         };
         let id = case_id(&card.customer_id, &card.post_id);
         let posted = u64::try_from(card.posted_at.timestamp_millis()).unwrap_or(0);

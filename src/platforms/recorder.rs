@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::PlatformError;
 use super::Target;
+use super::{MessageRef, PlatformError, Reminder};
 use crate::card::Card;
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,7 @@ pub struct Recorder {
     /// `None` key: any target.
     failures: Arc<Mutex<HashMap<Option<Target>, Failure>>>,
     delay: Arc<Mutex<Duration>>,
+    replies: Arc<Mutex<Vec<(MessageRef, Reminder)>>>,
 }
 
 impl Recorder {
@@ -131,5 +132,22 @@ impl Recorder {
         }
         self.lock_cards().push((target.clone(), card.clone()));
         Ok(())
+    }
+
+    /// Keeps a reminder.
+    pub async fn reply(&self, message: &MessageRef, reminder: &Reminder) -> Result<(), PlatformError> {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((message.clone(), reminder.clone()));
+        Ok(())
+    }
+
+    /// Reminders kept, in order.
+    pub fn replies(&self) -> Vec<(MessageRef, Reminder)> {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

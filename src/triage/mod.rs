@@ -13,6 +13,7 @@
 //! no buttons yet and copies are not edited yet (the next slice).
 
 pub mod case;
+pub mod escalate;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -271,6 +271,8 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
                 },
                 target: "discord:112233445566778899".into(),
                 buttons: true,
+                mention: None,
+                link: None,
             },
         )
         .await
@@ -491,6 +493,8 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         },
         target: "slack:C0123ABCD".into(),
         buttons: true,
+        mention: None,
+        link: None,
     };
     cases.add_copy(&case, 1, copy).await.unwrap();
     let t = now();

@@ -308,6 +308,23 @@ fn fallback_text(card: &Card, mention: Option<&str>) -> String {
     format!("{prefix}{excerpt}")
 }
 
+/// The `chat.postMessage` body of a reminder in the thread of the card at
+/// `thread_ts`: plain mrkdwn text, the configured mention (if it is Slack
+/// mention syntax) its only `<…>` sequence. Nothing untrusted in it.
+pub fn reminder(channel: &str, thread_ts: &str, r: &crate::platforms::Reminder) -> serde_json::Value {
+    let mention = r
+        .mention
+        .as_deref()
+        .and_then(super::mention_markup)
+        .map(|m| format!("{m} "))
+        .unwrap_or_default();
+    serde_json::json!({
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "text": format!(":alarm_clock: {mention}{}", present::still_open(r.after)),
+    })
+}
+
 /// The `chat.postMessage` body for `card` in `channel`. `now` is when it is
 /// sent (for "joined N days ago").
 pub fn render(

@@ -133,7 +133,18 @@ pub async fn start_with(
     let escalate_after = settings.triage.escalate_after;
     let case_ttl = crate::triage::case::DEFAULT_CASE_TTL;
     let escalator = escalate_after.map(|after| {
-        crate::triage::escalate::Escalator::new(store.clone(), sinks.clone(), after, case_ttl)
+        let mentions = settings
+            .destinations
+            .iter()
+            .filter_map(|d| Some((d.name().to_owned(), d.mention()?.to_owned())))
+            .collect();
+        crate::triage::escalate::Escalator::new(
+            store.clone(),
+            sinks.clone(),
+            after,
+            case_ttl,
+            mentions,
+        )
     });
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
         .with_alerts(alerts.clone())

@@ -415,7 +415,7 @@ impl Deliverer {
             message: message.clone(),
             target: target.to_string(),
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
-            mention: card.mention.clone(),
+            destination: Some(card.destination.clone()),
             link: card.post_url.clone(),
         };
         let id = case_id(&card.customer_id, &card.post_id);

@@ -61,9 +61,9 @@ pub struct Copy {
     /// Whether the copy can carry buttons (Discord incoming-webhook copies
     /// cannot: they only get status edits).
     pub buttons: bool,
-    /// The destination's configured mention (a reminder pings it).
+    /// The destination's name (a reminder pings its configured mention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mention: Option<String>,
+    pub destination: Option<String>,
     /// The post's link (a reminder through a Discord webhook carries it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
@@ -324,7 +324,7 @@ mod tests {
             },
             target: "slack:C0123ABCD".into(),
             buttons: true,
-            mention: None,
+            destination: None,
             link: None,
         }
     }

@@ -23,6 +23,8 @@
 //! the progress write (one store write), or an attempt that outlives the
 //! lease. Discord bot replies carry a nonce, so those are not repeated there.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -101,17 +103,28 @@ pub struct Escalator {
     sinks: Sinks,
     after: Duration,
     ttl: Duration,
+    /// Destination name → its configured mention.
+    mentions: Arc<BTreeMap<String, String>>,
 }
 
 impl Escalator {
-    /// Reminds through `sinks` the cases open `after` (cases kept `ttl`).
-    pub fn new(store: Store, sinks: Sinks, after: Duration, ttl: Duration) -> Self {
+    /// Reminds through `sinks` the cases open `after` (cases kept `ttl`),
+    /// pinging each copy's destination's mention (`mentions`: name →
+    /// mention, as configured; inline targets have none).
+    pub fn new(
+        store: Store,
+        sinks: Sinks,
+        after: Duration,
+        ttl: Duration,
+        mentions: BTreeMap<String, String>,
+    ) -> Self {
         Self {
             cases: Cases::new(store.clone(), ttl),
             store,
             sinks,
             after,
             ttl,
+            mentions: Arc::new(mentions),
         }
     }
 
@@ -221,7 +234,11 @@ impl Escalator {
             }
             let reminder = Reminder {
                 after: self.after,
-                mention: copy.mention.clone(),
+                mention: copy
+                    .destination
+                    .as_ref()
+                    .and_then(|d| self.mentions.get(d))
+                    .cloned(),
                 link: copy.link.clone(),
             };
             match self.sinks.reply(&copy.message, &reminder).await {

@@ -285,3 +285,80 @@ impl Escalator {
         Escalated::Later
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::{MemoryStore, Ttl};
+    use crate::platforms::{ModeratorAction, Recorder};
+    use crate::triage::case::{Actor, Copy, case_id};
+
+    fn copy(ts: &str, destination: &str) -> Copy {
+        Copy {
+            message: MessageRef::Slack {
+                channel: "C0123ABCD".into(),
+                ts: ts.into(),
+            },
+            target: "slack:C0123ABCD".into(),
+            buttons: true,
+            destination: Some(destination.into()),
+            link: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn open_cases_are_reminded_once_on_every_copy_and_claimed_ones_never() {
+        let store = Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(30),
+                done: Duration::from_secs(60),
+            },
+            1000,
+        ));
+        let after = Duration::from_millis(200);
+        let ttl = Duration::from_secs(3600);
+        let cases = Cases::new(store.clone(), ttl).with_escalation(Some(after));
+        let recorder = Recorder::default();
+        let mentions = BTreeMap::from([("mods".to_owned(), "here".to_owned())]);
+        let escalator = Escalator::new(
+            store.clone(),
+            Sinks::Recorder(recorder.clone()),
+            after,
+            ttl,
+            mentions,
+        );
+        let (open, claimed) = (case_id("acme", "p1"), case_id("acme", "p2"));
+        cases.add_copy(&open, 1, copy("1.1", "mods")).await.unwrap();
+        cases.add_copy(&open, 1, copy("1.2", "inline")).await.unwrap();
+        cases.add_copy(&claimed, 1, copy("2.1", "mods")).await.unwrap();
+        let ana = Actor {
+            platform: "slack".into(),
+            id: "U0ANA".into(),
+            name: "ana".into(),
+        };
+        cases
+            .act(&claimed, ModeratorAction::Claim, &ana, 5)
+            .await
+            .unwrap();
+        assert!(escalator.tick().await.is_empty(), "not due yet");
+        tokio::time::sleep(after + Duration::from_millis(50)).await;
+        let mut outcomes = escalator.tick().await;
+        outcomes.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(
+            outcomes,
+            [Escalated::NotNeeded, Escalated::Reminded(2)],
+            "claimed: none; open: both copies"
+        );
+        let replies = recorder.replies();
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].1.mention.as_deref(), Some("here"));
+        assert_eq!(replies[1].1.mention, None, "a destination without a mention");
+        tokio::time::sleep(after).await;
+        assert!(escalator.tick().await.is_empty(), "off the schedule");
+        assert_eq!(recorder.replies().len(), 2);
+        // A copy added later does not schedule the case again.
+        cases.add_copy(&open, 1, copy("1.3", "mods")).await.unwrap();
+        tokio::time::sleep(after + Duration::from_millis(50)).await;
+        assert!(escalator.tick().await.is_empty());
+    }
+}

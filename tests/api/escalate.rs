@@ -286,7 +286,15 @@ async fn an_unclaimed_case_gets_one_reminder_per_copy_and_a_claimed_one_none() {
         metrics.contains(r#"modbridge_cases_total{outcome="escalated"}"#),
         "{metrics}"
     );
-    let _ = open_id;
+    // Which copies were reminded is recorded with the case.
+    let progress = w
+        .store
+        .versioned(&format!("escalation:{open_id}"))
+        .await
+        .unwrap()
+        .expect("the reminder's progress record");
+    let progress: Value = serde_json::from_str(&progress.body).unwrap();
+    assert_eq!(progress["sent"].as_array().unwrap().len(), 3, "{progress}");
     w.stop().await;
 }
 

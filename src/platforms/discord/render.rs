@@ -558,6 +558,48 @@ mod tests {
 
     const CHANNEL: u64 = 112233445566778899;
 
+    #[test]
+    fn reminders_ping_only_the_configured_role_and_link_safely() {
+        use crate::platforms::Reminder;
+        let r = Reminder {
+            after: std::time::Duration::from_secs(1800),
+            mention: Some("456".into()),
+            link: Some("https://x.example/p/1 <@&9>)[x](y)".into()),
+        };
+        let reply = serde_json::to_value(reminder_message(&r, CHANNEL, 77)).unwrap();
+        assert_eq!(
+            reply["content"],
+            "<@&456> \u{23f0} Still open after 30 min: nobody has claimed this card."
+        );
+        assert_eq!(reply["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(reply["allowed_mentions"]["roles"], serde_json::json!(["456"]));
+        assert_eq!(reply["message_reference"]["message_id"], "77");
+        assert_eq!(reply["message_reference"]["channel_id"], CHANNEL.to_string());
+        assert_eq!(reply["nonce"], "r77");
+        let hook = serde_json::to_value(reminder_webhook(&r)).unwrap();
+        let content = hook["content"].as_str().unwrap();
+        assert!(
+            content.ends_with("\nOpen post: <https://x.example/p/1%20%3C@&9%3E%29%5Bx%5D%28y%29>"),
+            "the link cannot end early, mention or mask: {content}"
+        );
+        assert_eq!(hook["allowed_mentions"]["roles"], serde_json::json!(["456"]));
+        // Anything but a role ID pings nobody; no link, no line for it.
+        for mention in [Some("@everyone"), Some("here"), None] {
+            let r = Reminder {
+                mention: mention.map(str::to_owned),
+                link: Some("javascript:alert(1)".into()),
+                ..r.clone()
+            };
+            let hook = serde_json::to_value(reminder_webhook(&r)).unwrap();
+            assert_eq!(
+                hook["content"],
+                "\u{23f0} Still open after 30 min: nobody has claimed this card."
+            );
+            assert_eq!(hook["allowed_mentions"]["parse"], serde_json::json!([]));
+            assert_eq!(hook["allowed_mentions"]["roles"], serde_json::json!([]));
+        }
+    }
+
     fn c_target() -> String {
         format!("discord:{CHANNEL}")
     }

@@ -311,10 +311,17 @@ mod tests {
             err.contains("triage.escalate_after_minutes (or MODBRIDGE_ESCALATE_AFTER_MINUTES) must be at least 1"),
             "{err}"
         );
-        let err = Settings::load(None, true, &env(&[("MODBRIDGE_ESCALATE_AFTER_MINUTES", "soon")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("MODBRIDGE_ESCALATE_AFTER_MINUTES=\"soon\": expected a whole number"), "{err}");
+        let err = Settings::load(
+            None,
+            true,
+            &env(&[("MODBRIDGE_ESCALATE_AFTER_MINUTES", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("MODBRIDGE_ESCALATE_AFTER_MINUTES=\"soon\": expected a whole number"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1062,16 +1062,28 @@ pub mod suite {
             !store.schedule(&set, "a", t + 5_000, ttl).await.unwrap(),
             "scheduled once: its first due time stays"
         );
-        assert!(store.schedule(&set, "later", t + 60_000, ttl).await.unwrap());
+        assert!(
+            store
+                .schedule(&set, "later", t + 60_000, ttl)
+                .await
+                .unwrap()
+        );
         assert!(store.take_due(&set, t, lease, 10).await.unwrap().is_empty());
         assert_eq!(
             store.take_due(&set, t + 30, lease, 1).await.unwrap(),
             ["a"],
             "earliest first, at most `limit`"
         );
-        assert_eq!(store.take_due(&set, t + 30, lease, 10).await.unwrap(), ["b"]);
+        assert_eq!(
+            store.take_due(&set, t + 30, lease, 10).await.unwrap(),
+            ["b"]
+        );
         assert!(
-            store.take_due(&set, t + 30, lease, 10).await.unwrap().is_empty(),
+            store
+                .take_due(&set, t + 30, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "taken members are leased"
         );
         store.unschedule(&set, "b").await.unwrap();
@@ -1080,16 +1092,34 @@ pub mod suite {
         assert_eq!(store.take_due(&set, after, lease, 10).await.unwrap(), ["a"]);
         store.unschedule(&set, "a").await.unwrap();
         store.unschedule(&set, "a").await.unwrap();
-        assert!(store.take_due(&set, after + 1_000, lease, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .take_due(&set, after + 1_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             store.schedule(&set, "a", t, ttl).await.unwrap(),
             "unscheduled members may be scheduled again"
         );
         store.unschedule(&set, "a").await.unwrap();
-        assert!(store.take_due(&set, t + 59_000, lease, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .take_due(&set, t + 59_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // Other sets are apart.
         let other = format!("{prefix}-other");
-        assert!(store.take_due(&other, t + 120_000, lease, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .take_due(&other, t + 120_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             store.take_due(&set, t + 120_000, lease, 10).await.unwrap(),
             ["later"]
@@ -1098,7 +1128,10 @@ pub mod suite {
         // Concurrent takers: every member is taken exactly once.
         let race = format!("{prefix}-race-escalations");
         for i in 0..40 {
-            store.schedule(&race, &format!("m{i}"), t, ttl).await.unwrap();
+            store
+                .schedule(&race, &format!("m{i}"), t, ttl)
+                .await
+                .unwrap();
         }
         let mut tasks = Vec::new();
         for _ in 0..8 {

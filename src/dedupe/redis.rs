@@ -733,7 +733,11 @@ impl DedupeStore for RedisStore {
         self.run(
             &self.scripts.take_due,
             &[format!("{}due:{set}", self.prefix)],
-            &[now_ms.to_string(), again.to_string(), limit.max(1).to_string()],
+            &[
+                now_ms.to_string(),
+                again.to_string(),
+                limit.max(1).to_string(),
+            ],
         )
         .await
     }

@@ -437,11 +437,9 @@ impl Platforms {
         reminder: &Reminder,
     ) -> Result<Option<MessageRef>, PlatformError> {
         match message {
-            MessageRef::Slack { channel, ts } => self
-                .slack()?
-                .reply(channel, ts, reminder)
-                .await
-                .map(Some),
+            MessageRef::Slack { channel, ts } => {
+                self.slack()?.reply(channel, ts, reminder).await.map(Some)
+            }
             MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
                 self.discord()?.reply(message, reminder).await
             }

@@ -135,7 +135,11 @@ impl Recorder {
     }
 
     /// Keeps a reminder.
-    pub async fn reply(&self, message: &MessageRef, reminder: &Reminder) -> Result<(), PlatformError> {
+    pub async fn reply(
+        &self,
+        message: &MessageRef,
+        reminder: &Reminder,
+    ) -> Result<(), PlatformError> {
         self.replies
             .lock()
             .unwrap_or_else(|p| p.into_inner())

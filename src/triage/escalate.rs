@@ -193,7 +193,10 @@ impl Escalator {
         {
             Ok(Swapped::Written(_)) => true,
             Ok(Swapped::Stale(_)) => {
-                warn!(case_id, "a reminder's progress changed under this replica (its lease ran out): another replica may remind the same copies");
+                warn!(
+                    case_id,
+                    "a reminder's progress changed under this replica (its lease ran out): another replica may remind the same copies"
+                );
                 false
             }
             Err(e) => {
@@ -329,8 +332,14 @@ mod tests {
         );
         let (open, claimed) = (case_id("acme", "p1"), case_id("acme", "p2"));
         cases.add_copy(&open, 1, copy("1.1", "mods")).await.unwrap();
-        cases.add_copy(&open, 1, copy("1.2", "inline")).await.unwrap();
-        cases.add_copy(&claimed, 1, copy("2.1", "mods")).await.unwrap();
+        cases
+            .add_copy(&open, 1, copy("1.2", "inline"))
+            .await
+            .unwrap();
+        cases
+            .add_copy(&claimed, 1, copy("2.1", "mods"))
+            .await
+            .unwrap();
         let ana = Actor {
             platform: "slack".into(),
             id: "U0ANA".into(),
@@ -352,7 +361,10 @@ mod tests {
         let replies = recorder.replies();
         assert_eq!(replies.len(), 2);
         assert_eq!(replies[0].1.mention.as_deref(), Some("here"));
-        assert_eq!(replies[1].1.mention, None, "a destination without a mention");
+        assert_eq!(
+            replies[1].1.mention, None,
+            "a destination without a mention"
+        );
         tokio::time::sleep(after).await;
         assert!(escalator.tick().await.is_empty(), "off the schedule");
         assert_eq!(recorder.replies().len(), 2);

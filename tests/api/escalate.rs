@@ -233,7 +233,11 @@ async fn an_unclaimed_case_gets_one_reminder_per_copy_and_a_claimed_one_none() {
         .discord
         .messages(CHANNEL)
         .into_iter()
-        .filter(|m| m["content"].as_str().is_some_and(|c| c.contains("Still open")))
+        .filter(|m| {
+            m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("Still open"))
+        })
         .count();
     assert_eq!(created, 1, "one Discord reply message");
     // Slack: a thread reply pinging the destination's mention.
@@ -311,15 +315,14 @@ async fn a_case_taken_by_a_replica_that_died_is_reminded_once_after_the_lease() 
         .as_millis() as u64
         + AFTER.as_millis() as u64;
     let lease = Duration::from_secs(2);
-    let taken = w
-        .store
-        .take_due(ESCALATIONS, due, lease, 10)
-        .await
-        .unwrap();
-    assert_eq!(taken, [id.clone()]);
+    let taken = w.store.take_due(ESCALATIONS, due, lease, 10).await.unwrap();
+    assert_eq!(taken, [id]);
     // Its due time was AFTER from now; leased, it comes due AFTER + lease
     // from now, on whichever replica looks first.
-    tokio::time::sleep((AFTER + lease).saturating_sub(taken_at.elapsed() + Duration::from_millis(300))).await;
+    tokio::time::sleep(
+        (AFTER + lease).saturating_sub(taken_at.elapsed() + Duration::from_millis(300)),
+    )
+    .await;
     assert_eq!(
         w.reminders(&case, "ESC-ORPHAN"),
         (vec![], vec![], vec![]),

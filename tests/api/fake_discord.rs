@@ -375,9 +375,10 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
                 let same_channel = reference["channel_id"]
                     .as_str()
                     .is_none_or(|c| c == channel.to_string());
-                let exists = st.messages.get(&channel).is_some_and(|ms| {
-                    ms.iter().any(|m| m["id"] == reference["message_id"])
-                });
+                let exists = st
+                    .messages
+                    .get(&channel)
+                    .is_some_and(|ms| ms.iter().any(|m| m["id"] == reference["message_id"]));
                 if !same_channel || !exists {
                     st.invalid
                         .push("message_reference to an unknown message".into());

@@ -389,9 +389,11 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
         && matches!(verdict, Answer::Ok)
         && let Some(thread) = json_body.get("thread_ts")
     {
-        let known = thread
-            .as_str()
-            .is_some_and(|ts| state.messages.contains_key(&(channel_id.clone(), ts.to_owned())));
+        let known = thread.as_str().is_some_and(|ts| {
+            state
+                .messages
+                .contains_key(&(channel_id.clone(), ts.to_owned()))
+        });
         if !known {
             verdict = Answer::Error("thread_not_found");
         }

@@ -401,7 +401,10 @@ async fn the_escalation_schedule_keeps_its_key_and_scores() {
         .await;
     assert_eq!(status, 200);
     let case = modbridge::triage::case::case_id(CUSTOMER, "ESC-FORMAT");
-    let score: Option<u64> = conn.zscore("modbridge:due:escalations", &case).await.unwrap();
+    let score: Option<u64> = conn
+        .zscore("modbridge:due:escalations", &case)
+        .await
+        .unwrap();
     let score = score.expect("the case is scheduled under its ID");
     assert!(
         (before + 600_000..before + 610_000).contains(&score),
@@ -412,6 +415,10 @@ async fn the_escalation_schedule_keeps_its_key_and_scores() {
         ttl >= 14 * 86_400 * 1000,
         "kept at least as long as cases: {ttl}"
     );
-    assert!(keys(&mut conn).await.contains(&format!("modbridge:versioned:case:{case}")));
+    assert!(
+        keys(&mut conn)
+            .await
+            .contains(&format!("modbridge:versioned:case:{case}"))
+    );
     app.stop().await;
 }

@@ -504,8 +504,10 @@ impl Client {
                     Ok(http) => {
                         let id = ChannelId::new(*channel);
                         self.paced(*channel, &place, true, || {
-                            let send = id
-                                .send_message(http, reminder_message(reminder, *channel, *message_id));
+                            let send = id.send_message(
+                                http,
+                                reminder_message(reminder, *channel, *message_id),
+                            );
                             async move { unreadable_is_delivered(send.await) }
                         })
                         .await
@@ -523,8 +525,8 @@ impl Client {
             MessageRef::DiscordWebhook { env, .. } => {
                 let (place, hook) = self.webhook(env);
                 let r = match hook {
-                    Ok(hook) => {
-                        self.paced(hook.id, &place, false, || {
+                    Ok(hook) => self
+                        .paced(hook.id, &place, false, || {
                             let execute = reminder_webhook(reminder).execute(
                                 &self.inner.hooks,
                                 (WebhookId::new(hook.id), hook.token.as_str(), true),
@@ -537,8 +539,7 @@ impl Client {
                                 env: env.clone(),
                                 message_id: m.id.get(),
                             })
-                        })
-                    }
+                        }),
                     Err(f) => Err(f),
                 };
                 (place, r)

@@ -493,7 +493,10 @@ pub fn edit_webhook_message(card: &Card, now: DateTime<Utc>) -> EditWebhookMessa
 /// allowed by ID; anything else in `mention` pings nobody), then the text;
 /// with `link`, the post's URL (checked like the card's, in `<…>` so that
 /// it shows no preview). Nothing untrusted in it.
-fn reminder_parts(r: &crate::platforms::Reminder, with_link: bool) -> (String, CreateAllowedMentions) {
+fn reminder_parts(
+    r: &crate::platforms::Reminder,
+    with_link: bool,
+) -> (String, CreateAllowedMentions) {
     let role = r
         .mention
         .as_deref()
@@ -537,7 +540,9 @@ pub fn reminder_message(
 /// post's link.
 pub fn reminder_webhook(r: &crate::platforms::Reminder) -> ExecuteWebhook {
     let (text, allowed) = reminder_parts(r, true);
-    ExecuteWebhook::new().content(text).allowed_mentions(allowed)
+    ExecuteWebhook::new()
+        .content(text)
+        .allowed_mentions(allowed)
 }
 
 /// The body that would be sent to `target` (dry run, `explain`).
@@ -572,9 +577,15 @@ mod tests {
             "<@&456> \u{23f0} Still open after 30 min: nobody has claimed this card."
         );
         assert_eq!(reply["allowed_mentions"]["parse"], serde_json::json!([]));
-        assert_eq!(reply["allowed_mentions"]["roles"], serde_json::json!(["456"]));
+        assert_eq!(
+            reply["allowed_mentions"]["roles"],
+            serde_json::json!(["456"])
+        );
         assert_eq!(reply["message_reference"]["message_id"], "77");
-        assert_eq!(reply["message_reference"]["channel_id"], CHANNEL.to_string());
+        assert_eq!(
+            reply["message_reference"]["channel_id"],
+            CHANNEL.to_string()
+        );
         assert_eq!(reply["nonce"], "r77");
         let hook = serde_json::to_value(reminder_webhook(&r)).unwrap();
         let content = hook["content"].as_str().unwrap();
@@ -582,7 +593,10 @@ mod tests {
             content.ends_with("\nOpen post: <https://x.example/p/1%20%3C@&9%3E%29%5Bx%5D%28y%29>"),
             "the link cannot end early, mention or mask: {content}"
         );
-        assert_eq!(hook["allowed_mentions"]["roles"], serde_json::json!(["456"]));
+        assert_eq!(
+            hook["allowed_mentions"]["roles"],
+            serde_json::json!(["456"])
+        );
         // Anything but a role ID pings nobody; no link, no line for it.
         for mention in [Some("@everyone"), Some("here"), None] {
             let r = Reminder {

@@ -367,7 +367,9 @@ impl Client {
     ) -> Result<MessageRef, PlatformError> {
         let body = super::render::reminder(channel, ts, reminder);
         let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let result = self.call(channel, "chat.postMessage", &body, deadline).await;
+        let result = self
+            .call(channel, "chat.postMessage", &body, deadline)
+            .await;
         let posted = self
             .inner
             .problems

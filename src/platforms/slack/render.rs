@@ -311,7 +311,11 @@ fn fallback_text(card: &Card, mention: Option<&str>) -> String {
 /// The `chat.postMessage` body of a reminder in the thread of the card at
 /// `thread_ts`: plain mrkdwn text, the configured mention (if it is Slack
 /// mention syntax) its only `<…>` sequence. Nothing untrusted in it.
-pub fn reminder(channel: &str, thread_ts: &str, r: &crate::platforms::Reminder) -> serde_json::Value {
+pub fn reminder(
+    channel: &str,
+    thread_ts: &str,
+    r: &crate::platforms::Reminder,
+) -> serde_json::Value {
     let mention = r
         .mention
         .as_deref()

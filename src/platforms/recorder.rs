@@ -28,6 +28,8 @@ pub struct Recorder {
     failures: Arc<Mutex<HashMap<Option<Target>, Failure>>>,
     delay: Arc<Mutex<Duration>>,
     replies: Arc<Mutex<Vec<(MessageRef, Reminder)>>>,
+    /// Reminders still to fail.
+    failing_replies: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -134,12 +136,27 @@ impl Recorder {
         Ok(())
     }
 
-    /// Keeps a reminder.
+    /// The next `n` reminders fail as transient errors.
+    pub fn fail_next_replies(&self, n: usize) {
+        self.failing_replies.store(n, Ordering::SeqCst);
+    }
+
+    /// Keeps a reminder (or fails, when told to).
     pub async fn reply(
         &self,
         message: &MessageRef,
         reminder: &Reminder,
     ) -> Result<(), PlatformError> {
+        let failing = self
+            .failing_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(PlatformError::Transient {
+                platform: "recorder",
+                detail: "told to fail".into(),
+                retry_after: None,
+            });
+        }
         self.replies
             .lock()
             .unwrap_or_else(|p| p.into_inner())

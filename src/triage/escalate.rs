@@ -128,14 +128,17 @@ impl Escalator {
         }
     }
 
-    /// Polls every `poll` until the task is aborted (at shutdown: a case
+    /// Polls every `poll` (at once again after a full batch) until the task
+    /// is aborted (at shutdown: a case
     /// taken then comes due again after the lease, on any replica).
     pub fn spawn(self, poll: Duration) -> tokio::task::JoinHandle<()> {
         let poll = poll.max(Duration::from_millis(10));
         tokio::spawn(async move {
             loop {
-                self.tick().await;
-                tokio::time::sleep(poll).await;
+                // A full batch: more may be due; look again at once.
+                if self.tick().await.len() < TAKE {
+                    tokio::time::sleep(poll).await;
+                }
             }
         })
     }
@@ -143,11 +146,12 @@ impl Escalator {
     /// One poll: takes what is due and handles each case. Returns what
     /// happened to each.
     pub async fn tick(&self) -> Vec<Escalated> {
-        let due = match self
-            .store
-            .take_due(ESCALATIONS, now_ms(), LEASE, TAKE)
-            .await
-        {
+        self.tick_at(now_ms()).await
+    }
+
+    /// [`Escalator::tick`] as if it were `now_ms` (tests look past the lease).
+    pub async fn tick_at(&self, now_ms: u64) -> Vec<Escalated> {
+        let due = match self.store.take_due(ESCALATIONS, now_ms, LEASE, TAKE).await {
             Ok(due) => due,
             Err(e) => {
                 warn!(error = %e, "cannot read the cases due a reminder; trying again at the next poll");
@@ -372,5 +376,60 @@ mod tests {
         cases.add_copy(&open, 1, copy("1.3", "mods")).await.unwrap();
         tokio::time::sleep(after + Duration::from_millis(50)).await;
         assert!(escalator.tick().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_reply_is_retried_after_the_lease_for_the_missing_copies_only_then_given_up() {
+        let store = Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(30),
+                done: Duration::from_secs(60),
+            },
+            1000,
+        ));
+        let (after, ttl) = (Duration::from_millis(1), Duration::from_secs(3600));
+        let cases = Cases::new(store.clone(), ttl).with_escalation(Some(after));
+        let recorder = Recorder::default();
+        let escalator = Escalator::new(
+            store.clone(),
+            Sinks::Recorder(recorder.clone()),
+            after,
+            ttl,
+            BTreeMap::new(),
+        );
+        let lease = ms(LEASE);
+        let (id, doomed) = (case_id("acme", "p1"), case_id("acme", "p2"));
+        cases.add_copy(&id, 1, copy("1.1", "mods")).await.unwrap();
+        cases.add_copy(&id, 1, copy("1.2", "mods")).await.unwrap();
+        let t = now_ms() + 10;
+        // The first copy's reminder fails, the second's goes out.
+        recorder.fail_next_replies(1);
+        assert_eq!(escalator.tick_at(t).await, [Escalated::Later]);
+        assert_eq!(recorder.replies().len(), 1);
+        assert!(escalator.tick_at(t + lease - 1).await.is_empty(), "leased");
+        // After the lease: only the copy still missing.
+        assert_eq!(escalator.tick_at(t + lease).await, [Escalated::Reminded(1)]);
+        let sent: Vec<MessageRef> = recorder.replies().into_iter().map(|(m, _)| m).collect();
+        assert_eq!(sent, [copy("1.2", "").message, copy("1.1", "").message]);
+        assert!(escalator.tick_at(t + 10 * lease).await.is_empty(), "done");
+
+        // A copy that always fails: given up after MAX_TRIES attempts.
+        cases
+            .add_copy(&doomed, 1, copy("2.1", "mods"))
+            .await
+            .unwrap();
+        recorder.fail_next_replies(usize::MAX);
+        let t = now_ms() + 10;
+        let mut outcomes = Vec::new();
+        for attempt in 0..=MAX_TRIES {
+            outcomes.extend(escalator.tick_at(t + u64::from(attempt) * lease).await);
+        }
+        assert_eq!(
+            outcomes,
+            [Escalated::Later, Escalated::Later, Escalated::GivenUp]
+        );
+        recorder.fail_next_replies(0);
+        assert!(escalator.tick_at(t + 10 * lease).await.is_empty(), "left");
+        assert_eq!(recorder.replies().len(), 2);
     }
 }

@@ -296,6 +296,13 @@ mod tests {
         let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
         assert_eq!(s.triage.escalate_after, Some(Duration::from_secs(1800)));
         assert_eq!(s.triage.escalate_poll, Duration::from_secs(5));
+        assert!(
+            s.triage
+                .report()
+                .iter()
+                .any(|l| l.starts_with("ok: cases still open 30 min after their first card")),
+            "check says so"
+        );
         let s = Settings::load(
             Some(f.path()),
             true,

@@ -160,6 +160,12 @@ impl TriageSettings {
             Some(_) => "ok: Discord moderator buttons are on (DISCORD_PUBLIC_KEY is set); Discord's Interactions Endpoint URL is https://<host>/discord/interactions".to_owned(),
             None => format!("note: Discord moderator buttons are off: {DISCORD_PUBLIC_KEY_ENV} is not set"),
         });
+        if let Some(after) = self.escalate_after {
+            lines.push(format!(
+                "ok: cases still open {} min after their first card get one reminder on every copy (triage.escalate_after_minutes)",
+                after.as_secs() / 60
+            ));
+        }
         lines
     }
 }

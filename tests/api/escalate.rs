@@ -217,8 +217,10 @@ async fn an_unclaimed_case_gets_one_reminder_per_copy_and_a_claimed_one_none() {
     let (open_id, open) = w.deliver(0, "ESC-OPEN").await;
     let (claimed_id, claimed) = w.deliver(1, "ESC-CLAIMED").await;
     claim_from_slack(&w.replicas[1], &claimed_id).await;
-    // Nothing before the delay.
-    assert_eq!(w.reminders(&open, "ESC-OPEN"), (vec![], vec![], vec![]));
+    // Nothing before the delay (unless this machine took that long).
+    if started.elapsed() < AFTER - Duration::from_millis(500) {
+        assert_eq!(w.reminders(&open, "ESC-OPEN"), (vec![], vec![], vec![]));
+    }
     wait_for("the reminders", Duration::from_secs(15), || {
         let (s, r, h) = w.reminders(&open, "ESC-OPEN");
         !s.is_empty() && !r.is_empty() && !h.is_empty()

@@ -33,6 +33,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     prober: tokio::task::JoinHandle<()>,
+    escalator: Option<tokio::task::JoinHandle<()>>,
     _watch: Option<WatchGuard>,
 }
 
@@ -46,6 +47,10 @@ impl Running {
             let _ = t.await;
         }
         self.prober.abort();
+        if let Some(e) = &self.escalator {
+            // A case taken and not finished comes due again after the lease.
+            e.abort();
+        }
         let released = self
             .state
             .ingest
@@ -121,12 +126,30 @@ pub async fn start_with(
     }
     let guard = if watch_rules { watch(&live) } else { None };
     let alerts = alerts_for(&settings, &sinks);
-    // Cases are kept only while some platform's clicks can reach them.
+    // Cases are kept only while some platform's clicks can reach them, or
+    // while unclaimed ones are escalated.
     let interactions_on = settings.triage.slack_signing_secret.is_some()
         || settings.triage.discord_public_key.is_some();
+    let escalate_after = settings.triage.escalate_after;
+    let case_ttl = crate::triage::case::DEFAULT_CASE_TTL;
+    let escalator = escalate_after.map(|after| {
+        let mentions = settings
+            .destinations
+            .iter()
+            .filter_map(|d| Some((d.name().to_owned(), d.mention()?.to_owned())))
+            .collect();
+        crate::triage::escalate::Escalator::new(
+            store.clone(),
+            sinks.clone(),
+            after,
+            case_ttl,
+            mentions,
+        )
+    });
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
         .with_alerts(alerts.clone())
-        .with_cases(interactions_on.then_some(crate::triage::case::DEFAULT_CASE_TTL));
+        .with_cases((interactions_on || escalate_after.is_some()).then_some(case_ttl))
+        .with_escalation(escalate_after);
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -179,6 +202,7 @@ pub async fn start_with(
         rules = state.pipeline.rules().current().files(),
         "modbridge is listening"
     );
+    let escalator = escalator.map(|e| e.spawn(settings.triage.escalate_poll));
     Ok(Running {
         addr: listeners.addr,
         admin_addr: listeners.admin_addr,
@@ -186,6 +210,7 @@ pub async fn start_with(
         shutdown: listeners.shutdown,
         tasks: listeners.tasks,
         prober,
+        escalator,
         _watch: guard,
     })
 }

@@ -431,6 +431,12 @@ impl Deliverer {
         }
     }
 
+    /// Schedules each new case for a reminder `after` (with cases on).
+    pub fn with_escalation(mut self, after: Option<Duration>) -> Self {
+        self.cases = self.cases.take().map(|c| c.with_escalation(after));
+        self
+    }
+
     /// Lists a confirmed copy in its case, so a click edits it too. A
     /// failure costs only that copy's status edits: the card is sent.
     async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef) {
@@ -442,6 +448,8 @@ impl Deliverer {
             message: message.clone(),
             target: target.to_string(),
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
+            destination: Some(card.destination.clone()),
+            link: card.post_url.clone(),
         };
         let id = case_id(&card.customer_id, &card.post_id);
         // The case's clock starts with its first card (not the post's own

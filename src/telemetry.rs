@@ -172,7 +172,7 @@ fn describe() {
     );
     describe_counter!(
         "modbridge_cases_total",
-        "Moderator actions that changed a case, by the outcome they led to"
+        "Moderator actions that changed a case, by the outcome they led to; outcome=\"escalated\": cases still open at their due time that got a reminder on their copies"
     );
     describe_histogram!(
         "modbridge_case_time_to_claim_seconds",

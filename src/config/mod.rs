@@ -311,6 +311,49 @@ mod tests {
     }
 
     #[test]
+    fn escalation_is_off_unless_set_and_at_least_a_minute() {
+        let s = Settings::load(None, true, &env(&[])).unwrap();
+        assert_eq!(s.triage.escalate_after, None);
+        let f = write("[triage]\nescalate_after_minutes = 30\n");
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.triage.escalate_after, Some(Duration::from_secs(1800)));
+        assert_eq!(s.triage.escalate_poll, Duration::from_secs(5));
+        assert!(
+            s.triage
+                .report()
+                .iter()
+                .any(|l| l.starts_with("ok: cases still open 30 min after their first card")),
+            "check says so"
+        );
+        let s = Settings::load(
+            Some(f.path()),
+            true,
+            &env(&[("MODBRIDGE_ESCALATE_AFTER_MINUTES", "5")]),
+        )
+        .unwrap();
+        assert_eq!(s.triage.escalate_after, Some(Duration::from_secs(300)));
+        let f = write("[triage]\nescalate_after_minutes = 0\n");
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("triage.escalate_after_minutes (or MODBRIDGE_ESCALATE_AFTER_MINUTES) must be at least 1"),
+            "{err}"
+        );
+        let err = Settings::load(
+            None,
+            true,
+            &env(&[("MODBRIDGE_ESCALATE_AFTER_MINUTES", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("MODBRIDGE_ESCALATE_AFTER_MINUTES=\"soon\": expected a whole number"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn triage_names_who_may_act_and_refuses_ids_that_cannot_be() {
         let f = write(
             "[triage]\nslack_users = [\"U0ANA123\"]\ndiscord_roles = [\"111122223333444455\"]\n",

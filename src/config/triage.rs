@@ -8,6 +8,8 @@
 //! `[triage] slack_users = ["U…"]` and `discord_roles = ["…"]` restrict who
 //! may act (unset: anyone who can see the card).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::loader::Loader;
@@ -17,6 +19,10 @@ use crate::secret::Secret;
 pub const SLACK_SIGNING_SECRET_ENV: &str = "SLACK_SIGNING_SECRET";
 /// The Discord application's public key variable.
 pub const DISCORD_PUBLIC_KEY_ENV: &str = "DISCORD_PUBLIC_KEY";
+/// Overrides `[triage] escalate_after_minutes`.
+pub const ESCALATE_AFTER_ENV: &str = "MODBRIDGE_ESCALATE_AFTER_MINUTES";
+/// How often each replica looks for cases due a reminder.
+pub const DEFAULT_ESCALATE_POLL: Duration = Duration::from_secs(5);
 
 /// A Discord application's Ed25519 public key: 32 bytes, given as 64 hex
 /// characters. Checked at start so that a bad copy fails loudly instead of
@@ -44,11 +50,13 @@ impl DiscordPublicKey {
 pub(super) struct RawTriage {
     slack_users: Option<Vec<String>>,
     discord_roles: Option<Vec<String>>,
+    escalate_after_minutes: Option<u64>,
 }
 
 /// What authenticates moderators' clicks, per platform (`None`: that
-/// platform's interactions are off), and who may act.
-#[derive(Debug, Clone, Default)]
+/// platform's interactions are off), who may act, and when an unclaimed
+/// case is escalated.
+#[derive(Debug, Clone)]
 pub struct TriageSettings {
     pub slack_signing_secret: Option<Secret>,
     pub discord_public_key: Option<DiscordPublicKey>,
@@ -56,6 +64,25 @@ pub struct TriageSettings {
     pub slack_users: Vec<String>,
     /// Discord role IDs whose members may act (empty: anyone).
     pub discord_roles: Vec<String>,
+    /// A case still open this long after its first copy was posted gets one
+    /// reminder (`escalate_after_minutes`; `None`: never). Tests set seconds.
+    pub escalate_after: Option<Duration>,
+    /// How often each replica looks for cases due a reminder
+    /// ([`DEFAULT_ESCALATE_POLL`]; tests set less).
+    pub escalate_poll: Duration,
+}
+
+impl Default for TriageSettings {
+    fn default() -> Self {
+        Self {
+            slack_signing_secret: None,
+            discord_public_key: None,
+            slack_users: Vec::new(),
+            discord_roles: Vec::new(),
+            escalate_after: None,
+            escalate_poll: DEFAULT_ESCALATE_POLL,
+        }
+    }
 }
 
 impl TriageSettings {
@@ -100,11 +127,25 @@ impl TriageSettings {
                         None
                     }
                 });
+        let escalate_after = match l.var(ESCALATE_AFTER_ENV) {
+            Some(_) => Some(l.whole_number(ESCALATE_AFTER_ENV, None, 0)),
+            None => raw.escalate_after_minutes,
+        };
+        if escalate_after == Some(0) {
+            let key = l.key("triage.escalate_after_minutes");
+            l.problem(format!(
+                "{key} (or {ESCALATE_AFTER_ENV}) must be at least 1 (minutes a case may stay open before its reminder); leave it unset for no reminders"
+            ));
+        }
         Self {
             slack_signing_secret,
             discord_public_key,
             slack_users,
             discord_roles,
+            escalate_after: escalate_after
+                .filter(|&m| m > 0)
+                .map(|m| Duration::from_secs(m.saturating_mul(60))),
+            escalate_poll: DEFAULT_ESCALATE_POLL,
         }
     }
 
@@ -119,6 +160,12 @@ impl TriageSettings {
             Some(_) => "ok: Discord moderator buttons are on (DISCORD_PUBLIC_KEY is set); Discord's Interactions Endpoint URL is https://<host>/discord/interactions".to_owned(),
             None => format!("note: Discord moderator buttons are off: {DISCORD_PUBLIC_KEY_ENV} is not set"),
         });
+        if let Some(after) = self.escalate_after {
+            lines.push(format!(
+                "ok: cases still open {} min after their first card get one reminder on every copy (triage.escalate_after_minutes)",
+                after.as_secs() / 60
+            ));
+        }
         lines
     }
 }

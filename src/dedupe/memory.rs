@@ -51,6 +51,8 @@ struct Inner {
     versioned_order: VecDeque<String>,
     /// Counters: name → (field → count, until). Few names (one a day).
     counters: HashMap<String, (BTreeMap<String, i64>, Instant)>,
+    /// Schedules: set → (member → due ms, until).
+    schedules: HashMap<String, (HashMap<String, u64>, Instant)>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -561,6 +563,65 @@ impl DedupeStore for MemoryStore {
         Ok(true)
     }
 
+    async fn schedule(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        inner.schedules.retain(|_, (_, until)| *until > now);
+        let (members, until) = inner
+            .schedules
+            .entry(set.to_owned())
+            .or_insert_with(|| (HashMap::new(), now + ttl));
+        *until = (*until).max(now + ttl);
+        if members.contains_key(member) {
+            return Ok(false);
+        }
+        members.insert(member.to_owned(), due_ms);
+        Ok(true)
+    }
+
+    async fn take_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let mut inner = MemoryStore::lock(self);
+        let Some((members, until)) = inner.schedules.get_mut(set) else {
+            return Ok(Vec::new());
+        };
+        if *until <= now {
+            return Ok(Vec::new());
+        }
+        let mut due: Vec<(u64, String)> = members
+            .iter()
+            .filter(|(_, at)| **at <= now_ms)
+            .map(|(m, at)| (*at, m.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let again = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+        for (_, m) in &due {
+            members.insert(m.clone(), again);
+        }
+        Ok(due.into_iter().map(|(_, m)| m).collect())
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        let mut inner = MemoryStore::lock(self);
+        if let Some((members, _)) = inner.schedules.get_mut(set) {
+            members.remove(member);
+        }
+        Ok(())
+    }
+
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
         Ok(Parking::NotDurable)
     }
@@ -607,6 +668,11 @@ mod tests {
     async fn memory_store_has_one_winner_under_contention() {
         suite::concurrent(&short_lived(Duration::from_secs(5)), "mem").await;
         suite::concurrent_reservations(&short_lived(Duration::from_secs(5)), "mem").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_schedules_and_leases_due_members() {
+        suite::schedules(&short_lived(Duration::from_secs(5)), "mem").await;
     }
 
     #[tokio::test]

@@ -430,6 +430,34 @@ pub trait DedupeStore: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Puts `member` in the schedule `set`, due at `due_ms` (ms since the
+    /// Unix epoch), unless it is there already (its due time is kept);
+    /// `true` when added. The set is kept at least `ttl` after this call.
+    fn schedule(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Up to `limit` members of `set` due at `now_ms`, earliest first, each
+    /// made due again at `now_ms + lease` in the same atomic step: two
+    /// callers never take the same member, and a member whose taker never
+    /// calls [`DedupeStore::unschedule`] comes due again after the lease.
+    fn take_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease: Duration,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Removes `member` from `set` (its work is done).
+    fn unschedule(
+        &self,
+        set: &str,
+        member: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
     fn park(
@@ -638,6 +666,36 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.first_sighting(name, ttl).await,
             Store::Redis(s) => s.first_sighting(name, ttl).await,
+        }
+    }
+    async fn schedule(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.schedule(set, member, due_ms, ttl).await,
+            Store::Redis(s) => s.schedule(set, member, due_ms, ttl).await,
+        }
+    }
+    async fn take_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Memory(s) => s.take_due(set, now_ms, lease, limit).await,
+            Store::Redis(s) => s.take_due(set, now_ms, lease, limit).await,
+        }
+    }
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.unschedule(set, member).await,
+            Store::Redis(s) => s.unschedule(set, member).await,
         }
     }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
@@ -1048,6 +1106,117 @@ pub mod suite {
         store.unpark(&list, second).await.unwrap();
         store.unpark(&other, first).await.unwrap();
         assert!(store.parked(&list).await.unwrap().is_empty());
+    }
+
+    /// Schedules: added once (the first due time kept), taken when due
+    /// (earliest first, at most `limit`), made due again after the lease
+    /// unless unscheduled; many concurrent takers never share a member.
+    pub async fn schedules<S: DedupeStore + Clone + 'static>(store: &S, prefix: &str) {
+        let set = format!("{prefix}-escalations");
+        let ttl = Duration::from_secs(60);
+        let lease = Duration::from_millis(300);
+        let t = epoch_ms();
+        assert!(store.schedule(&set, "b", t + 20, ttl).await.unwrap());
+        assert!(store.schedule(&set, "a", t + 10, ttl).await.unwrap());
+        assert!(
+            !store.schedule(&set, "a", t + 5_000, ttl).await.unwrap(),
+            "scheduled once: its first due time stays"
+        );
+        assert!(
+            store
+                .schedule(&set, "later", t + 60_000, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(store.take_due(&set, t, lease, 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.take_due(&set, t + 30, lease, 1).await.unwrap(),
+            ["a"],
+            "earliest first, at most `limit`"
+        );
+        assert_eq!(
+            store.take_due(&set, t + 30, lease, 10).await.unwrap(),
+            ["b"]
+        );
+        assert!(
+            store
+                .take_due(&set, t + 30, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "taken members are leased"
+        );
+        store.unschedule(&set, "b").await.unwrap();
+        // After the lease, what was taken and not unscheduled is due again.
+        let after = t + 30 + 300;
+        assert_eq!(store.take_due(&set, after, lease, 10).await.unwrap(), ["a"]);
+        store.unschedule(&set, "a").await.unwrap();
+        store.unschedule(&set, "a").await.unwrap();
+        assert!(
+            store
+                .take_due(&set, after + 1_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store.schedule(&set, "a", t, ttl).await.unwrap(),
+            "unscheduled members may be scheduled again"
+        );
+        store.unschedule(&set, "a").await.unwrap();
+        assert!(
+            store
+                .take_due(&set, t + 59_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Other sets are apart.
+        let other = format!("{prefix}-other");
+        assert!(
+            store
+                .take_due(&other, t + 120_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.take_due(&set, t + 120_000, lease, 10).await.unwrap(),
+            ["later"]
+        );
+
+        // Concurrent takers: every member is taken exactly once.
+        let race = format!("{prefix}-race-escalations");
+        for i in 0..40 {
+            store
+                .schedule(&race, &format!("m{i}"), t, ttl)
+                .await
+                .unwrap();
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (store, race) = (store.clone(), race.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.extend(
+                        store
+                            .take_due(&race, t + 1, Duration::from_secs(30), 3)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        let mut want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        want.sort();
+        assert_eq!(all, want, "each member taken once");
     }
 
     /// Many concurrent claims of one ID: exactly one wins.

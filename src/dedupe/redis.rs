@@ -29,6 +29,10 @@
 //! checks the revision; `<prefix>counts:<name>` a hash of counters
 //! (`HINCRBY`, never below 0, with a TTL: moderator outcomes per day,
 //! `stats:<YYYY-MM-DD>`).
+//! checks the revision; `<prefix>due:<set>` is a schedule, a sorted set of
+//! opaque members (moderator cases: `escalations`, case IDs) scored by the
+//! due time in ms since the Unix epoch, re-scored by a script when taken
+//! (a lease), with a TTL renewed by each schedule.
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
@@ -199,6 +203,8 @@ struct Scripts {
     push_with_ttl: Script,
     swap_versioned: Script,
     add_counts: Script,
+    schedule: Script,
+    take_due: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -251,6 +257,8 @@ impl RedisStore {
                 push_with_ttl: Script::new(PUSH_WITH_TTL),
                 swap_versioned: Script::new(SWAP_VERSIONED),
                 add_counts: Script::new(ADD_COUNTS),
+                schedule: Script::new(SCHEDULE),
+                take_due: Script::new(TAKE_DUE),
             }),
             prefix: prefix.into(),
             ttl,
@@ -356,6 +364,21 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
+";
+/// KEYS: schedule. ARGV: member, due ms, TTL ms. Returns 1 when added. The
+/// TTL only grows (`GT` needs Redis 7; compared here instead).
+const SCHEDULE: &str = r"
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return added
+";
+/// KEYS: schedule. ARGV: now ms, now + lease ms, limit. Returns the members
+/// due, earliest first, each re-scored to now + lease in the same step.
+const TAKE_DUE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
+return due
 ";
 
 /// Parked lists: one Redis list per name, and a set of the names.
@@ -726,6 +749,50 @@ impl DedupeStore for RedisStore {
             .arg(Self::ms(ttl));
         let set: Option<String> = self.query(cmd).await?;
         Ok(set.is_some())
+    }
+
+    async fn schedule(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let added: i64 = self
+            .run(
+                &self.scripts.schedule,
+                &[format!("{}due:{set}", self.prefix)],
+                &[member.to_owned(), due_ms.to_string(), Self::ms(ttl)],
+            )
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn take_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let again = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+        self.run(
+            &self.scripts.take_due,
+            &[format!("{}due:{set}", self.prefix)],
+            &[
+                now_ms.to_string(),
+                again.to_string(),
+                limit.max(1).to_string(),
+            ],
+        )
+        .await
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(format!("{}due:{set}", self.prefix)).arg(member);
+        let _: i64 = self.query(cmd).await?;
+        Ok(())
     }
 
     /// The list and the set of names get their TTL back on every push (one

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{PlatformError, Target};
+use super::{MessageRef, PlatformError, Reminder, Target};
 use crate::card::Card;
 
 /// Prints each card as one JSON object per line on standard output.
@@ -23,5 +23,23 @@ impl DryRun {
         writeln!(out, "{line}")
             .and_then(|()| out.flush())
             .map_err(|e| failed(&e))
+    }
+
+    /// Prints a reminder as one JSON line: the message it answers and its text.
+    pub fn reply(&self, message: &MessageRef, reminder: &Reminder) -> Result<(), PlatformError> {
+        let line = serde_json::json!({
+            "reply_to": message,
+            "text": super::present::still_open(reminder.after),
+            "mention": reminder.mention,
+            "link": reminder.link,
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| PlatformError::Transient {
+                platform: "stdout",
+                detail: e.to_string(),
+                retry_after: None,
+            })
     }
 }

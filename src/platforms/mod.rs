@@ -272,6 +272,22 @@ pub enum Lookup {
     Unavailable(String),
 }
 
+/// A reminder posted under a copy of a case nobody claimed (issue #13's
+/// escalation): Slack replies in the card's thread, a Discord bot replies to
+/// its message, and a Discord incoming webhook (which cannot reply) posts a
+/// new message with the post's link. Only the configured mention pings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reminder {
+    /// How long the case has been open.
+    pub after: Duration,
+    /// The destination's configured mention (checked again by each platform:
+    /// anything not in its syntax pings nobody).
+    pub mention: Option<String>,
+    /// The post's link (only webhook messages carry it: a reply sits under
+    /// the card, which has it).
+    pub link: Option<String>,
+}
+
 /// What `explain` and `--dry-run` print for `card` sent to `target`: the exact
 /// request body (`chat.postMessage`, a Discord message or webhook execution).
 pub fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
@@ -412,6 +428,24 @@ impl Platforms {
         }
     }
 
+    /// Posts `reminder` under the message (a Slack thread reply, a Discord
+    /// reply; a new message for a Discord incoming webhook). Returns where
+    /// it is when the platform said.
+    pub async fn reply(
+        &self,
+        message: &MessageRef,
+        reminder: &Reminder,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        match message {
+            MessageRef::Slack { channel, ts } => {
+                self.slack()?.reply(channel, ts, reminder).await.map(Some)
+            }
+            MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
+                self.discord()?.reply(message, reminder).await
+            }
+        }
+    }
+
     /// `check --live`: what each platform says about its credentials and
     /// every target in `destinations` (name, target); with `send_test`, a test
     /// card posted to each. One line each: `ok:`, `warning:`, `error:`, `note:`.
@@ -521,6 +555,20 @@ impl Sinks {
             Sinks::DryRun(_) | Sinks::Recorder(_) => {
                 Lookup::Unavailable("this sink keeps no messages to look up".into())
             }
+        }
+    }
+
+    /// Posts `reminder` under a posted copy ([`Platforms::reply`]); the dry
+    /// run prints it, the recorder keeps it.
+    pub async fn reply(
+        &self,
+        message: &MessageRef,
+        reminder: &Reminder,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        match self {
+            Sinks::DryRun(d) => d.reply(message, reminder).map(|()| None),
+            Sinks::Recorder(r) => r.reply(message, reminder).await.map(|()| None),
+            Sinks::Platforms(p) => p.reply(message, reminder).await,
         }
     }
 

@@ -35,6 +35,18 @@ pub const NOT_FULLY_CHECKED: &str =
 /// The heading of the notes for moderators.
 pub const NOTE_HEADING: &str = "Note for moderators";
 
+/// The reminder under a copy of a case nobody claimed: "Still open after 30
+/// min: nobody has claimed this card." (whole minutes; seconds below one).
+pub fn still_open(after: std::time::Duration) -> String {
+    let secs = after.as_secs();
+    let how_long = if secs >= 60 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{} s", secs.max(1))
+    };
+    format!("Still open after {how_long}: nobody has claimed this card.")
+}
+
 /// `1 day`, `3 days`.
 pub fn pluralize(n: i64, one: &str, many: &str) -> String {
     if n == 1 {

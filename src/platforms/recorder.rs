@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::PlatformError;
 use super::Target;
+use super::{MessageRef, PlatformError, Reminder};
 use crate::card::Card;
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct Recorder {
     /// `None` key: any target.
     failures: Arc<Mutex<HashMap<Option<Target>, Failure>>>,
     delay: Arc<Mutex<Duration>>,
+    replies: Arc<Mutex<Vec<(MessageRef, Reminder)>>>,
+    /// Reminders still to fail.
+    failing_replies: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -131,5 +134,41 @@ impl Recorder {
         }
         self.lock_cards().push((target.clone(), card.clone()));
         Ok(())
+    }
+
+    /// The next `n` reminders fail as transient errors.
+    pub fn fail_next_replies(&self, n: usize) {
+        self.failing_replies.store(n, Ordering::SeqCst);
+    }
+
+    /// Keeps a reminder (or fails, when told to).
+    pub async fn reply(
+        &self,
+        message: &MessageRef,
+        reminder: &Reminder,
+    ) -> Result<(), PlatformError> {
+        let failing = self
+            .failing_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(PlatformError::Transient {
+                platform: "recorder",
+                detail: "told to fail".into(),
+                retry_after: None,
+            });
+        }
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((message.clone(), reminder.clone()));
+        Ok(())
+    }
+
+    /// Reminders kept, in order.
+    pub fn replies(&self) -> Vec<(MessageRef, Reminder)> {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

@@ -61,6 +61,12 @@ pub struct Copy {
     /// Whether the copy can carry buttons (Discord incoming-webhook copies
     /// cannot: they only get status edits).
     pub buttons: bool,
+    /// The destination's name (a reminder pings its configured mention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// The post's link (a reminder through a Discord webhook carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// The record kept per case.
@@ -176,6 +182,9 @@ pub enum Acted {
 pub struct Cases<S> {
     store: S,
     ttl: Duration,
+    /// A new case is scheduled for a reminder this long after its first
+    /// copy ([`super::escalate`]); `None`: never.
+    escalate_after: Option<Duration>,
 }
 
 fn key(case_id: &str) -> String {
@@ -188,7 +197,19 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 impl<S: DedupeStore> Cases<S> {
     pub fn new(store: S, ttl: Duration) -> Self {
-        Self { store, ttl }
+        Self {
+            store,
+            ttl,
+            escalate_after: None,
+        }
+    }
+
+    /// Schedules each case its first copy creates for a reminder `after`
+    /// ([`super::escalate::schedule`]).
+    #[must_use]
+    pub fn with_escalation(mut self, after: Option<Duration>) -> Self {
+        self.escalate_after = after;
+        self
     }
 
     /// The case and its revision.
@@ -229,7 +250,14 @@ impl<S: DedupeStore> Cases<S> {
                 .swap_versioned(&key(case_id), revision, &body, self.ttl)
                 .await?
             {
-                Swapped::Written(revision) => return Ok((revision, case)),
+                Swapped::Written(revision) => {
+                    if revision == 1
+                        && let Some(after) = self.escalate_after
+                    {
+                        super::escalate::schedule(&self.store, case_id, after, self.ttl).await;
+                    }
+                    return Ok((revision, case));
+                }
                 Swapped::Stale(now) => {
                     current = match now {
                         Some(v) => {
@@ -325,6 +353,8 @@ mod tests {
             },
             target: "slack:C0123ABCD".into(),
             buttons: true,
+            destination: None,
+            link: None,
         }
     }
 

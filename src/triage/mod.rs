@@ -13,6 +13,7 @@
 //! no buttons yet and copies are not edited yet (the next slice).
 
 pub mod case;
+pub mod escalate;
 pub mod history;
 pub mod stats;
 

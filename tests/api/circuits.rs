@@ -37,6 +37,7 @@ async fn replica(redis: &RedisServer, slack: &FakeSlack) -> TestApp {
             ("MODBRIDGE_PROBE_INTERVAL_SECS", "1".into()),
         ],
         live: true,
+        adjust: None,
     })
     .await
 }

@@ -35,6 +35,7 @@ async fn redis_store_follows_the_protocol() {
     suite::run(&store(&redis.url, lease), "redis", lease).await;
     suite::concurrent(&store(&redis.url, Duration::from_secs(5)), "redis").await;
     suite::concurrent_reservations(&store(&redis.url, Duration::from_secs(5)), "redis").await;
+    suite::schedules(&store(&redis.url, Duration::from_secs(5)), "redis").await;
 }
 
 #[tokio::test]

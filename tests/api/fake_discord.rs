@@ -369,6 +369,22 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
             if let Some(resp) = invalid(st, "message", body) {
                 return resp;
             }
+            // A reply names a message of this channel (Discord: 400, 50035
+            // MESSAGE_REFERENCE_UNKNOWN_MESSAGE).
+            if let Some(reference) = body.get("message_reference").filter(|r| !r.is_null()) {
+                let same_channel = reference["channel_id"]
+                    .as_str()
+                    .is_none_or(|c| c == channel.to_string());
+                let exists = st
+                    .messages
+                    .get(&channel)
+                    .is_some_and(|ms| ms.iter().any(|m| m["id"] == reference["message_id"]));
+                if !same_channel || !exists {
+                    st.invalid
+                        .push("message_reference to an unknown message".into());
+                    return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+                }
+            }
             let nonce = body["nonce"]
                 .as_str()
                 .map(str::to_owned)

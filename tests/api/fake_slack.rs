@@ -248,6 +248,14 @@ impl FakeSlack {
     }
 
     /// Bodies of the `chat.postMessage` calls Slack accepted.
+    /// Replies posted in the thread of `ts` in `channel`.
+    pub fn thread(&self, channel: &str, ts: &str) -> Vec<Value> {
+        self.posted()
+            .into_iter()
+            .filter(|b| b["channel"] == channel && b["thread_ts"] == ts)
+            .collect()
+    }
+
     pub fn posted(&self) -> Vec<Value> {
         self.received()
             .into_iter()
@@ -399,6 +407,20 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
         .unwrap_or_default();
     let mut verdict = check_post(&mut state, req, content_type, &json_body);
     let channel_id = json_body["channel"].as_str().unwrap_or_default().to_owned();
+    // A thread reply names the `ts` of a message in the same channel.
+    if method == "chat.postMessage"
+        && matches!(verdict, Answer::Ok)
+        && let Some(thread) = json_body.get("thread_ts")
+    {
+        let known = thread.as_str().is_some_and(|ts| {
+            state
+                .messages
+                .contains_key(&(channel_id.clone(), ts.to_owned()))
+        });
+        if !known {
+            verdict = Answer::Error("thread_not_found");
+        }
+    }
     if method == "chat.update" && matches!(verdict, Answer::Ok) {
         let ts = json_body["ts"].as_str().unwrap_or_default().to_owned();
         if !state.messages.contains_key(&(channel_id.clone(), ts)) {

@@ -38,6 +38,9 @@ pub struct AppOptions {
     /// Deliver through the real platform sinks (pointed at fakes through
     /// `env`) instead of the recorder.
     pub live: bool,
+    /// Changes the loaded settings before the app starts (typed fields that
+    /// the file cannot set, such as seconds-long escalation delays).
+    pub adjust: Option<fn(&mut Settings)>,
 }
 
 impl Default for AppOptions {
@@ -48,6 +51,7 @@ impl Default for AppOptions {
             config: String::new(),
             env: Vec::new(),
             live: false,
+            adjust: None,
         }
     }
 }
@@ -84,7 +88,10 @@ pub async fn spawn_with(opts: AppOptions) -> TestApp {
     for (k, v) in opts.env {
         env.insert(k.into(), v);
     }
-    let settings = Settings::load(Some(&config), false, &env).expect("test settings load");
+    let mut settings = Settings::load(Some(&config), false, &env).expect("test settings load");
+    if let Some(adjust) = opts.adjust {
+        adjust(&mut settings);
+    }
     let ruleset = RuleSet::load_dir(&settings.rules_dir, &settings.destinations)
         .expect("test rules load")
         .rules;

@@ -9,6 +9,7 @@ mod dead_letters;
 mod dedupe_redis;
 mod delivery;
 mod discord;
+mod escalate;
 mod fake_discord;
 mod fake_slack;
 mod helpers;

@@ -367,3 +367,61 @@ async fn circuits_keep_their_key_and_record_format() {
     assert_eq!((status, json["parked"].as_u64()), (200, Some(1)), "{json}");
     assert_eq!(other.recorder.attempts(), 0, "no call to a broken target");
 }
+
+/// The escalation schedule: one sorted set, `modbridge:due:escalations`,
+/// members the case IDs scored by the due time (ms since the Unix epoch),
+/// kept at least as long as the cases; a reminder's progress is the
+/// versioned record `modbridge:versioned:escalation:<case ID>`.
+#[tokio::test]
+async fn the_escalation_schedule_keeps_its_key_and_scores() {
+    use crate::fake_slack::FakeSlack;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    fn in_ten_minutes(s: &mut modbridge::config::Settings) {
+        s.triage.escalate_after = Some(Duration::from_secs(600));
+    }
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        env: vec![
+            ("SLACK_BOT_TOKEN", "xoxb-1111-2222-fake".into()),
+            ("SLACK_API_URL", slack.base.clone()),
+        ],
+        live: true,
+        adjust: Some(in_ten_minutes),
+        ..Default::default()
+    })
+    .await;
+    let mut conn = connect(&redis.url).await;
+    let before = redis_now_ms(&mut conn).await;
+    let status = app
+        .deliver_until_ok(
+            &post_body("ESC-FORMAT", "a forbidden phrase here"),
+            "exec-esc-format",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let case = modbridge::triage::case::case_id(CUSTOMER, "ESC-FORMAT");
+    let score: Option<u64> = conn
+        .zscore("modbridge:due:escalations", &case)
+        .await
+        .unwrap();
+    let score = score.expect("the case is scheduled under its ID");
+    assert!(
+        (before + 600_000..before + 610_000).contains(&score),
+        "due 10 minutes after its first copy: {score} vs {before}"
+    );
+    let ttl: i64 = conn.pttl("modbridge:due:escalations").await.unwrap();
+    assert!(
+        ttl >= 14 * 86_400 * 1000,
+        "kept at least as long as cases: {ttl}"
+    );
+    assert!(
+        keys(&mut conn)
+            .await
+            .contains(&format!("modbridge:versioned:case:{case}"))
+    );
+    app.stop().await;
+}

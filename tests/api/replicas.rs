@@ -41,6 +41,7 @@ async fn replica(redis: &RedisServer, slack: &FakeSlack, discord: &FakeDiscord) 
             ("MODS_HOOK", FakeDiscord::webhook_url()),
         ],
         live: true,
+        adjust: None,
     })
     .await
 }
@@ -139,6 +140,7 @@ async fn graceful_redis_restarts_under_load_make_no_duplicate() {
                 ("SLACK_API_URL", slack.base.clone()),
             ],
             live: true,
+            adjust: None,
         })
     };
     let (a, b) = (
@@ -299,6 +301,7 @@ async fn trio(redis_url: &str, slack_api: &str, discord_api: &str) -> Vec<TestAp
                     ("MODS_HOOK", FakeDiscord::webhook_url()),
                 ],
                 live: true,
+                adjust: None,
             })
             .await,
         );

@@ -185,6 +185,7 @@ async fn a_scripted_run_feeds_stats_and_the_next_card_shows_the_authors_history(
             ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
         ],
         live: true,
+        ..Default::default()
     })
     .await;
     let click = |action: &str, case: &str| {

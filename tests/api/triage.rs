@@ -276,6 +276,8 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
                 },
                 target: "discord:112233445566778899".into(),
                 buttons: true,
+                destination: None,
+                link: None,
             },
             &Default::default(),
         )
@@ -385,6 +387,7 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
             ("DISCORD_PUBLIC_KEY", public),
         ],
         live: true,
+        adjust: None,
     })
     .await;
     let status = app
@@ -514,6 +517,8 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         },
         target: "slack:C0123ABCD".into(),
         buttons: true,
+        destination: None,
+        link: None,
     };
     cases
         .add_copy(&case, 1, copy, &Default::default())

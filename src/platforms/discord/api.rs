@@ -19,7 +19,10 @@ use serenity::http::{Http, HttpBuilder, HttpError};
 use serenity::model::id::{ChannelId, MessageId, WebhookId};
 use tracing::{info, warn};
 
-use super::render::{edit_message, edit_webhook_message, message, webhook_execution};
+use super::render::{
+    edit_message, edit_webhook_message, message, reminder_message, reminder_webhook,
+    webhook_execution,
+};
 use super::{API_URL_ENV, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
@@ -482,6 +485,78 @@ impl Client {
             .settle(PLATFORM, &place.to_string(), result)?;
         info!(destination = %place, "edited a Discord message");
         Ok(())
+    }
+
+    /// Posts `reminder` under a posted card: a reply as the bot (with
+    /// `message_reference`), or a new message through the card's webhook.
+    pub async fn reply(
+        &self,
+        message: &MessageRef,
+        reminder: &crate::platforms::Reminder,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        let (place, result) = match message {
+            MessageRef::Discord {
+                channel,
+                message_id,
+            } => {
+                let place = Endpoint::Channel(*channel);
+                let r = match self.bot() {
+                    Ok(http) => {
+                        let id = ChannelId::new(*channel);
+                        self.paced(*channel, &place, true, || {
+                            let send = id.send_message(
+                                http,
+                                reminder_message(reminder, *channel, *message_id),
+                            );
+                            async move { unreadable_is_delivered(send.await) }
+                        })
+                        .await
+                        .map(|m| {
+                            m.map(|m| MessageRef::Discord {
+                                channel: *channel,
+                                message_id: m.id.get(),
+                            })
+                        })
+                    }
+                    Err(f) => Err(f),
+                };
+                (place, r)
+            }
+            MessageRef::DiscordWebhook { env, .. } => {
+                let (place, hook) = self.webhook(env);
+                let r = match hook {
+                    Ok(hook) => self
+                        .paced(hook.id, &place, false, || {
+                            let execute = reminder_webhook(reminder).execute(
+                                &self.inner.hooks,
+                                (WebhookId::new(hook.id), hook.token.as_str(), true),
+                            );
+                            async move { unreadable_is_delivered(execute.await) }
+                        })
+                        .await
+                        .map(|m| {
+                            m.flatten().map(|m| MessageRef::DiscordWebhook {
+                                env: env.clone(),
+                                message_id: m.id.get(),
+                            })
+                        }),
+                    Err(f) => Err(f),
+                };
+                (place, r)
+            }
+            MessageRef::Slack { .. } => {
+                return Err(PlatformError::Config {
+                    platform: PLATFORM,
+                    detail: "not a Discord message".into(),
+                });
+            }
+        };
+        let posted = self
+            .inner
+            .problems
+            .settle(PLATFORM, &place.to_string(), result)?;
+        info!(destination = %place, "posted a reminder to Discord");
+        Ok(posted)
     }
 
     async fn post_bot(

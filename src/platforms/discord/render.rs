@@ -516,6 +516,62 @@ pub fn edit_webhook_message(card: &Card, now: DateTime<Utc>) -> EditWebhookMessa
     w
 }
 
+/// A reminder's text and mentions: the configured role (the only ping,
+/// allowed by ID; anything else in `mention` pings nobody), then the text;
+/// with `link`, the post's URL (checked like the card's, in `<…>` so that
+/// it shows no preview). Nothing untrusted in it.
+fn reminder_parts(
+    r: &crate::platforms::Reminder,
+    with_link: bool,
+) -> (String, CreateAllowedMentions) {
+    let role = r
+        .mention
+        .as_deref()
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|m| m.parse::<u64>().ok())
+        .filter(|&id| id > 0);
+    let mut allowed = CreateAllowedMentions::new();
+    let mut text = String::new();
+    if let Some(id) = role {
+        allowed = allowed.roles([RoleId::new(id)]);
+        text.push_str(&format!("<@&{id}> "));
+    }
+    text.push_str("\u{23f0} ");
+    text.push_str(&present::still_open(r.after));
+    if with_link && let Some(url) = r.link.as_deref().and_then(web_url) {
+        text.push_str(&format!("\nOpen post: <{url}>"));
+    }
+    (text, allowed)
+}
+
+/// The bot's reply to its card `message_id` in `channel`: a nonce of its
+/// own (a resend returns the reply already made).
+pub fn reminder_message(
+    r: &crate::platforms::Reminder,
+    channel: u64,
+    message_id: u64,
+) -> CreateMessage {
+    let (text, allowed) = reminder_parts(r, false);
+    CreateMessage::new()
+        .content(text)
+        .allowed_mentions(allowed)
+        .reference_message((
+            serenity::model::id::ChannelId::new(channel),
+            serenity::model::id::MessageId::new(message_id),
+        ))
+        .nonce(Nonce::String(format!("r{message_id}")))
+        .enforce_nonce(true)
+}
+
+/// A webhook's reminder: a new message (webhooks cannot reply) with the
+/// post's link.
+pub fn reminder_webhook(r: &crate::platforms::Reminder) -> ExecuteWebhook {
+    let (text, allowed) = reminder_parts(r, true);
+    ExecuteWebhook::new()
+        .content(text)
+        .allowed_mentions(allowed)
+}
+
 /// The body that would be sent to `target` (dry run, `explain`).
 pub fn payload(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
     let json = match target {
@@ -533,6 +589,57 @@ mod tests {
     use crate::platforms::present::fixtures::{self, now};
 
     const CHANNEL: u64 = 112233445566778899;
+
+    #[test]
+    fn reminders_ping_only_the_configured_role_and_link_safely() {
+        use crate::platforms::Reminder;
+        let r = Reminder {
+            after: std::time::Duration::from_secs(1800),
+            mention: Some("456".into()),
+            link: Some("https://x.example/p/1 <@&9>)[x](y)".into()),
+        };
+        let reply = serde_json::to_value(reminder_message(&r, CHANNEL, 77)).unwrap();
+        assert_eq!(
+            reply["content"],
+            "<@&456> \u{23f0} Still open after 30 min: nobody has claimed this card."
+        );
+        assert_eq!(reply["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(
+            reply["allowed_mentions"]["roles"],
+            serde_json::json!(["456"])
+        );
+        assert_eq!(reply["message_reference"]["message_id"], "77");
+        assert_eq!(
+            reply["message_reference"]["channel_id"],
+            CHANNEL.to_string()
+        );
+        assert_eq!(reply["nonce"], "r77");
+        let hook = serde_json::to_value(reminder_webhook(&r)).unwrap();
+        let content = hook["content"].as_str().unwrap();
+        assert!(
+            content.ends_with("\nOpen post: <https://x.example/p/1%20%3C@&9%3E%29%5Bx%5D%28y%29>"),
+            "the link cannot end early, mention or mask: {content}"
+        );
+        assert_eq!(
+            hook["allowed_mentions"]["roles"],
+            serde_json::json!(["456"])
+        );
+        // Anything but a role ID pings nobody; no link, no line for it.
+        for mention in [Some("@everyone"), Some("here"), None] {
+            let r = Reminder {
+                mention: mention.map(str::to_owned),
+                link: Some("javascript:alert(1)".into()),
+                ..r.clone()
+            };
+            let hook = serde_json::to_value(reminder_webhook(&r)).unwrap();
+            assert_eq!(
+                hook["content"],
+                "\u{23f0} Still open after 30 min: nobody has claimed this card."
+            );
+            assert_eq!(hook["allowed_mentions"]["parse"], serde_json::json!([]));
+            assert_eq!(hook["allowed_mentions"]["roles"], serde_json::json!([]));
+        }
+    }
 
     fn c_target() -> String {
         format!("discord:{CHANNEL}")

@@ -366,6 +366,30 @@ impl Client {
         })
     }
 
+    /// A reminder in the thread of the message at `ts` in `channel`
+    /// (`chat.postMessage` with `thread_ts`).
+    pub async fn reply(
+        &self,
+        channel: &str,
+        ts: &str,
+        reminder: &crate::platforms::Reminder,
+    ) -> Result<MessageRef, PlatformError> {
+        let body = super::render::reminder(channel, ts, reminder);
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let result = self
+            .call(channel, "chat.postMessage", &body, deadline)
+            .await;
+        let posted = self
+            .inner
+            .problems
+            .settle(PLATFORM, &format!("slack:{channel}"), result)?;
+        info!(channel, thread_ts = ts, "replied in a Slack thread");
+        Ok(MessageRef::Slack {
+            channel: posted.channel.unwrap_or_else(|| channel.to_owned()),
+            ts: posted.ts.unwrap_or_default(),
+        })
+    }
+
     /// `chat.update`: the message at `ts` in `channel` shows `card` instead.
     pub async fn update(&self, channel: &str, ts: &str, card: &Card) -> Result<(), PlatformError> {
         self.update_tagged(channel, ts, card, None).await

@@ -336,6 +336,27 @@ fn fallback_text(card: &Card, mention: Option<&str>) -> String {
     format!("{prefix}{excerpt}")
 }
 
+/// The `chat.postMessage` body of a reminder in the thread of the card at
+/// `thread_ts`: plain mrkdwn text, the configured mention (if it is Slack
+/// mention syntax) its only `<…>` sequence. Nothing untrusted in it.
+pub fn reminder(
+    channel: &str,
+    thread_ts: &str,
+    r: &crate::platforms::Reminder,
+) -> serde_json::Value {
+    let mention = r
+        .mention
+        .as_deref()
+        .and_then(super::mention_markup)
+        .map(|m| format!("{m} "))
+        .unwrap_or_default();
+    serde_json::json!({
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "text": format!(":alarm_clock: {mention}{}", present::still_open(r.after)),
+    })
+}
+
 /// The `chat.postMessage` body for `card` in `channel`. `now` is when it is
 /// sent (for "joined N days ago").
 pub fn render(
@@ -456,6 +477,38 @@ fn json_text_width(v: &serde_json::Value) -> usize {
 mod tests {
     use super::super::mention_markup;
     use super::*;
+
+    #[test]
+    fn reminders_reply_in_the_thread_and_ping_only_the_configured_mention() {
+        use crate::platforms::Reminder;
+        let mut r = Reminder {
+            after: std::time::Duration::from_secs(1800),
+            mention: Some("S0123ABC".into()),
+            link: Some("https://x.example/p/1".into()),
+        };
+        let body = reminder("C0123ABCD", "1700000000.000100", &r);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "channel": "C0123ABCD",
+                "thread_ts": "1700000000.000100",
+                "text": ":alarm_clock: <!subteam^S0123ABC> Still open after 30 min: nobody has claimed this card."
+            })
+        );
+        for bad in ["<!everyone>", "everyone", ""] {
+            r.mention = Some(bad.into());
+            assert_eq!(
+                reminder("C1", "1.2", &r)["text"],
+                ":alarm_clock: Still open after 30 min: nobody has claimed this card."
+            );
+        }
+        r.mention = Some("here".into());
+        r.after = std::time::Duration::from_secs(90);
+        assert_eq!(
+            reminder("C1", "1.2", &r)["text"],
+            ":alarm_clock: <!here> Still open after 1 min: nobody has claimed this card."
+        );
+    }
     use crate::platforms::present::fixtures::{self, now};
 
     fn c_target() -> String {

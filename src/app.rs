@@ -126,7 +126,7 @@ pub async fn start_with(
         || settings.triage.discord_public_key.is_some();
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
         .with_alerts(alerts.clone())
-        .with_cases(interactions_on.then_some(crate::triage::case::DEFAULT_CASE_TTL));
+        .with_cases(interactions_on.then_some(settings.triage.case_ttl));
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -144,10 +144,7 @@ pub async fn start_with(
     let triage = crate::triage::Triage {
         interactions: crate::platforms::Interactions::new(&settings.triage),
         store: store.clone(),
-        cases: crate::triage::case::Cases::new(
-            store.clone(),
-            crate::triage::case::DEFAULT_CASE_TTL,
-        ),
+        cases: crate::triage::case::Cases::new(store.clone(), settings.triage.case_ttl),
     };
     let state = AppState {
         settings: settings.clone(),

@@ -409,6 +409,7 @@ impl Deliverer {
             message: message.clone(),
             target: target.to_string(),
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
+            card: Some(card.clone()),
         };
         let id = case_id(&card.customer_id, &card.post_id);
         let posted = u64::try_from(card.posted_at.timestamp_millis()).unwrap_or(0);

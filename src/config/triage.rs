@@ -6,7 +6,9 @@
 //! cards carry no buttons.
 //!
 //! `[triage] slack_users = ["U…"]` and `discord_roles = ["…"]` restrict who
-//! may act (unset: anyone who can see the card).
+//! may act (unset: anyone who can see the card). `case_ttl_days`
+//! (`MODBRIDGE_CASE_TTL_DAYS`, default 14) is how long a case is kept after
+//! its last change.
 
 use serde::Deserialize;
 
@@ -44,11 +46,12 @@ impl DiscordPublicKey {
 pub(super) struct RawTriage {
     slack_users: Option<Vec<String>>,
     discord_roles: Option<Vec<String>>,
+    case_ttl_days: Option<u64>,
 }
 
 /// What authenticates moderators' clicks, per platform (`None`: that
 /// platform's interactions are off), and who may act.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TriageSettings {
     pub slack_signing_secret: Option<Secret>,
     pub discord_public_key: Option<DiscordPublicKey>,
@@ -56,6 +59,22 @@ pub struct TriageSettings {
     pub slack_users: Vec<String>,
     /// Discord role IDs whose members may act (empty: anyone).
     pub discord_roles: Vec<String>,
+    /// How long a case (its state, its copies, its card) is kept after its
+    /// last change (`case_ttl_days`, default 14): a click after that is
+    /// told the case has expired.
+    pub case_ttl: std::time::Duration,
+}
+
+impl Default for TriageSettings {
+    fn default() -> Self {
+        Self {
+            slack_signing_secret: None,
+            discord_public_key: None,
+            slack_users: Vec::new(),
+            discord_roles: Vec::new(),
+            case_ttl: std::time::Duration::from_secs(14 * 86_400),
+        }
+    }
 }
 
 impl TriageSettings {
@@ -100,11 +119,19 @@ impl TriageSettings {
                         None
                     }
                 });
+        let case_ttl_days = l.whole_number("MODBRIDGE_CASE_TTL_DAYS", raw.case_ttl_days, 14);
+        if case_ttl_days == 0 {
+            l.problem(
+                "triage.case_ttl_days must be at least 1 (days a moderator case is kept after its last change)"
+                    .to_owned(),
+            );
+        }
         Self {
             slack_signing_secret,
             discord_public_key,
             slack_users,
             discord_roles,
+            case_ttl: std::time::Duration::from_secs(case_ttl_days.max(1).saturating_mul(86_400)),
         }
     }
 

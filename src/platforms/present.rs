@@ -225,6 +225,7 @@ pub fn placeholder(card: &Card) -> Option<&'static str> {
 pub fn test_card(name: &str, target: &super::Target) -> Card {
     let now = Utc::now();
     Card {
+        case: None,
         destination: name.to_owned(),
         target: target.clone(),
         severity: crate::card::Severity::Flagged,

@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::card::{Card, CaseStatus, CaseView};
+
 use crate::dedupe::{DedupeStore, StoreError, Swapped};
 use crate::platforms::{MessageRef, ModeratorAction};
 
@@ -61,6 +63,11 @@ pub struct Copy {
     /// Whether the copy can carry buttons (Discord incoming-webhook copies
     /// cannot: they only get status edits).
     pub buttons: bool,
+    /// The platform-neutral card this copy shows (per copy: destinations
+    /// differ in mention and contact details), without its view; absent in
+    /// older records, whose copies then cannot be edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Card>,
 }
 
 /// The record kept per case.
@@ -76,6 +83,10 @@ pub struct Case {
     pub posted_at_ms: u64,
     #[serde(default)]
     pub copies: Vec<Copy>,
+    /// The action that moved it to `state` (absent in older records and
+    /// while open since creation): tells "reopened" from "unclaimed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ModeratorAction>,
 }
 
 /// Why a click changed nothing; said to the clicking moderator only.
@@ -97,6 +108,36 @@ impl Case {
             at_ms: 0,
             posted_at_ms,
             copies: Vec::new(),
+            action: None,
+        }
+    }
+
+    /// What a card shows of this case (`buttons`: whether the copy carries
+    /// interactive buttons).
+    pub fn view(&self, case_id: &str, buttons: bool) -> CaseView {
+        let status = match (self.state, self.action) {
+            (CaseState::Open, Some(ModeratorAction::Reopen)) => CaseStatus::Reopened,
+            (CaseState::Open, Some(ModeratorAction::Unclaim)) => CaseStatus::Unclaimed,
+            (CaseState::Open, _) => CaseStatus::Open,
+            (CaseState::Claimed, _) => CaseStatus::Claimed,
+            (CaseState::Resolved, _) => CaseStatus::Resolved,
+            (CaseState::FalsePositive, _) => CaseStatus::FalsePositive,
+        };
+        let by = match status {
+            CaseStatus::Open => None,
+            _ => self
+                .by
+                .as_ref()
+                .map(|a| (a.name.clone(), a.platform.clone())),
+        };
+        CaseView {
+            case_id: case_id.to_owned(),
+            status,
+            minutes_after_posting: by
+                .as_ref()
+                .map(|_| self.at_ms.saturating_sub(self.posted_at_ms) / 60_000),
+            by,
+            buttons,
         }
     }
 
@@ -133,6 +174,7 @@ impl Case {
             at_ms: now_ms,
             posted_at_ms: self.posted_at_ms,
             copies: self.copies.clone(),
+            action: Some(action),
         })
     }
 }
@@ -181,13 +223,18 @@ impl<S: DedupeStore> Cases<S> {
 
     /// Adds a posted copy to its case (creating the case, open): called by
     /// delivery after the platform confirmed the card. A copy already listed
-    /// is not added twice. Returns the case's revision and record.
+    /// is not added twice. The copy keeps its card (without its view) so
+    /// that a click can render it again. Returns the case's revision and
+    /// record.
     pub async fn add_copy(
         &self,
         case_id: &str,
         posted_at_ms: u64,
-        copy: Copy,
+        mut copy: Copy,
     ) -> Result<(u64, Case), StoreError> {
+        if let Some(card) = &mut copy.card {
+            card.case = None;
+        }
         let mut current = self.get(case_id).await?;
         for _ in 0..SWAP_ATTEMPTS {
             let (revision, mut case) = current.clone().unwrap_or((0, Case::open(posted_at_ms)));
@@ -296,6 +343,7 @@ mod tests {
             },
             target: "slack:C0123ABCD".into(),
             buttons: true,
+            card: None,
         }
     }
 

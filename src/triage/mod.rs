@@ -253,9 +253,9 @@ impl Triage {
                     Ok(Acted::Refused(refusal)) => {
                         InteractionReply::Ephemeral(refusal_text(&refusal))
                     }
-                    Ok(Acted::Unknown) => InteractionReply::Ephemeral(
-                        "This case has expired or is unknown: nothing changed".into(),
-                    ),
+                    Ok(Acted::Unknown) => {
+                        InteractionReply::Ephemeral("This case has expired: nothing changed".into())
+                    }
                     Err(e) => {
                         warn!(case_id = %click.case_id, error = %e, "cannot record a moderator action");
                         InteractionReply::Ephemeral(

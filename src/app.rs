@@ -124,9 +124,12 @@ pub async fn start_with(
     // Cases are kept only while some platform's clicks can reach them.
     let interactions_on = settings.triage.slack_signing_secret.is_some()
         || settings.triage.discord_public_key.is_some();
+    let interactions = crate::platforms::Interactions::new(&settings.triage);
+    let update_sinks = sinks.clone();
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
         .with_alerts(alerts.clone())
-        .with_cases(interactions_on.then_some(settings.triage.case_ttl));
+        .with_cases(interactions_on.then_some(settings.triage.case_ttl))
+        .with_buttons(interactions.clone());
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -141,10 +144,17 @@ pub async fn start_with(
         Timing::new(settings.intake.deadline, settings.dedupe.lease)
             .with_max_processing(settings.intake.max_processing),
     );
+    let cases = crate::triage::case::Cases::new(store.clone(), settings.triage.case_ttl);
     let triage = crate::triage::Triage {
-        interactions: crate::platforms::Interactions::new(&settings.triage),
+        interactions: interactions.clone(),
         store: store.clone(),
-        cases: crate::triage::case::Cases::new(store.clone(), settings.triage.case_ttl),
+        cases: cases.clone(),
+        updater: crate::triage::update::Updater {
+            store: store.clone(),
+            cases,
+            sinks: update_sinks,
+            interactions,
+        },
     };
     let state = AppState {
         settings: settings.clone(),

@@ -155,6 +155,10 @@ fn describe() {
         "modbridge_cases_total",
         "Moderator actions that changed a case, by the outcome they led to"
     );
+    describe_counter!(
+        "modbridge_case_updates_total",
+        "Edits of a case's copies after a change, by platform and outcome (updated, rate_limited: waited and tried again, failed, no_card: listed by an earlier version)"
+    );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
         "Time from the request's body read to the answer, for accepted webhooks (outcome=\"accepted\"; no_card answers are not timed)"

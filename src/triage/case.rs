@@ -68,6 +68,9 @@ pub struct Copy {
     /// older records, whose copies then cannot be edited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<Card>,
+    /// The copy's `CardTag` (32 hex digits, no ID), kept on a Slack edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// The record kept per case.
@@ -344,6 +347,7 @@ mod tests {
             target: "slack:C0123ABCD".into(),
             buttons: true,
             card: None,
+            tag: None,
         }
     }
 

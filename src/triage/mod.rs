@@ -9,10 +9,12 @@
 //! transition ([`case::Cases::act`], compare-and-swap on its revision) →
 //! answer: acknowledged, or an ephemeral word to the clicking moderator
 //! alone ("already claimed by @ana", "this case has expired"; Slack: through
-//! the click's `response_url`, after the 200). Cards carry
-//! no buttons yet and copies are not edited yet (the next slice).
+//! the click's `response_url`, after the 200). After a change every copy of
+//! the case is edited to its new state ([`update::Updater`], one worker of
+//! all replicas per case at a time).
 
 pub mod case;
+pub mod update;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +42,8 @@ pub struct Triage {
     pub interactions: Interactions,
     pub store: Store,
     pub cases: Cases<Store>,
+    /// Edits every copy after a change.
+    pub updater: update::Updater,
 }
 
 /// What the clicking moderator is told when nothing changed.
@@ -248,6 +252,8 @@ impl Triage {
                             "moderator action"
                         );
                         metrics::counter!("modbridge_cases_total", "outcome" => outcome(click.action)).increment(1);
+                        // Answered at once; every copy is edited after.
+                        self.updater.spawn(click.case_id.clone());
                         InteractionReply::Acknowledge
                     }
                     Ok(Acted::Refused(refusal)) => {

@@ -272,6 +272,7 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
                 target: "discord:112233445566778899".into(),
                 buttons: true,
                 card: None,
+                tag: None,
             },
         )
         .await
@@ -492,6 +493,7 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         target: "slack:C0123ABCD".into(),
         buttons: true,
         card: None,
+        tag: None,
     };
     cases.add_copy(&case, 1, copy).await.unwrap();
     let t = now();

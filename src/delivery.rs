@@ -412,7 +412,12 @@ impl Deliverer {
     /// replay) shows the current state; open when there is no case yet.
     async fn shown<'a>(&self, card: &'a Card, target: &Target) -> std::borrow::Cow<'a, Card> {
         use crate::triage::case::{Case, case_id};
-        let Some(cases) = &self.cases else {
+        // modbridge's own notices are nobody's case.
+        let Some(cases) = self
+            .cases
+            .as_ref()
+            .filter(|_| card.severity != crate::card::Severity::Notice)
+        else {
             return std::borrow::Cow::Borrowed(card);
         };
         let buttons = !matches!(target, Target::DiscordWebhook { .. })
@@ -437,7 +442,11 @@ impl Deliverer {
     /// Lists a confirmed copy in its case, so a click edits it too. A
     /// failure costs only that copy's status edits: the card is sent.
     async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef, key: &SentKey) {
-        let Some(cases) = &self.cases else {
+        let Some(cases) = self
+            .cases
+            .as_ref()
+            .filter(|_| card.severity != crate::card::Severity::Notice)
+        else {
             return;
         };
         use crate::triage::case::{Copy, case_id};

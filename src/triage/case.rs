@@ -412,6 +412,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_case_shows_its_state_who_and_how_long_after_posting() {
+        use crate::card::CaseStatus as S;
+        let (ana, bo) = (actor("ana"), actor("bo"));
+        let id = case_id("acme", "p1");
+        let open = Case::open(60_000);
+        let v = open.view(&id, true);
+        assert_eq!(
+            (v.status, v.by, v.minutes_after_posting),
+            (S::Open, None, None)
+        );
+        assert!(v.buttons);
+        let claimed = open
+            .apply(A::Claim, &ana, 60_000 + 4 * 60_000 + 59_000)
+            .unwrap();
+        let v = claimed.view(&id, false);
+        assert_eq!(v.status, S::Claimed);
+        assert_eq!(v.by, Some(("ana".into(), "slack".into())));
+        assert_eq!(v.minutes_after_posting, Some(4));
+        assert!(!v.buttons);
+        assert_eq!(v.case_id, id);
+        let unclaimed = claimed.apply(A::Unclaim, &bo, 70_000_000).unwrap();
+        assert_eq!(unclaimed.view(&id, true).status, S::Unclaimed);
+        let resolved = unclaimed.apply(A::Resolve, &bo, 70_000_000).unwrap();
+        assert_eq!(resolved.view(&id, true).status, S::Resolved);
+        let reopened = resolved.apply(A::Reopen, &ana, 70_000_000).unwrap();
+        assert_eq!(reopened.view(&id, true).status, S::Reopened);
+        let fp = reopened.apply(A::FalsePositive, &ana, 70_000_000).unwrap();
+        assert_eq!(fp.view(&id, true).status, S::FalsePositive);
+        // A record written before `action` existed reads back (open).
+        let old: Case =
+            serde_json::from_str(r#"{"state":"open","posted_at_ms":1,"copies":[]}"#).unwrap();
+        assert_eq!(old.view(&id, true).status, S::Open);
+    }
+
     #[tokio::test]
     async fn copies_gather_in_one_case_and_one_of_two_simultaneous_claims_wins() {
         let cases = Cases::new(store(), DEFAULT_CASE_TTL);

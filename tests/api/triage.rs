@@ -972,3 +972,41 @@ async fn a_click_on_an_expired_case_says_so() {
     );
     app.stop().await;
 }
+
+/// An edit answered 429 waits the `Retry-After` and is made again: the
+/// copy still ends on the new state, and the edit is counted once.
+#[tokio::test]
+async fn a_rate_limited_edit_waits_and_is_made_again() {
+    use crate::fake_slack::Next;
+    let Some((e, app, _url)) = everywhere("BTN-5").await else {
+        return;
+    };
+    e.slack.then(Next::RateLimited(1));
+    let claim = discord_act("claim-btn-5", "bo", "claim", &e.case, &e.message_id);
+    assert_eq!(
+        post_discord(&app, &e.key, now(), &claim).await.status(),
+        200
+    );
+    until_every_copy_says(&e, "Claimed by @bo on Discord").await;
+    let updates: Vec<_> = e
+        .slack
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "chat.update")
+        .collect();
+    let answers: Vec<&str> = updates.iter().map(|r| r.answer.as_str()).collect();
+    assert_eq!(answers, ["ratelimited", "ok"]);
+    assert!(
+        updates[1].at - updates[0].at >= std::time::Duration::from_millis(900),
+        "waited Retry-After"
+    );
+    // Waited inside the call (the Slack client honours Retry-After within
+    // its deadline) or by the updater: either way the edit is counted (the
+    // recorder is shared by the tests of this process: presence only).
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("modbridge_case_updates_total{platform=\"slack\",outcome=\"updated\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}

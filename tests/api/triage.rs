@@ -1010,3 +1010,94 @@ async fn a_rate_limited_edit_waits_and_is_made_again() {
     );
     app.stop().await;
 }
+
+/// A copy delivered after its case changed (a late replay, another
+/// destination) is posted showing the current state, not "open".
+#[tokio::test]
+async fn a_copy_posted_after_the_case_changed_shows_its_current_state() {
+    use crate::fake_discord::{CHANNEL, FakeDiscord};
+    use crate::fake_slack::FakeSlack;
+    use modbridge::dedupe::{RedisStore, Ttl};
+    use modbridge::platforms::{MessageRef, ModeratorAction};
+    use modbridge::triage::case::{Acted, Actor, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    let Some(redis) = RedisServer::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: std::time::Duration::from_secs(30),
+            done: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let cases = Cases::new(store, DEFAULT_CASE_TTL);
+    let case = case_id("01HQ0ABCDEF1234567890XYZ", "BTN-6");
+    // An earlier copy (elsewhere), claimed by ana on Slack.
+    let earlier = Copy {
+        message: MessageRef::Slack {
+            channel: "C0OTHER01".into(),
+            ts: "1.1".into(),
+        },
+        target: "slack:C0OTHER01".into(),
+        buttons: true,
+        card: None,
+        tag: None,
+    };
+    cases.add_copy(&case, 0, earlier).await.unwrap();
+    let ana = Actor {
+        platform: "slack".into(),
+        id: "U0ANA".into(),
+        name: "ana".into(),
+    };
+    let acted = cases
+        .act(&case, ModeratorAction::Claim, &ana, 1)
+        .await
+        .unwrap();
+    assert!(matches!(acted, Acted::Changed { .. }), "{acted:?}");
+    let (_, public) = discord_key();
+    let slack = FakeSlack::start("xoxb-1111-2222-fake").await;
+    let discord = FakeDiscord::start().await;
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        rules: EVERYWHERE_RULES.into(),
+        config: EVERYWHERE_CONFIG.into(),
+        env: everywhere_env(&slack, &discord, &public),
+        live: true,
+    })
+    .await;
+    let status = app
+        .deliver_until_ok(
+            &post_body("BTN-6", "a forbidden phrase here"),
+            "exec-BTN-6",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let posted = slack.posted_in("C0123ABCD");
+    assert!(posted[0].to_string().contains("Claimed by @ana on Slack"));
+    assert_eq!(
+        action_ids(&posted[0]),
+        [
+            "case_resolve",
+            "case_false_positive",
+            "case_unclaim",
+            "open_post"
+        ]
+    );
+    let bot = &discord.messages(CHANNEL)[0];
+    assert!(
+        bot.to_string().contains("Claimed by @ana on Slack"),
+        "{bot}"
+    );
+    assert_eq!(custom_ids(bot), ["resolve", "false_positive", "unclaim"]);
+    let (_, record) = cases.get(&case).await.unwrap().unwrap();
+    assert_eq!(
+        record.copies.len(),
+        4,
+        "the earlier copy and the three new ones"
+    );
+    app.stop().await;
+}

@@ -131,7 +131,7 @@ pub async fn start_with(
     let interactions_on = settings.triage.slack_signing_secret.is_some()
         || settings.triage.discord_public_key.is_some();
     let escalate_after = settings.triage.escalate_after;
-    let case_ttl = crate::triage::case::DEFAULT_CASE_TTL;
+    let case_ttl = settings.triage.case_ttl;
     let escalator = escalate_after.map(|after| {
         let mentions = settings
             .destinations
@@ -146,10 +146,13 @@ pub async fn start_with(
             mentions,
         )
     });
+    let interactions = crate::platforms::Interactions::new(&settings.triage);
+    let update_sinks = sinks.clone();
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
         .with_alerts(alerts.clone())
         .with_cases((interactions_on || escalate_after.is_some()).then_some(case_ttl))
-        .with_escalation(escalate_after);
+        .with_escalation(escalate_after)
+        .with_buttons(interactions.clone());
     let prober = deliverer.spawn_prober();
     announce_reloads(&live, alerts, deliverer.clone());
     let pipeline = Pipeline::new(
@@ -164,17 +167,18 @@ pub async fn start_with(
         Timing::new(settings.intake.deadline, settings.dedupe.lease)
             .with_max_processing(settings.intake.max_processing),
     );
+    let cases = crate::triage::case::Cases::new(store.clone(), settings.triage.case_ttl);
     let triage = crate::triage::Triage {
-        interactions: crate::platforms::Interactions::new(&settings.triage),
+        interactions: interactions.clone(),
         store: store.clone(),
-        histories: crate::triage::history::Histories::new(
-            store.clone(),
-            crate::triage::case::DEFAULT_CASE_TTL,
-        ),
-        cases: crate::triage::case::Cases::new(
-            store.clone(),
-            crate::triage::case::DEFAULT_CASE_TTL,
-        ),
+        histories: crate::triage::history::Histories::new(store.clone(), case_ttl),
+        cases: cases.clone(),
+        updater: crate::triage::update::Updater {
+            store: store.clone(),
+            cases,
+            sinks: update_sinks,
+            interactions,
+        },
     };
     let state = AppState {
         settings: settings.clone(),

@@ -66,7 +66,7 @@ impl From<RuleSeverity> for Level {
 }
 
 /// The author as a card shows them. `Debug` shows the user ID only.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorView {
     pub name: String,
     pub username: Option<String>,
@@ -82,7 +82,7 @@ pub struct AuthorView {
 }
 
 /// One reason on a card. `Debug` leaves out the matched terms (post text).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonView {
     /// The rules file's `name`.
     pub rules: String,
@@ -98,7 +98,7 @@ pub struct ReasonView {
 
 /// `Debug` shows IDs, the target and the severity only: a card holds post
 /// text and may hold the author's email and phone.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Card {
     /// The destination's name (`[destinations.NAME]` or the inline spec).
     pub destination: String,
@@ -141,6 +141,11 @@ pub struct Card {
     /// when the card is made); absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earlier: Option<EarlierCards>,
+    /// What the card shows of its moderator case (status line, buttons):
+    /// set just before it is rendered, never stored (parked cards and the
+    /// case's own copy of the card do not carry it).
+    #[serde(skip)]
+    pub case: Option<CaseView>,
 }
 
 impl ReasonView {
@@ -161,6 +166,36 @@ pub struct EarlierCards {
     pub false_positive: u32,
     /// Open or claimed.
     pub open: u32,
+}
+
+/// Where a moderator case stands, as a card shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseStatus {
+    /// Nobody has acted yet.
+    Open,
+    Claimed,
+    Resolved,
+    FalsePositive,
+    /// Open again after a Reopen.
+    Reopened,
+    /// Open again after an Unclaim.
+    Unclaimed,
+}
+
+/// What a card shows of its moderator case: a status line and, when the
+/// platform's interactions are on and the copy can carry them, the buttons
+/// that move it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseView {
+    /// The case's opaque ID (what the buttons carry).
+    pub case_id: String,
+    pub status: CaseStatus,
+    /// Who made the last change: handle (untrusted text) and platform name.
+    pub by: Option<(String, String)>,
+    /// How long after the post the last change came, in whole minutes.
+    pub minutes_after_posting: Option<u64>,
+    /// Interactive buttons on this copy.
+    pub buttons: bool,
 }
 
 impl std::fmt::Debug for AuthorView {
@@ -272,6 +307,7 @@ impl Card {
             .max()
             .unwrap_or_default();
         Card {
+            case: None,
             destination: dest.name().to_owned(),
             target: dest.target().clone(),
             severity,
@@ -338,6 +374,7 @@ impl Card {
             )
         });
         Card {
+            case: None,
             destination: "mods".into(),
             target,
             severity: Severity::Flagged,
@@ -385,6 +422,7 @@ impl Card {
     pub fn notice(destination: &Destination, headline: &str, text: &str) -> Card {
         let now = Utc::now();
         Card {
+            case: None,
             destination: destination.name().to_owned(),
             target: destination.target().clone(),
             severity: Severity::Notice,

@@ -375,6 +375,8 @@ pub struct Deliverer {
     /// stats and its author's history.
     cases: Option<crate::triage::case::Cases<Store>>,
     histories: Option<crate::triage::history::Histories<Store>>,
+    /// Whose interactions are on: their copies carry the case's buttons.
+    interactions: Option<crate::platforms::Interactions>,
     /// "Cannot be looked up" reasons already logged (per target and reason).
     unlookable: Arc<Mutex<std::collections::HashSet<String>>>,
 }
@@ -393,6 +395,7 @@ impl Deliverer {
             replica: format!("{host}/{}", std::process::id()).into(),
             cases: None,
             histories: None,
+            interactions: None,
             unlookable: Arc::default(),
         }
     }
@@ -437,10 +440,52 @@ impl Deliverer {
         self
     }
 
+    /// Cards carry their case's buttons where `interactions` are on.
+    pub fn with_buttons(mut self, interactions: crate::platforms::Interactions) -> Self {
+        self.interactions = Some(interactions);
+        self
+    }
+
+    /// `card` as it is posted: with its case's view (status line, buttons)
+    /// as the case stands now, so a copy delivered after a click (a late
+    /// replay) shows the current state; open when there is no case yet.
+    async fn shown<'a>(&self, card: &'a Card, target: &Target) -> std::borrow::Cow<'a, Card> {
+        use crate::triage::case::{Case, case_id};
+        // modbridge's own notices are nobody's case.
+        let Some(cases) = self
+            .cases
+            .as_ref()
+            .filter(|_| card.severity != crate::card::Severity::Notice)
+        else {
+            return std::borrow::Cow::Borrowed(card);
+        };
+        let buttons = !matches!(target, Target::DiscordWebhook { .. })
+            && self
+                .interactions
+                .as_ref()
+                .is_some_and(|i| i.enabled(target.platform()));
+        let id = case_id(&card.customer_id, &card.post_id);
+        let view = match cases.get(&id).await {
+            Ok(Some((_, case))) => case.view(&id, buttons),
+            Ok(None) => Case::open(0).view(&id, buttons),
+            Err(e) => {
+                warn!(case_id = %id, error = %e, "cannot read the card's case: it is posted as open");
+                Case::open(0).view(&id, buttons)
+            }
+        };
+        let mut shown = card.clone();
+        shown.case = Some(view);
+        std::borrow::Cow::Owned(shown)
+    }
+
     /// Lists a confirmed copy in its case, so a click edits it too. A
     /// failure costs only that copy's status edits: the card is sent.
-    async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef) {
-        let Some(cases) = &self.cases else {
+    async fn add_to_case(&self, card: &Card, target: &Target, message: &MessageRef, key: &SentKey) {
+        let Some(cases) = self
+            .cases
+            .as_ref()
+            .filter(|_| card.severity != crate::card::Severity::Notice)
+        else {
             return;
         };
         use crate::triage::case::{Copy, case_id};
@@ -450,6 +495,8 @@ impl Deliverer {
             buttons: !matches!(target, Target::DiscordWebhook { .. }),
             destination: Some(card.destination.clone()),
             link: card.post_url.clone(),
+            card: Some(card.clone()),
+            tag: Some(CardTag::of(key.as_str()).as_str().to_owned()),
         };
         let id = case_id(&card.customer_id, &card.post_id);
         // The case's clock starts with its first card (not the post's own
@@ -701,8 +748,9 @@ impl Deliverer {
         }
         let started = Instant::now();
         let tag = CardTag::of(key.as_str());
+        let shown = self.shown(card, target).await;
         let result = self
-            .call_renewing(&lease, lease_for, card, target, &tag)
+            .call_renewing(&lease, lease_for, &shown, target, &tag)
             .await;
         metrics::histogram!("modbridge_delivery_duration_seconds", "platform" => target.platform())
             .record(started.elapsed().as_secs_f64());
@@ -751,7 +799,7 @@ impl Deliverer {
         if matches!(recorded, Ok(Confirmed::Recorded | Confirmed::RecordedLate))
             && let Some(posted) = &posted
         {
-            self.add_to_case(card, target, posted).await;
+            self.add_to_case(card, target, posted, key).await;
         }
         match recorded {
             Ok(Confirmed::Recorded) => {}

@@ -182,6 +182,10 @@ fn describe() {
         "modbridge_case_time_to_resolve_seconds",
         "Time from a case's first card to Resolved or False positive, by outcome"
     );
+    describe_counter!(
+        "modbridge_case_updates_total",
+        "Edits of a case's copies after a change, by platform and outcome (updated, rate_limited: waited and tried again, failed, no_card: listed by an earlier version)"
+    );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
         "Time from the request's body read to the answer, for accepted webhooks (outcome=\"accepted\"; no_card answers are not timed)"

@@ -285,8 +285,8 @@ fn cards() -> Vec<(&'static str, Card)> {
     // A destination that must not show images unasked (`images = ...`),
     // with an address that tries to end the spoiler or the link early.
     for (name, images) in [
-        ("40-images-spoiler", Images::Spoiler),
-        ("41-images-link", Images::Link),
+        ("50-images-spoiler", Images::Spoiler),
+        ("51-images-link", Images::Link),
     ] {
         let mut c = base(Some("a post with a distressing image"));
         c.image_url = Some("https://cdn.example.com/a.png?x=||<!channel>&y=(2)".into());
@@ -297,7 +297,7 @@ fn cards() -> Vec<(&'static str, Card)> {
     // With moderator actions on, the author's earlier cards.
     for (name, earlier) in [
         (
-            "42-earlier-cards",
+            "52-earlier-cards",
             EarlierCards {
                 earlier: 4,
                 resolved: 2,
@@ -305,7 +305,7 @@ fn cards() -> Vec<(&'static str, Card)> {
                 open: 1,
             },
         ),
-        ("43-no-earlier-cards", EarlierCards::default()),
+        ("53-no-earlier-cards", EarlierCards::default()),
     ] {
         let mut c = base(Some("a forbidden phrase again"));
         highlight(&mut c, "forbidden phrase");
@@ -313,6 +313,68 @@ fn cards() -> Vec<(&'static str, Card)> {
         out.push((name, c));
     }
 
+    out
+}
+
+/// Cards with their case's view (status line, buttons). The view is never
+/// stored, so these are not read back from their files' `card`.
+fn case_cards() -> Vec<(&'static str, Card)> {
+    use modbridge::card::{CaseStatus, CaseView};
+    let view = |status, by: Option<(&str, &str)>, minutes| CaseView {
+        case_id: "0123456789abcdef0123456789abcdef".into(),
+        status,
+        by: by.map(|(n, p)| (n.to_owned(), p.to_owned())),
+        minutes_after_posting: minutes,
+        buttons: true,
+    };
+    let card = |v: CaseView| {
+        let mut c = base(Some("this has a forbidden phrase in it"));
+        highlight(&mut c, "forbidden phrase");
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        c.case = Some(v);
+        c
+    };
+    let mut out = vec![
+        (
+            "40-case-open-buttons",
+            card(view(CaseStatus::Open, None, None)),
+        ),
+        (
+            "41-case-claimed",
+            card(view(CaseStatus::Claimed, Some(("ana", "slack")), Some(4))),
+        ),
+        (
+            "42-case-resolved",
+            card(view(CaseStatus::Resolved, Some(("ana", "slack")), Some(12))),
+        ),
+        (
+            "43-case-false-positive",
+            card(view(
+                CaseStatus::FalsePositive,
+                Some(("bo", "discord")),
+                Some(75),
+            )),
+        ),
+        (
+            "44-case-claimed-name-injections",
+            card(view(
+                CaseStatus::Claimed,
+                Some((
+                    "<!channel> @everyone <@&456> **x** [a](https://evil)\n<!here>",
+                    "discord",
+                )),
+                Some(1),
+            )),
+        ),
+    ];
+    let mut off = card(view(
+        CaseStatus::Reopened,
+        Some(("ana", "discord")),
+        Some(30),
+    ));
+    off.case.as_mut().unwrap().buttons = false;
+    off.post_url = None;
+    out.push(("45-case-reopened-buttons-off-no-link", off));
     out
 }
 
@@ -333,7 +395,7 @@ fn cards_render_exactly_as_the_golden_files_say() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let dir = golden_dir();
     let mut failures = Vec::new();
-    for (name, card) in cards() {
+    for (name, card) in cards().into_iter().chain(case_cards()) {
         let path = dir.join(format!("{name}.json"));
         let text = serde_json::to_string_pretty(&document(&card)).unwrap() + "\n";
         if update {

@@ -71,6 +71,7 @@ fn author_view() -> AuthorView {
 
 fn card() -> Card {
     Card {
+        case: None,
         destination: "mods".into(),
         target: Target::Slack(SlackChannel::parse("C0123ABCD").unwrap()),
         severity: Severity::Flagged,

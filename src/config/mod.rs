@@ -365,6 +365,17 @@ mod tests {
             vec!["111122223333444455".to_owned()]
         );
         assert!(s.triage.slack_signing_secret.is_none());
+        assert_eq!(s.triage.case_ttl, Duration::from_secs(14 * 86_400));
+        let f = write("[triage]\ncase_ttl_days = 3\n");
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.triage.case_ttl, Duration::from_secs(3 * 86_400));
+        let s = Settings::load(
+            Some(f.path()),
+            true,
+            &env(&[("MODBRIDGE_CASE_TTL_DAYS", "30")]),
+        )
+        .unwrap();
+        assert_eq!(s.triage.case_ttl, Duration::from_secs(30 * 86_400));
         let f = write("[triage]\nslack_users = [\"@ana\"]\ndiscord_roles = [\"mods\"]\n");
         let err = Settings::load(Some(f.path()), true, &env(&[]))
             .unwrap_err()

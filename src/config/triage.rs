@@ -6,7 +6,9 @@
 //! cards carry no buttons.
 //!
 //! `[triage] slack_users = ["U…"]` and `discord_roles = ["…"]` restrict who
-//! may act (unset: anyone who can see the card).
+//! may act (unset: anyone who can see the card). `case_ttl_days`
+//! (`MODBRIDGE_CASE_TTL_DAYS`, default 14) is how long a case is kept after
+//! its last change.
 
 use std::time::Duration;
 
@@ -51,11 +53,12 @@ pub(super) struct RawTriage {
     slack_users: Option<Vec<String>>,
     discord_roles: Option<Vec<String>>,
     escalate_after_minutes: Option<u64>,
+    case_ttl_days: Option<u64>,
 }
 
 /// What authenticates moderators' clicks, per platform (`None`: that
-/// platform's interactions are off), who may act, and when an unclaimed
-/// case is escalated.
+/// platform's interactions are off), who may act, how long cases are kept,
+/// and when an unclaimed case is escalated.
 #[derive(Debug, Clone)]
 pub struct TriageSettings {
     pub slack_signing_secret: Option<Secret>,
@@ -70,6 +73,10 @@ pub struct TriageSettings {
     /// How often each replica looks for cases due a reminder
     /// ([`DEFAULT_ESCALATE_POLL`]; tests set less).
     pub escalate_poll: Duration,
+    /// How long a case (its state, its copies, its card) is kept after its
+    /// last change (`case_ttl_days`, default 14): a click after that is
+    /// told the case has expired.
+    pub case_ttl: std::time::Duration,
 }
 
 impl Default for TriageSettings {
@@ -81,6 +88,7 @@ impl Default for TriageSettings {
             discord_roles: Vec::new(),
             escalate_after: None,
             escalate_poll: DEFAULT_ESCALATE_POLL,
+            case_ttl: std::time::Duration::from_secs(14 * 86_400),
         }
     }
 }
@@ -137,6 +145,13 @@ impl TriageSettings {
                 "{key} (or {ESCALATE_AFTER_ENV}) must be at least 1 (minutes a case may stay open before its reminder); leave it unset for no reminders"
             ));
         }
+        let case_ttl_days = l.whole_number("MODBRIDGE_CASE_TTL_DAYS", raw.case_ttl_days, 14);
+        if case_ttl_days == 0 {
+            l.problem(
+                "triage.case_ttl_days must be at least 1 (days a moderator case is kept after its last change)"
+                    .to_owned(),
+            );
+        }
         Self {
             slack_signing_secret,
             discord_public_key,
@@ -146,6 +161,7 @@ impl TriageSettings {
                 .filter(|&m| m > 0)
                 .map(|m| Duration::from_secs(m.saturating_mul(60))),
             escalate_poll: DEFAULT_ESCALATE_POLL,
+            case_ttl: std::time::Duration::from_secs(case_ttl_days.max(1).saturating_mul(86_400)),
         }
     }
 

@@ -15,8 +15,10 @@ use crate::secret::Secret;
 /// How far a request's timestamp may be from now (either way), in seconds.
 pub const FRESHNESS_SECS: i64 = 5 * 60;
 
-/// What a moderator asked for, with a button on a card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a moderator asked for, with a button on a card (kept in a case's
+/// record as its `as_str` word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModeratorAction {
     Claim,
     Unclaim,

@@ -243,6 +243,14 @@ impl CardTag {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A tag as kept in a record (`as_str`), when it is one.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        (s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(s.to_owned()))
+    }
 }
 
 /// When the earlier, unconfirmed attempts at a card ran (by the dedupe
@@ -544,6 +552,21 @@ impl Sinks {
             Sinks::DryRun(d) => d.deliver(card, target).map(|()| None),
             Sinks::Recorder(r) => r.deliver(card, target).await.map(|()| None),
             Sinks::Platforms(p) => p.post_tagged(card, target, tag).await,
+        }
+    }
+
+    /// Replaces a posted message with `card`, keeping its `tag`
+    /// ([`Platforms::update_tagged`]); the dry run and the recorder keep no
+    /// messages, so there is nothing to edit.
+    pub async fn update(
+        &self,
+        message: &MessageRef,
+        card: &Card,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
+        match self {
+            Sinks::Platforms(p) => p.update_tagged(message, card, tag).await,
+            Sinks::DryRun(_) | Sinks::Recorder(_) => Ok(()),
         }
     }
 

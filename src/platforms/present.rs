@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use std::borrow::Cow;
 
-use crate::card::{Card, Images, Level, ReasonView};
+use crate::card::{Card, CaseStatus, CaseView, Images, Level, ReasonView};
+use crate::platforms::ModeratorAction;
 
 /// A destination with `images = "spoiler"`: what stands where the image would.
 pub const IMAGE_HIDDEN: &str =
@@ -74,6 +75,85 @@ pub fn one_line(s: &str) -> String {
 /// A text of several lines (a note): like [`one_line`], but line breaks stay.
 pub fn multi_line(s: &str) -> String {
     s.split('\n').map(one_line).collect::<Vec<_>>().join("\n")
+}
+
+/// The buttons a case shows in `status`, in order: the action each one
+/// asks for and its label. (The "Open post" link button comes after them.)
+pub fn case_buttons(status: CaseStatus) -> &'static [(ModeratorAction, &'static str)] {
+    use ModeratorAction as A;
+    match status {
+        CaseStatus::Open | CaseStatus::Reopened | CaseStatus::Unclaimed => &[
+            (A::Claim, "Claim"),
+            (A::Resolve, "Resolved"),
+            (A::FalsePositive, "False positive"),
+        ],
+        CaseStatus::Claimed => &[
+            (A::Resolve, "Resolved"),
+            (A::FalsePositive, "False positive"),
+            (A::Unclaim, "Unclaim"),
+        ],
+        CaseStatus::Resolved | CaseStatus::FalsePositive => &[(A::Reopen, "Reopen")],
+    }
+}
+
+/// The emoji that starts a status line.
+pub fn status_emoji(status: CaseStatus) -> &'static str {
+    match status {
+        CaseStatus::Open | CaseStatus::Reopened | CaseStatus::Unclaimed => "🔴",
+        CaseStatus::Claimed => "🟡",
+        CaseStatus::Resolved => "✅",
+        CaseStatus::FalsePositive => "⚪",
+    }
+}
+
+/// A platform's name as people write it.
+fn platform_label(platform: &str) -> &str {
+    match platform {
+        super::slack::PLATFORM => "Slack",
+        super::discord::PLATFORM => "Discord",
+        other => other,
+    }
+}
+
+/// `4 min`, `less than a minute`, `2 h 5 min`, `3 days`.
+fn after_posting(minutes: u64) -> String {
+    match minutes {
+        0 => "less than a minute after posting".to_owned(),
+        1..60 => format!("{minutes} min after posting"),
+        60..2880 => match minutes % 60 {
+            0 => format!("{} h after posting", minutes / 60),
+            m => format!("{} h {m} min after posting", minutes / 60),
+        },
+        _ => format!("{} days after posting", minutes / 1440),
+    }
+}
+
+/// The case's status line: `🟡 Claimed by @ana on Slack · 4 min after
+/// posting`. `name` makes the moderator's handle (untrusted) safe for the
+/// platform: one line, escaped, short.
+pub fn status_line(view: &CaseView, name: impl Fn(&str) -> String) -> String {
+    let emoji = status_emoji(view.status);
+    let verb = match view.status {
+        CaseStatus::Open => return format!("{emoji} Open: nobody has claimed it yet"),
+        CaseStatus::Claimed => "Claimed by",
+        CaseStatus::Resolved => "Resolved by",
+        CaseStatus::FalsePositive => "False positive — marked by",
+        CaseStatus::Reopened => "Reopened by",
+        CaseStatus::Unclaimed => "Unclaimed by",
+    };
+    let mut out = match &view.by {
+        Some((who, platform)) => format!(
+            "{emoji} {verb} @{} on {}",
+            name(&one_line(who)),
+            platform_label(platform)
+        ),
+        None => format!("{emoji} {}", verb.trim_end_matches(" by")),
+    };
+    if let Some(m) = view.minutes_after_posting {
+        out.push_str(" · ");
+        out.push_str(&after_posting(m));
+    }
+    out
 }
 
 /// The label a card's [`Level`] adds before its headline: `None` for
@@ -271,6 +351,7 @@ pub fn placeholder(card: &Card) -> Option<&'static str> {
 pub fn test_card(name: &str, target: &super::Target) -> Card {
     let now = Utc::now();
     Card {
+        case: None,
         destination: name.to_owned(),
         target: target.clone(),
         severity: crate::card::Severity::Flagged,
@@ -334,6 +415,79 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_lines_say_who_where_and_when_with_the_name_made_safe() {
+        use crate::card::{CaseStatus as S, CaseView};
+        let view = |status, by: Option<(&str, &str)>, minutes| CaseView {
+            case_id: "0".repeat(32),
+            status,
+            by: by.map(|(n, p)| (n.to_owned(), p.to_owned())),
+            minutes_after_posting: minutes,
+            buttons: true,
+        };
+        let plain = |s: &str| s.to_owned();
+        let ana = Some(("ana", "slack"));
+        let bo = Some(("bo", "discord"));
+        assert_eq!(
+            super::status_line(&view(S::Open, None, None), plain),
+            "🔴 Open: nobody has claimed it yet"
+        );
+        assert_eq!(
+            super::status_line(&view(S::Claimed, ana, Some(4)), plain),
+            "🟡 Claimed by @ana on Slack · 4 min after posting"
+        );
+        assert_eq!(
+            super::status_line(&view(S::Resolved, bo, Some(0)), plain),
+            "✅ Resolved by @bo on Discord · less than a minute after posting"
+        );
+        assert_eq!(
+            super::status_line(&view(S::FalsePositive, bo, Some(125)), plain),
+            "⚪ False positive — marked by @bo on Discord · 2 h 5 min after posting"
+        );
+        assert_eq!(
+            super::status_line(&view(S::Reopened, ana, Some(3000)), plain),
+            "🔴 Reopened by @ana on Slack · 2 days after posting"
+        );
+        assert_eq!(
+            super::status_line(&view(S::Unclaimed, ana, None), plain),
+            "🔴 Unclaimed by @ana on Slack"
+        );
+        // The name goes through the platform's escaping, on one line.
+        let line = super::status_line(
+            &view(S::Claimed, Some(("<!channel>\n\u{202E}x", "slack")), None),
+            |s| s.replace('<', "&lt;").replace('>', "&gt;"),
+        );
+        assert_eq!(line, "🟡 Claimed by @&lt;!channel&gt; x on Slack");
+    }
+
+    #[test]
+    fn button_sets_per_state() {
+        use crate::card::CaseStatus as S;
+        let labels = |s| {
+            super::case_buttons(s)
+                .iter()
+                .map(|(_, l)| *l)
+                .collect::<Vec<_>>()
+        };
+        for open in [S::Open, S::Reopened, S::Unclaimed] {
+            assert_eq!(labels(open), ["Claim", "Resolved", "False positive"]);
+        }
+        assert_eq!(
+            labels(S::Claimed),
+            ["Resolved", "False positive", "Unclaim"]
+        );
+        assert_eq!(labels(S::Resolved), ["Reopen"]);
+        assert_eq!(labels(S::FalsePositive), ["Reopen"]);
+        use crate::platforms::ModeratorAction as A;
+        assert_eq!(
+            super::case_buttons(S::Claimed)
+                .iter()
+                .map(|(a, _)| *a)
+                .collect::<Vec<_>>(),
+            [A::Resolve, A::FalsePositive, A::Unclaim]
+        );
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::card::{Card, CaseStatus, CaseView};
+
 use crate::dedupe::{DedupeStore, StoreError, Swapped};
 use crate::platforms::{MessageRef, ModeratorAction};
 
@@ -67,6 +69,14 @@ pub struct Copy {
     /// The post's link (a reminder through a Discord webhook carries it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The platform-neutral card this copy shows (per copy: destinations
+    /// differ in mention and contact details), without its view; absent in
+    /// older records, whose copies then cannot be edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Card>,
+    /// The copy's `CardTag` (32 hex digits, no ID), kept on a Slack edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// The record kept per case.
@@ -88,6 +98,10 @@ pub struct Case {
     /// absent in cases of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The action that moved it to `state` (absent in older records and
+    /// while open since creation): tells "reopened" from "unclaimed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ModeratorAction>,
 }
 
 /// What the case's feedback needs of its card: the author's history key
@@ -120,6 +134,36 @@ impl Case {
             posted_at_ms,
             copies: Vec::new(),
             origin: None,
+            action: None,
+        }
+    }
+
+    /// What a card shows of this case (`buttons`: whether the copy carries
+    /// interactive buttons).
+    pub fn view(&self, case_id: &str, buttons: bool) -> CaseView {
+        let status = match (self.state, self.action) {
+            (CaseState::Open, Some(ModeratorAction::Reopen)) => CaseStatus::Reopened,
+            (CaseState::Open, Some(ModeratorAction::Unclaim)) => CaseStatus::Unclaimed,
+            (CaseState::Open, _) => CaseStatus::Open,
+            (CaseState::Claimed, _) => CaseStatus::Claimed,
+            (CaseState::Resolved, _) => CaseStatus::Resolved,
+            (CaseState::FalsePositive, _) => CaseStatus::FalsePositive,
+        };
+        let by = match status {
+            CaseStatus::Open => None,
+            _ => self
+                .by
+                .as_ref()
+                .map(|a| (a.name.clone(), a.platform.clone())),
+        };
+        CaseView {
+            case_id: case_id.to_owned(),
+            status,
+            minutes_after_posting: by
+                .as_ref()
+                .map(|_| self.at_ms.saturating_sub(self.posted_at_ms) / 60_000),
+            by,
+            buttons,
         }
     }
 
@@ -157,6 +201,7 @@ impl Case {
             posted_at_ms: self.posted_at_ms,
             copies: self.copies.clone(),
             origin: self.origin.clone(),
+            action: Some(action),
         })
     }
 }
@@ -225,15 +270,19 @@ impl<S: DedupeStore> Cases<S> {
 
     /// Adds a posted copy to its case (creating the case, open, with its
     /// `origin`): called by delivery after the platform confirmed the card.
-    /// A copy already listed is not added twice. Returns the case's revision
-    /// (1: this call created it) and record.
+    /// A copy already listed is not added twice. The copy keeps its card
+    /// (without its view) so that a click can render it again. Returns the
+    /// case's revision (1: this call created it) and record.
     pub async fn add_copy(
         &self,
         case_id: &str,
         posted_at_ms: u64,
-        copy: Copy,
+        mut copy: Copy,
         origin: &Origin,
     ) -> Result<(u64, Case), StoreError> {
+        if let Some(card) = &mut copy.card {
+            card.case = None;
+        }
         let mut current = self.get(case_id).await?;
         for _ in 0..SWAP_ATTEMPTS {
             let (revision, mut case) = current.clone().unwrap_or((0, Case::open(posted_at_ms)));
@@ -355,6 +404,8 @@ mod tests {
             buttons: true,
             destination: None,
             link: None,
+            card: None,
+            tag: None,
         }
     }
 
@@ -417,6 +468,41 @@ mod tests {
             claimed.apply(A::Reopen, &ana, 1),
             Err(Refusal::NotApplicable(Claimed))
         );
+    }
+
+    #[test]
+    fn a_case_shows_its_state_who_and_how_long_after_posting() {
+        use crate::card::CaseStatus as S;
+        let (ana, bo) = (actor("ana"), actor("bo"));
+        let id = case_id("acme", "p1");
+        let open = Case::open(60_000);
+        let v = open.view(&id, true);
+        assert_eq!(
+            (v.status, v.by, v.minutes_after_posting),
+            (S::Open, None, None)
+        );
+        assert!(v.buttons);
+        let claimed = open
+            .apply(A::Claim, &ana, 60_000 + 4 * 60_000 + 59_000)
+            .unwrap();
+        let v = claimed.view(&id, false);
+        assert_eq!(v.status, S::Claimed);
+        assert_eq!(v.by, Some(("ana".into(), "slack".into())));
+        assert_eq!(v.minutes_after_posting, Some(4));
+        assert!(!v.buttons);
+        assert_eq!(v.case_id, id);
+        let unclaimed = claimed.apply(A::Unclaim, &bo, 70_000_000).unwrap();
+        assert_eq!(unclaimed.view(&id, true).status, S::Unclaimed);
+        let resolved = unclaimed.apply(A::Resolve, &bo, 70_000_000).unwrap();
+        assert_eq!(resolved.view(&id, true).status, S::Resolved);
+        let reopened = resolved.apply(A::Reopen, &ana, 70_000_000).unwrap();
+        assert_eq!(reopened.view(&id, true).status, S::Reopened);
+        let fp = reopened.apply(A::FalsePositive, &ana, 70_000_000).unwrap();
+        assert_eq!(fp.view(&id, true).status, S::FalsePositive);
+        // A record written before `action` existed reads back (open).
+        let old: Case =
+            serde_json::from_str(r#"{"state":"open","posted_at_ms":1,"copies":[]}"#).unwrap();
+        assert_eq!(old.view(&id, true).status, S::Open);
     }
 
     #[tokio::test]

@@ -310,6 +310,8 @@ mod tests {
             buttons: true,
             destination: Some(destination.into()),
             link: None,
+            card: None,
+            tag: None,
         }
     }
 

@@ -9,13 +9,15 @@
 //! transition ([`case::Cases::act`], compare-and-swap on its revision) →
 //! answer: acknowledged, or an ephemeral word to the clicking moderator
 //! alone ("already claimed by @ana", "this case has expired"; Slack: through
-//! the click's `response_url`, after the 200). Cards carry
-//! no buttons yet and copies are not edited yet (the next slice).
+//! the click's `response_url`, after the 200). After a change every copy of
+//! the case is edited to its new state ([`update::Updater`], one worker of
+//! all replicas per case at a time).
 
 pub mod case;
 pub mod escalate;
 pub mod history;
 pub mod stats;
+pub mod update;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +47,8 @@ pub struct Triage {
     pub cases: Cases<Store>,
     /// Authors' earlier cases, moved along with each case's outcome.
     pub histories: history::Histories<Store>,
+    /// Edits every copy after a change.
+    pub updater: update::Updater,
 }
 
 /// What the clicking moderator is told when nothing changed.
@@ -288,14 +292,16 @@ impl Triage {
                         metrics::counter!("modbridge_cases_total", "outcome" => outcome(click.action)).increment(1);
                         stats::observe(&before, &case);
                         self.feedback(&click.case_id, *before, case);
+                        // Answered at once; every copy is edited after.
+                        self.updater.spawn(click.case_id.clone());
                         InteractionReply::Acknowledge
                     }
                     Ok(Acted::Refused(refusal)) => {
                         InteractionReply::Ephemeral(refusal_text(&refusal))
                     }
-                    Ok(Acted::Unknown) => InteractionReply::Ephemeral(
-                        "This case has expired or is unknown: nothing changed".into(),
-                    ),
+                    Ok(Acted::Unknown) => {
+                        InteractionReply::Ephemeral("This case has expired: nothing changed".into())
+                    }
                     Err(e) => {
                         warn!(case_id = %click.case_id, error = %e, "cannot record a moderator action");
                         InteractionReply::Ephemeral(

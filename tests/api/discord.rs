@@ -325,6 +325,7 @@ fn random_card(rng: &mut StdRng, max_text: usize) -> Card {
         .collect();
     let mention = rng.random_bool(0.3).then(|| "456".to_owned());
     Card {
+        case: None,
         destination: "mods".into(),
         target: bot_target(),
         severity: if rng.random_bool(0.5) {

@@ -147,6 +147,17 @@ pub fn limit_problems(body: &Value) -> Vec<String> {
     if total > 6_000 {
         problems.push(format!("embeds: {total} characters > 6000 in total"));
     }
+    for row in body["components"].as_array().into_iter().flatten() {
+        let buttons = row["components"].as_array().map_or(0, Vec::len);
+        if buttons > 5 {
+            problems.push(format!("components: {buttons} buttons in a row > 5"));
+        }
+        for b in row["components"].as_array().into_iter().flatten() {
+            if len(&b["custom_id"]) > 100 {
+                problems.push("components.custom_id: longer than 100".into());
+            }
+        }
+    }
     let empty_content = body["content"].as_str().is_none_or(|c| c.trim().is_empty());
     if empty_content && body["embeds"].as_array().is_none_or(|e| e.is_empty()) {
         problems.push("Cannot send an empty message".into());
@@ -265,7 +276,7 @@ fn message_json(channel: u64, body: &Value, webhook: Option<u64>) -> Value {
         "mention_roles": [],
         "attachments": [],
         "embeds": body["embeds"].clone(),
-        "components": [],
+        "components": body["components"].as_array().cloned().unwrap_or_default(),
         "pinned": false,
         "flags": 0
     });
@@ -411,6 +422,18 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
             }
             let query: HashSet<&str> = r.query.split('&').collect();
             let has_components = body["components"].as_array().is_some_and(|c| !c.is_empty());
+            // A webhook not owned by an application may carry link buttons only.
+            let interactive = body["components"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|row| row["components"].as_array().into_iter().flatten())
+                .any(|b| !b["custom_id"].is_null());
+            if interactive {
+                st.invalid
+                    .push("interactive components on a webhook message".into());
+                return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+            }
             if has_components && !query.contains("with_components=true") {
                 st.invalid
                     .push("components on a webhook without with_components=true".into());

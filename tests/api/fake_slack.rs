@@ -247,6 +247,17 @@ impl FakeSlack {
             .cloned()
     }
 
+    /// The `ts` of every message in `channel`, oldest first.
+    pub fn timestamps(&self, channel: &str) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .messages
+            .keys()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, ts)| ts.clone())
+            .collect()
+    }
+
     /// Bodies of the `chat.postMessage` calls Slack accepted.
     /// Replies posted in the thread of `ts` in `channel`.
     pub fn thread(&self, channel: &str, ts: &str) -> Vec<Value> {
@@ -893,8 +904,15 @@ pub fn check_message(body: &Value) -> Result<(), &'static str> {
                 if elements.is_empty() || elements.len() > 25 {
                     return Err("invalid_blocks");
                 }
+                let mut ids = std::collections::HashSet::new();
                 for e in elements {
                     if e["type"] != "button" {
+                        return Err("invalid_blocks");
+                    }
+                    // action_ids are unique within a message's blocks.
+                    if let Some(id) = e["action_id"].as_str()
+                        && !ids.insert(id.to_owned())
+                    {
                         return Err("invalid_blocks");
                     }
                     total += text_object(&e["text"], 75, true)?;

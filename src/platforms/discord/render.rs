@@ -23,6 +23,7 @@ use serenity::builder::{
     CreateEmbedFooter, CreateMessage, EditMessage, EditWebhookMessage, ExecuteWebhook,
 };
 use serenity::model::Timestamp;
+use serenity::model::application::ButtonStyle;
 use serenity::model::channel::Nonce;
 use serenity::model::id::RoleId;
 use sha2::{Digest, Sha256};
@@ -49,6 +50,8 @@ pub mod limits {
     pub const EMBED_URL: usize = 2_048;
     pub const BUTTON_URL: usize = 512;
     pub const BUTTON_LABEL: usize = 80;
+    pub const BUTTONS_PER_ROW: usize = 5;
+    pub const CUSTOM_ID: usize = 100;
     pub const NONCE: usize = 25;
 }
 
@@ -73,9 +76,24 @@ const COLOUR_HIGH: u32 = 0xA3_00_00;
 /// Blue grey: a low-severity match.
 const COLOUR_LOW: u32 = 0x60_7D_8B;
 
-/// The embed's colour: modbridge's notices stay grey; otherwise the rules'
+/// Yellow: a claimed case.
+const COLOUR_CLAIMED: u32 = 0xF1_C4_0F;
+/// Green: a resolved case.
+const COLOUR_RESOLVED: u32 = 0x2E_CC_71;
+/// Light grey: a case marked as a false positive.
+const COLOUR_FALSE_POSITIVE: u32 = 0xB0_BE_C5;
+
+/// The embed's colour: a claimed or closed case shows its state; otherwise
+/// modbridge's notices stay grey; otherwise the rules'
 /// level when it is not `Normal`, else why the card exists (as before levels).
 fn colour(card: &Card) -> u32 {
+    use crate::card::CaseStatus;
+    match card.case.as_ref().map(|v| v.status) {
+        Some(CaseStatus::Claimed) => return COLOUR_CLAIMED,
+        Some(CaseStatus::Resolved) => return COLOUR_RESOLVED,
+        Some(CaseStatus::FalsePositive) => return COLOUR_FALSE_POSITIVE,
+        _ => {}
+    }
     match (card.severity, card.level) {
         (Severity::Notice, _) => COLOUR_NOTICE,
         (_, Level::Urgent) => COLOUR_URGENT,
@@ -275,6 +293,10 @@ fn reason_line(r: &ReasonView) -> String {
 /// Why it matched, member since, badges, contact details.
 fn fields(card: &Card, now: DateTime<Utc>) -> Vec<(String, String, bool)> {
     let mut fields: Vec<(String, String, bool)> = Vec::new();
+    if let Some(view) = &card.case {
+        let status = present::status_line(view, |n| line(n, NAME_BUDGET, true));
+        fields.push(("Status".into(), status, false));
+    }
     if card.severity != Severity::Notice {
         let lines = card.reasons.iter().map(reason_line);
         let (mut why, _) = present::reasons(
@@ -362,7 +384,9 @@ fn description(card: &Card, room: usize, post_url: Option<&str>) -> (String, usi
 }
 
 /// Renders `card`. `now` is when it is sent (for "joined N days ago").
-pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
+/// `interactive`: the message may carry the case's buttons (a bot message;
+/// an incoming webhook's may not).
+pub fn render(card: &Card, now: DateTime<Utc>, interactive: bool) -> Rendered {
     let author = author_name(card);
     let title = line(&present::headline(card), limits::TITLE, true);
     let title = if title.trim().is_empty() {
@@ -415,14 +439,35 @@ pub fn render(card: &Card, now: DateTime<Utc>) -> Rendered {
         embed = embed.image(img);
     }
 
-    let components = post_url
+    // The case's buttons (≤ 3; a row holds 5), then "Open post".
+    let mut buttons: Vec<CreateButton> = Vec::new();
+    if let Some(view) = card.case.as_ref().filter(|v| v.buttons && interactive) {
+        for (action, label) in present::case_buttons(view.status) {
+            use crate::platforms::ModeratorAction as A;
+            let style = match action {
+                A::Claim => ButtonStyle::Primary,
+                A::Resolve => ButtonStyle::Success,
+                A::FalsePositive | A::Unclaim | A::Reopen => ButtonStyle::Secondary,
+            };
+            buttons.push(
+                CreateButton::new(super::interaction::custom_id(*action, &view.case_id))
+                    .label(*label)
+                    .style(style),
+            );
+        }
+    }
+    if let Some(u) = post_url
         .as_deref()
         .filter(|u| width(u) <= limits::BUTTON_URL)
-        .map(|u| {
-            vec![CreateActionRow::Buttons(vec![
-                CreateButton::new_link(u).label("Open post"),
-            ])]
-        });
+    {
+        buttons.push(CreateButton::new_link(u).label("Open post"));
+    }
+    let components = (!buttons.is_empty()).then(|| {
+        buttons
+            .chunks(limits::BUTTONS_PER_ROW)
+            .map(|row| CreateActionRow::Buttons(row.to_vec()))
+            .collect()
+    });
 
     let role = mention_role(card);
     let mut allowed_mentions = CreateAllowedMentions::new();
@@ -456,7 +501,7 @@ pub fn nonce(card: &Card, channel: u64) -> String {
 
 /// The bot message for `card` in `channel`.
 pub fn message(card: &Card, channel: u64, now: DateTime<Utc>) -> CreateMessage {
-    let r = render(card, now);
+    let r = render(card, now, true);
     let mut m = CreateMessage::new()
         .embed(r.embed)
         .allowed_mentions(r.allowed_mentions)
@@ -473,7 +518,7 @@ pub fn message(card: &Card, channel: u64, now: DateTime<Utc>) -> CreateMessage {
 
 /// The webhook execution for `card` (no nonce: webhooks do not take one).
 pub fn webhook_execution(card: &Card, now: DateTime<Utc>) -> ExecuteWebhook {
-    let r = render(card, now);
+    let r = render(card, now, false);
     let mut w = ExecuteWebhook::new()
         .embed(r.embed)
         .allowed_mentions(r.allowed_mentions);
@@ -489,24 +534,22 @@ pub fn webhook_execution(card: &Card, now: DateTime<Utc>) -> ExecuteWebhook {
 
 /// The bot's edit of a posted card (`PATCH /channels/{id}/messages/{id}`).
 pub fn edit_message(card: &Card, now: DateTime<Utc>) -> EditMessage {
-    let r = render(card, now);
+    let r = render(card, now, true);
     let mut m = EditMessage::new()
         .embed(r.embed)
         .allowed_mentions(r.allowed_mentions);
     if let Some(c) = r.content {
         m = m.content(c);
     }
-    if let Some(c) = r.components {
-        m = m.components(c);
-    }
-    m
+    // Always set: the buttons change with the case's state.
+    m.components(r.components.unwrap_or_default())
 }
 
 /// A webhook's edit of its message (`PATCH /webhooks/{id}/{token}/messages/{id}`).
 /// Components are left as posted (a webhook not owned by an application
 /// cannot set them on an edit).
 pub fn edit_webhook_message(card: &Card, now: DateTime<Utc>) -> EditWebhookMessage {
-    let r = render(card, now);
+    let r = render(card, now, false);
     let mut w = EditWebhookMessage::new()
         .embed(r.embed)
         .allowed_mentions(r.allowed_mentions);

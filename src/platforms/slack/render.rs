@@ -370,6 +370,12 @@ pub fn render(
     let header = line(&present::headline(card), limits::HEADER);
     let mut blocks: Vec<SlackBlock> =
         vec![SlackHeaderBlock::new(SlackBlockPlainText::new(header).into()).into()];
+    // The case's status line, under the header (the handle escaped).
+    if let Some(view) = &card.case {
+        blocks.push(context(vec![present::status_line(view, |n| {
+            line(n, USERNAME_BUDGET)
+        })]));
+    }
     // Mention: only the destination's, only when a match asked for it.
     let mention = card.mention.as_deref().and_then(super::mention_markup);
     if let Some(m) = &mention {
@@ -407,15 +413,30 @@ pub fn render(
         .as_deref()
         .and_then(web_url)
         .filter(|u| width(u.as_str()) <= limits::BUTTON_URL);
-    let actions: Option<SlackBlock> = post_url.as_ref().map(|u| {
-        SlackActionsBlock::new(vec![
+    // The case's buttons (when this copy carries them), then "Open post".
+    let mut buttons: Vec<SlackActionBlockElement> = Vec::new();
+    if let Some(view) = card.case.as_ref().filter(|v| v.buttons) {
+        for (action, label) in present::case_buttons(view.status) {
+            let mut b =
+                SlackBlockButtonElement::new(SlackBlockPlainText::new((*label).into()).into())
+                    .with_action_id(SlackActionId::new(super::interaction::action_id(*action)))
+                    .with_value(view.case_id.clone());
+            if *action == crate::platforms::ModeratorAction::Claim {
+                b = b.with_style(SlackBlockButtonStyle::Primary);
+            }
+            buttons.push(b.into());
+        }
+    }
+    if let Some(u) = &post_url {
+        buttons.push(
             SlackBlockButtonElement::new(SlackBlockPlainText::new("Open post".into()).into())
                 .with_action_id(SlackActionId::new("open_post".into()))
                 .with_url(u.clone())
                 .into(),
-        ])
-        .into()
-    });
+        );
+    }
+    let actions: Option<SlackBlock> =
+        (!buttons.is_empty()).then(|| SlackActionsBlock::new(buttons).into());
     // Content gets what the rest leaves of the whole-message budget.
     let used: usize = blocks
         .iter()

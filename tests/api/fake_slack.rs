@@ -212,19 +212,6 @@ impl FakeSlack {
             .remove(&(channel.to_owned(), ts.to_owned()));
     }
 
-    /// The `ts` of every message in `channel` now, oldest first.
-    pub fn message_ts_in(&self, channel: &str) -> Vec<String> {
-        let state = self.state.lock().unwrap();
-        let mut ts: Vec<String> = state
-            .messages
-            .keys()
-            .filter(|(ch, _)| ch == channel)
-            .map(|(_, ts)| ts.clone())
-            .collect();
-        ts.sort_by_key(|t| ts_micros(t));
-        ts
-    }
-
     /// Accepted `chat.postMessage` bodies for `channel`.
     pub fn posted_in(&self, channel: &str) -> Vec<Value> {
         self.posted()
@@ -258,7 +245,6 @@ impl FakeSlack {
             .collect()
     }
 
-    /// Bodies of the `chat.postMessage` calls Slack accepted.
     /// Replies posted in the thread of `ts` in `channel`.
     pub fn thread(&self, channel: &str, ts: &str) -> Vec<Value> {
         self.posted()
@@ -267,6 +253,7 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Bodies of the `chat.postMessage` calls Slack accepted.
     pub fn posted(&self) -> Vec<Value> {
         self.received()
             .into_iter()

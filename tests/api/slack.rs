@@ -1006,7 +1006,7 @@ async fn a_tag_copied_by_another_app_does_not_pass_for_the_card() {
     let (status, json) = answer(app.deliver(&body, "forged-1").await).await;
     assert_eq!(status, 503, "{json}");
     fake.delay_answers(Duration::ZERO);
-    let first = fake.message_ts_in(CH);
+    let first = fake.timestamps(CH);
     assert_eq!(first.len(), 1, "the first attempt reached Slack");
     let metadata = fake.message(CH, &first[0]).unwrap()["metadata"].clone();
     fake.delete(CH, &first[0]);

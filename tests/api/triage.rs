@@ -1139,3 +1139,134 @@ async fn a_copy_posted_after_the_case_changed_shows_its_current_state() {
     );
     app.stop().await;
 }
+
+/// The click → every copy updated figure (BENCHMARKS.md): posts delivered to
+/// a Slack channel, a Discord bot channel and a Discord webhook (three
+/// copies each, one case per post); then signed Slack `Claim` clicks, one
+/// per case, at 1 click/s and then at 10 clicks/s; each click's latency runs
+/// from sending it until all three copies of its case show "Claimed by"
+/// (the fakes' state polled every 5 ms). Long: in the long command.
+#[tokio::test]
+#[ignore = "long: click-to-update latency; cargo test --test api -- --ignored click_to_every_copy"]
+async fn click_to_every_copy_updated_at_1_and_10_clicks_per_second() {
+    use crate::fake_discord::{CHANNEL, WEBHOOK_ID};
+    use std::time::{Duration, Instant};
+    const SLOW: usize = 8;
+    const FAST: usize = 20;
+    let Some((e, app, _url)) = everywhere("CLK-0").await else {
+        return;
+    };
+    let started = Instant::now();
+    for i in 1..SLOW + FAST + 1 {
+        let status = app
+            .deliver_until_ok(
+                &post_body(&format!("CLK-{i}"), "a forbidden phrase here"),
+                &format!("exec-CLK-{i}"),
+                Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let posts = SLOW + FAST + 1;
+    eprintln!(
+        "delivered {posts} posts x 3 copies in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let ts = e.slack.timestamps("C0123ABCD");
+    let bot: Vec<String> = e
+        .discord
+        .messages(CHANNEL)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let hooks: Vec<String> = e
+        .discord
+        .messages(WEBHOOK_ID)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!((ts.len(), bot.len(), hooks.len()), (posts, posts, posts));
+    let all_claimed = |i: usize| {
+        let slack = e.slack.message("C0123ABCD", &ts[i]).unwrap().to_string();
+        let find = |channel: u64, id: &str| {
+            e.discord
+                .messages(channel)
+                .into_iter()
+                .find(|m| m["id"] == id)
+                .map(|m| m.to_string())
+                .unwrap_or_default()
+        };
+        [slack, find(CHANNEL, &bot[i]), find(WEBHOOK_ID, &hooks[i])]
+            .iter()
+            .all(|m| m.contains("Claimed by @mod"))
+    };
+    let mut report = Vec::new();
+    for (rate, first, count) in [(1.0, 1, SLOW), (10.0, 1 + SLOW, FAST)] {
+        let t0 = Instant::now();
+        let mut sent: Vec<(usize, Instant)> = Vec::new();
+        let mut latencies: Vec<Duration> = Vec::new();
+        let mut pending: Vec<(usize, Instant)> = Vec::new();
+        let mut next = 0;
+        while latencies.len() < count {
+            let due = t0 + Duration::from_secs_f64(next as f64 / rate);
+            if next < count && Instant::now() >= due {
+                let i = first + next;
+                let case = modbridge::triage::case::case_id(
+                    "01HQ0ABCDEF1234567890XYZ",
+                    &format!("CLK-{i}"),
+                );
+                let body = slack_act(
+                    &format!("U0MOD{i}"),
+                    &format!("mod{i}"),
+                    "claim",
+                    &case,
+                    &ts[i],
+                    &e.slack.response_url(),
+                );
+                let t = now();
+                let at = Instant::now();
+                let r = post_slack(&app, &body, t, &slack_sign(SIGNING_SECRET, t, &body)).await;
+                assert_eq!(r.status(), 200);
+                sent.push((i, at));
+                pending.push((i, at));
+                next += 1;
+            }
+            pending.retain(|(i, at)| {
+                if all_claimed(*i) {
+                    latencies.push(at.elapsed());
+                    false
+                } else {
+                    assert!(
+                        at.elapsed() < Duration::from_secs(60),
+                        "click {i} never showed"
+                    );
+                    true
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        latencies.sort();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        let line = format!(
+            "{rate} click/s, {count} clicks: click -> 3 copies updated p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            pct(0.5).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0,
+            latencies.last().unwrap().as_secs_f64() * 1000.0
+        );
+        eprintln!("{line}");
+        report.push(line);
+        assert_eq!(sent.len(), count);
+    }
+    let refused: Vec<_> = e
+        .slack
+        .received()
+        .into_iter()
+        .filter(|r| r.answer != "ok" && r.method != "response_url")
+        .map(|r| (r.method, r.answer))
+        .collect();
+    eprintln!("Slack refusals during the run (429s are waited out): {refused:?}");
+    assert!(e.discord.invalid().is_empty(), "{:?}", e.discord.invalid());
+    app.stop().await;
+}

@@ -61,12 +61,17 @@ struct State {
     history_next: VecDeque<Next>,
     /// Recent `conversations.history` calls (Tier 3: 50 a minute).
     history_calls: VecDeque<Instant>,
+    /// Recent accepted `chat.update` calls (Tier 3: 50 a minute per
+    /// workspace).
+    update_calls: VecDeque<Instant>,
     /// The last `ts` handed out, in microseconds since the epoch.
     last_ts: u64,
 }
 
 /// `conversations.history` calls allowed per minute (Slack's Tier 3).
 pub const HISTORY_PER_MINUTE: usize = 50;
+/// `chat.update` calls allowed per minute and workspace (Slack's Tier 3).
+pub const UPDATES_PER_MINUTE: usize = 50;
 
 pub struct FakeSlack {
     /// Base URL for `SLACK_API_URL`: `http://127.0.0.1:PORT/api`.
@@ -420,6 +425,27 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
         }
     }
     if method == "chat.update" && matches!(verdict, Answer::Ok) {
+        // Tier 3: a 429 with the wait until the oldest call of the last
+        // minute leaves the window.
+        let now = Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        while state
+            .update_calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            state.update_calls.pop_front();
+        }
+        if let Some(oldest) = state.update_calls.front()
+            && state.update_calls.len() >= UPDATES_PER_MINUTE
+        {
+            let wait = 60u64
+                .saturating_sub(now.duration_since(*oldest).as_secs())
+                .max(1);
+            verdict = Answer::RateLimited(wait);
+        }
+    }
+    if method == "chat.update" && matches!(verdict, Answer::Ok) {
         let ts = json_body["ts"].as_str().unwrap_or_default().to_owned();
         if !state.messages.contains_key(&(channel_id.clone(), ts)) {
             verdict = Answer::Error("message_not_found");
@@ -428,6 +454,7 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
     match verdict {
         Answer::Ok => {
             let ts = if method == "chat.update" {
+                state.update_calls.push_back(Instant::now());
                 json_body["ts"].as_str().unwrap_or_default().to_owned()
             } else {
                 next_ts(&mut state)

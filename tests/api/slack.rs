@@ -1174,3 +1174,51 @@ async fn images_spoiler_and_link_never_embed_the_image() {
         app.stop().await;
     }
 }
+
+/// The fake holds `chat.update` to Slack's Tier 3 (50 a minute per
+/// workspace), as moderator-action edits must live with: the 51st within a
+/// minute gets 429 with a `Retry-After`.
+#[tokio::test]
+async fn the_fake_holds_chat_update_to_tier_3() {
+    let fake = FakeSlack::start(TOKEN).await;
+    let client = reqwest::Client::new();
+    let call = |method: &str, body: Value| {
+        client
+            .post(format!("{}/{method}", fake.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let posted: Value = call(
+        "chat.postMessage",
+        json!({"channel": "C0TIER301", "text": "card"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ts = posted["ts"].as_str().unwrap().to_owned();
+    for i in 0..crate::fake_slack::UPDATES_PER_MINUTE {
+        let r = call(
+            "chat.update",
+            json!({"channel": "C0TIER301", "ts": ts, "text": format!("edit {i}")}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "edit {i}");
+    }
+    let r = call(
+        "chat.update",
+        json!({"channel": "C0TIER301", "ts": ts, "text": "one too many"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+}

@@ -5,6 +5,7 @@
 #   scripts/nocard_bench.sh [ROUNDS] [SECONDS]          # default 3 rounds of 5 s
 #   PERF=1 scripts/nocard_bench.sh                      # + perf profile of modbridge
 #   MODBRIDGE_BIN=/tmp/modbridge-before scripts/nocard_bench.sh   # another build
+#   NO_BUILD=1 scripts/nocard_bench.sh                  # the binaries already in target/profiling
 #
 # Builds modbridge and src/bin/bare_poem.rs (feature bare-poem) with the `profiling` profile (the
 # release profile with symbols kept), starts a redis-server of its own on a
@@ -12,7 +13,10 @@
 # ~500-byte post (its content) that matches none of them, then alternates
 # wrk -t2 -c64 runs: bare, modbridge, bare, modbridge, ... Every request has
 # a unique X-Cativa-Execution-Id (scripts/nocard_wrk.lua); the body is signed
-# just before each run. Prints req/s and p99 of each run, the ratio, and
+# just before each run. Prints req/s and p99 of each run, the ratio, the CPU
+# time per request of each server (and of redis-server during modbridge's
+# runs, from /proc/PID/stat: a figure the other load on a shared machine
+# skews much less than req/s), and
 # checks that modbridge answered only 200s, counted them no_card and wrote
 # nothing to Redis. RUST_LOG=warn. Loopback only.
 set -euo pipefail
@@ -21,8 +25,8 @@ rounds=${1:-3}
 secs=${2:-5}
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 command -v redis-server >/dev/null || { echo "redis-server is needed" >&2; exit 1; }
-cargo build --profile profiling --quiet --features bare-poem --bin modbridge --bin bare_poem
 bin=target/profiling
+[ "${NO_BUILD:-}" = 1 ] || cargo build --profile profiling --quiet --features bare-poem --bin modbridge --bin bare_poem
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 rport=$(port); mport=$(port); aport=$(port); bport=$(port)
@@ -100,15 +104,25 @@ first=$(curl -s -X POST "http://127.0.0.1:$mport/webhooks/cativa" -H 'Content-Ty
 echo "modbridge answers: $first"
 [ "$first" = '{"status":"accepted","cards":0}' ] || { echo "not the no-card answer" >&2; cat "$tmp/serve.err" >&2; exit 1; }
 
-run() { # name port tag
-  NOCARD_BODY="$tmp/body.json" NOCARD_SIG="$(sign)" \
-    wrk -t2 -c64 -d"${secs}s" -s scripts/nocard_wrk.lua "http://127.0.0.1:$2/webhooks/cativa" -- "$3" \
-    | sed -n "s/^RESULT /$1 /p"
+# CPU time (user + system, in clock ticks) a process has used so far: fields
+# 14 and 15 of /proc/PID/stat, counted after the ")" that ends its name.
+ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+redis_pid=$(cat "$tmp/redis.pid")
+run() { # name port tag server-pid
+  local before rbefore out
+  before=$(ticks "$4"); rbefore=$(ticks "$redis_pid")
+  out=$(NOCARD_BODY="$tmp/body.json" NOCARD_SIG="$(sign)" \
+    /usr/bin/time -f "wrk_secs=%U+%S" -o "$tmp/wrk.time" wrk -t2 -c64 -d"${secs}s" -s scripts/nocard_wrk.lua "http://127.0.0.1:$2/webhooks/cativa" -- "$3" \
+    | sed -n "s/^RESULT /$1 /p")
+  # CPU per request: load on a shared machine swings req/s, much less this.
+  echo "$out cpu_ticks=$(( $(ticks "$4") - before )) redis_ticks=$(( $(ticks "$redis_pid") - rbefore )) hz=$hz" \
+    "wrk_s=$(sed -n 's/^wrk_secs=\(.*\)+\(.*\)$/\1 \2/p' "$tmp/wrk.time" | awk '{ print $1 + $2 }')"
 }
 results="$tmp/results"
 for r in $(seq "$rounds"); do
-  run bare "$bport" "b$r-$$" | tee -a "$results"
-  run modbridge "$mport" "m$r-$$" | tee -a "$results"
+  run bare "$bport" "b$r-$$" "$bare" | tee -a "$results"
+  run modbridge "$mport" "m$r-$$" "$srv" | tee -a "$results"
 done
 python3 - "$results" <<'EOF'
 import re, sys
@@ -121,6 +135,17 @@ ratios = [x / y for x, y in zip(m, b)]
 print(f"bare:      {' · '.join(f'{x:,.0f}' for x in b)} req/s (mean {sum(b)/len(b):,.0f})")
 print(f"modbridge: {' · '.join(f'{x:,.0f}' for x in m)} req/s (mean {sum(m)/len(m):,.0f}), p99 {' · '.join(f'{x:.2f}' for x in mp99)} ms")
 print(f"ratio per round: {' · '.join(f'{x:.2f}' for x in ratios)}; of the means: {sum(m)/sum(b):.2f} (target >= 0.5, p99 <= 10 ms)")
+def cpu_us(kind, key):
+    # µs of CPU per request over all rounds of `kind`.
+    return sum(get(kind, key)) / sum(get(kind, "hz")) * 1e6 / sum(get(kind, "requests"))
+cb, cm, cr = cpu_us("bare", "cpu_ticks"), cpu_us("modbridge", "cpu_ticks"), cpu_us("modbridge", "redis_ticks")
+def wrk_us(kind):
+    return sum(get(kind, "wrk_s")) * 1e6 / sum(get(kind, "requests"))
+wb, wm = wrk_us("bare"), wrk_us("modbridge")
+print(f"CPU µs/request: bare {cb:.1f}, modbridge {cm:.1f} (+ redis {cr:.1f}); wrk {wb:.1f} (bare runs), {wm:.1f} (modbridge runs)")
+# On a saturated box every request costs its server's CPU and wrk's, so the
+# req/s ratio tends to the ratio of those sums.
+print(f"CPU-bound ratio estimate: (bare + wrk) / (modbridge + redis + wrk) = {(cb + wb) / (cm + cr + wm):.2f}")
 bad = sum(get("modbridge", "non2xx")) + sum(get("modbridge", "socket_errors"))
 print(f"modbridge non-2xx or socket errors: {bad:.0f}")
 EOF

@@ -6,6 +6,7 @@
 #   PERF=1 scripts/nocard_bench.sh                      # + perf profile of modbridge
 #   MODBRIDGE_BIN=/tmp/modbridge-before scripts/nocard_bench.sh   # another build
 #   NO_BUILD=1 scripts/nocard_bench.sh                  # the binaries already in target/profiling
+#   CALLGRIND=1 scripts/nocard_bench.sh 1 10            # instructions per request, under valgrind
 #
 # Builds modbridge and src/bin/bare_poem.rs (feature bare-poem) with the `profiling` profile (the
 # release profile with symbols kept), starts a redis-server of its own on a
@@ -75,14 +76,20 @@ body = {"CustomerId": "01HQ0ABCDEF1234567890XYZ", "PostId": "01HQ8POST1234567890
 open(sys.argv[1], "w").write(json.dumps(body, separators=(",", ":")))
 EOF
 
+wrapper=""; waits=100
+if [ "${CALLGRIND:-}" = 1 ]; then
+  command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
+  wrapper="valgrind --tool=callgrind --quiet --callgrind-out-file=$tmp/callgrind.out"
+  waits=1200
+fi
 export CATIVA_WEBHOOK_SECRET=whsec_10adc3a7f9b2d4e6a8c0f1b3d5e7a9c2e4f6b8d0a1c3e5f7b9d2a4c6e8f0b1d3
 REDIS_URL="redis://127.0.0.1:$rport/" RUST_LOG=warn MODBRIDGE_RULES="$tmp/rules" \
   MODBRIDGE_LISTEN="127.0.0.1:$mport" MODBRIDGE_ADMIN_LISTEN="127.0.0.1:$aport" \
-  "${MODBRIDGE_BIN:-$bin/modbridge}" serve --dry-run >/dev/null 2>"$tmp/serve.err" &
+  $wrapper "${MODBRIDGE_BIN:-$bin/modbridge}" serve --dry-run >/dev/null 2>"$tmp/serve.err" &
 srv=$!
 "$bin/bare_poem" "127.0.0.1:$bport" &
 bare=$!
-for _ in $(seq 100); do
+for _ in $(seq "$waits"); do
   curl -fs "http://127.0.0.1:$aport/readyz" >/dev/null 2>&1 \
     && curl -fs -o /dev/null -X POST -d '{}' "http://127.0.0.1:$bport/webhooks/cativa" 2>/dev/null && break
   sleep 0.1
@@ -103,6 +110,26 @@ first=$(curl -s -X POST "http://127.0.0.1:$mport/webhooks/cativa" -H 'Content-Ty
   -H "X-Cativa-Signature: $(sign)" -H "X-Cativa-Execution-Id: probe-$$" --data-binary @"$tmp/body.json")
 echo "modbridge answers: $first"
 [ "$first" = '{"status":"accepted","cards":0}' ] || { echo "not the no-card answer" >&2; cat "$tmp/serve.err" >&2; exit 1; }
+
+if [ "${CALLGRIND:-}" = 1 ]; then
+  # Instructions per request, which no other load changes: modbridge runs
+  # under callgrind (about 50x slower); its counters are zeroed after start
+  # (rules compiled, first request served), dumped after a light load.
+  callgrind_control -z "$srv" >/dev/null 2>&1
+  out=$(NOCARD_BODY="$tmp/body.json" NOCARD_SIG="$(sign)" \
+    wrk -t1 -c8 -d"${secs}s" -s scripts/nocard_wrk.lua "http://127.0.0.1:$mport/webhooks/cativa" -- "cg-$$" \
+    | sed -n "s/^RESULT //p")
+  echo "under callgrind: $out"
+  callgrind_control -d "$srv" >/dev/null 2>&1
+  dump=$(ls -t "$tmp"/callgrind.out* | head -1)
+  callgrind_annotate --inclusive=yes "$dump" 2>/dev/null > target/nocard-callgrind.txt
+  cp "$dump" target/nocard-callgrind.out
+  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
+  total=$(sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' target/nocard-callgrind.txt | tr -d ,)
+  echo "instructions per request (modbridge, user space): $(( total / requests ))" \
+    "(callgrind_annotate --inclusive=yes target/nocard-callgrind.out; summary in target/nocard-callgrind.txt)"
+  exit 0
+fi
 
 # CPU time (user + system, in clock ticks) a process has used so far: fields
 # 14 and 15 of /proc/PID/stat, counted after the ")" that ends its name.
@@ -137,7 +164,7 @@ print(f"modbridge: {' · '.join(f'{x:,.0f}' for x in m)} req/s (mean {sum(m)/len
 print(f"ratio per round: {' · '.join(f'{x:.2f}' for x in ratios)}; of the means: {sum(m)/sum(b):.2f} (target >= 0.5, p99 <= 10 ms)")
 def cpu_us(kind, key):
     # µs of CPU per request over all rounds of `kind`.
-    return sum(get(kind, key)) / sum(get(kind, "hz")) * 1e6 / sum(get(kind, "requests"))
+    return sum(t / hz for t, hz in zip(get(kind, key), get(kind, "hz"))) * 1e6 / sum(get(kind, "requests"))
 cb, cm, cr = cpu_us("bare", "cpu_ticks"), cpu_us("modbridge", "cpu_ticks"), cpu_us("modbridge", "redis_ticks")
 def wrk_us(kind):
     return sum(get(kind, "wrk_s")) * 1e6 / sum(get(kind, "requests"))
@@ -158,13 +185,14 @@ if [ "${PERF:-}" = 1 ]; then
     wrk -t2 -c64 -d"$((secs + 2))s" -s scripts/nocard_wrk.lua "http://127.0.0.1:$mport/webhooks/cativa" -- "perf-$$" >/dev/null &
   load=$!
   sleep 1
-  perf record -F 499 --call-graph dwarf,32768 -p "$srv" -o "$tmp/perf.data" -- sleep "$secs" 2>/dev/null >/dev/null
+  perf record -F 499 --call-graph dwarf,32768 -p "$srv" -o target/nocard-perf.data -- sleep "$secs" 2>/dev/null >/dev/null
   wait "$load"
-  perf report -i "$tmp/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
+  echo "perf data: target/nocard-perf.data"
+  perf report -i target/nocard-perf.data --no-children --percent-limit 1.5 --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | head -40 > target/nocard-perf-top.txt
   cat target/nocard-perf-top.txt
   if command -v inferno-collapse-perf >/dev/null; then
-    perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf > target/nocard.folded
+    perf script -i target/nocard-perf.data 2>/dev/null | inferno-collapse-perf > target/nocard.folded
     inferno-flamegraph --title "modbridge no-card path under wrk -t2 -c64" < target/nocard.folded > target/nocard-flamegraph.svg
     echo "flame graph: target/nocard-flamegraph.svg (folded stacks: target/nocard.folded)"
   else

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::limits::InFlight;
 use super::payload::{Event, PayloadError};
-use super::signature::{SignatureError, SignatureHeader};
+use super::signature::{SignatureError, SignatureHeader, SigningKey};
 use crate::config::Settings;
 use crate::dedupe::{DedupeStore, ExecutionId, Store};
 use crate::ingest::{Ingest, Ingested};
@@ -40,6 +40,19 @@ pub struct AppState {
     pub in_flight: InFlight,
     /// Moderator actions: the interactions endpoints' state.
     pub triage: crate::triage::Triage,
+    /// The HMAC key schedule of each listener secret, in the order of
+    /// `settings.listeners.secrets` ([`webhook_keys`]).
+    pub webhook_keys: Arc<[SigningKey]>,
+}
+
+/// Every listener secret's [`SigningKey`], computed once at start.
+pub fn webhook_keys(settings: &Settings) -> Arc<[SigningKey]> {
+    settings
+        .listeners
+        .secrets
+        .iter()
+        .map(|l| SigningKey::new(&l.secret))
+        .collect()
 }
 
 /// The public listener: the webhook, `/healthz` and a bare `/readyz` (the
@@ -277,7 +290,7 @@ async fn verified_post(req: &Request, body: Body, state: &AppState) -> Result<Ve
     declared_size(req, intake.max_body_bytes)?;
     let header = signature_header(req, &state.settings)?;
     let body = read_body(body, intake.max_body_bytes, intake.body_timeout).await?;
-    let secret_index = verify_signature(req, &header, body.as_ref(), &state.settings)?;
+    let secret_index = verify_signature(req, &header, body.as_ref(), state)?;
     if let Some(capture) = &state.capture {
         capture.append(body.as_ref());
     }
@@ -354,19 +367,19 @@ fn verify_signature(
     req: &Request,
     header: &SignatureHeader,
     body: &[u8],
-    settings: &Settings,
+    state: &AppState,
 ) -> Result<usize, Refusal> {
+    let settings = &state.settings;
     let automation_id = req
         .headers()
         .get("x-cativa-automation-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    let listeners = &settings.listeners;
-    let candidates = listeners.candidates(automation_id);
+    let candidates = settings.listeners.candidates(automation_id);
     header
         .verify(
             body,
-            candidates.iter().map(|&i| &listeners.secrets[i].secret),
+            candidates.iter().map(|&i| &state.webhook_keys[i]),
             unix_now(),
             settings.intake.signature_tolerance_secs,
         )

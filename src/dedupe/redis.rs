@@ -261,8 +261,17 @@ impl RedisStore {
         self
     }
 
+    /// `<prefix>exec:{<id>}:<kind>`, written without `format!` (three per
+    /// webhook).
     fn key(&self, id: &ExecutionId, kind: &str) -> String {
-        format!("{}exec:{{{}}}:{kind}", self.prefix, id.as_str())
+        let id = id.as_str();
+        let mut key = String::with_capacity(self.prefix.len() + id.len() + kind.len() + 8);
+        key.push_str(&self.prefix);
+        key.push_str("exec:{");
+        key.push_str(id);
+        key.push_str("}:");
+        key.push_str(kind);
+        key
     }
 
     async fn run<T: redis::FromRedisValue>(

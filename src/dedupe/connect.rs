@@ -287,7 +287,11 @@ impl Link {
                 // Server errors arrive as values; `query_async` makes them errors.
                 Ok(v) if refused(v) => Failure::Demoted,
                 Ok(_) => {
-                    if !master.policy_checked.swap(true, Ordering::Relaxed) {
+                    // A load first: a swap on every command would bounce the
+                    // flag's cache line between the cores.
+                    if !master.policy_checked.load(Ordering::Relaxed)
+                        && !master.policy_checked.swap(true, Ordering::Relaxed)
+                    {
                         check_policy(&master);
                     }
                     Failure::None

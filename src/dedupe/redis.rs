@@ -362,7 +362,7 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = &self.conn;
         match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),

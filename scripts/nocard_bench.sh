@@ -25,6 +25,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 secs=${2:-5}
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
+[ -x /usr/bin/time ] || apt-get install -y time >/dev/null
 command -v redis-server >/dev/null || { echo "redis-server is needed" >&2; exit 1; }
 bin=target/profiling
 [ "${NO_BUILD:-}" = 1 ] || cargo build --profile profiling --quiet --features bare-poem --bin modbridge --bin bare_poem

@@ -192,6 +192,7 @@ pub async fn start_with(
         },
         in_flight: InFlight::new(settings.intake.max_in_flight),
         triage,
+        webhook_keys: crate::intake::routes::webhook_keys(&settings),
     };
     let listeners = listen(&settings, &state).await?;
     if settings.listeners.insecure_dev_secret {

@@ -99,8 +99,11 @@ const CASE_BUCKETS: &[f64] = &[
 
 /// The process-wide Prometheus recorder, installed on first use. It also
 /// sets `modbridge_build_info{version} 1`.
+/// Set once the global recorder is (ours, or a host's that came first):
+/// metric handles taken from then on stay valid for the process.
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
 pub fn metrics() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
@@ -308,8 +311,17 @@ impl Outcome {
         }
     }
 
+    /// One more `modbridge_webhooks_total{outcome}`. Once the recorder is
+    /// installed, each outcome's counter is looked up once and kept (the
+    /// registry lookup hashes the name and label on every call otherwise).
     pub fn count(self) {
-        metrics::counter!("modbridge_webhooks_total", "outcome" => self.as_str()).increment(1);
+        const N: usize = Outcome::BodyTimeout as usize + 1;
+        static COUNTERS: [OnceLock<metrics::Counter>; N] = [const { OnceLock::new() }; N];
+        let lookup = || metrics::counter!("modbridge_webhooks_total", "outcome" => self.as_str());
+        match (HANDLE.get(), COUNTERS.get(self as usize)) {
+            (Some(_), Some(cached)) => cached.get_or_init(lookup).increment(1),
+            _ => lookup().increment(1),
+        }
     }
 }
 

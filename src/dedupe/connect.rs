@@ -287,7 +287,11 @@ impl Link {
                 // Server errors arrive as values; `query_async` makes them errors.
                 Ok(v) if refused(v) => Failure::Demoted,
                 Ok(_) => {
-                    if !master.policy_checked.swap(true, Ordering::Relaxed) {
+                    // A load first: a swap on every command would bounce the
+                    // flag's cache line between the cores.
+                    if !master.policy_checked.load(Ordering::Relaxed)
+                        && !master.policy_checked.swap(true, Ordering::Relaxed)
+                    {
                         check_policy(&master);
                     }
                     Failure::None
@@ -420,14 +424,31 @@ impl Drop for Pending<'_> {
     }
 }
 
-impl ConnectionLike for Link {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+impl Link {
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.remember_script(cmd);
-        let me: &'a Link = self;
-        Box::pin(me.call(
+        Box::pin(self.call(
             move |mut m| async move { m.req_packed_command(cmd).await },
             refused_value,
         ))
+    }
+
+    fn send_pipeline<'a>(
+        &'a self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.call(
+            move |mut m| async move { m.req_packed_commands(cmd, offset, count).await },
+            refused_values,
+        ))
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.send(cmd)
     }
 
     fn req_packed_commands<'a>(
@@ -436,11 +457,29 @@ impl ConnectionLike for Link {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let me: &'a Link = self;
-        Box::pin(me.call(
-            move |mut m| async move { m.req_packed_commands(cmd, offset, count).await },
-            refused_values,
-        ))
+        self.send_pipeline(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.db
+    }
+}
+
+/// The same connection through a shared reference: a command sent this way
+/// does not clone the `Link` (an atomic count on a line every request
+/// shares).
+impl ConnectionLike for &Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.send(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.send_pipeline(cmd, offset, count)
     }
 
     fn get_db(&self) -> i64 {

@@ -274,8 +274,17 @@ impl RedisStore {
         self
     }
 
+    /// `<prefix>exec:{<id>}:<kind>`, written without `format!` (three per
+    /// webhook).
     fn key(&self, id: &ExecutionId, kind: &str) -> String {
-        format!("{}exec:{{{}}}:{kind}", self.prefix, id.as_str())
+        let id = id.as_str();
+        let mut key = String::with_capacity(self.prefix.len() + id.len() + kind.len() + 8);
+        key.push_str(&self.prefix);
+        key.push_str("exec:{");
+        key.push_str(id);
+        key.push_str("}:");
+        key.push_str(kind);
+        key
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -392,7 +401,7 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = &self.conn;
         match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),

@@ -27,7 +27,7 @@ use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::{Instant, Sleep};
 use tracing::{info, warn};
 
@@ -242,9 +242,10 @@ impl InFlight {
         Self(Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))))
     }
 
-    /// A slot for one request, or `None` when all are taken.
-    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().ok()
+    /// A slot for one request, or `None` when all are taken. Borrowed, not
+    /// owned: no count of the shared `Arc` moves per request.
+    pub fn try_enter(&self) -> Option<SemaphorePermit<'_>> {
+        self.0.try_acquire().ok()
     }
 }
 

@@ -27,14 +27,78 @@ impl Secret {
     }
 
     fn mac(&self, t: i64, body: &[u8]) -> HmacSha256 {
-        // HMAC takes keys of any length (long ones are hashed first).
-        let mut mac =
-            <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(self.expose().as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
+        signed_part(keyed(self), t, body)
+    }
+}
+
+/// HMAC keyed with `secret`: its key schedule (a long key hashed, then the
+/// inner and outer pads' first blocks), before any message byte.
+fn keyed(secret: &Secret) -> HmacSha256 {
+    // HMAC takes keys of any length (long ones are hashed first).
+    <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(secret.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
+}
+
+/// Feeds `<t>.<body>` to a keyed HMAC.
+fn signed_part(mut mac: HmacSha256, t: i64, body: &[u8]) -> HmacSha256 {
+    // `t` in decimal without an allocation (it is never negative once parsed,
+    // but any i64 is written as `to_string` would).
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = t.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if t < 0 {
+        mac.update(b"-");
+    }
+    mac.update(&digits[at..]);
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// A listener secret's HMAC key schedule, computed once at start: each
+/// request then clones it instead of hashing the key and both pads again.
+/// Holds key material: never printed.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
+
+impl SigningKey {
+    pub fn new(secret: &Secret) -> Self {
+        Self(keyed(secret))
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// What a signature can be checked with: a secret (keyed on each use) or its
+/// precomputed [`SigningKey`].
+pub trait Key {
+    fn keyed(&self) -> HmacSha256Key;
+}
+
+/// A keyed HMAC-SHA256, ready for the message.
+pub struct HmacSha256Key(HmacSha256);
+
+impl Key for &Secret {
+    fn keyed(&self) -> HmacSha256Key {
+        HmacSha256Key(keyed(self))
+    }
+}
+
+impl Key for &SigningKey {
+    fn keyed(&self) -> HmacSha256Key {
+        HmacSha256Key(self.0.clone())
     }
 }
 
@@ -124,17 +188,18 @@ impl SignatureHeader {
     }
 
     /// Checks freshness against `now` (unix seconds), then the signature with
-    /// each secret in turn. Returns the index of the first secret that verifies.
-    pub fn verify<'a>(
+    /// each secret (or its [`SigningKey`]) in turn. Returns the index of the
+    /// first that verifies.
+    pub fn verify<K: Key>(
         &self,
         body: &[u8],
-        secrets: impl IntoIterator<Item = &'a Secret>,
+        secrets: impl IntoIterator<Item = K>,
         now: i64,
         tolerance_secs: u64,
     ) -> Result<usize, SignatureError> {
         self.check_fresh(now, tolerance_secs)?;
         for (index, secret) in secrets.into_iter().enumerate() {
-            let mac = secret.mac(self.timestamp, body);
+            let mac = signed_part(secret.keyed().0, self.timestamp, body);
             let computed = mac.finalize().into_bytes();
             // Constant-time comparison of every candidate, whatever matches.
             let mut matched = subtle::Choice::from(0);
@@ -281,6 +346,29 @@ mod tests {
         let (t, v1) = signed.split_once(',').unwrap();
         let header = SignatureHeader::parse(&format!("{t},  v0=abc, {v1}")).unwrap();
         assert_eq!(header.verify(b"b", [&s], 5, 300), Ok(0));
+    }
+
+    #[test]
+    fn a_precomputed_key_verifies_exactly_as_its_secret() {
+        let v = vectors();
+        let secret = Secret::new(v.secret).unwrap();
+        let key = SigningKey::new(&secret);
+        for case in v.vectors {
+            let header = SignatureHeader::parse(&case.header);
+            let with_secret = header
+                .clone()
+                .and_then(|h| h.verify(case.body.as_bytes(), [&secret], case.t, 300));
+            let with_key = header.and_then(|h| h.verify(case.body.as_bytes(), [&key], case.t, 300));
+            assert_eq!(with_key, with_secret, "vector {}", case.name);
+        }
+        // Timestamps of any length are written as decimal digits.
+        for t in [0, 7, 10, 1_700_000_000, i64::MAX] {
+            let signed = secret.sign(t, b"{}");
+            let header = SignatureHeader::parse(&signed).unwrap();
+            assert_eq!(header.verify(b"{}", [&key], t, 0), Ok(0), "{signed}");
+            assert!(signed.starts_with(&format!("t={t},")));
+        }
+        assert_eq!(format!("{key:?}"), "SigningKey(***)");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! (channel, webhook), and a hold after a 429 until its wait has passed.
 //! Waiting happens before a platform call, within the call's deadline: a
 //! wait that would pass it is not started ([`Pacer::wait_within`]).
+//!
+//! Edits of posted cards (a moderator's click) go first: while an edit
+//! waits for a key, no new card takes that key's next token
+//! ([`Priority::Edit`]), so a wave of new cards cannot hold a click's
+//! update back by more than one token's time.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,6 +20,34 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     hold_until: Option<Instant>,
+    /// Edits waiting for this key (they take tokens before new cards).
+    edits_waiting: usize,
+}
+
+/// Who asks for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// A new message (a card, a notice, a reminder).
+    Post,
+    /// An edit of a posted card after a moderator's click: first.
+    Edit,
+}
+
+/// Counts an edit as waiting for its key while it lives (also when its
+/// future is dropped mid-wait, as a call's deadline does).
+struct Waiting<'a, K: Hash + Eq + Clone> {
+    pacer: &'a Pacer<K>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Drop for Waiting<'_, K> {
+    fn drop(&mut self) {
+        if let Ok(mut buckets) = self.pacer.buckets.lock()
+            && let Some(b) = buckets.get_mut(&self.key)
+        {
+            b.edits_waiting = b.edits_waiting.saturating_sub(1);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -38,17 +71,20 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
     /// Waits until `key` may take one more message.
     #[cfg(test)]
     pub(crate) async fn wait(&self, key: &K) {
-        let _ = self.wait_within(key, None).await;
+        let _ = self.wait_within(key, None, Priority::Post).await;
     }
 
     /// Waits until `key` may take one more message, unless that is after
     /// `deadline`: then returns at once with how long the wait would be
-    /// (nothing taken, nothing sent).
+    /// (nothing taken, nothing sent). An edit ([`Priority::Edit`]) goes
+    /// before every new message waiting for the same key.
     pub(crate) async fn wait_within(
         &self,
         key: &K,
         deadline: Option<Instant>,
+        priority: Priority,
     ) -> Result<(), Duration> {
+        let mut waiting: Option<Waiting<'_, K>> = None;
         loop {
             let delay = {
                 let Ok(mut buckets) = self.buckets.lock() else {
@@ -59,19 +95,42 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     tokens: self.burst,
                     last: now,
                     hold_until: None,
+                    edits_waiting: 0,
                 });
                 b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second)
                     .min(self.burst);
                 b.last = now;
+                // Edits waiting before this one (an edit does not count
+                // itself): a new message yields to them.
+                let ahead = match priority {
+                    Priority::Post => b.edits_waiting,
+                    Priority::Edit => 0,
+                };
+                let one_token = Duration::from_secs_f64(1.0 / self.per_second);
                 match b.hold_until {
                     Some(until) if until > now => until - now,
-                    _ if b.tokens >= 1.0 => {
+                    _ if b.tokens >= 1.0 && ahead == 0 => {
                         b.tokens -= 1.0;
+                        // `waiting` (if any) is dropped on return: the
+                        // edit no longer waits.
                         return Ok(());
                     }
+                    // Tokens there, but an edit is about to take them.
+                    _ if b.tokens >= 1.0 => one_token.min(Duration::from_millis(50)),
                     _ => Duration::from_secs_f64((1.0 - b.tokens) / self.per_second),
                 }
             };
+            if priority == Priority::Edit && waiting.is_none() {
+                if let Ok(mut buckets) = self.buckets.lock()
+                    && let Some(b) = buckets.get_mut(key)
+                {
+                    b.edits_waiting += 1;
+                }
+                waiting = Some(Waiting {
+                    pacer: self,
+                    key: key.clone(),
+                });
+            }
             if deadline.is_some_and(|d| Instant::now() + delay > d) {
                 return Err(delay);
             }
@@ -87,6 +146,7 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                 tokens: 0.0,
                 last: now,
                 hold_until: None,
+                edits_waiting: 0,
             });
             b.tokens = 0.0;
             b.hold_until = Some(now + after);
@@ -148,12 +208,80 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_edit_takes_the_next_token_before_new_cards_waiting_longer() {
+        use std::sync::Arc;
+        let p = Arc::new(Pacer::new(1.0, 1.0));
+        p.wait(&"C1").await; // the burst is used up
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Five new cards queue first, then one edit.
+        for i in 0..5 {
+            let (p, order) = (p.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                p.wait_within(&"C1", None, Priority::Post).await.unwrap();
+                order.lock().unwrap().push(format!("card{i}"));
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (q, o) = (p.clone(), order.clone());
+        let edit = tokio::spawn(async move {
+            q.wait_within(&"C1", None, Priority::Edit).await.unwrap();
+            o.lock().unwrap().push("edit".to_owned());
+            start.elapsed()
+        });
+        let took = edit.await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order[0], "edit", "{order:?}");
+        assert!(took <= Duration::from_secs(1), "one token's time: {took:?}");
+        assert_eq!(order.len(), 6);
+        // Nothing is left counted as waiting: cards flow at the rate again.
+        let later = Instant::now();
+        p.wait(&"C1").await;
+        assert!(later.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_edit_given_up_at_its_deadline_holds_nothing_back() {
+        let p = Pacer::new(1.0, 1.0);
+        p.hold(&"C1", Duration::from_secs(10));
+        let refused = p
+            .wait_within(
+                &"C1",
+                Some(Instant::now() + Duration::from_secs(1)),
+                Priority::Edit,
+            )
+            .await;
+        assert!(refused.is_err());
+        // An edit cut off mid-wait (its future dropped) neither.
+        let q = Pacer::new(1.0, 1.0);
+        q.wait(&"C2").await;
+        let cut = tokio::time::timeout(
+            Duration::from_millis(200),
+            q.wait_within(&"C2", None, Priority::Edit),
+        )
+        .await;
+        assert!(cut.is_err(), "still waiting when cut");
+        let start = Instant::now();
+        q.wait(&"C2").await;
+        assert!(
+            start.elapsed() <= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_wait_past_the_deadline_is_not_started() {
         let p = Pacer::new(1.0, 1.0);
         p.hold(&"C1", Duration::from_secs(3600));
         let start = Instant::now();
         let refused = p
-            .wait_within(&"C1", Some(start + Duration::from_secs(5)))
+            .wait_within(&"C1", Some(start + Duration::from_secs(5)), Priority::Post)
             .await;
         assert_eq!(refused, Err(Duration::from_secs(3600)));
         assert_eq!(start.elapsed(), Duration::ZERO, "it returned at once");
@@ -161,7 +289,11 @@ mod tests {
         let q = Pacer::new(1.0, 1.0);
         q.wait(&"C2").await;
         let ok = q
-            .wait_within(&"C2", Some(Instant::now() + Duration::from_secs(2)))
+            .wait_within(
+                &"C2",
+                Some(Instant::now() + Duration::from_secs(2)),
+                Priority::Post,
+            )
             .await;
         assert_eq!(ok, Ok(()));
         assert_eq!(start.elapsed(), Duration::from_secs(1));

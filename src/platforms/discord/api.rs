@@ -26,7 +26,7 @@ use super::render::{
 use super::{API_URL_ENV, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
-use crate::platforms::pacer::Pacer;
+use crate::platforms::pacer::{Pacer, Priority};
 use crate::platforms::{Failure, MessageRef, PlatformError, Problems, Target};
 
 /// An incoming webhook: its ID and its secret token.
@@ -503,7 +503,7 @@ impl Client {
                 let r = match self.bot() {
                     Ok(http) => {
                         let id = ChannelId::new(*channel);
-                        self.paced(*channel, &place, true, || {
+                        self.paced(*channel, &place, true, Priority::Post, || {
                             let send = id.send_message(
                                 http,
                                 reminder_message(reminder, *channel, *message_id),
@@ -526,7 +526,7 @@ impl Client {
                 let (place, hook) = self.webhook(env);
                 let r = match hook {
                     Ok(hook) => self
-                        .paced(hook.id, &place, false, || {
+                        .paced(hook.id, &place, false, Priority::Post, || {
                             let execute = reminder_webhook(reminder).execute(
                                 &self.inner.hooks,
                                 (WebhookId::new(hook.id), hook.token.as_str(), true),
@@ -570,7 +570,7 @@ impl Client {
         // The same nonce each time: a resend after a lost answer returns the
         // message Discord already created.
         let m = self
-            .paced(channel, place, true, || {
+            .paced(channel, place, true, Priority::Post, || {
                 let send = id.send_message(http, message(card, channel, Utc::now()));
                 async move { unreadable_is_delivered(send.await) }
             })
@@ -590,7 +590,7 @@ impl Client {
     ) -> Result<(), Failure> {
         let http = self.bot()?;
         let id = ChannelId::new(channel);
-        self.paced(channel, place, true, || {
+        self.paced(channel, place, true, Priority::Edit, || {
             id.edit_message(
                 http,
                 MessageId::new(message_id),
@@ -615,7 +615,7 @@ impl Client {
             ));
         };
         let m = self
-            .paced(hook.id, place, false, || {
+            .paced(hook.id, place, false, Priority::Post, || {
                 let execute = webhook_execution(card, Utc::now()).execute(
                     &self.inner.hooks,
                     (WebhookId::new(hook.id), hook.token.as_str(), true),
@@ -637,7 +637,7 @@ impl Client {
         message_id: u64,
         place: &Endpoint,
     ) -> Result<(), Failure> {
-        self.paced(hook.id, place, false, || {
+        self.paced(hook.id, place, false, Priority::Edit, || {
             edit_webhook_message(card, Utc::now()).execute(
                 &self.inner.hooks,
                 (
@@ -663,6 +663,7 @@ impl Client {
         key: u64,
         place: &Endpoint,
         retry: bool,
+        priority: Priority,
         call: F,
     ) -> Result<T, Failure>
     where
@@ -675,7 +676,7 @@ impl Client {
         let pacing_until = started + self.deadline / 2;
         loop {
             if let Some(p) = &self.inner.pacer
-                && let Err(wait) = p.wait_within(&key, Some(pacing_until)).await
+                && let Err(wait) = p.wait_within(&key, Some(pacing_until), priority).await
             {
                 return Err(Failure::RateLimited(Some(wait)));
             }

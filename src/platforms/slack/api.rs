@@ -18,7 +18,7 @@ use super::render::{ImageMode, render};
 use super::{API_URL_ENV, Channel, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
-use crate::platforms::pacer::Pacer;
+use crate::platforms::pacer::{Pacer, Priority};
 use crate::platforms::{CardTag, Failure, Lookup, MessageRef, PlatformError, Problems, Window};
 
 /// The metadata `event_type` of every card modbridge posts; its
@@ -441,10 +441,16 @@ impl Client {
         let now = tokio::time::Instant::now();
         let pacing_until = now + deadline.saturating_duration_since(now) / 2;
         loop {
+            // An edit (a moderator's click) goes before new cards.
+            let priority = if method == "chat.update" {
+                Priority::Edit
+            } else {
+                Priority::Post
+            };
             if let Err(wait) = self
                 .inner
                 .pacer
-                .wait_within(&channel.to_owned(), Some(pacing_until))
+                .wait_within(&channel.to_owned(), Some(pacing_until), priority)
                 .await
             {
                 return Err(Failure::RateLimited(Some(wait)));

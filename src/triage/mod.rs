@@ -38,6 +38,9 @@ use crate::platforms::{
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long a request's replay key is kept: the freshness window.
 const REPLAY_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// A click is decided within this, or acknowledged and decided after (the
+/// platforms wait 3 s for an answer).
+const DECIDE_WITHIN: Duration = Duration::from_millis(1500);
 
 /// What the interactions endpoints share.
 #[derive(Clone)]
@@ -185,11 +188,9 @@ impl Triage {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let verified = match self
-            .interactions
-            .verify(platform, &headers, &body, unix_now())
-        {
-            Ok(v) => v,
+        let now = unix_now();
+        match self.interactions.verify(platform, &headers, &body, now) {
+            Ok(_) => {}
             Err(InteractionError::NotConfigured { .. }) => {
                 return error(StatusCode::NOT_FOUND, "not found");
             }
@@ -198,6 +199,59 @@ impl Triage {
                 metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "unauthentic").increment(1);
                 return error(StatusCode::UNAUTHORIZED, &e.to_string());
             }
+        }
+        // The rest needs the store: decided within DECIDE_WITHIN, or
+        // acknowledged then (the platform's 3-second window) and finished
+        // in the background — the copies are edited when it is done.
+        let this = self.clone();
+        let (late_headers, late_body) = (headers.clone(), body.clone());
+        let work = tokio::spawn(async move {
+            this.verified(platform, &late_headers, &late_body, now)
+                .await
+        });
+        match tokio::time::timeout(DECIDE_WITHIN, work).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                warn!(platform, error = %e, "an interaction's work failed");
+                reply(
+                    platform,
+                    &InteractionReply::Ephemeral(
+                        "modbridge could not record this; try again".into(),
+                    ),
+                )
+            }
+            Err(_) => {
+                warn!(
+                    platform,
+                    "the store is slow: the interaction is acknowledged now and decided in the background"
+                );
+                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "deferred").increment(1);
+                let ping = self
+                    .interactions
+                    .verify(platform, &headers, &body, now)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .is_some_and(|i| matches!(i, Inbound::Ping));
+                if ping {
+                    reply(platform, &InteractionReply::Pong)
+                } else {
+                    reply(platform, &InteractionReply::Acknowledge)
+                }
+            }
+        }
+    }
+
+    /// An authentic request's work: the replay guard, then parse and decide.
+    async fn verified(
+        &self,
+        platform: &'static str,
+        headers: &[(String, String)],
+        body: &[u8],
+        now: i64,
+    ) -> Response {
+        let verified = match self.interactions.verify(platform, headers, body, now) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
         };
         match self
             .store

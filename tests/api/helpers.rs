@@ -297,6 +297,9 @@ impl RedisServer {
                 if self.persistent { "yes" } else { "no" },
                 "--appendfsync",
                 self.appendfsync,
+                // DEBUG SLEEP from tests: a Redis that is slow to answer.
+                "--enable-debug-command",
+                "local",
             ])
             .arg("--dir")
             .arg(&self.dir)

@@ -1270,3 +1270,48 @@ async fn click_to_every_copy_updated_at_1_and_10_clicks_per_second() {
     assert!(e.discord.invalid().is_empty(), "{:?}", e.discord.invalid());
     app.stop().await;
 }
+
+/// The platforms wait 3 s for an answer. With Redis slow (blocked 1.9 s by
+/// `DEBUG SLEEP`), a click is acknowledged after ~1.5 s (Discord: type 6, a
+/// deferred update) and decided when Redis answers: every copy still ends
+/// up showing the claim.
+#[tokio::test]
+async fn a_click_is_answered_within_the_window_while_redis_is_slow() {
+    let Some((e, app, url)) = everywhere("BTN-SLOW").await else {
+        return;
+    };
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let sleeper = tokio::spawn(async move {
+        // The client gives up before the answer (its response timeout); the
+        // server sleeps on regardless.
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("1.9")
+            .query_async(&mut conn)
+            .await;
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let claim = discord_act("claim-slow", "bo", "claim", &e.case, &e.message_id);
+    let asked = std::time::Instant::now();
+    let r = post_discord(&app, &e.key, now(), &claim).await;
+    let took = asked.elapsed();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["type"], 6, "a deferred update: {answer}");
+    // At the 1.5 s bound (not after Redis woke, ~1.8 s): well within the
+    // platform's 3 s; the `deferred` count below says which path answered.
+    assert!(
+        took >= std::time::Duration::from_millis(1400)
+            && took < std::time::Duration::from_millis(2500),
+        "{took:?}"
+    );
+    sleeper.await.unwrap();
+    until_every_copy_says(&e, "Claimed by @bo on Discord").await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("modbridge_interactions_total{platform=\"discord\",outcome=\"deferred\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}

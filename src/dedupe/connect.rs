@@ -165,9 +165,9 @@ impl Link {
         }));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             // First contact: finds the master, checks its eviction policy.
-            let mut first = link.clone();
+            let first = link.clone();
             rt.spawn(async move {
-                if let Err(e) = redis::cmd("PING").query_async::<String>(&mut first).await {
+                if let Err(e) = redis::cmd("PING").query_async::<String>(&mut &first).await {
                     debug!(error = %e, "redis is not reachable yet");
                 }
             });
@@ -446,28 +446,8 @@ impl Link {
     }
 }
 
-impl ConnectionLike for Link {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.send(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.send_pipeline(cmd, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.db
-    }
-}
-
-/// The same connection through a shared reference: a command sent this way
-/// does not clone the `Link` (an atomic count on a line every request
-/// shares).
+/// Commands go through a shared reference: none clones the `Link` (an
+/// atomic count on a line every request shares).
 impl ConnectionLike for &Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.send(cmd)

@@ -300,7 +300,7 @@ impl RedisStore {
         for a in args {
             invocation.arg(a);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = &self.conn;
         match tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError(format!("redis: {e}"))),
@@ -593,7 +593,7 @@ impl DedupeStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = &self.conn;
         let pong = tokio::time::timeout(
             OP_TIMEOUT,
             redis::cmd("PING").query_async::<String>(&mut conn),

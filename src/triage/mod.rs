@@ -189,20 +189,11 @@ impl Triage {
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
         let now = unix_now();
-        match self.interactions.verify(platform, &headers, &body, now) {
-            Ok(_) => {}
-            Err(InteractionError::NotConfigured { .. }) => {
-                return error(StatusCode::NOT_FOUND, "not found");
-            }
-            Err(e) => {
-                warn!(platform, "refused interaction: forged or stale signature");
-                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "unauthentic").increment(1);
-                return error(StatusCode::UNAUTHORIZED, &e.to_string());
-            }
-        }
-        // The rest needs the store: decided within DECIDE_WITHIN, or
-        // acknowledged then (the platform's 3-second window) and finished
-        // in the background — the copies are edited when it is done.
+        // Verified first thing on the task (a forged request is answered
+        // 401 at once); what follows needs the store: decided within
+        // DECIDE_WITHIN, or acknowledged then (the platform's 3-second
+        // window) and finished in the background — the copies are edited
+        // when it is done.
         let this = self.clone();
         let (late_headers, late_body) = (headers.clone(), body.clone());
         let work = tokio::spawn(async move {
@@ -226,6 +217,8 @@ impl Triage {
                     "the store is slow: the interaction is acknowledged now and decided in the background"
                 );
                 metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "deferred").increment(1);
+                // Only an authentic request gets this far (verifying takes
+                // microseconds): a PING still needs its PONG.
                 let ping = self
                     .interactions
                     .verify(platform, &headers, &body, now)
@@ -241,7 +234,8 @@ impl Triage {
         }
     }
 
-    /// An authentic request's work: the replay guard, then parse and decide.
+    /// A request's work: the signature on the raw bytes (else 401, nothing
+    /// parsed), the replay guard, then parse and decide.
     async fn verified(
         &self,
         platform: &'static str,
@@ -251,7 +245,14 @@ impl Triage {
     ) -> Response {
         let verified = match self.interactions.verify(platform, headers, body, now) {
             Ok(v) => v,
-            Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
+            Err(InteractionError::NotConfigured { .. }) => {
+                return error(StatusCode::NOT_FOUND, "not found");
+            }
+            Err(e) => {
+                warn!(platform, "refused interaction: forged or stale signature");
+                metrics::counter!("modbridge_interactions_total", "platform" => platform, "outcome" => "unauthentic").increment(1);
+                return error(StatusCode::UNAUTHORIZED, &e.to_string());
+            }
         };
         match self
             .store

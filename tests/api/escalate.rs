@@ -14,7 +14,7 @@ use crate::fake_discord::{CHANNEL, FakeDiscord, WEBHOOK_ID};
 use crate::fake_slack::FakeSlack;
 use crate::helpers::*;
 use modbridge::config::Settings;
-use modbridge::dedupe::{DedupeStore, RedisStore, Ttl};
+use modbridge::dedupe::{DedupeStore, RedisStore};
 use modbridge::platforms::MessageRef;
 use modbridge::platforms::slack::interaction::sign as slack_sign;
 use modbridge::triage::case::{Case, Cases, DEFAULT_CASE_TTL, case_id};
@@ -95,15 +95,7 @@ async fn world() -> Option<World> {
             .await,
         );
     }
-    let store = RedisStore::new(
-        &redis.url,
-        "modbridge:",
-        Ttl {
-            lease: Duration::from_secs(30),
-            done: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let store = app_store(&redis.url);
     Some(World {
         cases: Cases::new(store.clone(), DEFAULT_CASE_TTL),
         store,

@@ -117,6 +117,20 @@ pub async fn spawn_with(opts: AppOptions) -> TestApp {
     }
 }
 
+/// A store on `url` with the app's own key prefix: what a test reads or
+/// seeds behind a running app (cases, counters, schedules).
+pub fn app_store(url: &str) -> modbridge::dedupe::RedisStore {
+    modbridge::dedupe::RedisStore::new(
+        url,
+        "modbridge:",
+        modbridge::dedupe::Ttl {
+            lease: Duration::from_secs(30),
+            done: Duration::from_secs(3600),
+        },
+    )
+    .unwrap()
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -5,7 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use modbridge::dedupe::{RedisStore, Ttl};
 use modbridge::platforms::ModeratorAction as A;
 use modbridge::triage::case::{Actor, Case};
 use modbridge::triage::stats::{Fired, Stats};
@@ -40,12 +39,7 @@ async fn stats_prints_precision_and_median_times_per_match() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let ttl = Ttl {
-        lease: Duration::from_secs(30),
-        done: Duration::from_secs(3600),
-    };
-    let store = RedisStore::new(&redis.url, "modbridge:", ttl).unwrap();
-    let stats = Stats::new(store);
+    let stats = Stats::new(app_store(&redis.url));
     let now_ms = chrono::Utc::now().timestamp_millis() as u64;
     let posted = now_ms - 3 * 3_600_000;
     let ana = Actor {

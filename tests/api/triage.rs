@@ -234,9 +234,9 @@ fn discord_claim(id: &str, user: &str, action: &str, case: &str) -> String {
 /// it (a copy listed after the platform confirmed the card).
 #[tokio::test]
 async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
-    use modbridge::dedupe::{DedupeStore, RedisStore, Ttl};
+    use modbridge::dedupe::DedupeStore;
     use modbridge::platforms::MessageRef;
-    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    use modbridge::triage::case::{CaseState, Cases, DEFAULT_CASE_TTL, case_id};
     let Some(redis) = RedisServer::start() else {
         eprintln!("skipped: redis-server is not installed");
         return;
@@ -253,15 +253,7 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
         })
     };
     let (a, b) = (replica().await, replica().await);
-    let store = RedisStore::new(
-        &redis.url,
-        "modbridge:",
-        Ttl {
-            lease: std::time::Duration::from_secs(30),
-            done: std::time::Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let store = app_store(&redis.url);
     store.ping().await.unwrap();
     let cases = Cases::new(store, DEFAULT_CASE_TTL);
     let case = case_id("acme", "race-1");
@@ -269,18 +261,13 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
         .add_copy(
             &case,
             1,
-            Copy {
-                message: MessageRef::Discord {
+            listed_copy(
+                MessageRef::Discord {
                     channel: 112233445566778899,
                     message_id: 998877,
                 },
-                target: "discord:112233445566778899".into(),
-                buttons: true,
-                destination: None,
-                link: None,
-                card: None,
-                tag: None,
-            },
+                "discord:112233445566778899",
+            ),
             &Default::default(),
         )
         .await
@@ -366,7 +353,6 @@ async fn two_simultaneous_claims_on_two_replicas_have_one_winner() {
 async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it() {
     use crate::fake_discord::FakeDiscord;
     use crate::fake_slack::FakeSlack;
-    use modbridge::dedupe::{RedisStore, Ttl};
     use modbridge::platforms::MessageRef;
     use modbridge::triage::case::{CaseState, Cases, DEFAULT_CASE_TTL, case_id};
     let Some(redis) = RedisServer::start() else {
@@ -400,15 +386,7 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
         )
         .await;
     assert_eq!(status, 200);
-    let store = RedisStore::new(
-        &redis.url,
-        "modbridge:",
-        Ttl {
-            lease: std::time::Duration::from_secs(30),
-            done: std::time::Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let store = app_store(&redis.url);
     let cases = Cases::new(store, DEFAULT_CASE_TTL);
     let case = case_id("01HQ0ABCDEF1234567890XYZ", "CASE-1");
     let (_, record) = cases.get(&case).await.unwrap().expect("the case exists");
@@ -480,9 +458,8 @@ async fn every_delivered_copy_joins_its_case_and_clicks_across_platforms_move_it
 #[tokio::test]
 async fn a_moderator_not_allowed_by_triage_changes_nothing() {
     use crate::fake_slack::FakeSlack;
-    use modbridge::dedupe::{RedisStore, Ttl};
     use modbridge::platforms::MessageRef;
-    use modbridge::triage::case::{CaseState, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    use modbridge::triage::case::{CaseState, Cases, DEFAULT_CASE_TTL, case_id};
     let Some(redis) = RedisServer::start() else {
         eprintln!("skipped: redis-server is not installed");
         return;
@@ -500,29 +477,16 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
         ..Default::default()
     })
     .await;
-    let store = RedisStore::new(
-        &redis.url,
-        "modbridge:",
-        Ttl {
-            lease: std::time::Duration::from_secs(30),
-            done: std::time::Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let store = app_store(&redis.url);
     let cases = Cases::new(store, DEFAULT_CASE_TTL);
     let case = case_id("acme", "restricted-1");
-    let copy = Copy {
-        message: MessageRef::Slack {
+    let copy = listed_copy(
+        MessageRef::Slack {
             channel: "C0123ABCD".into(),
             ts: "1.2".into(),
         },
-        target: "slack:C0123ABCD".into(),
-        buttons: true,
-        destination: None,
-        link: None,
-        card: None,
-        tag: None,
-    };
+        "slack:C0123ABCD",
+    );
     cases
         .add_copy(&case, 1, copy, &Default::default())
         .await
@@ -619,6 +583,23 @@ async fn a_moderator_not_allowed_by_triage_changes_nothing() {
     );
     assert_eq!(responses[1]["text"], "Already resolved by @bo");
     app.stop().await;
+}
+
+/// A copy listed in a case as earlier versions listed them: a message and
+/// its target, with buttons, nothing else kept.
+fn listed_copy(
+    message: modbridge::platforms::MessageRef,
+    target: &str,
+) -> modbridge::triage::case::Copy {
+    modbridge::triage::case::Copy {
+        message,
+        target: target.into(),
+        buttons: true,
+        destination: None,
+        link: None,
+        card: None,
+        tag: None,
+    }
 }
 
 /// A post delivered to a Slack channel, a Discord bot channel and a Discord
@@ -1049,37 +1030,23 @@ async fn a_rate_limited_edit_waits_and_is_made_again() {
 async fn a_copy_posted_after_the_case_changed_shows_its_current_state() {
     use crate::fake_discord::{CHANNEL, FakeDiscord};
     use crate::fake_slack::FakeSlack;
-    use modbridge::dedupe::{RedisStore, Ttl};
     use modbridge::platforms::{MessageRef, ModeratorAction};
-    use modbridge::triage::case::{Acted, Actor, Cases, Copy, DEFAULT_CASE_TTL, case_id};
+    use modbridge::triage::case::{Acted, Actor, Cases, DEFAULT_CASE_TTL, case_id};
     let Some(redis) = RedisServer::start() else {
         eprintln!("skipped: redis-server is not installed");
         return;
     };
-    let store = RedisStore::new(
-        &redis.url,
-        "modbridge:",
-        Ttl {
-            lease: std::time::Duration::from_secs(30),
-            done: std::time::Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let store = app_store(&redis.url);
     let cases = Cases::new(store, DEFAULT_CASE_TTL);
     let case = case_id("01HQ0ABCDEF1234567890XYZ", "BTN-6");
     // An earlier copy (elsewhere), claimed by ana on Slack.
-    let earlier = Copy {
-        message: MessageRef::Slack {
+    let earlier = listed_copy(
+        MessageRef::Slack {
             channel: "C0OTHER01".into(),
             ts: "1.1".into(),
         },
-        target: "slack:C0OTHER01".into(),
-        buttons: true,
-        destination: None,
-        link: None,
-        card: None,
-        tag: None,
-    };
+        "slack:C0OTHER01",
+    );
     cases
         .add_copy(&case, 0, earlier, &Default::default())
         .await

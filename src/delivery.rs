@@ -615,7 +615,7 @@ impl Deliverer {
         }
         match self.store.card(key).await {
             Ok(Some(CardRecord::DeadLetter { .. })) => return Ok(Delivered::DeadLetter),
-            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other)) => {
+            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other | CardRecord::InDigest { .. })) => {
                 return Ok(Delivered::AlreadySent);
             }
             // Reserved or nothing: the reservation below decides.
@@ -1445,7 +1445,9 @@ impl Deliverer {
             match outcome {
                 Attempt::Sent
                 | Attempt::Found
-                | Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other) => {
+                | Attempt::Settled(
+                    CardRecord::Sent { .. } | CardRecord::Other | CardRecord::InDigest { .. },
+                ) => {
                     if let Err(e) = self.store.unpark(&list, &raw).await {
                         error!(error = %e, "replayed card still listed as parked");
                     }
@@ -1522,7 +1524,9 @@ impl Deliverer {
                     .await;
                 let delivered = match outcome {
                     Attempt::Sent => Delivered::Sent,
-                    Attempt::Settled(CardRecord::Sent { .. } | CardRecord::Other)
+                    Attempt::Settled(
+                        CardRecord::Sent { .. } | CardRecord::Other | CardRecord::InDigest { .. },
+                    )
                     | Attempt::Found => Delivered::AlreadySent,
                     Attempt::Unlooked { detail, .. } => {
                         return Err(format!(

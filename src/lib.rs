@@ -24,6 +24,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod destination;
+pub mod digest;
 pub mod ingest;
 pub mod intake;
 pub mod pipeline;

@@ -16,6 +16,7 @@ use super::intake::RawIntake;
 use super::listeners::RawListener;
 use super::server::RawServer;
 use super::triage::RawTriage;
+use super::waves::RawWaves;
 
 /// The file exactly as written; unknown keys are refused.
 #[derive(Debug, Deserialize, Default)]
@@ -52,6 +53,8 @@ struct RawConfig {
     alerts: Option<RawAlerts>,
     #[serde(default)]
     triage: RawTriage,
+    #[serde(default)]
+    waves: RawWaves,
 }
 
 /// `[rules]`: how rules run (where they are is the top-level `rules_dir`).
@@ -82,6 +85,7 @@ pub(super) struct RawSections {
     pub post_url: Option<String>,
     pub groups: BTreeMap<String, String>,
     pub triage: RawTriage,
+    pub waves: RawWaves,
 }
 
 impl From<RawConfig> for RawSections {
@@ -116,6 +120,7 @@ impl From<RawConfig> for RawSections {
             post_url: raw.post_url,
             groups: raw.groups,
             triage: raw.triage,
+            waves: raw.waves,
         }
     }
 }

@@ -25,6 +25,7 @@ mod listeners;
 mod loader;
 mod server;
 mod triage;
+mod waves;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ pub use self::server::{LogFormat, ServerSettings};
 pub use self::triage::{
     DISCORD_PUBLIC_KEY_ENV, DiscordPublicKey, SLACK_SIGNING_SECRET_ENV, TriageSettings,
 };
+pub use self::waves::WaveSettings;
 use crate::destination::Destinations;
 
 /// The configuration file read when `--config` is not given (if it exists).
@@ -72,6 +74,8 @@ pub struct Settings {
     pub capture: Option<CaptureSettings>,
     /// Moderator actions: what authenticates a click on each platform.
     pub triage: TriageSettings,
+    /// `[waves]`: digests and campaign cards when a destination overflows.
+    pub waves: WaveSettings,
     /// Values the file gives for settings read from the environment by the
     /// module that owns them (the platforms read `SLACK_API_URL`,
     /// `DISCORD_API_URL`; the file's `slack_api_url`, `discord_api_url`
@@ -162,6 +166,7 @@ impl Settings {
         let cards = CardSettings::build(raw.post_url, raw.groups, &mut l);
         let capture = CaptureSettings::build(raw.capture, &mut l);
         let triage = TriageSettings::build(raw.triage, &mut l);
+        let waves = WaveSettings::build(raw.waves, &mut l);
 
         let settings = Settings {
             server,
@@ -189,6 +194,7 @@ impl Settings {
             cards,
             capture,
             triage,
+            waves,
             env_defaults: raw.env_defaults,
         };
         l.finish(settings)

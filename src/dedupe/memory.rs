@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::{
     Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, epoch_ms,
+    GroupAdd, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
+    WaveAdmit, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -53,6 +54,10 @@ struct Inner {
     counters: HashMap<String, (BTreeMap<String, i64>, Instant)>,
     /// Schedules: set → (member → due ms, until).
     schedules: HashMap<String, (HashMap<String, u64>, Instant)>,
+    /// Waves: destination → (virtual queue end ms, wave end ms, start ms).
+    waves: HashMap<String, (u64, u64, u64)>,
+    /// Group entries: group → (entries, until).
+    groups: HashMap<String, (Vec<String>, Instant)>,
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -620,6 +625,106 @@ impl DedupeStore for MemoryStore {
             members.remove(member);
         }
         Ok(())
+    }
+
+    async fn wave_admit(
+        &self,
+        name: &str,
+        cost: Duration,
+        limit: Duration,
+        quiet: Duration,
+    ) -> Result<WaveAdmit, StoreError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (cost, limit, quiet) = (ms(cost), ms(limit), ms(quiet));
+        let now = epoch_ms();
+        let mut inner = MemoryStore::lock(self);
+        inner
+            .waves
+            .retain(|_, (v, till, _)| *v > now || *till > now);
+        let (v, till, started) = inner.waves.entry(name.to_owned()).or_default();
+        *v = (*v).max(now);
+        let mut active = *till > now;
+        if !active {
+            *started = 0;
+        }
+        let mut began = false;
+        if (*v).saturating_add(cost) - now > limit {
+            if !active {
+                *started = now;
+                began = true;
+            }
+            *till = now.saturating_add(quiet);
+            active = true;
+        }
+        *v = (*v).saturating_add(cost).min(now.saturating_add(limit));
+        Ok(WaveAdmit {
+            in_wave: active,
+            started_ms: *started,
+            began,
+        })
+    }
+
+    async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let now = epoch_ms();
+        Ok(MemoryStore::lock(self)
+            .waves
+            .get(name)
+            .filter(|(_, till, _)| *till > now)
+            .map(|(_, _, started)| *started))
+    }
+
+    async fn group_add(
+        &self,
+        key: &SentKey,
+        group: &str,
+        entry: &str,
+        set: &str,
+        due_ms: u64,
+    ) -> Result<GroupAdd, StoreError> {
+        let now = Instant::now();
+        let expires = now + self.ttl.done;
+        let index = {
+            let mut inner = MemoryStore::lock(self);
+            if let Some(record) = inner.card(key, now) {
+                return Ok(GroupAdd::Taken(record.clone()));
+            }
+            inner.put_card(
+                key,
+                CardRecord::InDigest {
+                    id: group.to_owned(),
+                },
+                expires,
+                self.capacity,
+            );
+            inner.groups.retain(|_, (_, until)| *until > now);
+            let (entries, until) = inner
+                .groups
+                .entry(group.to_owned())
+                .or_insert_with(|| (Vec::new(), expires));
+            *until = expires;
+            entries.push(entry.to_owned());
+            entries.len() as u64 - 1
+        };
+        self.schedule(set, group, due_ms, self.ttl.done).await?;
+        Ok(GroupAdd::Added(index))
+    }
+
+    async fn group_entries(
+        &self,
+        group: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let now = Instant::now();
+        let inner = MemoryStore::lock(self);
+        let Some((entries, _)) = inner.groups.get(group).filter(|(_, until)| *until > now) else {
+            return Ok((0, Vec::new()));
+        };
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        Ok((
+            entries.len() as u64,
+            entries.iter().skip(from).take(max).cloned().collect(),
+        ))
     }
 
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {

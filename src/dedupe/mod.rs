@@ -155,6 +155,9 @@ pub enum CardRecord {
     /// The platform refused it as malformed: it is not sent again unless a
     /// person replays it.
     DeadLetter { reason: String },
+    /// Listed in a grouped message (a wave's digest, a campaign card)
+    /// instead of a card of its own: `id` names the group.
+    InDigest { id: String },
     /// A state written by a newer version.
     #[serde(other)]
     Other,
@@ -295,6 +298,28 @@ pub struct Ttl {
 #[derive(Debug, thiserror::Error)]
 #[error("dedupe store unavailable: {0}")]
 pub struct StoreError(pub String);
+
+/// What [`DedupeStore::wave_admit`] found for one more card to a
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaveAdmit {
+    /// The destination is in a wave: the card may join its digest.
+    pub in_wave: bool,
+    /// When the wave began (ms since the epoch, store clock); 0 outside one.
+    pub started_ms: u64,
+    /// This card's overflow began the wave.
+    pub began: bool,
+}
+
+/// What [`DedupeStore::group_add`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupAdd {
+    /// Recorded in the group (the card's record says so) at this index.
+    Added(u64),
+    /// The card already has a record (reserved, sent, a dead letter, in a
+    /// group): nothing written.
+    Taken(CardRecord),
+}
 
 /// Everything modbridge keeps between requests: the claim/lease/done
 /// protocol, sent records and parked lists. Every operation is atomic on its
@@ -457,6 +482,43 @@ pub trait DedupeStore: Send + Sync {
         set: &str,
         member: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one more card for the destination `name` against its pace:
+    /// each costs `cost` of the destination's time, and a destination whose
+    /// queue would pass `limit` overflows. An overflow begins (or extends) a
+    /// wave that ends `quiet` after the last overflow. Every card counts,
+    /// those that join a digest too (the queue is virtual, capped at
+    /// `limit`), so a wave lasts as long as cards come faster than the pace.
+    fn wave_admit(
+        &self,
+        name: &str,
+        cost: Duration,
+        limit: Duration,
+        quiet: Duration,
+    ) -> impl Future<Output = Result<WaveAdmit, StoreError>> + Send;
+    /// The wave of `name` if one is on: when it began (ms, store clock).
+    fn wave(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Records the card `key` as listed in the group `group` and appends
+    /// `entry` (opaque) to the group's entries, in one atomic step, unless
+    /// the card already has a record; schedules `group` in `set` at
+    /// `due_ms` (set-if-absent, like [`DedupeStore::schedule`]). The record
+    /// and the entries are kept as long as sent records.
+    fn group_add(
+        &self,
+        key: &SentKey,
+        group: &str,
+        entry: &str,
+        set: &str,
+        due_ms: u64,
+    ) -> impl Future<Output = Result<GroupAdd, StoreError>> + Send;
+    /// The number of entries in `group` and those from index `from` (up to
+    /// `max`), oldest first.
+    fn group_entries(
+        &self,
+        group: &str,
+        from: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<(u64, Vec<String>), StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -696,6 +758,48 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.unschedule(set, member).await,
             Store::Redis(s) => s.unschedule(set, member).await,
+        }
+    }
+    async fn wave_admit(
+        &self,
+        name: &str,
+        cost: Duration,
+        limit: Duration,
+        quiet: Duration,
+    ) -> Result<WaveAdmit, StoreError> {
+        match self {
+            Store::Memory(s) => s.wave_admit(name, cost, limit, quiet).await,
+            Store::Redis(s) => s.wave_admit(name, cost, limit, quiet).await,
+        }
+    }
+    async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Memory(s) => s.wave(name).await,
+            Store::Redis(s) => s.wave(name).await,
+        }
+    }
+    async fn group_add(
+        &self,
+        key: &SentKey,
+        group: &str,
+        entry: &str,
+        set: &str,
+        due_ms: u64,
+    ) -> Result<GroupAdd, StoreError> {
+        match self {
+            Store::Memory(s) => s.group_add(key, group, entry, set, due_ms).await,
+            Store::Redis(s) => s.group_add(key, group, entry, set, due_ms).await,
+        }
+    }
+    async fn group_entries(
+        &self,
+        group: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        match self {
+            Store::Memory(s) => s.group_entries(group, from, max).await,
+            Store::Redis(s) => s.group_entries(group, from, max).await,
         }
     }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {

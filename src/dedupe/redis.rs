@@ -28,11 +28,16 @@
 //! `body` (moderator cases: `case:<case ID>`), changed only by a script that
 //! checks the revision; `<prefix>counts:<name>` a hash of counters
 //! (`HINCRBY`, never below 0, with a TTL: moderator outcomes per day,
-//! `stats:<YYYY-MM-DD>`).
-//! checks the revision; `<prefix>due:<set>` is a schedule, a sorted set of
+//! `stats:<YYYY-MM-DD>`); `<prefix>due:<set>` is a schedule, a sorted set of
 //! opaque members (moderator cases: `escalations`, case IDs) scored by the
 //! due time in ms since the Unix epoch, re-scored by a script when taken
 //! (a lease), with a TTL renewed by each schedule.
+//! Waves (issue #14): `<prefix>wave:<name>` is a destination's pace, a hash
+//! of `v` (when its virtual queue would be empty, ms), `until` (the wave's
+//! end, ms) and `started` (the wave's start, ms; 0 outside one), expiring
+//! a minute after the wave could end; `<prefix>group:<group>` is a group's
+//! entries (a list of delivery's JSON, appended in the same script that
+//! writes the card's `in_digest` record), kept as long as card records.
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
@@ -45,7 +50,8 @@ use redis::Script;
 use super::connect::{Link, RedisTarget};
 use super::{
     Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
+    GroupAdd, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
+    WaveAdmit,
 };
 
 /// No request waits longer than this for Redis.
@@ -205,6 +211,10 @@ struct Scripts {
     add_counts: Script,
     schedule: Script,
     take_due: Script,
+    wave_admit: Script,
+    wave: Script,
+    group_add: Script,
+    group_entries: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -259,6 +269,10 @@ impl RedisStore {
                 add_counts: Script::new(ADD_COUNTS),
                 schedule: Script::new(SCHEDULE),
                 take_due: Script::new(TAKE_DUE),
+                wave_admit: card_script(WAVE_ADMIT),
+                wave: card_script(WAVE),
+                group_add: Script::new(GROUP_ADD),
+                group_entries: Script::new(GROUP_ENTRIES),
             }),
             prefix: prefix.into(),
             ttl,
@@ -388,6 +402,61 @@ const TAKE_DUE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
 return due
+";
+
+/// KEYS: wave. ARGV: cost ms, limit ms, quiet ms. Returns {in wave (0/1),
+/// wave start ms (0 outside one), began now (0/1)}.
+const WAVE_ADMIT: &str = r"
+local now = now_ms()
+local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
+local till = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+local started = tonumber(redis.call('HGET', KEYS[1], 'started')) or 0
+local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local quiet = tonumber(ARGV[3])
+if v < now then v = now end
+local active = till > now
+if not active then started = 0 end
+local began = 0
+if v + cost - now > limit then
+  if not active then
+    started = now
+    began = 1
+  end
+  till = now + quiet
+  active = true
+end
+v = math.min(v + cost, now + limit)
+redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 'until', string.format('%d', till), 'started', string.format('%d', started))
+redis.call('PEXPIRE', KEYS[1], limit + quiet + 60000)
+local on = 0
+if active then on = 1 end
+return {on, started, began}
+";
+/// KEYS: wave. Returns the wave's start ms while one is on, else 0.
+const WAVE: &str = r"
+local till = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+if till <= now_ms() then return 0 end
+return tonumber(redis.call('HGET', KEYS[1], 'started')) or 0
+";
+/// KEYS: card record, old sent record, group entries, schedule. ARGV:
+/// record JSON, record TTL ms, entry, due ms, group, schedule TTL ms.
+/// Returns {added, index} | {taken, record JSON} | {old_sent, ''}.
+const GROUP_ADD: &str = r"
+local raw = redis.call('GET', KEYS[1])
+if raw then return {'taken', raw} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'old_sent', ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local n = redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
+return {'added', tostring(n - 1)}
+";
+/// KEYS: group entries. ARGV: first index, last index. Returns {length,
+/// entries}.
+const GROUP_ENTRIES: &str = r"
+return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])}
 ";
 
 /// Parked lists: one Redis list per name, and a set of the names.
@@ -802,6 +871,93 @@ impl DedupeStore for RedisStore {
         cmd.arg(format!("{}due:{set}", self.prefix)).arg(member);
         let _: i64 = self.query(cmd).await?;
         Ok(())
+    }
+
+    async fn wave_admit(
+        &self,
+        name: &str,
+        cost: Duration,
+        limit: Duration,
+        quiet: Duration,
+    ) -> Result<WaveAdmit, StoreError> {
+        let (on, started, began): (i64, u64, i64) = self
+            .run(
+                &self.scripts.wave_admit,
+                &[format!("{}wave:{name}", self.prefix)],
+                &[Self::ms(cost), Self::ms(limit), Self::ms(quiet)],
+            )
+            .await?;
+        Ok(WaveAdmit {
+            in_wave: on == 1,
+            started_ms: started,
+            began: began == 1,
+        })
+    }
+
+    async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let started: u64 = self
+            .run(
+                &self.scripts.wave,
+                &[format!("{}wave:{name}", self.prefix)],
+                &[],
+            )
+            .await?;
+        Ok((started > 0).then_some(started))
+    }
+
+    async fn group_add(
+        &self,
+        key: &SentKey,
+        group: &str,
+        entry: &str,
+        set: &str,
+        due_ms: u64,
+    ) -> Result<GroupAdd, StoreError> {
+        let record = serde_json::to_string(&CardRecord::InDigest {
+            id: group.to_owned(),
+        })
+        .map_err(|e| StoreError(format!("card record: {e}")))?;
+        let [card, sent] = self.card_keys(key);
+        let (outcome, detail): (String, String) = self
+            .run(
+                &self.scripts.group_add,
+                &[
+                    card,
+                    sent,
+                    format!("{}group:{group}", self.prefix),
+                    format!("{}due:{set}", self.prefix),
+                ],
+                &[
+                    record,
+                    Self::ms(self.ttl.done),
+                    entry.to_owned(),
+                    due_ms.to_string(),
+                    group.to_owned(),
+                    Self::ms(self.ttl.done),
+                ],
+            )
+            .await?;
+        match outcome.as_str() {
+            "added" => Ok(GroupAdd::Added(detail.parse().unwrap_or(0))),
+            "old_sent" => Ok(GroupAdd::Taken(CardRecord::Sent { message: None })),
+            "taken" => Ok(GroupAdd::Taken(parse_record(&detail)?)),
+            other => Err(StoreError(format!("unexpected group answer {other:?}"))),
+        }
+    }
+
+    async fn group_entries(
+        &self,
+        group: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let last = from.saturating_add(max.max(1) as u64 - 1);
+        self.run(
+            &self.scripts.group_entries,
+            &[format!("{}group:{group}", self.prefix)],
+            &[from.to_string(), last.to_string()],
+        )
+        .await
     }
 
     /// The list and the set of names get their TTL back on every push (one

@@ -25,6 +25,19 @@ impl DryRun {
             .map_err(|e| failed(&e))
     }
 
+    /// Prints a grouped message (a digest, a campaign card) as one JSON line.
+    pub fn grouped(&self, grouped: &crate::digest::Grouped) -> Result<(), PlatformError> {
+        let line = serde_json::json!({ "grouped": format!("{grouped:?}") });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| PlatformError::Transient {
+                platform: "stdout",
+                detail: e.to_string(),
+                retry_after: None,
+            })
+    }
+
     /// Prints a reminder as one JSON line: the message it answers and its text.
     pub fn reply(&self, message: &MessageRef, reminder: &Reminder) -> Result<(), PlatformError> {
         let line = serde_json::json!({

@@ -595,6 +595,46 @@ impl Sinks {
         }
     }
 
+    /// Posts a grouped message (a wave's digest, a campaign card), marked
+    /// with `tag` where the platform can find it again. The dry run prints
+    /// it and keeps no message (`None`: it is not edited later).
+    pub async fn post_grouped(
+        &self,
+        grouped: &crate::digest::Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        let _ = tag;
+        match self {
+            Sinks::DryRun(d) => d.grouped(grouped).map(|()| None),
+            Sinks::Recorder(r) => r.post_grouped(grouped, grouped.target()).await.map(Some),
+            Sinks::Platforms(_) => Err(PlatformError::Transient {
+                platform: "modbridge",
+                detail: "grouped messages are not rendered for this platform yet".into(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// Replaces a posted grouped message with `grouped` (the dry run prints
+    /// it again).
+    pub async fn update_grouped(
+        &self,
+        message: &MessageRef,
+        grouped: &crate::digest::Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
+        let _ = tag;
+        match self {
+            Sinks::DryRun(d) => d.grouped(grouped),
+            Sinks::Recorder(r) => r.update_grouped(message, grouped).await,
+            Sinks::Platforms(_) => Err(PlatformError::Transient {
+                platform: "modbridge",
+                detail: "grouped messages are not rendered for this platform yet".into(),
+                retry_after: None,
+            }),
+        }
+    }
+
     /// Configuration problems the platforms have seen (for `/readyz`).
     pub fn problems(&self) -> Vec<String> {
         match self {

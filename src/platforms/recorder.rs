@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::Target;
 use super::{MessageRef, PlatformError, Reminder};
 use crate::card::Card;
+use crate::digest::Grouped;
 
 #[derive(Debug, Clone)]
 enum Failure {
@@ -30,6 +31,10 @@ pub struct Recorder {
     replies: Arc<Mutex<Vec<(MessageRef, Reminder)>>>,
     /// Reminders still to fail.
     failing_replies: Arc<AtomicUsize>,
+    /// Grouped messages (digests, campaigns), each as last posted or edited.
+    grouped: Arc<Mutex<Vec<(Target, Grouped)>>>,
+    /// Posts and edits of grouped messages.
+    grouped_calls: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -171,4 +176,66 @@ impl Recorder {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Posts a grouped message (or fails like a card would); its reference
+    /// is its index, so that it can be edited.
+    pub async fn post_grouped(
+        &self,
+        grouped: &Grouped,
+        target: &Target,
+    ) -> Result<MessageRef, PlatformError> {
+        self.grouped_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.failure(target) {
+            return Err(e);
+        }
+        let mut all = self.grouped.lock().unwrap_or_else(|p| p.into_inner());
+        all.push((target.clone(), grouped.clone()));
+        Ok(MessageRef::Slack {
+            channel: RECORDED.into(),
+            ts: (all.len() - 1).to_string(),
+        })
+    }
+
+    /// Replaces a grouped message posted here.
+    pub async fn update_grouped(
+        &self,
+        message: &MessageRef,
+        grouped: &Grouped,
+    ) -> Result<(), PlatformError> {
+        self.grouped_calls.fetch_add(1, Ordering::SeqCst);
+        let index = match message {
+            MessageRef::Slack { channel, ts } if channel == RECORDED => ts.parse::<usize>().ok(),
+            _ => None,
+        };
+        let mut all = self.grouped.lock().unwrap_or_else(|p| p.into_inner());
+        match index.and_then(|i| all.get_mut(i)) {
+            Some((target, g)) => {
+                if let Some(e) = self.failure(target) {
+                    return Err(e);
+                }
+                *g = grouped.clone();
+                Ok(())
+            }
+            None => Err(PlatformError::Rejected {
+                platform: "recorder",
+                detail: "no such grouped message".into(),
+            }),
+        }
+    }
+
+    /// Grouped messages, each as last posted or edited, in order of posting.
+    pub fn grouped(&self) -> Vec<(Target, Grouped)> {
+        self.grouped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Posts and edits of grouped messages.
+    pub fn grouped_calls(&self) -> usize {
+        self.grouped_calls.load(Ordering::SeqCst)
+    }
 }
+
+/// The channel of the references the recorder gives grouped messages.
+const RECORDED: &str = "recorder";

@@ -34,6 +34,8 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     prober: tokio::task::JoinHandle<()>,
     escalator: Option<tokio::task::JoinHandle<()>>,
+    /// The group writer (digests), with Redis.
+    writer: Option<tokio::task::JoinHandle<()>>,
     _watch: Option<WatchGuard>,
 }
 
@@ -47,6 +49,10 @@ impl Running {
             let _ = t.await;
         }
         self.prober.abort();
+        if let Some(w) = &self.writer {
+            // A group taken and not written comes due again after the lease.
+            w.abort();
+        }
         if let Some(e) = &self.escalator {
             // A case taken and not finished comes due again after the lease.
             e.abort();
@@ -148,7 +154,14 @@ pub async fn start_with(
     });
     let interactions = crate::platforms::Interactions::new(&settings.triage);
     let update_sinks = sinks.clone();
+    let waves = crate::waves::Waves::new(
+        store.clone(),
+        sinks.clone(),
+        settings.waves.clone(),
+        settings.dedupe.done_ttl,
+    );
     let deliverer = Deliverer::new(sinks, store.clone(), Policy::from(&settings.delivery))
+        .with_waves(waves.clone())
         .with_alerts(alerts.clone())
         .with_cases((interactions_on || escalate_after.is_some()).then_some(case_ttl))
         .with_escalation(escalate_after)
@@ -208,6 +221,7 @@ pub async fn start_with(
         "modbridge is listening"
     );
     let escalator = escalator.map(|e| e.spawn(settings.triage.escalate_poll));
+    let writer = waves.map(|w| w.spawn_writer());
     Ok(Running {
         addr: listeners.addr,
         admin_addr: listeners.admin_addr,
@@ -216,6 +230,7 @@ pub async fn start_with(
         tasks: listeners.tasks,
         prober,
         escalator,
+        writer,
         _watch: guard,
     })
 }

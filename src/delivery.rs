@@ -75,6 +75,9 @@ pub enum Delivered {
     /// The platform refused the card as malformed (now or before): kept as a
     /// dead letter for a person to look at; not sent again on its own.
     DeadLetter,
+    /// Its destination is in a wave: recorded in the wave's digest (or it
+    /// was before), shown by the digest's next edit.
+    Grouped,
 }
 
 /// Tripped when the execution's lease is lost (another worker took it): no
@@ -379,6 +382,8 @@ pub struct Deliverer {
     interactions: Option<crate::platforms::Interactions>,
     /// "Cannot be looked up" reasons already logged (per target and reason).
     unlookable: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Digests for destinations in a wave (with Redis).
+    waves: Option<crate::waves::Waves>,
 }
 
 impl Deliverer {
@@ -397,7 +402,14 @@ impl Deliverer {
             histories: None,
             interactions: None,
             unlookable: Arc::default(),
+            waves: None,
         }
+    }
+
+    /// Cards for a destination in a wave join its digest (`None`: never).
+    pub fn with_waves(mut self, waves: Option<crate::waves::Waves>) -> Self {
+        self.waves = waves;
+        self
     }
 
     /// Adds every confirmed copy to its moderator case, kept `ttl`.
@@ -615,7 +627,8 @@ impl Deliverer {
         }
         match self.store.card(key).await {
             Ok(Some(CardRecord::DeadLetter { .. })) => return Ok(Delivered::DeadLetter),
-            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other | CardRecord::InDigest { .. })) => {
+            Ok(Some(CardRecord::InDigest { .. })) => return Ok(Delivered::Grouped),
+            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other)) => {
                 return Ok(Delivered::AlreadySent);
             }
             // Reserved or nothing: the reservation below decides.
@@ -625,6 +638,21 @@ impl Deliverer {
         let state = self.state(target);
         if let Some(b) = self.shared_circuit(&state, target).await {
             return self.park(key, card, target, &b.reason, b.next_probe).await;
+        }
+        if let Some(waves) = &self.waves {
+            use crate::waves::Admission;
+            match waves.admit(key, card, target).await {
+                Ok(Admission::Card) => {}
+                Ok(Admission::Grouped { .. }) => return Ok(Delivered::Grouped),
+                Ok(Admission::Settled(CardRecord::DeadLetter { .. })) => {
+                    return Ok(Delivered::DeadLetter);
+                }
+                Ok(Admission::Settled(CardRecord::InDigest { .. })) => {
+                    return Ok(Delivered::Grouped);
+                }
+                Ok(Admission::Settled(_)) => return Ok(Delivered::AlreadySent),
+                Err(e) => return Err(store_down(e)),
+            }
         }
         let Ok(_permit) = state.backlog.clone().try_acquire_owned() else {
             metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "backlog_full").increment(1);
@@ -1606,11 +1634,7 @@ fn entry_json(
 
 /// The lookup window of earlier attempts (store clock, ms since the epoch).
 fn window(earlier: Attempted) -> Option<Window> {
-    let at = |ms: u64| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?);
-    Some(Window {
-        from: at(earlier.since)?,
-        to: at(earlier.until)?,
-    })
+    Window::between_ms(earlier.since, earlier.until)
 }
 
 fn fenced() -> RetryLater {

@@ -34,3 +34,4 @@ pub mod rules;
 pub mod secret;
 pub mod telemetry;
 pub mod triage;
+pub mod waves;

@@ -41,6 +41,8 @@ pub struct Processed {
     pub parked: usize,
     /// Cards the platform refused as malformed (now or before): dead letters.
     pub dead_letters: usize,
+    /// Cards listed in a wave's digest instead (now or before).
+    pub in_digest: usize,
 }
 
 /// The rules' verdict on one post, evaluated before the execution is
@@ -195,6 +197,10 @@ impl Pipeline {
                 }
                 Ok(Delivered::Parked) => processed.parked += 1,
                 Ok(Delivered::DeadLetter) => processed.dead_letters += 1,
+                Ok(Delivered::Grouped) => {
+                    processed.in_digest += 1;
+                    info!(destination = %card.destination, "card listed in the wave's digest");
+                }
                 Err(e) => {
                     warn!(destination = %card.destination, error = %e, "card not delivered; Cativa will retry");
                     retry = Some(match retry {

@@ -189,6 +189,18 @@ fn describe() {
         "modbridge_case_updates_total",
         "Edits of a case's copies after a change, by platform and outcome (updated, rate_limited: waited and tried again, failed, no_card: listed by an earlier version)"
     );
+    describe_counter!(
+        "modbridge_digest_entries_total",
+        "Cards listed in a wave's digest instead of posted on their own, by destination"
+    );
+    describe_counter!(
+        "modbridge_digests_total",
+        "Digest messages posted (a wave's first, and each new one after max_entries or max_digest_secs), by destination"
+    );
+    describe_gauge!(
+        "modbridge_wave_active",
+        "1 while this replica has seen the destination in a wave (cards join its digest), 0 after it ended"
+    );
     describe_histogram!(
         "modbridge_webhook_duration_seconds",
         "Time from the request's body read to the answer, for accepted webhooks (outcome=\"accepted\"; no_card answers are not timed)"

@@ -264,3 +264,34 @@ fn the_scanner_finds_braced_and_plain_imports() {
     );
     assert!(crate_modules("let x = 1;").is_empty());
 }
+
+/// Waves sit between delivery and the platforms: delivery asks them where a
+/// card goes, so they never reach back up (delivery, pipeline, ingest,
+/// intake), and `digest` stays a value module like `card`.
+#[test]
+fn waves_point_down_and_digest_stays_a_value() {
+    let mut wrong = Vec::new();
+    let up = ["delivery", "pipeline", "ingest", "intake", "app", "triage"];
+    for file in rust_files(&root().join("src/waves")) {
+        for (n, line) in code_lines(&file) {
+            for module in crate_modules(&line) {
+                if up.contains(&module.as_str()) {
+                    wrong.push(format!(
+                        "{}:{n}: waves import crate::{module}: delivery calls waves, not the other way",
+                        relative(&file)
+                    ));
+                }
+            }
+        }
+    }
+    for (n, line) in code_lines(&root().join("src/digest.rs")) {
+        for module in crate_modules(&line) {
+            if !["card", "destination"].contains(&module.as_str()) {
+                wrong.push(format!(
+                    "src/digest.rs:{n}: imports crate::{module}: digest holds values only (card, destination)"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}

@@ -446,6 +446,7 @@ fn answer(ingested: Ingested, started: Instant) -> Response {
                 cards = processed.cards,
                 already_sent = processed.already_sent,
                 parked = processed.parked,
+                in_digest = processed.in_digest,
                 "accepted"
             );
             // A refused card is not Cativa's to retry: 200, said apart.
@@ -462,6 +463,7 @@ fn answer(ingested: Ingested, started: Instant) -> Response {
                     "already_sent": processed.already_sent,
                     "parked": processed.parked,
                     "dead_letters": processed.dead_letters,
+                    "in_digest": processed.in_digest,
                 }),
             )
         }

@@ -262,6 +262,18 @@ pub struct Window {
     pub to: DateTime<Utc>,
 }
 
+impl Window {
+    /// From `since` to `until`, in ms since the Unix epoch (the dedupe
+    /// store's clock); `None` when out of range.
+    pub fn between_ms(since: u64, until: u64) -> Option<Window> {
+        let at = |ms: u64| DateTime::from_timestamp_millis(i64::try_from(ms).ok()?);
+        Some(Window {
+            from: at(since)?,
+            to: at(until)?,
+        })
+    }
+}
+
 /// What a platform says about a card an earlier attempt may have posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {

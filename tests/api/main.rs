@@ -23,3 +23,4 @@ mod replicas;
 mod slack;
 mod stats;
 mod triage;
+mod waves;

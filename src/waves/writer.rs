@@ -1,0 +1,405 @@
+//! The group writer: posts and edits the messages of groups with entries
+//! to show. Every replica runs one; the store's schedule (`due:groups`,
+//! taken under a lease) gives each due group to one of them at a time.
+//!
+//! A group's state (`versioned:group:<id>`) lists its messages ("parts"):
+//! the index of the first entry each shows, how many it shows, and where
+//! it is. Entries recorded but not shown yet (after a restart, a kill, a
+//! failed edit) are shown by the next edit: the state says where showing
+//! stopped, and the group stays scheduled until it is all shown.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{GROUPS_SET, GroupId, StoredEntry, Waves, millis, now_ms};
+use crate::dedupe::{CardRecord, DedupeStore, Reservation, SentKey, StoreError, Swapped};
+use crate::digest::{Digest, Grouped};
+use crate::platforms::{CardTag, Lookup, MessageRef, PlatformError, Window};
+
+/// How long a taken group is this replica's before another may take it.
+const TAKE_LEASE: Duration = Duration::from_secs(60);
+/// How often each replica looks for due groups.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a new message's reservation lasts (longer than a platform
+/// call's deadline).
+const POST_LEASE: Duration = Duration::from_secs(30);
+/// After a failure, the group is tried again this much later.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// One message of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// Index of its first entry.
+    pub first: u64,
+    /// Entries it shows (from `first`).
+    pub shown: u64,
+    /// Where it is; `None` until posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageRef>,
+    /// When it was posted (ms, this replica's clock).
+    pub started_ms: u64,
+    /// No more entries join it.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// A group's state, as kept in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub parts: Vec<Part>,
+}
+
+/// Why a group could not be written now.
+#[derive(Debug)]
+enum WriteError {
+    Store(StoreError),
+    Platform(PlatformError),
+    /// Another replica is posting this part, or its outcome is unknown.
+    Busy(Duration),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e)
+    }
+}
+
+impl From<PlatformError> for WriteError {
+    fn from(e: PlatformError) -> Self {
+        WriteError::Platform(e)
+    }
+}
+
+impl Waves {
+    /// Every replica's writer: takes due groups and writes them, until the
+    /// task is aborted.
+    pub fn spawn_writer(&self) -> tokio::task::JoinHandle<()> {
+        let waves = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut checks = 0u32;
+            loop {
+                tick.tick().await;
+                waves.write_due().await;
+                checks = checks.wrapping_add(1);
+                if checks.is_multiple_of(4) {
+                    waves.check_ended().await;
+                }
+            }
+        })
+    }
+
+    /// Writes every group due now; returns how many were written.
+    pub async fn write_due(&self) -> usize {
+        let store = &self.inner.store;
+        let due = match store.take_due(GROUPS_SET, now_ms(), TAKE_LEASE, 16).await {
+            Ok(due) => due,
+            Err(e) => {
+                warn!(error = %e, "cannot read the groups due an edit; trying again shortly");
+                return 0;
+            }
+        };
+        let mut written = 0;
+        for group in due {
+            let next = match self.write(&group).await {
+                Ok(()) => {
+                    written += 1;
+                    None
+                }
+                Err(WriteError::Store(e)) => {
+                    // The lease brings it back.
+                    warn!(error = %e, "cannot write a digest: the store failed; trying again after the lease");
+                    continue;
+                }
+                Err(WriteError::Busy(wait)) => Some(wait),
+                Err(WriteError::Platform(e)) => {
+                    warn!(error = %e, "cannot post or edit a digest; its entries stay recorded and are shown by the next attempt");
+                    Some(e.retry_after().unwrap_or(RETRY).max(Duration::from_secs(1)))
+                }
+            };
+            if let Err(e) = self.reschedule(&group, next).await {
+                warn!(error = %e, "cannot reschedule a digest; the lease brings it back");
+            }
+        }
+        written
+    }
+
+    /// After a write: the group leaves the schedule, and comes back at the
+    /// next edit time if entries remain to show (or at `retry`).
+    async fn reschedule(&self, group: &str, retry: Option<Duration>) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        store.unschedule(GROUPS_SET, group).await?;
+        let again = match retry {
+            Some(wait) => Some(wait),
+            // An entry added before the unschedule found the group
+            // scheduled and did not schedule it: look again.
+            None => {
+                let state = self.state(group).await?.1;
+                let shown = state.parts.last().map_or(0, |p| p.first + p.shown);
+                let (len, _) = store.group_entries(group, 0, 1).await?;
+                (len > shown).then_some(self.inner.settings.edit_every)
+            }
+        };
+        if let Some(wait) = again {
+            store
+                .schedule(
+                    GROUPS_SET,
+                    group,
+                    now_ms().saturating_add(millis(wait)),
+                    self.inner.keep,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn state(&self, group: &str) -> Result<(u64, GroupState), StoreError> {
+        match self.inner.store.versioned(&state_name(group)).await? {
+            None => Ok((0, GroupState::default())),
+            Some(v) => Ok((
+                v.revision,
+                serde_json::from_str(&v.body)
+                    .map_err(|e| StoreError(format!("unreadable group state: {e}")))?,
+            )),
+        }
+    }
+
+    async fn save(
+        &self,
+        group: &str,
+        revision: u64,
+        state: &GroupState,
+    ) -> Result<u64, StoreError> {
+        let body =
+            serde_json::to_string(state).map_err(|e| StoreError(format!("group state: {e}")))?;
+        match self
+            .inner
+            .store
+            .swap_versioned(&state_name(group), revision, &body, self.inner.keep)
+            .await?
+        {
+            Swapped::Written(r) => Ok(r),
+            Swapped::Stale(_) => Err(StoreError(
+                "the group's state was changed by another writer (its lease ran out): left to it"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Shows every entry of `group` not shown yet: edits the current
+    /// message, or posts a new one (a digest's message is full after
+    /// `max_entries` entries or `max_digest`).
+    async fn write(&self, group: &str) -> Result<(), WriteError> {
+        let Some(id) = GroupId::parse(group) else {
+            warn!(
+                "a scheduled group has an ID this version cannot read: dropped from the schedule"
+            );
+            return Ok(());
+        };
+        let settings = &self.inner.settings;
+        let (mut revision, mut state) = self.state(group).await?;
+        let (len, _) = self.inner.store.group_entries(group, 0, 1).await?;
+        loop {
+            if state.parts.is_empty() {
+                state.parts.push(Part {
+                    first: 0,
+                    shown: 0,
+                    message: None,
+                    started_ms: now_ms(),
+                    full: false,
+                });
+            }
+            let index = state.parts.len() - 1;
+            let part = state.parts[index].clone();
+            let end = part.first + part.shown;
+            if part.message.is_some() && end >= len {
+                return Ok(());
+            }
+            let max = settings.max_entries as u64;
+            let old = now_ms().saturating_sub(part.started_ms) >= millis(settings.max_digest);
+            if part.message.is_some() && (part.shown >= max || old) {
+                // Full: say so on it, then start the next message.
+                if !part.full {
+                    let (grouped, _) = self.render(&id, index, &part, true).await?;
+                    if let Some(message) = &part.message {
+                        self.inner
+                            .sinks
+                            .update_grouped(message, &grouped, None)
+                            .await?;
+                    }
+                }
+                state.parts[index].full = true;
+                state.parts.push(Part {
+                    first: end,
+                    shown: 0,
+                    message: None,
+                    started_ms: now_ms(),
+                    full: false,
+                });
+                revision = self.save(group, revision, &state).await?;
+                continue;
+            }
+            let (grouped, count) = self.render(&id, index, &part, false).await?;
+            if count == 0 {
+                return Ok(());
+            }
+            match &part.message {
+                Some(message) => {
+                    self.inner
+                        .sinks
+                        .update_grouped(message, &grouped, None)
+                        .await?;
+                }
+                None => {
+                    let message = self.post_part(group, index, &grouped).await?;
+                    metrics::counter!("modbridge_digests_total", "destination" => destination(&grouped)).increment(1);
+                    if index == 0 {
+                        info!(target = %id.target(), "wave digest posted");
+                    }
+                    state.parts[index].message = message;
+                    if state.parts[index].message.is_none() {
+                        // Posted where nothing can be edited (the dry run):
+                        // the next entries go to a new message.
+                        state.parts[index].full = true;
+                    }
+                }
+            }
+            state.parts[index].shown = count;
+            if state.parts[index].message.is_none() {
+                state.parts.push(Part {
+                    first: part.first + count,
+                    shown: 0,
+                    message: None,
+                    started_ms: now_ms(),
+                    full: false,
+                });
+            }
+            revision = self.save(group, revision, &state).await?;
+            // Loop: more entries may need the next message.
+            if part.first + count >= len {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The message of part `index` with its entries (up to `max_entries`);
+    /// with how many entries it shows.
+    async fn render(
+        &self,
+        id: &GroupId,
+        index: usize,
+        part: &Part,
+        full: bool,
+    ) -> Result<(Grouped, u64), WriteError> {
+        let max = self.inner.settings.max_entries;
+        let group = match id {
+            GroupId::Digest { target, started_ms } => GroupId::digest(target, *started_ms),
+        };
+        let (_, raw) = self
+            .inner
+            .store
+            .group_entries(&group, part.first, max)
+            .await?;
+        let mut destination = String::new();
+        let mut entries = Vec::with_capacity(raw.len());
+        for r in &raw {
+            match serde_json::from_str::<StoredEntry>(r) {
+                Ok(e) => {
+                    destination = e.destination;
+                    entries.push(e.entry);
+                }
+                // Counted as shown (it cannot be), never blocking the rest.
+                Err(e) => warn!(error = %e, "a digest entry cannot be read: left out"),
+            }
+        }
+        let count = raw.len() as u64;
+        let GroupId::Digest { target, started_ms } = id;
+        let wave_started =
+            chrono::DateTime::from_timestamp_millis(i64::try_from(*started_ms).unwrap_or(0))
+                .unwrap_or_default();
+        Ok((
+            Grouped::Digest(Digest {
+                destination,
+                target: target.clone(),
+                wave_started,
+                part: u32::try_from(index + 1).unwrap_or(u32::MAX),
+                entries,
+                full,
+            }),
+            count,
+        ))
+    }
+
+    /// Posts part `index`'s first version once across replicas and
+    /// restarts: under a reservation like a card's, looked up on the
+    /// platform when an earlier attempt's outcome is unknown.
+    async fn post_part(
+        &self,
+        group: &str,
+        index: usize,
+        grouped: &Grouped,
+    ) -> Result<Option<MessageRef>, WriteError> {
+        let store = &self.inner.store;
+        let sinks = &self.inner.sinks;
+        let key = SentKey::new(format!("group\u{1f}{group}\u{1f}{index}"));
+        let tag = CardTag::of(key.as_str());
+        let target = grouped.target();
+        let lease = match store.reserve(&key, POST_LEASE).await? {
+            Reservation::Fresh(lease) => lease,
+            Reservation::Settled(CardRecord::Sent { message }) => {
+                return Ok(message.and_then(|m| serde_json::from_value(m).ok()));
+            }
+            Reservation::Settled(_) => return Ok(None),
+            Reservation::InFlight { retry_after } => return Err(WriteError::Busy(retry_after)),
+            Reservation::Unknown(lease, earlier) => {
+                if !target.resend_is_deduplicated()
+                    && let Some(window) = earlier.and_then(|a| Window::between_ms(a.since, a.until))
+                {
+                    match sinks.look_up(target, &tag, window).await {
+                        Lookup::Found(message) => {
+                            let json = serde_json::to_value(&message).ok();
+                            store.confirm(&lease, json.as_ref()).await?;
+                            return Ok(Some(message));
+                        }
+                        Lookup::Absent => {}
+                        Lookup::Unknown { retry_after, .. } => {
+                            return Err(WriteError::Busy(retry_after.unwrap_or(RETRY)));
+                        }
+                        Lookup::Unavailable(why) => {
+                            info!(target = %target, reason = %why, "a digest message's earlier post cannot be looked up: posting it again (a possible duplicate)");
+                        }
+                    }
+                }
+                lease
+            }
+        };
+        match sinks.post_grouped(grouped, Some(&tag)).await {
+            Ok(message) => {
+                let json = message.as_ref().and_then(|m| serde_json::to_value(m).ok());
+                store.confirm(&lease, json.as_ref()).await?;
+                Ok(message)
+            }
+            // No answer in time: it may be there; the reservation expires
+            // into "unknown" and the next attempt looks it up.
+            Err(e @ PlatformError::TimedOut { .. }) => Err(e.into()),
+            Err(e) => {
+                store.release_reservation(&lease).await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn state_name(group: &str) -> String {
+    format!("group:{group}")
+}
+
+fn destination(grouped: &Grouped) -> String {
+    match grouped {
+        Grouped::Digest(d) => d.destination.clone(),
+        Grouped::Campaign(c) => c.destination.clone(),
+    }
+}

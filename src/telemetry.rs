@@ -197,6 +197,10 @@ fn describe() {
         "modbridge_digests_total",
         "Digest messages posted (a wave's first, and each new one after max_entries or max_digest_secs), by destination"
     );
+    describe_counter!(
+        "modbridge_campaigns_total",
+        "Campaign cards posted (near-identical posts from several authors shown as one card), by destination"
+    );
     describe_gauge!(
         "modbridge_wave_active",
         "1 while this replica has seen the destination in a wave (cards join its digest), 0 after it ended"

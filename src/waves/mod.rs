@@ -67,6 +67,10 @@ pub struct StoredEntry {
     pub destination: String,
     #[serde(rename = "e")]
     pub entry: Entry,
+    /// A campaign's posts that went out before it was recognised (only on
+    /// the entry whose post made it a campaign).
+    #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Entry>,
 }
 
 /// What a group is, read from its ID.
@@ -74,12 +78,19 @@ pub struct StoredEntry {
 pub enum GroupId {
     /// A wave's digest: the target and when the wave began (ms).
     Digest { target: Target, started_ms: u64 },
+    /// A campaign card: the target and the campaign's ID in the store.
+    Campaign { target: Target, campaign: String },
 }
 
 impl GroupId {
     /// `digest␟<target>␟<wave start ms>`.
     pub fn digest(target: &Target, started_ms: u64) -> String {
         format!("digest\u{1f}{target}\u{1f}{started_ms}")
+    }
+
+    /// `campaign␟<target>␟<campaign ID>`.
+    pub fn campaign(target: &Target, campaign: &str) -> String {
+        format!("campaign\u{1f}{target}\u{1f}{campaign}")
     }
 
     pub fn parse(id: &str) -> Option<Self> {
@@ -89,13 +100,19 @@ impl GroupId {
                 target: Target::parse(target).ok()?,
                 started_ms: ms.parse().ok()?,
             }),
+            (Some("campaign"), Some(target), Some(campaign), None) if !campaign.is_empty() => {
+                Some(GroupId::Campaign {
+                    target: Target::parse(target).ok()?,
+                    campaign: campaign.to_owned(),
+                })
+            }
             _ => None,
         }
     }
 
     pub fn target(&self) -> &Target {
         match self {
-            GroupId::Digest { target, .. } => target,
+            GroupId::Digest { target, .. } | GroupId::Campaign { target, .. } => target,
         }
     }
 }
@@ -176,6 +193,7 @@ impl Waves {
         let entry = StoredEntry {
             destination: card.destination.clone(),
             entry: Entry::of(card),
+            earlier: Vec::new(),
         };
         let entry =
             serde_json::to_string(&entry).map_err(|e| StoreError(format!("digest entry: {e}")))?;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::{GROUPS_SET, GroupId, StoredEntry, Waves, millis, now_ms};
 use crate::dedupe::{CardRecord, DedupeStore, Reservation, SentKey, StoreError, Swapped};
-use crate::digest::{Digest, Grouped};
+use crate::digest::{Campaign, Digest, Grouped};
 use crate::platforms::{CardTag, Lookup, MessageRef, PlatformError, Window};
 
 /// How long a taken group is this replica's before another may take it.
@@ -220,10 +220,12 @@ impl Waves {
             }
             let max = settings.max_entries as u64;
             let old = now_ms().saturating_sub(part.started_ms) >= millis(settings.max_digest);
-            if part.message.is_some() && (part.shown >= max || old) {
+            let digest = matches!(id, GroupId::Digest { .. });
+            if digest && part.message.is_some() && (part.shown >= max || old) {
                 // Full: say so on it, then start the next message.
-                if !part.full {
-                    let (grouped, _) = self.render(&id, index, &part, true).await?;
+                if !part.full
+                    && let Some((grouped, _)) = self.render(group, &id, index, &part, true).await?
+                {
                     if let Some(message) = &part.message {
                         self.inner
                             .sinks
@@ -242,10 +244,9 @@ impl Waves {
                 revision = self.save(group, revision, &state).await?;
                 continue;
             }
-            let (grouped, count) = self.render(&id, index, &part, false).await?;
-            if count == 0 {
+            let Some((grouped, count)) = self.render(group, &id, index, &part, false).await? else {
                 return Ok(());
-            }
+            };
             match &part.message {
                 Some(message) => {
                     self.inner
@@ -255,9 +256,14 @@ impl Waves {
                 }
                 None => {
                     let message = self.post_part(group, index, &grouped).await?;
-                    metrics::counter!("modbridge_digests_total", "destination" => destination(&grouped)).increment(1);
-                    if index == 0 {
-                        info!(target = %id.target(), "wave digest posted");
+                    match &id {
+                        GroupId::Digest { .. } => {
+                            metrics::counter!("modbridge_digests_total", "destination" => destination(&grouped)).increment(1);
+                        }
+                        GroupId::Campaign { .. } => {
+                            metrics::counter!("modbridge_campaigns_total", "destination" => destination(&grouped)).increment(1);
+                            info!(target = %id.target(), "campaign card posted");
+                        }
                     }
                     state.parts[index].message = message;
                     if state.parts[index].message.is_none() {
@@ -285,52 +291,91 @@ impl Waves {
         }
     }
 
-    /// The message of part `index` with its entries (up to `max_entries`);
-    /// with how many entries it shows.
+    /// The message of part `index` with its entries (a digest: up to
+    /// `max_entries` from the part's first; a campaign: all of them); with
+    /// how many entries it shows. `None` when it has none.
     async fn render(
         &self,
+        group: &str,
         id: &GroupId,
         index: usize,
         part: &Part,
         full: bool,
-    ) -> Result<(Grouped, u64), WriteError> {
-        let max = self.inner.settings.max_entries;
-        let group = match id {
-            GroupId::Digest { target, started_ms } => GroupId::digest(target, *started_ms),
+    ) -> Result<Option<(Grouped, u64)>, WriteError> {
+        let max = match id {
+            // A full part shows what it showed, nothing newer (the next
+            // part will).
+            GroupId::Digest { .. } if full => usize::try_from(part.shown).unwrap_or(0),
+            GroupId::Digest { .. } => self.inner.settings.max_entries,
+            GroupId::Campaign { .. } => CAMPAIGN_ENTRIES,
         };
+        if max == 0 {
+            return Ok(None);
+        }
         let (_, raw) = self
             .inner
             .store
-            .group_entries(&group, part.first, max)
+            .group_entries(group, part.first, max)
             .await?;
         let mut destination = String::new();
         let mut entries = Vec::with_capacity(raw.len());
+        let mut earlier = Vec::new();
         for r in &raw {
             match serde_json::from_str::<StoredEntry>(r) {
                 Ok(e) => {
                     destination = e.destination;
                     entries.push(e.entry);
+                    earlier.extend(e.earlier);
                 }
                 // Counted as shown (it cannot be), never blocking the rest.
-                Err(e) => warn!(error = %e, "a digest entry cannot be read: left out"),
+                Err(e) => warn!(error = %e, "a group entry cannot be read: left out"),
             }
         }
         let count = raw.len() as u64;
-        let GroupId::Digest { target, started_ms } = id;
-        let wave_started =
-            chrono::DateTime::from_timestamp_millis(i64::try_from(*started_ms).unwrap_or(0))
-                .unwrap_or_default();
-        Ok((
-            Grouped::Digest(Digest {
+        let grouped = match id {
+            GroupId::Digest { target, started_ms } => Grouped::Digest(Digest {
                 destination,
                 target: target.clone(),
-                wave_started,
+                wave_started: at_ms(*started_ms),
                 part: u32::try_from(index + 1).unwrap_or(u32::MAX),
                 entries,
                 full,
             }),
-            count,
-        ))
+            GroupId::Campaign { target, .. } => {
+                let Some(first) = earlier.first().or(entries.first()).cloned() else {
+                    return Ok(None);
+                };
+                let all: Vec<&crate::digest::Entry> = earlier.iter().chain(&entries).collect();
+                let mut authors: Vec<String> = Vec::new();
+                let mut ids = std::collections::HashSet::new();
+                for e in &all {
+                    if ids.insert(e.author_id.as_str()) {
+                        authors.push(e.author.clone());
+                    }
+                }
+                let first_seen = all
+                    .iter()
+                    .map(|e| e.posted_at)
+                    .min()
+                    .unwrap_or(first.posted_at);
+                let last_seen = all
+                    .iter()
+                    .map(|e| e.posted_at)
+                    .max()
+                    .unwrap_or(first.posted_at);
+                Grouped::Campaign(Campaign {
+                    destination,
+                    target: target.clone(),
+                    posts: u32::try_from(all.len()).unwrap_or(u32::MAX),
+                    first,
+                    authors,
+                    first_seen,
+                    last_seen,
+                    earlier,
+                })
+            }
+        };
+        Ok((count > 0).then_some((grouped, count)))
     }
 
     /// Posts part `index`'s first version once across replicas and
@@ -391,6 +436,13 @@ impl Waves {
             }
         }
     }
+}
+
+/// Entries a campaign card reads (its count and authors come from them).
+const CAMPAIGN_ENTRIES: usize = 1000;
+
+fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0)).unwrap_or_default()
 }
 
 fn state_name(group: &str) -> String {

@@ -224,14 +224,13 @@ impl Waves {
             if digest && part.message.is_some() && (part.shown >= max || old) {
                 // Full: say so on it, then start the next message.
                 if !part.full
+                    && let Some(message) = &part.message
                     && let Some((grouped, _)) = self.render(group, &id, index, &part, true).await?
                 {
-                    if let Some(message) = &part.message {
-                        self.inner
-                            .sinks
-                            .update_grouped(message, &grouped, None)
-                            .await?;
-                    }
+                    self.inner
+                        .sinks
+                        .update_grouped(message, &grouped, None)
+                        .await?;
                 }
                 state.parts[index].full = true;
                 state.parts.push(Part {

@@ -1008,3 +1008,42 @@ async fn images_spoiler_and_link_never_embed_the_image() {
         app.stop().await;
     }
 }
+
+/// The fake enforces Discord's limits when asked: five messages per route
+/// and channel in a 5 s window, the sixth refused with `retry_after`, the
+/// answers telling the bucket as Discord's do.
+#[tokio::test]
+async fn the_fake_refuses_a_sixth_message_in_a_channels_window() {
+    let fake = FakeDiscord::start().await;
+    fake.enforce_limits();
+    let direct = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let r = direct
+            .post(format!("{}/api/v10/channels/{CHANNEL}/messages", fake.base))
+            .header("authorization", format!("Bot {BOT_TOKEN}"))
+            .json(&json!({"content": format!("hi {i}")}))
+            .send()
+            .await
+            .unwrap();
+        let left = r
+            .headers()
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        answers.push((r.status().as_u16(), left));
+    }
+    let expected: Vec<(u16, String)> = [
+        (200, "4"),
+        (200, "3"),
+        (200, "2"),
+        (200, "1"),
+        (200, "0"),
+        (429, "0"),
+    ]
+    .into_iter()
+    .map(|(s, l)| (s, l.to_owned()))
+    .collect();
+    assert_eq!(answers, expected);
+}

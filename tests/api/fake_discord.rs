@@ -66,7 +66,23 @@ struct State {
     invalid: Vec<String>,
     /// Channels besides [`CHANNEL`] the bot may post in.
     extra_channels: std::collections::HashSet<u64>,
+    /// Enforce Discord's limits (off unless a test asks): 5 requests per 5 s
+    /// per route and channel (or webhook), 50 per second in all for the bot.
+    limits: bool,
+    /// Per (method, channel or webhook): when its window began, requests in it.
+    route_calls: HashMap<(String, String), (std::time::Instant, usize)>,
+    /// Recent bot requests (the global limit).
+    global_calls: VecDeque<std::time::Instant>,
+    /// The counted request's bucket as its answer's headers say it: requests
+    /// left and seconds to the reset (limits on only).
+    bucket: Option<(u32, f64)>,
 }
+
+/// Requests per route and channel within [`ROUTE_WINDOW`] when limits are on.
+pub const ROUTE_LIMIT: usize = 5;
+pub const ROUTE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bot requests per second in all when limits are on.
+pub const GLOBAL_PER_SECOND: usize = 50;
 
 pub struct FakeDiscord {
     pub base: String,
@@ -218,6 +234,13 @@ impl FakeDiscord {
     }
 
     /// The next request fails this way (several calls queue up).
+    /// From now on the fake enforces Discord's limits: 5 requests per 5 s
+    /// per route and channel (or webhook), 50 a second in all for the bot;
+    /// past them a 429 with `retry_after`.
+    pub fn enforce_limits(&self) {
+        self.lock().limits = true;
+    }
+
     pub fn fail_next(&self, fail: Fail) {
         self.lock().fail.push_back(fail);
     }
@@ -307,10 +330,89 @@ async fn handle(req: &Request, body: Body, state: poem::web::Data<&Arc<Mutex<Sta
         status: 0,
     };
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-    let resp = answer(&mut st, req.method().as_str(), &path, &received, &body);
+    st.bucket = None;
+    let mut resp = answer(&mut st, req.method().as_str(), &path, &received, &body);
+    // With limits on, a counted request's answer tells the real bucket (as
+    // Discord does), so clients that read it (serenity) can keep under it.
+    if let Some((left, reset_after)) = st.bucket
+        && resp.status().is_success()
+    {
+        let h = resp.headers_mut();
+        if let Ok(v) = left.to_string().parse() {
+            h.insert("x-ratelimit-remaining", v);
+        }
+        if let Ok(v) = format!("{reset_after:.3}").parse() {
+            h.insert("x-ratelimit-reset-after", v);
+        }
+        if let Ok(v) = format!("{:.3}", now_secs() + reset_after).parse() {
+            h.insert("x-ratelimit-reset", v);
+        }
+    }
     received.status = resp.status().as_u16();
     st.received.push(received);
     resp
+}
+
+/// Discord's limits, when on: a 429 (`global: true` for the global one)
+/// with `retry_after`, or `None` (the request is counted).
+fn limit(st: &mut State, method: &str, segments: &[&str], is_webhook: bool) -> Option<Response> {
+    let now = std::time::Instant::now();
+    let second = std::time::Duration::from_secs(1);
+    let too_many = |after: f64, global: bool| {
+        let b = Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .content_type("application/json")
+            .header("retry-after", format!("{}", after.ceil() as u64))
+            .header("x-ratelimit-scope", if global { "global" } else { "user" });
+        let b = if global {
+            b.header("x-ratelimit-global", "true")
+        } else {
+            b
+        };
+        rate_headers(b, 0, after).body(
+            json!({"message": "You are being rate limited.", "retry_after": after, "global": global})
+                .to_string(),
+        )
+    };
+    if !is_webhook {
+        while st
+            .global_calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= second)
+        {
+            st.global_calls.pop_front();
+        }
+        if st.global_calls.len() >= GLOBAL_PER_SECOND {
+            let oldest = *st.global_calls.front()?;
+            let after = (second - now.duration_since(oldest))
+                .as_secs_f64()
+                .max(0.01);
+            return Some(too_many(after, true));
+        }
+    }
+    // A route's bucket is a fixed window, as Discord's are: it resets
+    // whole when `reset_after` has passed.
+    let key = (
+        method.to_owned(),
+        segments.get(1).copied().unwrap_or("").to_owned(),
+    );
+    let (start, count) = st.route_calls.entry(key).or_insert((now, 0));
+    if now.duration_since(*start) >= ROUTE_WINDOW {
+        *start = now;
+        *count = 0;
+    }
+    let reset_after = (ROUTE_WINDOW - now.duration_since(*start))
+        .as_secs_f64()
+        .max(0.01);
+    if *count >= ROUTE_LIMIT {
+        return Some(too_many(reset_after, false));
+    }
+    *count += 1;
+    st.bucket = Some(((ROUTE_LIMIT - *count) as u32, reset_after));
+    if !is_webhook {
+        st.global_calls.push_back(now);
+    }
+    None
 }
 
 fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) -> Response {
@@ -322,6 +424,11 @@ fn answer(st: &mut State, method: &str, path: &str, r: &Received, body: &Value) 
     let bot_ok = r.authorization.as_deref() == Some(&format!("Bot {BOT_TOKEN}"));
     if !is_webhook && !bot_ok {
         return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    if st.limits
+        && let Some(limited) = limit(st, method, &segments, is_webhook)
+    {
+        return limited;
     }
     if st.fail.front() == Some(&Fail::UnreadableOk) {
         st.fail.pop_front();

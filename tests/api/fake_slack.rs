@@ -66,7 +66,16 @@ struct State {
     update_calls: VecDeque<Instant>,
     /// The last `ts` handed out, in microseconds since the epoch.
     last_ts: u64,
+    /// Enforce `chat.postMessage`'s pace: one message a second per channel,
+    /// bursts of [`POST_BURST`] allowed (off unless a test asks).
+    post_pace: bool,
+    /// Per channel: tokens left and when they were counted.
+    post_buckets: BTreeMap<String, (f64, Instant)>,
 }
+
+/// `chat.postMessage` messages a channel takes at once after a quiet spell
+/// (then one a second) when the pace is enforced.
+pub const POST_BURST: f64 = 3.0;
 
 /// `conversations.history` calls allowed per minute (Slack's Tier 3).
 pub const HISTORY_PER_MINUTE: usize = 50;
@@ -122,6 +131,13 @@ impl FakeSlack {
             state,
             task,
         }
+    }
+
+    /// From now on `chat.postMessage` takes one message a second per
+    /// channel (bursts of [`POST_BURST`]), as Slack does, and answers 429
+    /// past it.
+    pub fn enforce_post_pace(&self) {
+        self.state.lock().unwrap().post_pace = true;
     }
 
     /// A `response_url` as Slack puts in an interaction payload (no token
@@ -422,6 +438,25 @@ fn write_message(req: &Request, raw: &[u8], state: &Mutex<State>, method: &str) 
         });
         if !known {
             verdict = Answer::Error("thread_not_found");
+        }
+    }
+    if method == "chat.postMessage" && state.post_pace && matches!(verdict, Answer::Ok) {
+        // One message a second per channel (bursts of 3): a 429 with the
+        // wait for the next token.
+        let now = Instant::now();
+        let (tokens, last) = state
+            .post_buckets
+            .entry(channel_id.clone())
+            .or_insert((POST_BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64()).min(POST_BURST);
+        *last = now;
+        // Slack's limits are approximate: a message up to 100 ms early
+        // (network jitter behind a client pacing at exactly one a second)
+        // passes, and counts.
+        if *tokens < 0.9 {
+            verdict = Answer::RateLimited(((1.0 - *tokens).ceil() as u64).max(1));
+        } else {
+            *tokens -= 1.0;
         }
     }
     if method == "chat.update" && matches!(verdict, Answer::Ok) {

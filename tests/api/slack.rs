@@ -1222,3 +1222,47 @@ async fn the_fake_holds_chat_update_to_tier_3() {
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
 }
+
+/// With Slack's pace enforced (one message a second per channel, bursts of
+/// three), the fake refuses a fourth message in a second, and modbridge's
+/// own pacing keeps six cards to one channel under it: all arrive, none
+/// refused.
+#[tokio::test]
+async fn cards_to_one_channel_keep_to_slacks_pace() {
+    let fake = FakeSlack::start(TOKEN).await;
+    fake.enforce_post_pace();
+    let direct = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = direct
+            .post(format!("{}/chat.postMessage", fake.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"channel": "C0PACED01", "text": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "{:?}", fake.received());
+
+    let app = spawn_slack_app(&fake).await;
+    let answers = futures_util::future::join_all((0..6).map(|i| {
+        let body = post(&format!("P-pace-{i}"), "a forbidden phrase", "Mary", None);
+        let app = &app;
+        async move {
+            answer(app.deliver(&body, &format!("pace-{i}")).await)
+                .await
+                .0
+        }
+    }))
+    .await;
+    assert_eq!(answers, [200; 6]);
+    assert_eq!(fake.posted_in(CHANNEL).len(), 6);
+    let refused: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.answer == "ratelimited" && r.body["channel"] == CHANNEL)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    app.stop().await;
+}

@@ -106,16 +106,16 @@ fn body(ev: &Event) -> String {
     .to_string()
 }
 
-struct Modbridge {
-    child: Option<Child>,
-    port: u16,
-    env: Vec<(String, String)>,
-    dir: std::path::PathBuf,
-    log: std::path::PathBuf,
+pub(crate) struct Modbridge {
+    pub(crate) child: Option<Child>,
+    pub(crate) port: u16,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) log: std::path::PathBuf,
 }
 
 impl Modbridge {
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -141,7 +141,7 @@ impl Modbridge {
         panic!("modbridge did not listen");
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // SIGKILL
             let _ = c.wait();

@@ -23,4 +23,5 @@ mod replicas;
 mod slack;
 mod stats;
 mod triage;
+mod wave_load;
 mod waves;

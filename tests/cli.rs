@@ -254,6 +254,11 @@ fn check_says_which_platform_lacks_its_interaction_secret() {
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{out}");
     assert!(out.contains("ok: Slack moderator buttons are on"), "{out}");
+    // No Redis here: spam waves cannot be digested, and check says so.
+    assert!(
+        out.contains("note: spam-wave digests need Redis (REDIS_URL)"),
+        "{out}"
+    );
     assert!(
         out.contains("note: Discord moderator buttons are off: DISCORD_PUBLIC_KEY is not set"),
         "{out}"

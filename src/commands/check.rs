@@ -60,6 +60,12 @@ pub fn main(config: Option<&Path>, live: bool, send_test: bool) -> ExitCode {
             for line in settings.triage.report() {
                 println!("{line}");
             }
+            println!(
+                "{}",
+                settings.waves.report(
+                    settings.redis_url.is_some() || !settings.dedupe.redis.sentinels.is_empty()
+                )
+            );
             if !live {
                 return ExitCode::SUCCESS;
             }

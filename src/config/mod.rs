@@ -317,6 +317,36 @@ mod tests {
     }
 
     #[test]
+    fn waves_default_to_digests_and_refuse_settings_that_cannot_work() {
+        let s = Settings::load(None, true, &env(&[])).unwrap();
+        assert_eq!(s.waves, WaveSettings::default());
+        assert_eq!(s.waves.digest_after, Duration::from_secs(5));
+        assert_eq!(s.waves.max_entries, 25);
+        let f = write("[waves]\ndigest_after_secs = 10\nmax_entries = 10\ncampaigns = false\n");
+        let s = Settings::load(Some(f.path()), true, &env(&[])).unwrap();
+        assert_eq!(s.waves.digest_after, Duration::from_secs(10));
+        assert_eq!(s.waves.max_entries, 10);
+        assert!(!s.waves.campaigns);
+        let f = write(
+            "[waves]\nmax_entries = 40\nquiet_secs = 0\ncampaign_similarity = 0.2\nbogus = 1\n",
+        );
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        let f = write("[waves]\nmax_entries = 40\nquiet_secs = 0\ncampaign_similarity = 0.2\n");
+        let err = Settings::load(Some(f.path()), true, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("waves.max_entries = 40: at most 25"), "{err}");
+        assert!(err.contains("waves.quiet_secs must be at least 1"), "{err}");
+        assert!(
+            err.contains("waves.campaign_similarity = 0.2: expected a number from 0.5"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn escalation_is_off_unless_set_and_at_least_a_minute() {
         let s = Settings::load(None, true, &env(&[])).unwrap();
         assert_eq!(s.triage.escalate_after, None);

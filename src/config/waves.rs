@@ -160,4 +160,26 @@ impl WaveSettings {
             campaign_similarity: similarity.clamp(0.5, 1.0),
         }
     }
+
+    /// One line for `check`: what a spam wave does here.
+    pub fn report(&self, redis: bool) -> String {
+        match (self.enabled, redis) {
+            (false, _) => "note: spam-wave digests are off (waves.enabled = false): a raid queues cards behind each channel's pace".to_owned(),
+            (true, false) => "note: spam-wave digests need Redis (REDIS_URL): without it a raid queues cards behind each channel's pace".to_owned(),
+            (true, true) => format!(
+                "ok: spam waves: past {} s of queue a destination's cards join a digest ({} entries a message), campaigns {}",
+                self.digest_after.as_secs(),
+                self.max_entries,
+                if self.campaigns {
+                    format!(
+                        "of {}+ authors within {} s become one card",
+                        self.campaign_min_authors,
+                        self.campaign_window.as_secs()
+                    )
+                } else {
+                    "off".to_owned()
+                }
+            ),
+        }
+    }
 }

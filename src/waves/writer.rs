@@ -454,3 +454,176 @@ fn destination(grouped: &Grouped) -> String {
         Grouped::Campaign(c) => c.destination.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::{Card, Level};
+    use crate::config::WaveSettings;
+    use crate::dedupe::{MemoryStore, Store, Ttl};
+    use crate::platforms::{Recorder, Sinks};
+    use crate::waves::Admission;
+
+    fn waves(recorder: &Recorder, settings: WaveSettings) -> Waves {
+        let store = Store::Memory(MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            10_000,
+        ));
+        Waves::over(
+            store,
+            Sinks::Recorder(recorder.clone()),
+            settings,
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn settings() -> WaveSettings {
+        WaveSettings {
+            digest_after: Duration::from_secs(2),
+            max_entries: 4,
+            ..WaveSettings::default()
+        }
+    }
+
+    /// Admits cards for posts `from..to`; returns the digest group they
+    /// joined (the first ones are cards).
+    async fn admit(w: &Waves, from: usize, to: usize) -> Option<String> {
+        let mut group = None;
+        for i in from..to {
+            let mut card = Card::example("slack:C0123ABCD", Some("a forbidden phrase"));
+            card.post_id = format!("P{i}");
+            let key = SentKey::new(format!("CUST\u{1f}P{i}\u{1f}slack:C0123ABCD"));
+            let target = card.target.clone();
+            if let Admission::Grouped { group: g } = w.admit(&key, &card, &target).await.unwrap() {
+                group = Some(g);
+            }
+        }
+        group
+    }
+
+    fn digests(recorder: &Recorder) -> Vec<(u32, Vec<String>, bool)> {
+        recorder
+            .grouped()
+            .into_iter()
+            .filter_map(|(_, g)| match g {
+                Grouped::Digest(d) => Some((
+                    d.part,
+                    d.entries.into_iter().map(|e| e.post_id).collect(),
+                    d.full,
+                )),
+                Grouped::Campaign(_) => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_digest_fills_parts_in_order_and_says_when_one_is_full() {
+        let recorder = Recorder::default();
+        let w = waves(&recorder, settings());
+        // Two cards fit the 2 s of queue; the rest join the digest.
+        let group = admit(&w, 0, 8).await.expect("a wave began");
+        w.write(&group).await.unwrap();
+        let got = digests(&recorder);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    vec!["P2".into(), "P3".into(), "P4".into(), "P5".into()],
+                    true
+                ),
+                (2, vec!["P6".into(), "P7".into()], false),
+            ]
+        );
+        // More entries fill part 2, then start part 3.
+        admit(&w, 8, 11).await;
+        w.write(&group).await.unwrap();
+        let got = digests(&recorder);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[1].1, ["P6", "P7", "P8", "P9"]);
+        assert!(got[1].2, "part 2 is full");
+        assert_eq!(got[2], (3, vec!["P10".into()], false));
+        // Nothing new: no call at all.
+        let calls = recorder.grouped_calls();
+        w.write(&group).await.unwrap();
+        assert_eq!(recorder.grouped_calls(), calls);
+    }
+
+    #[tokio::test]
+    async fn entries_a_failed_post_could_not_show_are_shown_by_the_next_write() {
+        let recorder = Recorder::default();
+        let w = waves(&recorder, settings());
+        let group = admit(&w, 0, 5).await.expect("a wave began");
+        recorder.fail_next(1);
+        assert!(matches!(
+            w.write(&group).await,
+            Err(WriteError::Platform(_))
+        ));
+        assert!(digests(&recorder).is_empty());
+        w.write(&group).await.unwrap();
+        assert_eq!(
+            digests(&recorder),
+            vec![(1, vec!["P2".into(), "P3".into(), "P4".into()], false)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_old_part_takes_no_more_entries() {
+        let recorder = Recorder::default();
+        let w = waves(
+            &recorder,
+            WaveSettings {
+                max_digest: Duration::from_millis(1),
+                ..settings()
+            },
+        );
+        let group = admit(&w, 0, 4).await.expect("a wave began");
+        w.write(&group).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        admit(&w, 4, 5).await;
+        w.write(&group).await.unwrap();
+        assert_eq!(
+            digests(&recorder),
+            vec![
+                (1, vec!["P2".into(), "P3".into()], true),
+                (2, vec!["P4".into()], false),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn pings_and_urgent_cards_never_join_a_digest() {
+        let recorder = Recorder::default();
+        let w = waves(&recorder, settings());
+        admit(&w, 0, 5).await.expect("a wave began");
+        let mut urgent = Card::example("slack:C0123ABCD", Some("threat"));
+        urgent.post_id = "U1".into();
+        urgent.level = Level::Urgent;
+        let mut pinging = urgent.clone();
+        pinging.post_id = "U2".into();
+        pinging.level = Level::Normal;
+        pinging.mention = Some("here".into());
+        for card in [urgent, pinging] {
+            let key = SentKey::new(format!("CUST\u{1f}{}\u{1f}slack:C0123ABCD", card.post_id));
+            let target = card.target.clone();
+            assert_eq!(
+                w.admit(&key, &card, &target).await.unwrap(),
+                Admission::Card
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_post_already_in_the_digest_is_not_added_again() {
+        let recorder = Recorder::default();
+        let w = waves(&recorder, settings());
+        let group = admit(&w, 0, 4).await.expect("a wave began");
+        let again = admit(&w, 3, 4).await;
+        assert_eq!(again, None, "settled, not grouped again");
+        w.write(&group).await.unwrap();
+        assert_eq!(digests(&recorder)[0].1, ["P2", "P3"]);
+    }
+}

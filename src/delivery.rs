@@ -625,34 +625,35 @@ impl Deliverer {
         if self.journaled(key) {
             return Ok(Delivered::AlreadySent);
         }
-        match self.store.card(key).await {
-            Ok(Some(CardRecord::DeadLetter { .. })) => return Ok(Delivered::DeadLetter),
-            Ok(Some(CardRecord::InDigest { .. })) => return Ok(Delivered::Grouped),
-            Ok(Some(CardRecord::Sent { .. } | CardRecord::Other)) => {
+        // The card's record first: settled → answered; reserved or none →
+        // the reservation below decides. With waves, their admission reads
+        // it (and may list the card in its destination's digest instead).
+        let record = match &self.waves {
+            Some(waves) => {
+                use crate::waves::Admission;
+                match waves.admit(key, card, target).await {
+                    Ok(Admission::Card) => None,
+                    Ok(Admission::Grouped { .. }) => return Ok(Delivered::Grouped),
+                    Ok(Admission::Settled(record)) => Some(record),
+                    Err(e) => return Err(store_down(e)),
+                }
+            }
+            None => match self.store.card(key).await {
+                Ok(record) => record,
+                Err(e) => return Err(store_down(e)),
+            },
+        };
+        match record {
+            Some(CardRecord::DeadLetter { .. }) => return Ok(Delivered::DeadLetter),
+            Some(CardRecord::InDigest { .. }) => return Ok(Delivered::Grouped),
+            Some(CardRecord::Sent { .. } | CardRecord::Other) => {
                 return Ok(Delivered::AlreadySent);
             }
-            // Reserved or nothing: the reservation below decides.
-            Ok(_) => {}
-            Err(e) => return Err(store_down(e)),
+            Some(CardRecord::Reserved { .. }) | None => {}
         }
         let state = self.state(target);
         if let Some(b) = self.shared_circuit(&state, target).await {
             return self.park(key, card, target, &b.reason, b.next_probe).await;
-        }
-        if let Some(waves) = &self.waves {
-            use crate::waves::Admission;
-            match waves.admit(key, card, target).await {
-                Ok(Admission::Card) => {}
-                Ok(Admission::Grouped { .. }) => return Ok(Delivered::Grouped),
-                Ok(Admission::Settled(CardRecord::DeadLetter { .. })) => {
-                    return Ok(Delivered::DeadLetter);
-                }
-                Ok(Admission::Settled(CardRecord::InDigest { .. })) => {
-                    return Ok(Delivered::Grouped);
-                }
-                Ok(Admission::Settled(_)) => return Ok(Delivered::AlreadySent),
-                Err(e) => return Err(store_down(e)),
-            }
         }
         let Ok(_permit) = state.backlog.clone().try_acquire_owned() else {
             metrics::counter!("modbridge_cards_total", "destination" => card.destination.clone(), "outcome" => "backlog_full").increment(1);

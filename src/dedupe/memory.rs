@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{
     Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    GroupAdd, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
-    WaveAdmit, epoch_ms,
+    GroupAdd, Join, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl,
+    Versioned, WaveAdmit, WaveEnter, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -662,6 +662,34 @@ impl DedupeStore for MemoryStore {
             started_ms: *started,
             began,
         })
+    }
+
+    /// One process: the steps need not be one atomic step (a card's own
+    /// delivery is serialised per process before it gets here).
+    async fn wave_enter(
+        &self,
+        key: &SentKey,
+        name: &str,
+        (cost, limit, quiet): (Duration, Duration, Duration),
+        join: Option<Join<'_>>,
+    ) -> Result<WaveEnter, StoreError> {
+        if let Some(record) = self.card(key).await? {
+            return Ok(WaveEnter::Taken(record));
+        }
+        let wave = self.wave_admit(name, cost, limit, quiet).await?;
+        let added = match join {
+            Some(j) if wave.in_wave && wave.started_ms == j.started_ms => {
+                match self
+                    .group_add(key, j.group, j.entry, j.set, j.due_ms)
+                    .await?
+                {
+                    GroupAdd::Added(_) => true,
+                    GroupAdd::Taken(record) => return Ok(WaveEnter::Taken(record)),
+                }
+            }
+            _ => false,
+        };
+        Ok(WaveEnter::Admitted { wave, added })
     }
 
     async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {

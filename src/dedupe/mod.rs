@@ -311,6 +311,30 @@ pub struct WaveAdmit {
     pub began: bool,
 }
 
+/// What [`DedupeStore::wave_enter`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaveEnter {
+    /// The card already has a record (reserved, sent, a dead letter, in a
+    /// group): nothing counted, nothing written.
+    Taken(CardRecord),
+    /// Counted against the pace; `added`: recorded in the group given
+    /// (the destination is in the wave that group belongs to).
+    Admitted { wave: WaveAdmit, added: bool },
+}
+
+/// The group a card joins if its destination is in the wave that began at
+/// `started_ms` ([`DedupeStore::wave_enter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Join<'a> {
+    pub group: &'a str,
+    pub started_ms: u64,
+    /// The entry (opaque).
+    pub entry: &'a str,
+    /// The schedule the group goes into, and when it is due.
+    pub set: &'a str,
+    pub due_ms: u64,
+}
+
 /// What [`DedupeStore::group_add`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupAdd {
@@ -496,6 +520,18 @@ pub trait DedupeStore: Send + Sync {
         limit: Duration,
         quiet: Duration,
     ) -> impl Future<Output = Result<WaveAdmit, StoreError>> + Send;
+    /// For the card `key` to the destination `name`, in one atomic step:
+    /// nothing if the card has a record ([`WaveEnter::Taken`]); else
+    /// [`DedupeStore::wave_admit`], and, when the destination is in the
+    /// wave `join` names, [`DedupeStore::group_add`] into its group. One
+    /// round trip for the common case of a wave.
+    fn wave_enter(
+        &self,
+        key: &SentKey,
+        name: &str,
+        pace: (Duration, Duration, Duration),
+        join: Option<Join<'_>>,
+    ) -> impl Future<Output = Result<WaveEnter, StoreError>> + Send;
     /// The wave of `name` if one is on: when it began (ms, store clock).
     fn wave(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
     /// Records the card `key` as listed in the group `group` and appends
@@ -770,6 +806,18 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.wave_admit(name, cost, limit, quiet).await,
             Store::Redis(s) => s.wave_admit(name, cost, limit, quiet).await,
+        }
+    }
+    async fn wave_enter(
+        &self,
+        key: &SentKey,
+        name: &str,
+        pace: (Duration, Duration, Duration),
+        join: Option<Join<'_>>,
+    ) -> Result<WaveEnter, StoreError> {
+        match self {
+            Store::Memory(s) => s.wave_enter(key, name, pace, join).await,
+            Store::Redis(s) => s.wave_enter(key, name, pace, join).await,
         }
     }
     async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {

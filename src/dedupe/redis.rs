@@ -50,8 +50,8 @@ use redis::Script;
 use super::connect::{Link, RedisTarget};
 use super::{
     Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    GroupAdd, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
-    WaveAdmit,
+    GroupAdd, Join, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl,
+    Versioned, WaveAdmit, WaveEnter,
 };
 
 /// No request waits longer than this for Redis.
@@ -212,6 +212,7 @@ struct Scripts {
     schedule: Script,
     take_due: Script,
     wave_admit: Script,
+    wave_enter: Script,
     wave: Script,
     group_add: Script,
     group_entries: Script,
@@ -269,7 +270,8 @@ impl RedisStore {
                 add_counts: Script::new(ADD_COUNTS),
                 schedule: Script::new(SCHEDULE),
                 take_due: Script::new(TAKE_DUE),
-                wave_admit: card_script(WAVE_ADMIT),
+                wave_admit: card_script(&format!("{WAVE_ADMIT_FN}{WAVE_ADMIT}")),
+                wave_enter: card_script(&format!("{WAVE_ADMIT_FN}{WAVE_ENTER}")),
                 wave: card_script(WAVE),
                 group_add: Script::new(GROUP_ADD),
                 group_entries: Script::new(GROUP_ENTRIES),
@@ -404,16 +406,15 @@ for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
 return due
 ";
 
-/// KEYS: wave. ARGV: cost ms, limit ms, quiet ms. Returns {in wave (0/1),
-/// wave start ms (0 outside one), began now (0/1)}.
-const WAVE_ADMIT: &str = r"
+/// The wave admission of `wave_admit` and `wave_enter`: counts one card
+/// against the pace kept in `key`; returns in wave (0/1), the wave's start
+/// ms (0 outside one), began now (0/1).
+const WAVE_ADMIT_FN: &str = r"
+local function admit(key, cost, limit, quiet)
 local now = now_ms()
-local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
-local till = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
-local started = tonumber(redis.call('HGET', KEYS[1], 'started')) or 0
-local cost = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local quiet = tonumber(ARGV[3])
+local v = tonumber(redis.call('HGET', key, 'v')) or 0
+local till = tonumber(redis.call('HGET', key, 'until')) or 0
+local started = tonumber(redis.call('HGET', key, 'started')) or 0
 if v < now then v = now end
 local active = till > now
 if not active then started = 0 end
@@ -427,10 +428,37 @@ if v + cost - now > limit then
   active = true
 end
 v = math.min(v + cost, now + limit)
-redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 'until', string.format('%d', till), 'started', string.format('%d', started))
-redis.call('PEXPIRE', KEYS[1], limit + quiet + 60000)
+redis.call('HSET', key, 'v', string.format('%d', v), 'until', string.format('%d', till), 'started', string.format('%d', started))
+redis.call('PEXPIRE', key, limit + quiet + 60000)
 local on = 0
 if active then on = 1 end
+return on, started, began
+end
+";
+/// KEYS: card record, old sent record, wave, group entries, schedule.
+/// ARGV: cost ms, limit ms, quiet ms, join (0/1), the join's wave start ms,
+/// record JSON, record TTL ms, entry, due ms, group, schedule TTL ms.
+/// Returns {taken, record JSON} | {old_sent} | {counted or added, in wave,
+/// start ms, began}.
+const WAVE_ENTER: &str = r"
+local raw = redis.call('GET', KEYS[1])
+if raw then return {'taken', raw} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'old_sent'} end
+local on, started, began = admit(KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if ARGV[4] ~= '1' or on ~= 1 or started ~= tonumber(ARGV[5]) then
+  return {'counted', on, started, began}
+end
+redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[7])
+redis.call('RPUSH', KEYS[4], ARGV[8])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+redis.call('ZADD', KEYS[5], 'NX', ARGV[9], ARGV[10])
+if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[11]) then redis.call('PEXPIRE', KEYS[5], ARGV[11]) end
+return {'added', on, started, began}
+";
+/// KEYS: wave. ARGV: cost ms, limit ms, quiet ms. Returns {in wave (0/1),
+/// wave start ms (0 outside one), began now (0/1)}.
+const WAVE_ADMIT: &str = r"
+local on, started, began = admit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {on, started, began}
 ";
 /// KEYS: wave. Returns the wave's start ms while one is on, else 0.
@@ -892,6 +920,77 @@ impl DedupeStore for RedisStore {
             started_ms: started,
             began: began == 1,
         })
+    }
+
+    async fn wave_enter(
+        &self,
+        key: &SentKey,
+        name: &str,
+        (cost, limit, quiet): (Duration, Duration, Duration),
+        join: Option<Join<'_>>,
+    ) -> Result<WaveEnter, StoreError> {
+        let [card, sent] = self.card_keys(key);
+        let wave_key = format!("{}wave:{name}", self.prefix);
+        let (group_key, due_key) = match &join {
+            Some(j) => (
+                format!("{}group:{}", self.prefix, j.group),
+                format!("{}due:{}", self.prefix, j.set),
+            ),
+            // Unused without a join (named so the script's keys are fixed).
+            None => (wave_key.clone(), wave_key.clone()),
+        };
+        let record = match &join {
+            Some(j) => serde_json::to_string(&CardRecord::InDigest {
+                id: j.group.to_owned(),
+            })
+            .map_err(|e| StoreError(format!("card record: {e}")))?,
+            None => String::new(),
+        };
+        let answer: Vec<redis::Value> = self
+            .run(
+                &self.scripts.wave_enter,
+                &[card, sent, wave_key, group_key, due_key],
+                &[
+                    Self::ms(cost),
+                    Self::ms(limit),
+                    Self::ms(quiet),
+                    if join.is_some() { "1" } else { "0" }.to_owned(),
+                    join.map_or(0, |j| j.started_ms).to_string(),
+                    record,
+                    Self::ms(self.ttl.done),
+                    join.map_or("", |j| j.entry).to_owned(),
+                    join.map_or(0, |j| j.due_ms).to_string(),
+                    join.map_or("", |j| j.group).to_owned(),
+                    Self::ms(self.ttl.done),
+                ],
+            )
+            .await?;
+        let text = |v: Option<&redis::Value>| -> String {
+            match v {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                _ => String::new(),
+            }
+        };
+        let int = |v: Option<&redis::Value>| -> u64 {
+            match v {
+                Some(redis::Value::Int(i)) => u64::try_from(*i).unwrap_or(0),
+                _ => 0,
+            }
+        };
+        match text(answer.first()).as_str() {
+            "taken" => Ok(WaveEnter::Taken(parse_record(&text(answer.get(1)))?)),
+            "old_sent" => Ok(WaveEnter::Taken(CardRecord::Sent { message: None })),
+            outcome @ ("counted" | "added") => Ok(WaveEnter::Admitted {
+                wave: WaveAdmit {
+                    in_wave: int(answer.get(1)) == 1,
+                    started_ms: int(answer.get(2)),
+                    began: int(answer.get(3)) == 1,
+                },
+                added: outcome == "added",
+            }),
+            other => Err(StoreError(format!("unexpected wave answer {other:?}"))),
+        }
     }
 
     async fn wave(&self, name: &str) -> Result<Option<u64>, StoreError> {

@@ -35,7 +35,9 @@ use tracing::info;
 
 use crate::card::{Card, Level, Severity};
 use crate::config::WaveSettings;
-use crate::dedupe::{CardRecord, DedupeStore, GroupAdd, SentKey, Store, StoreError};
+use crate::dedupe::{
+    CardRecord, DedupeStore, GroupAdd, Join, SentKey, Store, StoreError, WaveEnter,
+};
 use crate::destination::Target;
 use crate::digest::Entry;
 use crate::platforms::Sinks;
@@ -130,8 +132,9 @@ struct Inner {
     /// How long groups and their state are kept (as long as card records).
     keep: Duration,
     /// Destinations this replica saw in a wave: target → destination name
-    /// (for the gauge and the "wave ended" line).
-    active: Mutex<HashMap<Target, String>>,
+    /// (for the gauge and the "wave ended" line) and the wave's start (its
+    /// digest group, tried first).
+    active: Mutex<HashMap<Target, (String, u64)>>,
 }
 
 impl Waves {
@@ -162,8 +165,12 @@ impl Waves {
     }
 
     /// Decides where `card` (record key `key`) goes: counts it against its
-    /// destination's pace and, in a wave, records it in the wave's digest.
-    /// A store error decides nothing (the caller answers "retry").
+    /// destination's pace and, in a wave, records it in the wave's digest
+    /// (one store round trip once this replica knows the wave). A card
+    /// that already has a record is not counted: settled, it is answered
+    /// as such; reserved, its own path decides (in flight, or unknown and
+    /// looked up). A store error decides nothing (the caller answers
+    /// "retry").
     pub async fn admit(
         &self,
         key: &SentKey,
@@ -174,22 +181,8 @@ impl Waves {
             return Ok(Admission::Card);
         }
         let s = &self.inner.settings;
-        let wave = self
-            .inner
-            .store
-            .wave_admit(&target.to_string(), MESSAGE_COST, s.digest_after, s.quiet)
-            .await?;
-        if wave.began {
-            info!(destination = %card.destination, target = %target, "wave started: further cards join a digest until {} s pass without overflow", s.quiet.as_secs());
-        }
-        if wave.in_wave {
-            self.mark_active(target, &card.destination);
-        }
         // A ping or an urgent card is never buried in a digest.
-        if !wave.in_wave || card.mention.is_some() || card.level == Level::Urgent {
-            return Ok(Admission::Card);
-        }
-        let group = GroupId::digest(target, wave.started_ms);
+        let bypass = card.mention.is_some() || card.level == Level::Urgent;
         let entry = StoredEntry {
             destination: card.destination.clone(),
             entry: Entry::of(card),
@@ -198,6 +191,37 @@ impl Waves {
         let entry =
             serde_json::to_string(&entry).map_err(|e| StoreError(format!("digest entry: {e}")))?;
         let due = now_ms().saturating_add(millis(s.edit_every.min(Duration::from_secs(1))));
+        let name = target.to_string();
+        let known = self.known_wave(target);
+        let group = GroupId::digest(target, known);
+        let join = (!bypass && known != 0).then_some(Join {
+            group: &group,
+            started_ms: known,
+            entry: &entry,
+            set: GROUPS_SET,
+            due_ms: due,
+        });
+        let pace = (MESSAGE_COST, s.digest_after, s.quiet);
+        let (wave, added) = match self.inner.store.wave_enter(key, &name, pace, join).await? {
+            WaveEnter::Taken(CardRecord::Reserved { .. }) => return Ok(Admission::Card),
+            WaveEnter::Taken(settled) => return Ok(Admission::Settled(settled)),
+            WaveEnter::Admitted { wave, added } => (wave, added),
+        };
+        if wave.began {
+            info!(destination = %card.destination, target = %target, "wave started: further cards join a digest until {} s pass without overflow", s.quiet.as_secs());
+        }
+        if wave.in_wave {
+            self.mark_active(target, &card.destination, wave.started_ms);
+        }
+        if added {
+            metrics::counter!("modbridge_digest_entries_total", "destination" => card.destination.clone()).increment(1);
+            return Ok(Admission::Grouped { group });
+        }
+        if !wave.in_wave || bypass {
+            return Ok(Admission::Card);
+        }
+        // A wave this replica did not know yet: its group now.
+        let group = GroupId::digest(target, wave.started_ms);
         match self
             .inner
             .store
@@ -208,17 +232,25 @@ impl Waves {
                 metrics::counter!("modbridge_digest_entries_total", "destination" => card.destination.clone()).increment(1);
                 Ok(Admission::Grouped { group })
             }
-            // Reserved by an attempt (live or expired): the card's own path
-            // decides (in flight, or unknown and looked up).
             GroupAdd::Taken(CardRecord::Reserved { .. }) => Ok(Admission::Card),
             GroupAdd::Taken(settled) => Ok(Admission::Settled(settled)),
         }
     }
 
-    fn mark_active(&self, target: &Target, destination: &str) {
+    /// The start of the wave this replica last saw `target` in (0: none).
+    fn known_wave(&self, target: &Target) -> u64 {
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .map_or(0, |(_, started)| *started)
+    }
+
+    fn mark_active(&self, target: &Target, destination: &str, started_ms: u64) {
         let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
         if active
-            .insert(target.clone(), destination.to_owned())
+            .insert(target.clone(), (destination.to_owned(), started_ms))
             .is_none()
         {
             metrics::gauge!("modbridge_wave_active", "destination" => destination.to_owned())
@@ -235,7 +267,7 @@ impl Waves {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(t, d)| (t.clone(), d.clone()))
+            .map(|(t, (d, _))| (t.clone(), d.clone()))
             .collect();
         for (target, destination) in seen {
             if let Ok(None) = self.inner.store.wave(&target.to_string()).await {

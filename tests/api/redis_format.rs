@@ -425,3 +425,65 @@ async fn the_escalation_schedule_keeps_its_key_and_scores() {
     );
     app.stop().await;
 }
+
+/// A wave's keys: the destination's pace hash, the digest group's entries
+/// (a list of `{"d": destination, "e": entry}`), the card's `in_digest`
+/// record naming the group, the group in the `due:groups` schedule, and the
+/// group's state (a versioned record). Replicas of every version during a
+/// rollout read these.
+#[tokio::test]
+async fn a_waves_keys_keep_their_names_and_formats() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_with(AppOptions {
+        redis_url: Some(redis.url.clone()),
+        config: "[waves]\ndigest_after_secs = 1\nedit_every_secs = 60\n".into(),
+        ..AppOptions::default()
+    })
+    .await;
+    for i in 0..4 {
+        let id = format!("PW{i}");
+        let (status, body) = answer(
+            app.deliver(&post_body(&id, "a forbidden phrase"), &format!("w-{i}"))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut conn = connect(&redis.url).await;
+    let all = keys(&mut conn).await;
+    let pace: std::collections::HashMap<String, String> = conn
+        .hgetall("modbridge:wave:slack:C0123ABCD")
+        .await
+        .unwrap();
+    let started: u64 = pace["started"].parse().unwrap();
+    assert!(started > 0, "{pace:?}");
+    assert!(pace["until"].parse::<u64>().unwrap() > started, "{pace:?}");
+    assert!(pace.contains_key("v"), "{pace:?}");
+    let group = format!("digest\u{1f}slack:C0123ABCD\u{1f}{started}");
+    let entries: Vec<String> = conn
+        .lrange(format!("modbridge:group:{group}"), 0, -1)
+        .await
+        .unwrap();
+    assert!(!entries.is_empty(), "keys: {all:?}");
+    let entry: serde_json::Value = serde_json::from_str(&entries[0]).unwrap();
+    assert_eq!(entry["d"], "slack:C0123ABCD");
+    assert!(entry["e"]["post_id"].as_str().unwrap().starts_with("PW"));
+    assert_eq!(entry["e"]["excerpt"], "a forbidden phrase");
+    let post = entry["e"]["post_id"].as_str().unwrap();
+    let record: String = conn
+        .get(format!(
+            "modbridge:card:{CUSTOMER}\u{1f}{post}\u{1f}slack:C0123ABCD"
+        ))
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({"state": "in_digest", "id": group})
+    );
+    let due: Vec<String> = conn.zrange("modbridge:due:groups", 0, -1).await.unwrap();
+    assert_eq!(due, std::slice::from_ref(&group));
+    app.stop().await;
+}

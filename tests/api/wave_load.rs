@@ -307,6 +307,13 @@ async fn wave_of_600_posts_lands_once_each_in_few_messages() {
         .map(|a| a.took)
         .collect();
     ok_times.sort();
+    let mut slowest: Vec<(Duration, Duration, u16)> = attempts
+        .values()
+        .flatten()
+        .map(|a| (a.took, a.at, a.status))
+        .collect();
+    slowest.sort_by_key(|a| std::cmp::Reverse(a.0));
+    slowest.truncate(12);
     let pct = |p: f64| ok_times[((ok_times.len() as f64 * p) as usize).min(ok_times.len() - 1)];
     let non_2xx = attempts
         .values()
@@ -464,7 +471,7 @@ async fn wave_of_600_posts_lands_once_each_in_few_messages() {
         "wave load: {POSTS} posts sent by {sent_all:?}; Redis restart at {redis_restart:?}, kill at {kill_at:?} (back {back_at:?})\n\
          answers: {} unanswered, {non_2xx} non-2xx attempts; 2xx outside the kill: p50 {:?} p99 {:?} max {:?} (n={})\n\
          urgent card delay (Slack): {urgent_delays:?}\n\
-         waves started: {waves_started}\n{}",
+         waves started: {waves_started}\nslowest attempts (took, sent at, status): {slowest:?}\n{}",
         unanswered.len(),
         pct(0.5),
         pct(0.99),

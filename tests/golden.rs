@@ -448,7 +448,10 @@ fn grouped_cases() -> Vec<(&'static str, Grouped)> {
             "61-digest-small",
             digest(
                 vec![
-                    entry(1, Some("buy cheap pills: this has a forbidden phrase in it")),
+                    entry(
+                        1,
+                        Some("buy cheap pills: this has a forbidden phrase in it"),
+                    ),
                     entry(2, None),
                     entry(3, Some("another forbidden phrase\non two lines")),
                 ],

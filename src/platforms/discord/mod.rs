@@ -4,8 +4,8 @@
 //! Architecture invariant: only this folder imports serenity or knows
 //! Discord's endpoints, permissions, limits, error codes and mention syntax.
 //! - `render.rs`: a card, a digest or a campaign → a message / webhook
-//!   execution / edit (markup and
-//!   limits only; the text pieces come from `platforms::present`);
+//!   execution / edit (markup and limits only; the text pieces come from
+//!   `platforms::present`);
 //! - `api.rs`: the [`Client`] (post, edit, pacing, error classification);
 //! - `preflight.rs`: `check --live` and `--send-test`.
 

@@ -3,8 +3,7 @@
 //! Architecture invariant: only this folder imports slack-morphism or knows
 //! Slack's endpoints, scopes, limits, error codes and mention syntax.
 //! - `render.rs`: a card, a digest or a campaign → a `chat.postMessage` body
-//!   (markup and limits only;
-//!   the text pieces come from `platforms::present`);
+//!   (markup and limits only; the text pieces come from `platforms::present`);
 //! - `api.rs`: the [`Client`] (post, update, pacing, error classification);
 //! - `preflight.rs`: `check --live` and `--send-test`.
 

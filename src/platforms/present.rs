@@ -1,7 +1,8 @@
 //! Presentation shared by every platform: the card's text pieces (member age,
 //! reasons with "… and N more", cut notes, placeholders, one-line fields, the
 //! severity label, notes for moderators, "not fully checked") built once from
-//! a [`Card`]. A platform supplies only its markup: escaping
+//! a [`Card`], and those of grouped messages (a wave's [`Digest`], a
+//! [`Campaign`] card). A platform supplies only its markup: escaping
 //! and cutting (`fit`), bold, italics, links, separators and width budgets.
 
 use chrono::{DateTime, Utc};
@@ -709,6 +710,78 @@ mod tests {
             notes(&card).as_deref(),
             Some("Everywhere › forbidden: Warn the author\nthen log it\nEverywhere › second: Ban")
         );
+    }
+
+    #[test]
+    fn grouped_headers_count_posts_parts_and_authors() {
+        use crate::digest::{Campaign, Digest, Entry};
+        let e = Entry::of(&Card::example("slack:C0123ABCD", Some("x")));
+        let mut d = Digest {
+            destination: "mods".into(),
+            target: e_target(),
+            wave_started: Utc.with_ymd_and_hms(2026, 5, 8, 14, 30, 0).unwrap(),
+            part: 1,
+            entries: vec![e.clone()],
+            full: false,
+        };
+        assert_eq!(digest_header(&d), "🌊 Wave digest · 1 post");
+        d.part = 2;
+        d.entries = vec![e.clone(); 12];
+        assert_eq!(digest_header(&d), "🌊 Wave digest · 12 posts · part 2");
+        assert_eq!(wave_started(&d), "Wave started 2026-05-08 14:30 UTC");
+        let c = Campaign {
+            destination: "mods".into(),
+            target: e_target(),
+            first: e,
+            posts: 40,
+            authors: (0..13).map(|i| format!("a{i}")).collect(),
+            first_seen: d.wave_started,
+            last_seen: d.wave_started,
+            earlier: Vec::new(),
+        };
+        assert_eq!(campaign_header(&c), "📣 Campaign · 40 posts by 13 authors");
+        assert_eq!(
+            campaign_authors(&c, |a| a.to_uppercase()),
+            "A0, A1, A2, A3, A4, A5, A6, A7, A8, A9 +3 more"
+        );
+        assert_eq!(
+            not_shown(1, "entry", "entries"),
+            "+1 earlier entry not shown"
+        );
+    }
+
+    fn e_target() -> crate::platforms::Target {
+        crate::platforms::Target::parse("slack:C0123ABCD").unwrap()
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one highlighted range
+    fn an_excerpt_goes_on_one_line_and_its_highlights_move_with_it() {
+        let mut e = crate::digest::Entry::of(&Card::example("slack:C0123ABCD", None));
+        assert_eq!(entry_excerpt(&e), None);
+        assert_eq!(entry_placeholder(&e), MEDIA_ONLY);
+        e.excerpt = Some(" \n ".into());
+        assert_eq!(entry_excerpt(&e), None);
+        assert_eq!(entry_placeholder(&e), EMPTY_TEXT);
+        // A bidi override (3 bytes) goes before the match, a line break stays
+        // a space: the highlight still covers "bad".
+        let text = "\u{202E}a\nbad\u{2066}x";
+        e.excerpt = Some(text.into());
+        let at = text.find("bad").unwrap();
+        e.highlights = vec![at..at + 3, 0..1, 5..99];
+        let (line, hs) = entry_excerpt(&e).unwrap();
+        assert_eq!(line, "a badx");
+        assert_eq!(hs, vec![2..5]);
+        assert_eq!(&line[hs[0].clone()], "bad");
+    }
+
+    #[test]
+    fn the_newest_entries_that_fit_are_kept() {
+        let costs = [5, 5, 5, 5];
+        assert_eq!(newest_that_fit(&costs, 10, 100, |c| *c), 0);
+        assert_eq!(newest_that_fit(&costs, 10, 12, |c| *c), 2);
+        assert_eq!(newest_that_fit(&costs, 1, 100, |c| *c), 3);
+        assert_eq!(newest_that_fit(&costs, 10, 4, |c| *c), 4);
     }
 
     #[test]

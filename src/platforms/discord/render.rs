@@ -1,5 +1,7 @@
 //! Discord rendering: a [`Card`] as one embed plus an "Open post" link
-//! button, wrapped as a bot message (with a nonce) or a webhook execution.
+//! button, wrapped as a bot message (with a nonce) or a webhook execution;
+//! a wave's digest or a campaign card ([`Grouped`]) as one embed whose
+//! fields are its entries.
 //! The text pieces come from [`present`]; this file adds Discord's markup
 //! (markdown escaping, bold, masked links), the embed's shape and limits.
 //!
@@ -1084,6 +1086,40 @@ mod tests {
         assert!(v.get("nonce").is_none() && v.get("enforce_nonce").is_none());
         assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
         assert_eq!(v["components"][0]["components"][0]["label"], "Open post");
+    }
+
+    #[test]
+    fn a_grouped_message_never_pings_and_its_nonce_comes_from_its_tag() {
+        let text = "@everyone <@&456> a forbidden phrase";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden").unwrap_or(0);
+        c.highlights = vec![at..text.len()];
+        c.post_url = Some(format!("https://community.example.com/{}", "p".repeat(200)));
+        let e = crate::digest::Entry::of(&c);
+        let g = Grouped::Digest(crate::digest::Digest {
+            destination: "mods".into(),
+            target: Target::parse(&format!("discord:{CHANNEL}")).unwrap(),
+            wave_started: now(),
+            part: 3,
+            entries: vec![e],
+            full: false,
+        });
+        let tag = CardTag::of("some record key");
+        let v = grouped_payload(&g, Some(&tag));
+        assert!(v.get("content").is_none(), "{v}");
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(v["nonce"], grouped_nonce(&tag));
+        assert_eq!(grouped_nonce(&tag).len(), limits::NONCE);
+        assert_ne!(grouped_nonce(&tag), grouped_nonce(&CardTag::of("another")));
+        let e = &v["embeds"][0];
+        assert_eq!(e["title"], "🌊 Wave digest · 1 post · part 3");
+        let value = e["fields"][0]["value"].as_str().unwrap();
+        assert!(
+            value.ends_with("\\@everyone \\<\\@&456\\> a **forbidden phrase**"),
+            "{value}"
+        );
+        // A link too long for the entry's budget is left out, the text kept.
+        assert!(!value.contains("Open post"), "{value}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Slack rendering: a [`Card`] as a `chat.postMessage` body (Block Kit).
+//! Slack rendering: a [`Card`], a wave's [`Digest`] or a [`Campaign`] card
+//! as a `chat.postMessage` body (Block Kit).
 //! The text pieces come from [`present`]; this file adds Slack's markup
 //! (mrkdwn escaping, bold, links), Block Kit's shape and limits.
 //!
@@ -784,6 +785,48 @@ mod tests {
             "{fallback}"
         );
         assert!(width(fallback) <= FALLBACK_BUDGET);
+    }
+
+    fn digest_of(entries: Vec<Entry>, full: bool) -> Grouped {
+        Grouped::Digest(Digest {
+            destination: "mods".into(),
+            target: crate::platforms::Target::parse("slack:C0123ABCD").unwrap(),
+            wave_started: now(),
+            part: 1,
+            entries,
+            full,
+        })
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one highlighted range
+    fn a_digest_entry_shows_who_why_the_match_in_bold_and_never_pings() {
+        let text = "<!channel> buy a forbidden phrase <https://evil|bank>";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden phrase").unwrap();
+        c.highlights = vec![at..at + "forbidden phrase".len()];
+        c.author.name = "<!here> Mallory".into();
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = grouped(&digest_of(vec![Entry::of(&c)], true), "C0123ABCD", now());
+        assert_eq!(v["text"], "🌊 Wave digest · 1 post");
+        let blocks = v["blocks"].as_array().unwrap();
+        let entry = &blocks[2];
+        assert_eq!(
+            entry["text"]["text"],
+            "*&lt;!here&gt; Mallory* (@mary) · Parents support · 14:32 UTC\nWhy: Everywhere · forbidden\n&lt;!channel&gt; buy a *forbidden phrase* &lt;https://evil|bank&gt;"
+        );
+        assert_eq!(
+            entry["accessory"]["url"],
+            "https://community.example.com/posts/P1"
+        );
+        let last = blocks.last().unwrap();
+        assert_eq!(
+            last["elements"][0]["text"],
+            format!(":arrow_right: {}", present::DIGEST_CONTINUED)
+        );
+        let mut strings = Vec::new();
+        all_strings(&v, &mut strings);
+        assert!(strings.iter().all(|s| !s.contains('<')), "{strings:?}");
     }
 
     #[test]

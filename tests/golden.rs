@@ -393,7 +393,7 @@ fn entry(i: usize, text: Option<&str>) -> Entry {
     if let Some(t) = text
         && let Some(at) = t.find("forbidden phrase")
     {
-        c.highlights = vec![at..at + "forbidden phrase".len()];
+        c.highlights.push(at..at + "forbidden phrase".len());
     }
     Entry::of(&c)
 }

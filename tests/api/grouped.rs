@@ -25,7 +25,7 @@ fn entry(i: usize) -> Entry {
     let text = format!("post {i}: this has a forbidden phrase in it");
     let mut c = Card::example("slack:C0123ABCD", Some(&text));
     let at = text.find("forbidden phrase").unwrap_or(0);
-    c.highlights = vec![at..at + "forbidden phrase".len()];
+    c.highlights.push(at..at + "forbidden phrase".len());
     c.post_id = format!("P{i}");
     c.post_url = Some(format!("https://community.example.com/posts/P{i}"));
     Entry::of(&c)

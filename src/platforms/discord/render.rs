@@ -1093,7 +1093,10 @@ mod tests {
         let text = "@everyone <@&456> a forbidden phrase";
         let mut c = card(Some(text));
         let at = text.find("forbidden").unwrap_or(0);
-        c.highlights = vec![at..text.len()];
+        c.highlights = vec![std::ops::Range {
+            start: at,
+            end: text.len(),
+        }];
         c.post_url = Some(format!("https://community.example.com/{}", "p".repeat(200)));
         let e = crate::digest::Entry::of(&c);
         let g = Grouped::Digest(crate::digest::Digest {

@@ -520,8 +520,9 @@ fn entry_text(e: &Entry, budget: usize) -> String {
 
 /// One entry as a section: who, where, when, why, the excerpt with its
 /// matches in bold; its "Open post" link as the section's button (its URL
-/// is not block text). At most [`ENTRY_BUDGET`] wide.
-fn entry_block(e: &Entry) -> serde_json::Value {
+/// is not block text; its `action_id`, `open_post_<n>`, is unique in the
+/// message and ignored when clicked). At most [`ENTRY_BUDGET`] wide.
+fn entry_block(n: usize, e: &Entry) -> serde_json::Value {
     let mut who = format!("*{}*", line(&e.author, ENTRY_NAME));
     if let Some(u) = present::entry_username(e) {
         who.push_str(&format!(" (@{})", line(u, ENTRY_USERNAME)));
@@ -544,7 +545,7 @@ fn entry_block(e: &Entry) -> serde_json::Value {
         block["accessory"] = serde_json::json!({
             "type": "button",
             "text": {"type": "plain_text", "text": "Open post"},
-            "action_id": "open_post",
+            "action_id": format!("open_post_{n}"),
             "url": u.as_str(),
         });
     }
@@ -559,7 +560,11 @@ fn entry_blocks(
     room: usize,
     (one, many): (&str, &str),
 ) -> Vec<serde_json::Value> {
-    let rendered: Vec<serde_json::Value> = entries.iter().map(entry_block).collect();
+    let rendered: Vec<serde_json::Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(n, e)| entry_block(n, e))
+        .collect();
     // Keep a block and some text for the "not shown" line.
     let first = present::newest_that_fit(
         &rendered,

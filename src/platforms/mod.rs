@@ -791,6 +791,29 @@ mod tests {
         assert!(serde_json::from_str::<Target>("\"email:x\"").is_err());
     }
 
+    /// The waves' writer runs on spawned tasks: posting and editing a
+    /// grouped message must stay `Send` on every platform's path.
+    #[test]
+    fn grouped_calls_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let grouped = crate::digest::Grouped::Digest(crate::digest::Digest {
+            destination: "mods".into(),
+            target: Target::parse("slack:C0123ABCD").unwrap(),
+            wave_started: Utc::now(),
+            part: 1,
+            entries: Vec::new(),
+            full: false,
+        });
+        let sinks = Sinks::Platforms(Platforms::default());
+        let message = MessageRef::Slack {
+            channel: "C0123ABCD".into(),
+            ts: "1.2".into(),
+        };
+        let tag = CardTag::of("k");
+        send(&sinks.post_grouped(&grouped, Some(&tag)));
+        send(&sinks.update_grouped(&message, &grouped, Some(&tag)));
+    }
+
     #[test]
     fn message_refs_name_the_webhook_variable_never_its_url() {
         let m = MessageRef::DiscordWebhook {

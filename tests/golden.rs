@@ -7,6 +7,9 @@
 //! of what a card looks like may rewrite them: `UPDATE_GOLDEN=1 cargo test
 //! --test golden`, and the diff goes in review.
 //!
+//! Files 60 and up hold grouped messages (a wave's digest, a campaign card,
+//! issue #14): their body on each platform.
+//!
 //! Each file also holds the card as serialised (the parked-card JSON in
 //! Redis): it must stay readable, and a card read back renders the same.
 
@@ -15,6 +18,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeZone, Utc};
 use modbridge::card::{Card, EarlierCards, Images, Level, ReasonView, Severity};
 use modbridge::destination::{DiscordChannel, SlackChannel, Target};
+use modbridge::digest::{Campaign, Digest, Entry, Grouped};
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
@@ -376,6 +380,157 @@ fn case_cards() -> Vec<(&'static str, Card)> {
     off.post_url = None;
     out.push(("45-case-reopened-buttons-off-no-link", off));
     out
+}
+
+/// An entry of a grouped message, like `Entry::of` makes from a card.
+fn entry(i: usize, text: Option<&str>) -> Entry {
+    let mut c = base(text);
+    c.post_id = format!("P{i}");
+    c.author.user_id = format!("U{i}");
+    c.post_url = Some(format!("https://community.example.com/posts/P{i}"));
+    c.posted_at = Utc.with_ymd_and_hms(2026, 5, 8, 14, 0, 0).unwrap()
+        + chrono::Duration::seconds(i as i64 * 7);
+    if let Some(t) = text
+        && let Some(at) = t.find("forbidden phrase")
+    {
+        c.highlights.push(at..at + "forbidden phrase".len());
+    }
+    Entry::of(&c)
+}
+
+/// A hostile entry: long, full of markup, mentions and bidi overrides in
+/// every field.
+fn hostile_entry(i: usize) -> Entry {
+    let injected = "<!everyone> @everyone <@&456> **bold** [bank](https://evil.example) `x` ||s|| <https://evil|y> &amp; \u{202E}rev";
+    let text = format!(
+        "{}{injected} forbidden phrase {}",
+        "&<>".repeat(20),
+        "<@U1> ".repeat(40)
+    );
+    let mut e = entry(i, Some(&text));
+    e.author = format!("{}<!here>\n**{i}**\u{202E}", "N".repeat(200));
+    e.username = Some(format!("{}<!channel>@everyone", "u".repeat(100)));
+    e.place = format!("{}[x](https://evil)", "Place ".repeat(40));
+    e.reason = format!("{} · <!channel> **x**", "Rules ".repeat(60));
+    e.level = [Level::Normal, Level::Urgent, Level::High][i % 3];
+    e.post_url = Some(format!(
+        "https://community.example.com/posts/{i}?{}",
+        "q=(x)|<y>".repeat(i % 4 * 20)
+    ));
+    e
+}
+
+fn slack_target() -> Target {
+    Target::Slack(SlackChannel::parse("C0123ABCD").unwrap())
+}
+
+fn wave_start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 8, 13, 59, 30).unwrap()
+}
+
+fn grouped_cases() -> Vec<(&'static str, Grouped)> {
+    let digest = |entries: Vec<Entry>, part, full| {
+        Grouped::Digest(Digest {
+            destination: "mods".into(),
+            target: slack_target(),
+            wave_started: wave_start(),
+            part,
+            entries,
+            full,
+        })
+    };
+    let mut out = vec![
+        (
+            "60-digest-25-long-hostile-entries",
+            digest((0..25).map(hostile_entry).collect(), 2, true),
+        ),
+        (
+            "61-digest-small",
+            digest(
+                vec![
+                    entry(
+                        1,
+                        Some("buy cheap pills: this has a forbidden phrase in it"),
+                    ),
+                    entry(2, None),
+                    entry(3, Some("another forbidden phrase\non two lines")),
+                ],
+                1,
+                false,
+            ),
+        ),
+    ];
+    let campaign = |first: Entry, authors: Vec<String>, earlier: Vec<Entry>| {
+        Grouped::Campaign(Campaign {
+            destination: "mods".into(),
+            target: slack_target(),
+            first,
+            posts: 57,
+            authors,
+            first_seen: wave_start(),
+            last_seen: wave_start() + chrono::Duration::minutes(9),
+            earlier,
+        })
+    };
+    let mut first = hostile_entry(0);
+    first.level = Level::High;
+    let authors = (0..40)
+        .map(|i| format!("Author {i} <!here> @everyone [x](https://evil) **b**\u{202E}"))
+        .collect();
+    out.push((
+        "62-campaign-40-authors-injections",
+        campaign(first, authors, Vec::new()),
+    ));
+    let authors = ["Mary Smith", "Bo", "Ana"].map(str::to_owned).to_vec();
+    out.push((
+        "63-campaign-earlier-entries",
+        campaign(
+            entry(10, Some("join my channel for free money: forbidden phrase")),
+            authors,
+            (11..14)
+                .map(|i| entry(i, Some("join my channel for free money: forbidden phrase")))
+                .collect(),
+        ),
+    ));
+    out
+}
+
+/// A grouped message's exact body on each platform ([`render_grouped`]).
+fn grouped_document(g: &Grouped) -> Value {
+    let mut doc = json!({});
+    for (name, target) in targets() {
+        let mut g = g.clone();
+        match &mut g {
+            Grouped::Digest(d) => d.target = target,
+            Grouped::Campaign(c) => c.target = target,
+        }
+        doc[name] = modbridge::platforms::render_grouped(&g, now());
+    }
+    doc
+}
+
+#[test]
+fn grouped_messages_render_exactly_as_the_golden_files_say() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let dir = golden_dir();
+    let mut failures = Vec::new();
+    for (name, g) in grouped_cases() {
+        let path = dir.join(format!("{name}.json"));
+        let text = serde_json::to_string_pretty(&grouped_document(&g)).unwrap() + "\n";
+        if update {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {}
+            Ok(_) => failures.push(format!(
+                "{name}: output differs from {} (if the change is deliberate: UPDATE_GOLDEN=1 cargo test --test golden, and review the diff)",
+                path.display()
+            )),
+            Err(e) => failures.push(format!("{name}: cannot read {}: {e}", path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 fn golden_dir() -> PathBuf {

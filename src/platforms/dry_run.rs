@@ -25,9 +25,11 @@ impl DryRun {
             .map_err(|e| failed(&e))
     }
 
-    /// Prints a grouped message (a digest, a campaign card) as one JSON line.
+    /// Prints a grouped message (a digest, a campaign card) as one JSON
+    /// line: exactly the body its platform would receive
+    /// ([`super::render_grouped`]).
     pub fn grouped(&self, grouped: &crate::digest::Grouped) -> Result<(), PlatformError> {
-        let line = serde_json::json!({ "grouped": format!("{grouped:?}") });
+        let line = super::render_grouped(grouped, chrono::Utc::now());
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|()| out.flush())

@@ -8,7 +8,8 @@
 //! variant per delivery path and every operation below is one `match` that
 //! delegates into the platform's folder. A third platform adds variants and
 //! the compiler lists every arm it must fill in: [`Target`]'s parsing, text
-//! form and credentials, [`render`], [`Platforms::post`], [`Platforms::update`],
+//! form and credentials, [`render`], [`render_grouped`], [`Platforms::post`],
+//! [`Platforms::update`], [`Platforms::post_grouped`], [`Platforms::update_grouped`],
 //! [`Platforms::from_env`], [`Platforms::preflight`], [`Interactions`].
 //!
 //! Shared machinery: [`present`] builds the card's text pieces once (each
@@ -317,6 +318,18 @@ pub fn render(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::V
     }
 }
 
+/// What `--dry-run` prints for a grouped message (a wave's digest, a
+/// campaign card): the exact body its platform would receive
+/// (`chat.postMessage`, a Discord message or webhook execution).
+pub fn render_grouped(grouped: &crate::digest::Grouped, now: DateTime<Utc>) -> serde_json::Value {
+    match grouped.target() {
+        Target::Slack(channel) => slack::grouped(grouped, channel.as_str(), now),
+        Target::Discord(_) | Target::DiscordWebhook { .. } => {
+            discord::grouped_payload(grouped, None)
+        }
+    }
+}
+
 /// What `explain` calls the body it prints for `target`.
 pub fn body_name(target: &Target) -> &'static str {
     match target {
@@ -444,6 +457,49 @@ impl Platforms {
             }
             MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
                 self.discord()?.update(message, card).await
+            }
+        }
+    }
+
+    /// Posts a grouped message (a wave's digest, a campaign card) to its
+    /// target, marked with `tag` where the platform can find it again (Slack
+    /// message metadata, a Discord bot message's nonce). Returns where it
+    /// is, `None` when the platform accepted it with an answer that cannot
+    /// be read.
+    pub async fn post_grouped(
+        &self,
+        grouped: &crate::digest::Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        match grouped.target() {
+            Target::Slack(channel) => self
+                .slack()?
+                .post_grouped(grouped, channel, tag)
+                .await
+                .map(Some),
+            Target::Discord(_) | Target::DiscordWebhook { .. } => {
+                self.discord()?.post_grouped(grouped, tag).await
+            }
+        }
+    }
+
+    /// Replaces a posted grouped message with `grouped`, keeping its `tag`
+    /// (Slack replaces the metadata on `chat.update`). Paced behind new
+    /// cards and cards' edits waiting for the same channel.
+    pub async fn update_grouped(
+        &self,
+        message: &MessageRef,
+        grouped: &crate::digest::Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
+        match message {
+            MessageRef::Slack { channel, ts } => {
+                self.slack()?
+                    .update_grouped(channel, ts, grouped, tag)
+                    .await
+            }
+            MessageRef::Discord { .. } | MessageRef::DiscordWebhook { .. } => {
+                self.discord()?.update_grouped(message, grouped).await
             }
         }
     }
@@ -615,15 +671,10 @@ impl Sinks {
         grouped: &crate::digest::Grouped,
         tag: Option<&CardTag>,
     ) -> Result<Option<MessageRef>, PlatformError> {
-        let _ = tag;
         match self {
             Sinks::DryRun(d) => d.grouped(grouped).map(|()| None),
             Sinks::Recorder(r) => r.post_grouped(grouped, grouped.target()).await.map(Some),
-            Sinks::Platforms(_) => Err(PlatformError::Transient {
-                platform: "modbridge",
-                detail: "grouped messages are not rendered for this platform yet".into(),
-                retry_after: None,
-            }),
+            Sinks::Platforms(p) => p.post_grouped(grouped, tag).await,
         }
     }
 
@@ -635,15 +686,10 @@ impl Sinks {
         grouped: &crate::digest::Grouped,
         tag: Option<&CardTag>,
     ) -> Result<(), PlatformError> {
-        let _ = tag;
         match self {
             Sinks::DryRun(d) => d.grouped(grouped),
             Sinks::Recorder(r) => r.update_grouped(message, grouped).await,
-            Sinks::Platforms(_) => Err(PlatformError::Transient {
-                platform: "modbridge",
-                detail: "grouped messages are not rendered for this platform yet".into(),
-                retry_after: None,
-            }),
+            Sinks::Platforms(p) => p.update_grouped(message, grouped, tag).await,
         }
     }
 
@@ -755,6 +801,29 @@ mod tests {
             assert_eq!(serde_json::from_str::<Target>(&json).unwrap(), t);
         }
         assert!(serde_json::from_str::<Target>("\"email:x\"").is_err());
+    }
+
+    /// The waves' writer runs on spawned tasks: posting and editing a
+    /// grouped message must stay `Send` on every platform's path.
+    #[test]
+    fn grouped_calls_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let grouped = crate::digest::Grouped::Digest(crate::digest::Digest {
+            destination: "mods".into(),
+            target: Target::parse("slack:C0123ABCD").unwrap(),
+            wave_started: Utc::now(),
+            part: 1,
+            entries: Vec::new(),
+            full: false,
+        });
+        let sinks = Sinks::Platforms(Platforms::default());
+        let message = MessageRef::Slack {
+            channel: "C0123ABCD".into(),
+            ts: "1.2".into(),
+        };
+        let tag = CardTag::of("k");
+        send(&sinks.post_grouped(&grouped, Some(&tag)));
+        send(&sinks.update_grouped(&message, &grouped, Some(&tag)));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! Edits of posted cards (a moderator's click) go first: while an edit
 //! waits for a key, no new card takes that key's next token
 //! ([`Priority::Edit`]), so a wave of new cards cannot hold a click's
-//! update back by more than one token's time.
+//! update back by more than one token's time. Edits of grouped messages
+//! (a wave's digest, a campaign card: [`Priority::Background`]) go last:
+//! they yield to every waiting new card and edit of the same key, since the
+//! next edit shows whatever they would have shown.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,6 +25,8 @@ struct Bucket {
     hold_until: Option<Instant>,
     /// Edits waiting for this key (they take tokens before new cards).
     edits_waiting: usize,
+    /// New messages waiting for this key (background edits yield to them).
+    posts_waiting: usize,
 }
 
 /// Who asks for a token.
@@ -31,13 +36,17 @@ pub(crate) enum Priority {
     Post,
     /// An edit of a posted card after a moderator's click: first.
     Edit,
+    /// An edit of a grouped message (a digest, a campaign card): after
+    /// every waiting new message and edit of the same key.
+    Background,
 }
 
-/// Counts an edit as waiting for its key while it lives (also when its
-/// future is dropped mid-wait, as a call's deadline does).
+/// Counts an edit or a new message as waiting for its key while it lives
+/// (also when its future is dropped mid-wait, as a call's deadline does).
 struct Waiting<'a, K: Hash + Eq + Clone> {
     pacer: &'a Pacer<K>,
     key: K,
+    priority: Priority,
 }
 
 impl<K: Hash + Eq + Clone> Drop for Waiting<'_, K> {
@@ -45,7 +54,11 @@ impl<K: Hash + Eq + Clone> Drop for Waiting<'_, K> {
         if let Ok(mut buckets) = self.pacer.buckets.lock()
             && let Some(b) = buckets.get_mut(&self.key)
         {
-            b.edits_waiting = b.edits_waiting.saturating_sub(1);
+            match self.priority {
+                Priority::Edit => b.edits_waiting = b.edits_waiting.saturating_sub(1),
+                Priority::Post => b.posts_waiting = b.posts_waiting.saturating_sub(1),
+                Priority::Background => {}
+            }
         }
     }
 }
@@ -77,7 +90,8 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
     /// Waits until `key` may take one more message, unless that is after
     /// `deadline`: then returns at once with how long the wait would be
     /// (nothing taken, nothing sent). An edit ([`Priority::Edit`]) goes
-    /// before every new message waiting for the same key.
+    /// before every new message waiting for the same key; a background edit
+    /// ([`Priority::Background`]) after every waiting edit and new message.
     pub(crate) async fn wait_within(
         &self,
         key: &K,
@@ -96,15 +110,18 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     last: now,
                     hold_until: None,
                     edits_waiting: 0,
+                    posts_waiting: 0,
                 });
                 b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second)
                     .min(self.burst);
                 b.last = now;
-                // Edits waiting before this one (an edit does not count
-                // itself): a new message yields to them.
+                // Who waits before this one (a waiting caller does not
+                // count itself): a new message yields to edits, a
+                // background edit to edits and new messages.
                 let ahead = match priority {
                     Priority::Post => b.edits_waiting,
                     Priority::Edit => 0,
+                    Priority::Background => b.edits_waiting + b.posts_waiting,
                 };
                 let one_token = Duration::from_secs_f64(1.0 / self.per_second);
                 match b.hold_until {
@@ -115,20 +132,24 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                         // edit no longer waits.
                         return Ok(());
                     }
-                    // Tokens there, but an edit is about to take them.
+                    // Tokens there, but someone ahead is about to take them.
                     _ if b.tokens >= 1.0 => one_token.min(Duration::from_millis(50)),
                     _ => Duration::from_secs_f64((1.0 - b.tokens) / self.per_second),
                 }
             };
-            if priority == Priority::Edit && waiting.is_none() {
+            if priority != Priority::Background && waiting.is_none() {
                 if let Ok(mut buckets) = self.buckets.lock()
                     && let Some(b) = buckets.get_mut(key)
                 {
-                    b.edits_waiting += 1;
+                    match priority {
+                        Priority::Edit => b.edits_waiting += 1,
+                        _ => b.posts_waiting += 1,
+                    }
                 }
                 waiting = Some(Waiting {
                     pacer: self,
                     key: key.clone(),
+                    priority,
                 });
             }
             if deadline.is_some_and(|d| Instant::now() + delay > d) {
@@ -147,6 +168,7 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                 last: now,
                 hold_until: None,
                 edits_waiting: 0,
+                posts_waiting: 0,
             });
             b.tokens = 0.0;
             b.hold_until = Some(now + after);
@@ -243,6 +265,57 @@ mod tests {
         let later = Instant::now();
         p.wait(&"C1").await;
         assert!(later.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_digest_edit_waits_behind_new_cards_and_edits_queued_after_it() {
+        use std::sync::Arc;
+        let p = Arc::new(Pacer::new(1.0, 1.0));
+        p.wait(&"C1").await; // the burst is used up
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |name: &'static str, priority| {
+            let (p, order) = (p.clone(), order.clone());
+            tokio::spawn(async move {
+                p.wait_within(&"C1", None, priority).await.unwrap();
+                order.lock().unwrap().push((name, start.elapsed()));
+            })
+        };
+        // The digest's edit asks first, then two new cards and a click's edit.
+        let mut tasks = vec![spawn("digest", Priority::Background)];
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (name, priority) in [
+            ("card1", Priority::Post),
+            ("card2", Priority::Post),
+            ("edit", Priority::Edit),
+        ] {
+            tasks.push(spawn(name, priority));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let names: Vec<&str> = order.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names[0], "edit", "{order:?}");
+        assert_eq!(names[3], "digest", "{order:?}");
+        // Four tokens at one a second: the digest's edit is not starved.
+        assert!(
+            order[3].1 >= Duration::from_secs(4) && order[3].1 <= Duration::from_millis(4_100),
+            "{order:?}"
+        );
+        // With nobody else waiting, a background edit takes a token at once.
+        let q = Pacer::new(1.0, 1.0);
+        let later = Instant::now();
+        q.wait_within(&"C2", None, Priority::Background)
+            .await
+            .unwrap();
+        assert_eq!(later.elapsed(), Duration::ZERO);
+        // Nothing is left counted as waiting: the next card waits one token.
+        let again = Instant::now();
+        p.wait(&"C1").await;
+        assert!(again.elapsed() <= Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,14 +1,17 @@
 //! Presentation shared by every platform: the card's text pieces (member age,
 //! reasons with "… and N more", cut notes, placeholders, one-line fields, the
 //! severity label, notes for moderators, "not fully checked") built once from
-//! a [`Card`]. A platform supplies only its markup: escaping
+//! a [`Card`], and those of grouped messages (a wave's [`Digest`], a
+//! [`Campaign`] card). A platform supplies only its markup: escaping
 //! and cutting (`fit`), bold, italics, links, separators and width budgets.
 
 use chrono::{DateTime, Utc};
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::card::{Card, CaseStatus, CaseView, Images, Level, ReasonView};
+use crate::digest::{Campaign, Digest, Entry};
 use crate::platforms::ModeratorAction;
 
 /// A destination with `images = "spoiler"`: what stands where the image would.
@@ -390,6 +393,183 @@ pub fn test_card(name: &str, target: &super::Target) -> Card {
     }
 }
 
+// Grouped messages (issue #14): a wave's digest and a campaign card. The
+// text pieces below hold nothing untrusted unless they say so; the
+// platforms escape and cut what does.
+
+/// Said at the end of a digest that takes no more entries.
+pub const DIGEST_CONTINUED: &str = "This digest is full: continued in the next digest.";
+/// The heading over a campaign's posts that went out before it was recognised.
+pub const CAMPAIGN_EARLIER: &str = "Posts of this campaign sent before it was recognised";
+/// Authors a campaign card names; the rest are counted.
+pub const CAMPAIGN_AUTHORS_SHOWN: usize = 10;
+
+/// `🌊 Wave digest · 12 posts · part 2` (the part only from the second on).
+pub fn digest_header(d: &Digest) -> String {
+    let mut out = format!(
+        "🌊 Wave digest · {}",
+        pluralize(d.entries.len() as i64, "post", "posts")
+    );
+    if d.part > 1 {
+        out.push_str(&format!(" · part {}", d.part));
+    }
+    out
+}
+
+/// `Wave started 2026-05-08 14:30 UTC`.
+pub fn wave_started(d: &Digest) -> String {
+    format!(
+        "Wave started {}",
+        d.wave_started.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// `📣 Campaign · 40 posts by 12 authors`.
+pub fn campaign_header(c: &Campaign) -> String {
+    format!(
+        "📣 Campaign · {} by {}",
+        pluralize(i64::from(c.posts), "post", "posts"),
+        pluralize(c.authors.len() as i64, "author", "authors")
+    )
+}
+
+/// `First seen 2026-05-08 14:02 UTC · last seen 2026-05-08 14:31 UTC`.
+pub fn campaign_seen(c: &Campaign) -> String {
+    format!(
+        "First seen {} · last seen {}",
+        c.first_seen.format("%Y-%m-%d %H:%M UTC"),
+        c.last_seen.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// `+3 earlier entries not shown` (`what`: "entry"/"entries" style pair).
+pub fn not_shown(n: usize, one: &str, many: &str) -> String {
+    format!(
+        "+{} earlier {} not shown",
+        n,
+        if n == 1 { one } else { many }
+    )
+}
+
+/// When an entry's post was written: `14:32 UTC`.
+pub fn entry_time(e: &Entry) -> String {
+    e.posted_at.format("%H:%M UTC").to_string()
+}
+
+/// The entry's author's username, unless blank.
+pub fn entry_username(e: &Entry) -> Option<&str> {
+    e.username.as_deref().filter(|u| !u.trim().is_empty())
+}
+
+/// Why the entry matched, raw (untrusted: rule and match names), with its
+/// level's label first when it is not `Normal`.
+pub fn entry_reason(e: &Entry) -> String {
+    let reason = if e.reason.trim().is_empty() {
+        "(no reason given)".to_owned()
+    } else {
+        one_line(&e.reason)
+    };
+    match level_label(e.level) {
+        Some(label) => format!("{label} · {reason}"),
+        None => reason,
+    }
+}
+
+/// The entry's excerpt on one line (line breaks and control characters
+/// become spaces, bidirectional overrides go, as in [`one_line`]) with its
+/// highlights moved along; `None` when the entry has no text to show.
+pub fn entry_excerpt(e: &Entry) -> Option<(String, Vec<Range<usize>>)> {
+    let text = e.excerpt.as_deref().filter(|t| !t.trim().is_empty())?;
+    let mut out = String::with_capacity(text.len());
+    // The byte offset in `out` of each byte offset of `text` (and its end).
+    let mut at = vec![0; text.len() + 1];
+    for (i, c) in text.char_indices() {
+        at[i] = out.len();
+        if matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        ) {
+            continue;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    at[text.len()] = out.len();
+    let highlights = e
+        .highlights
+        .iter()
+        .filter(|h| {
+            h.start < h.end
+                && h.end <= text.len()
+                && text.is_char_boundary(h.start)
+                && text.is_char_boundary(h.end)
+        })
+        .map(|h| at[h.start]..at[h.end])
+        .filter(|h| h.start < h.end)
+        .collect();
+    Some((out, highlights))
+}
+
+/// What stands for an entry's text when it has none to show.
+pub fn entry_placeholder(e: &Entry) -> &'static str {
+    match e.excerpt {
+        None => MEDIA_ONLY,
+        Some(_) => EMPTY_TEXT,
+    }
+}
+
+/// The campaign's authors: up to [`CAMPAIGN_AUTHORS_SHOWN`] names made
+/// safe by `name`, joined by ", ", then "+N more".
+pub fn campaign_authors(c: &Campaign, name: impl Fn(&str) -> String) -> String {
+    let shown: Vec<String> = c
+        .authors
+        .iter()
+        .take(CAMPAIGN_AUTHORS_SHOWN)
+        .map(|a| {
+            let n = name(a);
+            if n.trim().is_empty() {
+                "(no name)".to_owned()
+            } else {
+                n
+            }
+        })
+        .collect();
+    let mut out = if shown.is_empty() {
+        "(none known)".to_owned()
+    } else {
+        shown.join(", ")
+    };
+    if c.authors.len() > CAMPAIGN_AUTHORS_SHOWN {
+        out.push_str(&format!(
+            " +{} more",
+            c.authors.len() - CAMPAIGN_AUTHORS_SHOWN
+        ));
+    }
+    out
+}
+
+/// Which of `entries` a grouped message shows: the newest that fit. `cost`
+/// is what one entry takes; `room` is what all of them may take together;
+/// at most `max` are shown. Returns the index of the first one shown (the
+/// ones before it are "not shown").
+pub fn newest_that_fit<T>(
+    entries: &[T],
+    max: usize,
+    room: usize,
+    cost: impl Fn(&T) -> usize,
+) -> usize {
+    let mut used = 0;
+    let mut first = entries.len();
+    for (i, e) in entries.iter().enumerate().rev() {
+        let c = cost(e);
+        if entries.len() - i > max || used + c > room {
+            break;
+        }
+        used += c;
+        first = i;
+    }
+    first
+}
+
 /// Cards the platforms' render tests share.
 #[cfg(test)]
 pub(crate) mod fixtures {
@@ -530,6 +710,78 @@ mod tests {
             notes(&card).as_deref(),
             Some("Everywhere › forbidden: Warn the author\nthen log it\nEverywhere › second: Ban")
         );
+    }
+
+    #[test]
+    fn grouped_headers_count_posts_parts_and_authors() {
+        use crate::digest::{Campaign, Digest, Entry};
+        let e = Entry::of(&Card::example("slack:C0123ABCD", Some("x")));
+        let mut d = Digest {
+            destination: "mods".into(),
+            target: e_target(),
+            wave_started: Utc.with_ymd_and_hms(2026, 5, 8, 14, 30, 0).unwrap(),
+            part: 1,
+            entries: vec![e.clone()],
+            full: false,
+        };
+        assert_eq!(digest_header(&d), "🌊 Wave digest · 1 post");
+        d.part = 2;
+        d.entries = vec![e.clone(); 12];
+        assert_eq!(digest_header(&d), "🌊 Wave digest · 12 posts · part 2");
+        assert_eq!(wave_started(&d), "Wave started 2026-05-08 14:30 UTC");
+        let c = Campaign {
+            destination: "mods".into(),
+            target: e_target(),
+            first: e,
+            posts: 40,
+            authors: (0..13).map(|i| format!("a{i}")).collect(),
+            first_seen: d.wave_started,
+            last_seen: d.wave_started,
+            earlier: Vec::new(),
+        };
+        assert_eq!(campaign_header(&c), "📣 Campaign · 40 posts by 13 authors");
+        assert_eq!(
+            campaign_authors(&c, |a| a.to_uppercase()),
+            "A0, A1, A2, A3, A4, A5, A6, A7, A8, A9 +3 more"
+        );
+        assert_eq!(
+            not_shown(1, "entry", "entries"),
+            "+1 earlier entry not shown"
+        );
+    }
+
+    fn e_target() -> crate::platforms::Target {
+        crate::platforms::Target::parse("slack:C0123ABCD").unwrap()
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one highlighted range
+    fn an_excerpt_goes_on_one_line_and_its_highlights_move_with_it() {
+        let mut e = crate::digest::Entry::of(&Card::example("slack:C0123ABCD", None));
+        assert_eq!(entry_excerpt(&e), None);
+        assert_eq!(entry_placeholder(&e), MEDIA_ONLY);
+        e.excerpt = Some(" \n ".into());
+        assert_eq!(entry_excerpt(&e), None);
+        assert_eq!(entry_placeholder(&e), EMPTY_TEXT);
+        // A bidi override (3 bytes) goes before the match, a line break stays
+        // a space: the highlight still covers "bad".
+        let text = "\u{202E}a\nbad\u{2066}x";
+        e.excerpt = Some(text.into());
+        let at = text.find("bad").unwrap();
+        e.highlights = vec![at..at + 3, 0..1, 5..99];
+        let (line, hs) = entry_excerpt(&e).unwrap();
+        assert_eq!(line, "a badx");
+        assert_eq!(hs, vec![2..5]);
+        assert_eq!(&line[hs[0].clone()], "bad");
+    }
+
+    #[test]
+    fn the_newest_entries_that_fit_are_kept() {
+        let costs = [5, 5, 5, 5];
+        assert_eq!(newest_that_fit(&costs, 10, 100, |c| *c), 0);
+        assert_eq!(newest_that_fit(&costs, 10, 12, |c| *c), 2);
+        assert_eq!(newest_that_fit(&costs, 1, 100, |c| *c), 3);
+        assert_eq!(newest_that_fit(&costs, 10, 4, |c| *c), 4);
     }
 
     #[test]

@@ -216,7 +216,7 @@ async fn hostile_text_pings_no_one_and_forges_nothing() {
     app.stop().await;
 }
 
-fn random_text(rng: &mut StdRng, max: usize) -> String {
+pub(crate) fn random_text(rng: &mut StdRng, max: usize) -> String {
     const POOL: &[&str] = &[
         "a",
         "Z",
@@ -283,7 +283,7 @@ fn random_text(rng: &mut StdRng, max: usize) -> String {
     s
 }
 
-fn char_boundary_ranges(rng: &mut StdRng, text: &str) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn char_boundary_ranges(rng: &mut StdRng, text: &str) -> Vec<std::ops::Range<usize>> {
     let bounds: Vec<usize> = text
         .char_indices()
         .map(|(i, _)| i)

@@ -12,6 +12,7 @@ mod discord;
 mod escalate;
 mod fake_discord;
 mod fake_slack;
+mod grouped;
 mod helpers;
 mod intake;
 mod limits;

@@ -14,20 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serenity::builder::Builder;
+use serenity::builder::{Builder, CreateMessage, EditMessage, EditWebhookMessage, ExecuteWebhook};
 use serenity::http::{Http, HttpBuilder, HttpError};
 use serenity::model::id::{ChannelId, MessageId, WebhookId};
 use tracing::{info, warn};
 
 use super::render::{
-    edit_message, edit_webhook_message, message, reminder_message, reminder_webhook,
-    webhook_execution,
+    edit_message, edit_webhook_message, grouped_edit, grouped_message, grouped_webhook,
+    grouped_webhook_edit, message, reminder_message, reminder_webhook, webhook_execution,
 };
 use super::{API_URL_ENV, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
+use crate::digest::Grouped;
 use crate::platforms::pacer::{Pacer, Priority};
-use crate::platforms::{Failure, MessageRef, PlatformError, Problems, Target};
+use crate::platforms::{CardTag, Failure, MessageRef, PlatformError, Problems, Target};
 
 /// An incoming webhook: its ID and its secret token.
 #[derive(Clone)]
@@ -419,16 +420,48 @@ impl Client {
         card: &Card,
         target: &Target,
     ) -> Result<Option<MessageRef>, PlatformError> {
+        self.post_with(
+            target,
+            |channel| message(card, channel, Utc::now()),
+            || webhook_execution(card, Utc::now()),
+        )
+        .await
+    }
+
+    /// Posts a grouped message (a wave's digest, a campaign card) to its
+    /// target; a bot message carries a nonce from `tag`, so that a resend
+    /// after a lost answer returns the message already created.
+    pub async fn post_grouped(
+        &self,
+        grouped: &Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<Option<MessageRef>, PlatformError> {
+        self.post_with(
+            grouped.target(),
+            |_| grouped_message(grouped, tag),
+            || grouped_webhook(grouped),
+        )
+        .await
+    }
+
+    /// Posts what `bot` (given the channel) or `hook` builds to `target`,
+    /// each built again for a retry.
+    async fn post_with(
+        &self,
+        target: &Target,
+        bot: impl Fn(u64) -> CreateMessage,
+        hook: impl Fn() -> ExecuteWebhook,
+    ) -> Result<Option<MessageRef>, PlatformError> {
         let (place, result) = match target {
             Target::Discord(channel) => {
                 let place = Endpoint::Channel(channel.get());
-                let r = self.post_bot(card, channel.get(), &place).await;
+                let r = self.post_bot(&bot, channel.get(), &place).await;
                 (place, r)
             }
             Target::DiscordWebhook { env } => {
-                let (place, hook) = self.webhook(env);
-                let r = match hook {
-                    Ok(hook) => self.post_webhook(card, hook, &place).await,
+                let (place, webhook) = self.webhook(env);
+                let r = match webhook {
+                    Ok(webhook) => self.post_webhook(&hook, webhook, &place).await,
                     Err(f) => Err(f),
                 };
                 (place, r)
@@ -456,19 +489,58 @@ impl Client {
 
     /// Edits a posted message (as the bot, or through its webhook) to show `card`.
     pub async fn update(&self, message: &MessageRef, card: &Card) -> Result<(), PlatformError> {
+        self.update_with(
+            message,
+            Priority::Edit,
+            || edit_message(card, Utc::now()),
+            || edit_webhook_message(card, Utc::now()),
+        )
+        .await
+    }
+
+    /// Edits a posted grouped message to show `grouped`, paced behind new
+    /// cards and cards' edits waiting for the same channel or webhook.
+    pub async fn update_grouped(
+        &self,
+        message: &MessageRef,
+        grouped: &Grouped,
+    ) -> Result<(), PlatformError> {
+        self.update_with(
+            message,
+            Priority::Background,
+            || grouped_edit(grouped),
+            || grouped_webhook_edit(grouped),
+        )
+        .await
+    }
+
+    /// Edits `message` with what `bot` or `hook` builds (built again for a
+    /// retry), paced with `priority`.
+    async fn update_with(
+        &self,
+        message: &MessageRef,
+        priority: Priority,
+        bot: impl Fn() -> EditMessage,
+        hook: impl Fn() -> EditWebhookMessage,
+    ) -> Result<(), PlatformError> {
         let (place, result) = match message {
             MessageRef::Discord {
                 channel,
                 message_id,
             } => {
                 let place = Endpoint::Channel(*channel);
-                let r = self.edit_bot(card, *channel, *message_id, &place).await;
+                let r = self
+                    .edit_bot(&bot, *channel, *message_id, &place, priority)
+                    .await;
                 (place, r)
             }
             MessageRef::DiscordWebhook { env, message_id } => {
-                let (place, hook) = self.webhook(env);
-                let r = match hook {
-                    Ok(hook) => self.edit_webhook(card, hook, *message_id, &place).await,
+                let (place, webhook) = self.webhook(env);
+                let r = match webhook {
+                    Ok(webhook) => {
+                        self.edit_webhook(&hook, webhook, *message_id, &place, priority)
+                            .await
+                    }
                     Err(f) => Err(f),
                 };
                 (place, r)
@@ -561,7 +633,7 @@ impl Client {
 
     async fn post_bot(
         &self,
-        card: &Card,
+        build: &impl Fn(u64) -> CreateMessage,
         channel: u64,
         place: &Endpoint,
     ) -> Result<Option<MessageRef>, Failure> {
@@ -571,7 +643,7 @@ impl Client {
         // message Discord already created.
         let m = self
             .paced(channel, place, true, Priority::Post, || {
-                let send = id.send_message(http, message(card, channel, Utc::now()));
+                let send = id.send_message(http, build(channel));
                 async move { unreadable_is_delivered(send.await) }
             })
             .await?;
@@ -583,19 +655,16 @@ impl Client {
 
     async fn edit_bot(
         &self,
-        card: &Card,
+        build: &impl Fn() -> EditMessage,
         channel: u64,
         message_id: u64,
         place: &Endpoint,
+        priority: Priority,
     ) -> Result<(), Failure> {
         let http = self.bot()?;
         let id = ChannelId::new(channel);
-        self.paced(channel, place, true, Priority::Edit, || {
-            id.edit_message(
-                http,
-                MessageId::new(message_id),
-                edit_message(card, Utc::now()),
-            )
+        self.paced(channel, place, true, priority, || {
+            id.edit_message(http, MessageId::new(message_id), build())
         })
         .await
         .map(|_| ())
@@ -605,7 +674,7 @@ impl Client {
     /// message (its ID is what later edits need).
     async fn post_webhook(
         &self,
-        card: &Card,
+        build: &impl Fn() -> ExecuteWebhook,
         hook: &WebhookUrl,
         place: &Endpoint,
     ) -> Result<Option<MessageRef>, Failure> {
@@ -616,7 +685,7 @@ impl Client {
         };
         let m = self
             .paced(hook.id, place, false, Priority::Post, || {
-                let execute = webhook_execution(card, Utc::now()).execute(
+                let execute = build().execute(
                     &self.inner.hooks,
                     (WebhookId::new(hook.id), hook.token.as_str(), true),
                 );
@@ -632,13 +701,14 @@ impl Client {
 
     async fn edit_webhook(
         &self,
-        card: &Card,
+        build: &impl Fn() -> EditWebhookMessage,
         hook: &WebhookUrl,
         message_id: u64,
         place: &Endpoint,
+        priority: Priority,
     ) -> Result<(), Failure> {
-        self.paced(hook.id, place, false, Priority::Edit, || {
-            edit_webhook_message(card, Utc::now()).execute(
+        self.paced(hook.id, place, false, priority, || {
+            build().execute(
                 &self.inner.hooks,
                 (
                     WebhookId::new(hook.id),

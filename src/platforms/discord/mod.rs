@@ -3,8 +3,9 @@
 //!
 //! Architecture invariant: only this folder imports serenity or knows
 //! Discord's endpoints, permissions, limits, error codes and mention syntax.
-//! - `render.rs`: a card → a message / webhook execution / edit (markup and
-//!   limits only; the text pieces come from `platforms::present`);
+//! - `render.rs`: a card, a digest or a campaign → a message / webhook
+//!   execution / edit (markup and limits only; the text pieces come from
+//!   `platforms::present`);
 //! - `api.rs`: the [`Client`] (post, edit, pacing, error classification);
 //! - `preflight.rs`: `check --live` and `--send-test`.
 
@@ -15,7 +16,9 @@ mod render;
 
 pub use api::{Client, Endpoint, WebhookUrl, classify_status};
 pub use render::{
-    Rendered, escape, limits, message, nonce, payload, render, webhook_execution, width,
+    Rendered, escape, grouped_edit, grouped_message, grouped_nonce, grouped_payload,
+    grouped_webhook, grouped_webhook_edit, limits, message, nonce, payload, render,
+    webhook_execution, width,
 };
 
 /// The platform's name in errors, logs and metrics.

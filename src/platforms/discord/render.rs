@@ -1,5 +1,7 @@
 //! Discord rendering: a [`Card`] as one embed plus an "Open post" link
-//! button, wrapped as a bot message (with a nonce) or a webhook execution.
+//! button, wrapped as a bot message (with a nonce) or a webhook execution;
+//! a wave's digest or a campaign card ([`Grouped`]) as one embed whose
+//! fields are its entries.
 //! The text pieces come from [`present`]; this file adds Discord's markup
 //! (markdown escaping, bold, masked links), the embed's shape and limits.
 //!
@@ -30,8 +32,9 @@ use sha2::{Digest, Sha256};
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::card::{Card, Images, Level, ReasonView, Severity};
-use crate::platforms::Target;
+use crate::digest::{Entry, Grouped};
 use crate::platforms::present::{self, one_line};
+use crate::platforms::{CardTag, Target};
 
 /// Discord's message and embed limits (shared/reference/discord.md), in characters.
 pub mod limits {
@@ -615,6 +618,233 @@ pub fn reminder_webhook(r: &crate::platforms::Reminder) -> ExecuteWebhook {
         .allowed_mentions(allowed)
 }
 
+// Grouped messages (issue #14): a wave's digest and a campaign card, one
+// embed each. No mention ever (`allowed_mentions` parses nothing, no
+// `content`), no buttons: each entry links its post in its field.
+
+/// One entry's field, name and value together (25 of them fit the 6,000
+/// total with the rest of the embed).
+const ENTRY_BUDGET: usize = 225;
+const ENTRY_NAME: usize = 30;
+const ENTRY_USERNAME: usize = 16;
+const ENTRY_PLACE: usize = 24;
+const ENTRY_REASON: usize = 40;
+/// A post's link is written when its URL is at most this long …
+const ENTRY_URL: usize = 100;
+/// … and leaves the excerpt at least this much room.
+const ENTRY_MIN_EXCERPT: usize = 40;
+/// The title, description and footer of a grouped message, at most; the
+/// rest of [`limits::EMBEDS_TOTAL`] is for fields.
+const GROUP_FRAME: usize = 300;
+const GROUP_DESTINATION: usize = 40;
+const CAMPAIGN_TEXT: usize = 1_200;
+const CAMPAIGN_REASON: usize = 300;
+const CAMPAIGN_AUTHOR: usize = 40;
+
+/// Blue: a wave's digest.
+const COLOUR_DIGEST: u32 = 0x34_98_DB;
+/// Orange: a campaign card.
+const COLOUR_CAMPAIGN: u32 = 0xE6_7E_22;
+
+/// The excerpt of `e` highlighted and escaped within `budget` (with `…`
+/// when cut), or its placeholder.
+fn entry_text(e: &Entry, budget: usize) -> String {
+    present::entry_excerpt(e)
+        .map(|(text, hs)| {
+            let (mut out, cut) = highlighted(&text, &hs, budget.saturating_sub(1));
+            if cut > 0 {
+                out.push('…');
+            }
+            out
+        })
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| format!("*{}*", present::entry_placeholder(e)))
+}
+
+/// One entry as a field (name, value): who; where and when; why; the
+/// excerpt with its matches in bold; "Open post". At most
+/// [`ENTRY_BUDGET`] characters together.
+fn entry_field(e: &Entry) -> (String, String) {
+    let mut name = line(&e.author, ENTRY_NAME, true);
+    if name.trim().is_empty() {
+        name = "(no name)".to_owned();
+    }
+    if let Some(u) = present::entry_username(e) {
+        name.push_str(&format!(" (@{})", line(u, ENTRY_USERNAME, true)));
+    }
+    let head = format!(
+        "{} · {}",
+        line(&e.place, ENTRY_PLACE, true),
+        present::entry_time(e)
+    );
+    let why = line(&present::entry_reason(e), ENTRY_REASON, true);
+    let fixed = width(&name) + width(&head) + width(&why) + 3;
+    let link = e
+        .post_url
+        .as_deref()
+        .and_then(web_url)
+        .filter(|u| width(u) <= ENTRY_URL)
+        .map(|u| format!("[Open post]({u})"))
+        .filter(|l| fixed + width(l) + ENTRY_MIN_EXCERPT <= ENTRY_BUDGET);
+    let room = ENTRY_BUDGET.saturating_sub(fixed + link.as_deref().map_or(0, |l| width(l) + 1));
+    let mut value = format!("{head}\n{why}\n{}", entry_text(e, room));
+    if let Some(l) = link {
+        value.push('\n');
+        value.push_str(&l);
+    }
+    (name, value)
+}
+
+/// The fields of `entries` that fit `fields_left` fields and `room`
+/// characters, newest kept; and how many were left out.
+fn entry_fields(
+    entries: &[Entry],
+    fields_left: usize,
+    room: usize,
+) -> (Vec<(String, String)>, usize) {
+    let rendered: Vec<(String, String)> = entries.iter().map(entry_field).collect();
+    let first =
+        present::newest_that_fit(&rendered, fields_left, room, |(n, v)| width(n) + width(v));
+    (rendered.into_iter().skip(first).collect(), first)
+}
+
+/// A grouped message's embed.
+fn grouped_embed(g: &Grouped) -> CreateEmbed {
+    let mut fields: Vec<(String, String, bool)> = Vec::new();
+    let (title, mut description, footer, colour, at) = match g {
+        Grouped::Digest(d) => {
+            let room = limits::EMBEDS_TOTAL - GROUP_FRAME;
+            let (shown, left_out) = entry_fields(&d.entries, limits::FIELDS, room);
+            fields.extend(shown.into_iter().map(|(n, v)| (n, v, false)));
+            let mut description = present::wave_started(d);
+            if left_out > 0 {
+                description.push_str(&format!(
+                    "\n⬆️ {}",
+                    present::not_shown(left_out, "entry", "entries")
+                ));
+            }
+            if d.full {
+                description.push_str(&format!("\n➡️ **{}**", present::DIGEST_CONTINUED));
+            }
+            (
+                present::digest_header(d),
+                description,
+                &d.destination,
+                COLOUR_DIGEST,
+                d.wave_started,
+            )
+        }
+        Grouped::Campaign(c) => {
+            let text = entry_text(&c.first, CAMPAIGN_TEXT);
+            let why = line(&present::entry_reason(&c.first), CAMPAIGN_REASON, true);
+            let authors = present::campaign_authors(c, |a| line(a, CAMPAIGN_AUTHOR, true));
+            fields.push(("Why it matched".into(), why, false));
+            fields.push(("Authors".into(), authors, false));
+            let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+            fields.push(("First seen".into(), at(c.first_seen), true));
+            fields.push(("Last seen".into(), at(c.last_seen), true));
+            if !c.earlier.is_empty() {
+                let used: usize = width(&text)
+                    + fields
+                        .iter()
+                        .map(|(n, v, _)| width(n) + width(v))
+                        .sum::<usize>();
+                // The heading field names how many are left out: keep room.
+                let room = (limits::EMBEDS_TOTAL - GROUP_FRAME).saturating_sub(used + 120);
+                let fields_left = limits::FIELDS - fields.len() - 1;
+                let (shown, left_out) = entry_fields(&c.earlier, fields_left, room);
+                let mut note = format!(
+                    "{} (newest last)",
+                    present::pluralize(shown.len() as i64, "post", "posts")
+                );
+                if left_out > 0 {
+                    note.push_str(&format!(
+                        " · {}",
+                        present::not_shown(left_out, "post", "posts")
+                    ));
+                }
+                fields.push((present::CAMPAIGN_EARLIER.into(), note, false));
+                fields.extend(shown.into_iter().map(|(n, v)| (n, v, false)));
+            }
+            (
+                present::campaign_header(c),
+                text,
+                &c.destination,
+                COLOUR_CAMPAIGN,
+                c.last_seen,
+            )
+        }
+    };
+    if description.trim().is_empty() {
+        description = format!("*{}*", present::TEXT_HIDDEN);
+    }
+    let mut embed = CreateEmbed::new()
+        .title(line(&title, limits::TITLE, true))
+        .description(description)
+        .footer(CreateEmbedFooter::new(format!(
+            "modbridge · {}",
+            line(footer, GROUP_DESTINATION, false)
+        )))
+        .colour(colour);
+    for (name, value, inline) in fields {
+        embed = embed.field(name, value, inline);
+    }
+    if let Ok(ts) = Timestamp::from_unix_timestamp(at.timestamp()) {
+        embed = embed.timestamp(ts);
+    }
+    embed
+}
+
+/// The nonce of a grouped message tagged `tag`: a resend after a lost
+/// answer returns the message already created.
+pub fn grouped_nonce(tag: &CardTag) -> String {
+    let hex = tag.as_str();
+    format!("mg{}", &hex[..hex.len().min(limits::NONCE - 2)])
+}
+
+/// The bot message of a grouped message (with a nonce from `tag`, when given).
+pub fn grouped_message(g: &Grouped, tag: Option<&CardTag>) -> CreateMessage {
+    let mut m = CreateMessage::new()
+        .embed(grouped_embed(g))
+        .allowed_mentions(CreateAllowedMentions::new());
+    if let Some(tag) = tag {
+        m = m
+            .nonce(Nonce::String(grouped_nonce(tag)))
+            .enforce_nonce(true);
+    }
+    m
+}
+
+/// The webhook execution of a grouped message.
+pub fn grouped_webhook(g: &Grouped) -> ExecuteWebhook {
+    ExecuteWebhook::new()
+        .embed(grouped_embed(g))
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+/// The bot's edit of a grouped message.
+pub fn grouped_edit(g: &Grouped) -> EditMessage {
+    EditMessage::new()
+        .embed(grouped_embed(g))
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+/// A webhook's edit of its grouped message.
+pub fn grouped_webhook_edit(g: &Grouped) -> EditWebhookMessage {
+    EditWebhookMessage::new()
+        .embed(grouped_embed(g))
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+/// The body a grouped message would be posted with (dry run, `explain`).
+pub fn grouped_payload(g: &Grouped, tag: Option<&CardTag>) -> serde_json::Value {
+    let json = match g.target() {
+        Target::Discord(_) => serde_json::to_value(grouped_message(g, tag)),
+        _ => serde_json::to_value(grouped_webhook(g)),
+    };
+    json.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
 /// The body that would be sent to `target` (dry run, `explain`).
 pub fn payload(card: &Card, target: &Target, now: DateTime<Utc>) -> serde_json::Value {
     let json = match target {
@@ -856,6 +1086,43 @@ mod tests {
         assert!(v.get("nonce").is_none() && v.get("enforce_nonce").is_none());
         assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
         assert_eq!(v["components"][0]["components"][0]["label"], "Open post");
+    }
+
+    #[test]
+    fn a_grouped_message_never_pings_and_its_nonce_comes_from_its_tag() {
+        let text = "@everyone <@&456> a forbidden phrase";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden").unwrap_or(0);
+        c.highlights = vec![std::ops::Range {
+            start: at,
+            end: text.len(),
+        }];
+        c.post_url = Some(format!("https://community.example.com/{}", "p".repeat(200)));
+        let e = crate::digest::Entry::of(&c);
+        let g = Grouped::Digest(crate::digest::Digest {
+            destination: "mods".into(),
+            target: Target::parse(&format!("discord:{CHANNEL}")).unwrap(),
+            wave_started: now(),
+            part: 3,
+            entries: vec![e],
+            full: false,
+        });
+        let tag = CardTag::of("some record key");
+        let v = grouped_payload(&g, Some(&tag));
+        assert!(v.get("content").is_none(), "{v}");
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(v["nonce"], grouped_nonce(&tag));
+        assert_eq!(grouped_nonce(&tag).len(), limits::NONCE);
+        assert_ne!(grouped_nonce(&tag), grouped_nonce(&CardTag::of("another")));
+        let e = &v["embeds"][0];
+        assert_eq!(e["title"], "🌊 Wave digest · 1 post · part 3");
+        let value = e["fields"][0]["value"].as_str().unwrap();
+        assert!(
+            value.ends_with("\\@everyone \\<\\@&456\\> a **forbidden phrase**"),
+            "{value}"
+        );
+        // A link too long for the entry's budget is left out, the text kept.
+        assert!(!value.contains("Open post"), "{value}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::render::{ImageMode, render};
 use super::{API_URL_ENV, Channel, DEFAULT_API_URL, PLATFORM, TOKEN_ENV};
 use crate::card::Card;
 use crate::config::Env;
+use crate::digest::Grouped;
 use crate::platforms::pacer::{Pacer, Priority};
 use crate::platforms::{CardTag, Failure, Lookup, MessageRef, PlatformError, Problems, Window};
 
@@ -343,7 +344,10 @@ impl Client {
             .is_some_and(|b| b.iter().any(|b| matches!(b, SlackBlock::Image(_))));
         // One deadline for the whole delivery, the image fallback included.
         let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let result = match self.call(ch, "chat.postMessage", &request, deadline).await {
+        let result = match self
+            .call(ch, "chat.postMessage", &request, deadline, Priority::Post)
+            .await
+        {
             Err(Failure::Rejected { code, .. }) if code == "invalid_blocks" && has_image => {
                 warn!(
                     channel = ch,
@@ -351,7 +355,8 @@ impl Client {
                 );
                 metrics::counter!("modbridge_slack_image_fallbacks_total").increment(1);
                 let request = tagged(render(card, ch, now, ImageMode::Link));
-                self.call(ch, "chat.postMessage", &request, deadline).await
+                self.call(ch, "chat.postMessage", &request, deadline, Priority::Post)
+                    .await
             }
             other => other,
         };
@@ -377,7 +382,7 @@ impl Client {
         let body = super::render::reminder(channel, ts, reminder);
         let deadline = tokio::time::Instant::now() + self.call_timeout;
         let result = self
-            .call(channel, "chat.postMessage", &body, deadline)
+            .call(channel, "chat.postMessage", &body, deadline, Priority::Post)
             .await;
         let posted = self
             .inner
@@ -405,18 +410,82 @@ impl Client {
         tag: Option<&CardTag>,
     ) -> Result<(), PlatformError> {
         let request = render(card, channel, Utc::now(), ImageMode::Block);
+        let content = serde_json::json!({
+            "text": request.content.text,
+            "blocks": request.content.blocks,
+        });
+        self.update_content(channel, ts, content, tag, Priority::Edit)
+            .await
+    }
+
+    /// Posts a grouped message (a wave's digest, a campaign card) in
+    /// `channel`, tagged like a card (metadata event type [`CARD_EVENT`]).
+    pub async fn post_grouped(
+        &self,
+        grouped: &Grouped,
+        channel: &Channel,
+        tag: Option<&CardTag>,
+    ) -> Result<MessageRef, PlatformError> {
+        let ch = channel.as_str();
+        let mut body = super::render::grouped(grouped, ch, Utc::now());
+        if let Some(tag) = tag {
+            body["metadata"] =
+                serde_json::to_value(card_metadata(tag)).unwrap_or(serde_json::Value::Null);
+        }
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let result = self
+            .call(ch, "chat.postMessage", &body, deadline, Priority::Post)
+            .await;
+        let posted = self
+            .inner
+            .problems
+            .settle(PLATFORM, &format!("slack:{ch}"), result)?;
+        info!(channel = ch, ts = %posted.ts.as_deref().unwrap_or_default(), "posted a grouped message to Slack");
+        Ok(MessageRef::Slack {
+            channel: posted.channel.unwrap_or_else(|| ch.to_owned()),
+            ts: posted.ts.unwrap_or_default(),
+        })
+    }
+
+    /// `chat.update` of a grouped message: it shows `grouped` now. Paced
+    /// behind new cards and cards' edits waiting for the channel.
+    pub async fn update_grouped(
+        &self,
+        channel: &str,
+        ts: &str,
+        grouped: &Grouped,
+        tag: Option<&CardTag>,
+    ) -> Result<(), PlatformError> {
+        let body = super::render::grouped(grouped, channel, Utc::now());
+        let content = serde_json::json!({ "text": body["text"], "blocks": body["blocks"] });
+        self.update_content(channel, ts, content, tag, Priority::Background)
+            .await
+    }
+
+    /// `chat.update` with `content` (its `text` and `blocks`), writing
+    /// `tag` into the metadata again.
+    async fn update_content(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: serde_json::Value,
+        tag: Option<&CardTag>,
+        priority: Priority,
+    ) -> Result<(), PlatformError> {
         let mut body = serde_json::json!({
             "channel": channel,
             "ts": ts,
-            "text": request.content.text,
-            "blocks": request.content.blocks,
+            "text": content["text"],
+            "blocks": content["blocks"],
         });
         if let Some(tag) = tag {
             body["metadata"] =
                 serde_json::to_value(card_metadata(tag)).unwrap_or(serde_json::Value::Null);
         }
         let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let result = self.call(channel, "chat.update", &body, deadline).await;
+        let result = self
+            .call(channel, "chat.update", &body, deadline, priority)
+            .await;
         self.inner
             .problems
             .settle(PLATFORM, &format!("slack:{channel}"), result)?;
@@ -430,23 +499,20 @@ impl Client {
     /// that would go past it is not started: nothing sent, rate limited), so
     /// that a call always has at least half of it; a call still running at
     /// the deadline is abandoned (timed out: the message may exist).
+    /// `priority`: a card's edit (a moderator's click) goes before new
+    /// cards, a grouped message's edit after both.
     async fn call<B: serde::Serialize + Send + Sync>(
         &self,
         channel: &str,
         method: &str,
         body: &B,
         deadline: tokio::time::Instant,
+        priority: Priority,
     ) -> Result<MessageAnswer, Failure> {
         let mut waited = false;
         let now = tokio::time::Instant::now();
         let pacing_until = now + deadline.saturating_duration_since(now) / 2;
         loop {
-            // An edit (a moderator's click) goes before new cards.
-            let priority = if method == "chat.update" {
-                Priority::Edit
-            } else {
-                Priority::Post
-            };
             if let Err(wait) = self
                 .inner
                 .pacer

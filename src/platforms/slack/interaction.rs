@@ -260,6 +260,11 @@ mod tests {
         );
         // The link button, an unknown action, a value that is not a case ID.
         assert_eq!(parse(&click("open_post", "x")).unwrap(), Inbound::Ignored);
+        // A digest entry's link button.
+        assert_eq!(
+            parse(&click("open_post_24", "x")).unwrap(),
+            Inbound::Ignored
+        );
         assert_eq!(
             parse(&click("case_delete", "0123abcd")).unwrap(),
             Inbound::Ignored

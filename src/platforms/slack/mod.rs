@@ -2,8 +2,8 @@
 //!
 //! Architecture invariant: only this folder imports slack-morphism or knows
 //! Slack's endpoints, scopes, limits, error codes and mention syntax.
-//! - `render.rs`: a card → a `chat.postMessage` body (markup and limits only;
-//!   the text pieces come from `platforms::present`);
+//! - `render.rs`: a card, a digest or a campaign → a `chat.postMessage` body
+//!   (markup and limits only; the text pieces come from `platforms::present`);
 //! - `api.rs`: the [`Client`] (post, update, pacing, error classification);
 //! - `preflight.rs`: `check --live` and `--send-test`.
 
@@ -13,7 +13,7 @@ pub mod preflight;
 mod render;
 
 pub use api::{AuthInfo, ChannelInfo, Client, classify_code};
-pub use render::{ImageMode, escape, limits, payload, render, width};
+pub use render::{ImageMode, escape, grouped, limits, payload, render, width};
 
 /// The platform's name in errors, logs and metrics.
 pub const PLATFORM: &str = "slack";

@@ -1,4 +1,5 @@
-//! Slack rendering: a [`Card`] as a `chat.postMessage` body (Block Kit).
+//! Slack rendering: a [`Card`], a wave's [`Digest`] or a [`Campaign`] card
+//! as a `chat.postMessage` body (Block Kit).
 //! The text pieces come from [`present`]; this file adds Slack's markup
 //! (mrkdwn escaping, bold, links), Block Kit's shape and limits.
 //!
@@ -21,6 +22,7 @@ use slack_morphism::prelude::*;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::card::{Card, Images, Severity};
+use crate::digest::{Campaign, Digest, Entry, Grouped};
 use crate::platforms::present::{self, one_line};
 
 /// Block Kit limits for messages (shared/reference/slack.md), in characters.
@@ -473,6 +475,186 @@ pub fn payload(card: &Card, channel: &str, now: DateTime<Utc>) -> serde_json::Va
         .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
 }
 
+// Grouped messages (issue #14): a wave's digest and a campaign card, as
+// plain Block Kit JSON. No mention ever, no buttons but "Open post" links.
+
+/// One entry's section text, at most (25 of them fit [`GROUP_BUDGET`]).
+const ENTRY_BUDGET: usize = 420;
+/// All block text of a grouped message (inside [`limits::ALL_BLOCK_TEXT`]).
+const GROUP_BUDGET: usize = 11_500;
+const ENTRY_NAME: usize = 50;
+const ENTRY_USERNAME: usize = 30;
+const ENTRY_PLACE: usize = 40;
+const ENTRY_REASON: usize = 100;
+/// The campaign's text (its first post's excerpt, highlighted).
+const CAMPAIGN_TEXT: usize = 1_500;
+const CAMPAIGN_REASON: usize = 600;
+const CAMPAIGN_AUTHOR: usize = 40;
+
+fn section_json(text: String) -> serde_json::Value {
+    serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+fn context_json(text: String) -> serde_json::Value {
+    serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+}
+
+fn header_json(text: &str) -> serde_json::Value {
+    serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": line(text, limits::HEADER)}})
+}
+
+/// The excerpt of `e` highlighted and escaped within `budget`, or its
+/// placeholder.
+fn entry_text(e: &Entry, budget: usize) -> String {
+    let shown = present::entry_excerpt(e).and_then(|(text, hs)| {
+        let (sections, cut) = content_sections(&text, &hs, budget.saturating_sub(1));
+        let more = cut > 0 || sections.len() > 1;
+        let mut s = sections.into_iter().next()?;
+        if more {
+            s.push('…');
+        }
+        Some(s)
+    });
+    shown.unwrap_or_else(|| format!("_{}_", present::entry_placeholder(e)))
+}
+
+/// One entry as a section: who, where, when, why, the excerpt with its
+/// matches in bold; its "Open post" link as the section's button (its URL
+/// is not block text; its `action_id`, `open_post_<n>`, is unique in the
+/// message and ignored when clicked). At most [`ENTRY_BUDGET`] wide.
+fn entry_block(n: usize, e: &Entry) -> serde_json::Value {
+    let mut who = format!("*{}*", line(&e.author, ENTRY_NAME));
+    if let Some(u) = present::entry_username(e) {
+        who.push_str(&format!(" (@{})", line(u, ENTRY_USERNAME)));
+    }
+    let head = format!(
+        "{who} · {} · {}",
+        line(&e.place, ENTRY_PLACE),
+        present::entry_time(e)
+    );
+    let why = format!("Why: {}", line(&present::entry_reason(e), ENTRY_REASON));
+    let room = ENTRY_BUDGET.saturating_sub(width(&head) + width(&why) + 2);
+    let text = format!("{head}\n{why}\n{}", entry_text(e, room));
+    let mut block = section_json(text);
+    if let Some(u) = e
+        .post_url
+        .as_deref()
+        .and_then(web_url)
+        .filter(|u| width(u.as_str()) <= limits::BUTTON_URL)
+    {
+        block["accessory"] = serde_json::json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Open post"},
+            "action_id": format!("open_post_{n}"),
+            "url": u.as_str(),
+        });
+    }
+    block
+}
+
+/// The entry blocks of `entries` that fit `blocks_left` blocks and `room`
+/// text, newest kept; with "+N … not shown" first when some are left out.
+fn entry_blocks(
+    entries: &[Entry],
+    blocks_left: usize,
+    room: usize,
+    (one, many): (&str, &str),
+) -> Vec<serde_json::Value> {
+    let rendered: Vec<serde_json::Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(n, e)| entry_block(n, e))
+        .collect();
+    // Keep a block and some text for the "not shown" line.
+    let first = present::newest_that_fit(
+        &rendered,
+        blocks_left.saturating_sub(1),
+        room.saturating_sub(60),
+        json_text_width,
+    );
+    let mut out = Vec::new();
+    if first > 0 {
+        out.push(context_json(format!(
+            ":arrow_up: {}",
+            present::not_shown(first, one, many)
+        )));
+    }
+    out.extend(rendered.into_iter().skip(first));
+    out
+}
+
+fn digest_blocks(d: &Digest) -> Vec<serde_json::Value> {
+    let mut blocks = vec![
+        header_json(&present::digest_header(d)),
+        context_json(format!(
+            "{} · {}",
+            present::wave_started(d),
+            line(&d.destination, ENTRY_PLACE)
+        )),
+    ];
+    let tail = d
+        .full
+        .then(|| context_json(format!(":arrow_right: {}", present::DIGEST_CONTINUED)));
+    let used: usize = blocks.iter().chain(tail.iter()).map(json_text_width).sum();
+    let blocks_left = limits::BLOCKS - blocks.len() - usize::from(tail.is_some());
+    blocks.extend(entry_blocks(
+        &d.entries,
+        blocks_left,
+        GROUP_BUDGET.saturating_sub(used),
+        ("entry", "entries"),
+    ));
+    blocks.extend(tail);
+    blocks
+}
+
+fn campaign_blocks(c: &Campaign) -> Vec<serde_json::Value> {
+    let text = entry_text(&c.first, CAMPAIGN_TEXT);
+    let authors = present::campaign_authors(c, |a| line(a, CAMPAIGN_AUTHOR));
+    let mut blocks = vec![
+        header_json(&present::campaign_header(c)),
+        section_json(text),
+        context_json(format!(
+            "*Why:* {}",
+            line(&present::entry_reason(&c.first), CAMPAIGN_REASON)
+        )),
+        section_json(format!("*Authors:* {authors}")),
+        context_json(format!(
+            "{} · {}",
+            present::campaign_seen(c),
+            line(&c.destination, ENTRY_PLACE)
+        )),
+    ];
+    if !c.earlier.is_empty() {
+        blocks.push(section_json(format!("*{}:*", present::CAMPAIGN_EARLIER)));
+        let used: usize = blocks.iter().map(json_text_width).sum();
+        let blocks_left = limits::BLOCKS - blocks.len();
+        blocks.extend(entry_blocks(
+            &c.earlier,
+            blocks_left,
+            GROUP_BUDGET.saturating_sub(used),
+            ("post", "posts"),
+        ));
+    }
+    blocks
+}
+
+/// The `chat.postMessage` body of a grouped message in `channel` (a
+/// `chat.update` takes its `text` and `blocks`). The fallback text is the
+/// header alone: nothing untrusted, nothing that pings.
+pub fn grouped(g: &Grouped, channel: &str, _now: DateTime<Utc>) -> serde_json::Value {
+    let (text, blocks) = match g {
+        Grouped::Digest(d) => (present::digest_header(d), digest_blocks(d)),
+        Grouped::Campaign(c) => (present::campaign_header(c), campaign_blocks(c)),
+    };
+    serde_json::json!({
+        "channel": channel,
+        "text": line(&text, FALLBACK_BUDGET),
+        "blocks": blocks,
+        "unfurl_links": false,
+        "unfurl_media": false,
+    })
+}
+
 /// Sum of the text a block carries (what `msg_blocks_too_long` counts).
 fn block_text_width(block: &SlackBlock) -> usize {
     serde_json::to_value(block)
@@ -608,6 +790,48 @@ mod tests {
             "{fallback}"
         );
         assert!(width(fallback) <= FALLBACK_BUDGET);
+    }
+
+    fn digest_of(entries: Vec<Entry>, full: bool) -> Grouped {
+        Grouped::Digest(Digest {
+            destination: "mods".into(),
+            target: crate::platforms::Target::parse("slack:C0123ABCD").unwrap(),
+            wave_started: now(),
+            part: 1,
+            entries,
+            full,
+        })
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one highlighted range
+    fn a_digest_entry_shows_who_why_the_match_in_bold_and_never_pings() {
+        let text = "<!channel> buy a forbidden phrase <https://evil|bank>";
+        let mut c = card(Some(text));
+        let at = text.find("forbidden phrase").unwrap();
+        c.highlights = vec![at..at + "forbidden phrase".len()];
+        c.author.name = "<!here> Mallory".into();
+        c.post_url = Some("https://community.example.com/posts/P1".into());
+        let v = grouped(&digest_of(vec![Entry::of(&c)], true), "C0123ABCD", now());
+        assert_eq!(v["text"], "🌊 Wave digest · 1 post");
+        let blocks = v["blocks"].as_array().unwrap();
+        let entry = &blocks[2];
+        assert_eq!(
+            entry["text"]["text"],
+            "*&lt;!here&gt; Mallory* (@mary) · Parents support · 14:32 UTC\nWhy: Everywhere · forbidden\n&lt;!channel&gt; buy a *forbidden phrase* &lt;https://evil|bank&gt;"
+        );
+        assert_eq!(
+            entry["accessory"]["url"],
+            "https://community.example.com/posts/P1"
+        );
+        let last = blocks.last().unwrap();
+        assert_eq!(
+            last["elements"][0]["text"],
+            format!(":arrow_right: {}", present::DIGEST_CONTINUED)
+        );
+        let mut strings = Vec::new();
+        all_strings(&v, &mut strings);
+        assert!(strings.iter().all(|s| !s.contains('<')), "{strings:?}");
     }
 
     #[test]

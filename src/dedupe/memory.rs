@@ -2,16 +2,16 @@
 //! cannot park cards: they would be lost on restart, so it says so
 //! ([`Parking::NotDurable`]) and the sender keeps them instead.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use std::time::Duration;
 
 use super::{
-    Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    GroupAdd, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned,
-    WaveAdmit, epoch_ms,
+    Attempted, CAMPAIGN_EARLIER, CAMPAIGN_MARGIN, CampaignJoin, CardLease, CardRecord,
+    CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, GroupAdd, Lease, LockLease, Parking,
+    Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, WaveAdmit, epoch_ms,
 };
 
 #[derive(Debug)]
@@ -58,6 +58,38 @@ struct Inner {
     waves: HashMap<String, (u64, u64, u64)>,
     /// Group entries: group → (entries, until).
     groups: HashMap<String, (Vec<String>, Instant)>,
+    /// Campaigns, oldest first; at most [`CAMPAIGN_MEMBERS`] members in all.
+    campaigns: VecDeque<Campaign>,
+}
+
+/// The memory store keeps at most this many campaign members in all (the
+/// oldest campaigns go first).
+const CAMPAIGN_MEMBERS: usize = 100_000;
+
+#[derive(Debug)]
+struct Campaign {
+    id: String,
+    scope: String,
+    fingerprint: u64,
+    first_ms: u64,
+    last_ms: u64,
+    members: Vec<String>,
+    authors: HashSet<String>,
+    until: Instant,
+}
+
+impl Campaign {
+    fn joined(&self, index: usize, new_member: bool) -> CampaignJoin {
+        CampaignJoin {
+            id: self.id.clone(),
+            authors: u32::try_from(self.authors.len()).unwrap_or(u32::MAX),
+            posts: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+            earlier: self.members[..index.min(CAMPAIGN_EARLIER)].to_vec(),
+            new_member,
+        }
+    }
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -727,6 +759,80 @@ impl DedupeStore for MemoryStore {
         ))
     }
 
+    async fn campaign_join(
+        &self,
+        scope: &str,
+        fingerprint: u64,
+        member: &str,
+        author: &str,
+        window: Duration,
+        max_distance: u32,
+    ) -> Result<CampaignJoin, StoreError> {
+        super::check_campaign_join(member, max_distance)?;
+        let now = Instant::now();
+        let now_ms = epoch_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let mut inner = MemoryStore::lock(self);
+        inner.campaigns.retain(|c| c.until > now);
+        // The nearest live campaign within reach (then the oldest), and
+        // whether one of them holds this member already (a retry).
+        let mut best: Option<(u32, u64, usize)> = None;
+        let mut retry = None;
+        for (i, c) in inner.campaigns.iter().enumerate() {
+            let d = (c.fingerprint ^ fingerprint).count_ones();
+            if c.scope != scope || d > max_distance || now_ms.saturating_sub(c.last_ms) > window_ms
+            {
+                continue;
+            }
+            if let Some(at) = c.members.iter().position(|m| m == member) {
+                retry = Some((i, at));
+            }
+            if best.is_none_or(|(bd, bf, _)| (d, c.first_ms) < (bd, bf)) {
+                best = Some((d, c.first_ms, i));
+            }
+        }
+        if let Some((i, at)) = retry {
+            return Ok(inner.campaigns[i].joined(at, false));
+        }
+        let until = now + window.saturating_add(CAMPAIGN_MARGIN);
+        let i = match best {
+            Some((_, _, i)) => {
+                let c = &mut inner.campaigns[i];
+                c.members.push(member.to_owned());
+                c.authors.insert(author.to_owned());
+                c.last_ms = now_ms;
+                c.until = until;
+                i
+            }
+            None => {
+                inner.campaigns.push_back(Campaign {
+                    id: super::campaign_id(fingerprint, now_ms, scope),
+                    scope: scope.to_owned(),
+                    fingerprint,
+                    first_ms: now_ms,
+                    last_ms: now_ms,
+                    members: vec![member.to_owned()],
+                    authors: HashSet::from([author.to_owned()]),
+                    until,
+                });
+                inner.campaigns.len() - 1
+            }
+        };
+        let joined = inner.campaigns[i].joined(inner.campaigns[i].members.len() - 1, true);
+        // The bound: whole campaigns go, oldest first, never the one just
+        // joined.
+        let mut total: usize = inner.campaigns.iter().map(|c| c.members.len()).sum();
+        while total > CAMPAIGN_MEMBERS {
+            let Some(old) = inner.campaigns.iter().position(|c| c.id != joined.id) else {
+                break;
+            };
+            if let Some(c) = inner.campaigns.remove(old) {
+                total -= c.members.len();
+            }
+        }
+        Ok(joined)
+    }
+
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
         Ok(Parking::NotDurable)
     }
@@ -773,6 +879,12 @@ mod tests {
     async fn memory_store_has_one_winner_under_contention() {
         suite::concurrent(&short_lived(Duration::from_secs(5)), "mem").await;
         suite::concurrent_reservations(&short_lived(Duration::from_secs(5)), "mem").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_joins_campaigns() {
+        suite::campaigns(&short_lived(Duration::from_secs(5)), "mem").await;
+        suite::concurrent_campaigns(&short_lived(Duration::from_secs(5)), "mem").await;
     }
 
     #[tokio::test]

@@ -58,13 +58,9 @@ struct Inner {
     waves: HashMap<String, (u64, u64, u64)>,
     /// Group entries: group → (entries, until).
     groups: HashMap<String, (Vec<String>, Instant)>,
-    /// Campaigns, oldest first; at most [`CAMPAIGN_MEMBERS`] members in all.
+    /// Campaigns, oldest first; at most `capacity` members in all.
     campaigns: VecDeque<Campaign>,
 }
-
-/// The memory store keeps at most this many campaign members in all (the
-/// oldest campaigns go first).
-const CAMPAIGN_MEMBERS: usize = 100_000;
 
 #[derive(Debug)]
 struct Campaign {
@@ -73,7 +69,10 @@ struct Campaign {
     fingerprint: u64,
     first_ms: u64,
     last_ms: u64,
+    /// The members remembered: all of them, unless this campaign alone
+    /// outgrew the store's bound (then the first ones).
     members: Vec<String>,
+    posts: u32,
     authors: HashSet<String>,
     until: Instant,
 }
@@ -83,10 +82,15 @@ impl Campaign {
         CampaignJoin {
             id: self.id.clone(),
             authors: u32::try_from(self.authors.len()).unwrap_or(u32::MAX),
-            posts: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            posts: self.posts,
             first_ms: self.first_ms,
             last_ms: self.last_ms,
-            earlier: self.members[..index.min(CAMPAIGN_EARLIER)].to_vec(),
+            earlier: self
+                .members
+                .iter()
+                .take(index.min(CAMPAIGN_EARLIER))
+                .cloned()
+                .collect(),
             new_member,
         }
     }
@@ -795,10 +799,15 @@ impl DedupeStore for MemoryStore {
             return Ok(inner.campaigns[i].joined(at, false));
         }
         let until = now + window.saturating_add(CAMPAIGN_MARGIN);
+        let mut total: usize = inner.campaigns.iter().map(|c| c.members.len()).sum();
         let i = match best {
             Some((_, _, i)) => {
                 let c = &mut inner.campaigns[i];
-                c.members.push(member.to_owned());
+                if total < self.capacity {
+                    c.members.push(member.to_owned());
+                    total += 1;
+                }
+                c.posts = c.posts.saturating_add(1);
                 c.authors.insert(author.to_owned());
                 c.last_ms = now_ms;
                 c.until = until;
@@ -812,17 +821,19 @@ impl DedupeStore for MemoryStore {
                     first_ms: now_ms,
                     last_ms: now_ms,
                     members: vec![member.to_owned()],
+                    posts: 1,
                     authors: HashSet::from([author.to_owned()]),
                     until,
                 });
+                total += 1;
                 inner.campaigns.len() - 1
             }
         };
-        let joined = inner.campaigns[i].joined(inner.campaigns[i].members.len() - 1, true);
+        let c = &inner.campaigns[i];
+        let joined = c.joined(usize::try_from(c.posts).unwrap_or(usize::MAX) - 1, true);
         // The bound: whole campaigns go, oldest first, never the one just
-        // joined.
-        let mut total: usize = inner.campaigns.iter().map(|c| c.members.len()).sum();
-        while total > CAMPAIGN_MEMBERS {
+        // joined (which stops remembering members once it alone fills it).
+        while total > self.capacity {
             let Some(old) = inner.campaigns.iter().position(|c| c.id != joined.id) else {
                 break;
             };
@@ -912,6 +923,59 @@ mod tests {
         // The newest are still remembered.
         let last = ExecutionId::parse("e999").unwrap();
         assert_eq!(store.claim(&last).await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test]
+    async fn campaigns_stay_bounded() {
+        let store = MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            100,
+        );
+        let window = Duration::from_secs(600);
+        // 500 campaigns of one member each, far apart.
+        for i in 0..500u64 {
+            let fp = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let joined = store
+                .campaign_join("slack:C1", fp, &format!("m{i}"), "a", window, 0)
+                .await
+                .unwrap();
+            assert_eq!(joined.posts, 1);
+        }
+        let remembered = |store: &MemoryStore| -> usize {
+            MemoryStore::lock(store)
+                .campaigns
+                .iter()
+                .map(|c| c.members.len())
+                .sum()
+        };
+        assert!(remembered(&store) <= 100, "{}", remembered(&store));
+        // The newest are kept: a retry is still a retry.
+        let fp = 499u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let retry = store
+            .campaign_join("slack:C1", fp, "m499", "a", window, 0)
+            .await
+            .unwrap();
+        assert!(!retry.new_member);
+        // One campaign alone outgrowing the bound keeps counting.
+        for i in 0..300 {
+            let joined = store
+                .campaign_join(
+                    "slack:C1",
+                    7,
+                    &format!("big{i}"),
+                    &format!("a{i}"),
+                    window,
+                    0,
+                )
+                .await
+                .unwrap();
+            assert_eq!(joined.posts, i + 1);
+            assert_eq!(joined.authors, i + 1);
+        }
+        assert!(remembered(&store) <= 100, "{}", remembered(&store));
     }
 
     #[tokio::test]

@@ -286,6 +286,35 @@ mod tests {
         );
     }
 
+    /// Different spam texts of one kind (giveaways, crypto, jobs) are
+    /// different campaigns.
+    #[test]
+    fn different_spam_texts_on_one_topic_are_not_near() {
+        let spam = [
+            SPAM,
+            "Congratulations, you won a free iPhone in our weekly giveaway, \
+             click the link in my bio to claim your prize now",
+            "Free gift cards for the first hundred people who share this post \
+             and tag three friends in the comments",
+            "I made ten thousand dollars in one week trading bitcoin with this \
+             simple strategy, message me to learn how",
+            "Invest in our new crypto token today and double your money in seven \
+             days, guaranteed returns, limited spots",
+            "My account manager helped me earn passive income from crypto, \
+             contact her on Telegram for a free consultation",
+            "Work from home and earn 500 dollars a day, no experience needed, \
+             message me for details",
+            "We are hiring remote workers for simple online tasks, flexible \
+             hours and daily pay, apply in my bio",
+        ];
+        for (i, a) in spam.iter().enumerate() {
+            for b in &spam[i + 1..] {
+                let d = fp(a).distance(fp(b));
+                assert!(d > default_distance(), "{d} bits apart:\n{a}\n{b}");
+            }
+        }
+    }
+
     #[test]
     fn short_texts_have_no_fingerprint() {
         assert_eq!(fingerprint("thank you so much", 5), None);

@@ -6,7 +6,9 @@
 //! release that parked cards.
 //!
 //! They go through HTTP and raw Redis commands only, so that no refactor of
-//! the store can change a format without failing here.
+//! the store can change a format without failing here; the campaign keys
+//! (issue #14) through the store's `campaign_join` until delivery joins
+//! campaigns.
 
 use std::time::{Duration, Instant};
 

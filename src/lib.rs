@@ -17,6 +17,7 @@
 //! schedule, and `app` wires everything from `config`.
 
 pub mod app;
+pub mod campaign;
 pub mod card;
 pub mod cli;
 pub mod commands;

@@ -2,16 +2,17 @@
 //! cannot park cards: they would be lost on restart, so it says so
 //! ([`Parking::NotDurable`]) and the sender keeps them instead.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use std::time::Duration;
 
 use super::{
-    Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    GroupAdd, Join, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl,
-    Versioned, WaveAdmit, WaveEnter, epoch_ms,
+    Attempted, CAMPAIGN_EARLIER, CAMPAIGN_MARGIN, CampaignJoin, CardLease, CardRecord,
+    CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, GroupAdd, Join, Lease, LockLease,
+    Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, WaveAdmit, WaveEnter,
+    epoch_ms,
 };
 
 #[derive(Debug)]
@@ -58,6 +59,42 @@ struct Inner {
     waves: HashMap<String, (u64, u64, u64)>,
     /// Group entries: group → (entries, until).
     groups: HashMap<String, (Vec<String>, Instant)>,
+    /// Campaigns, oldest first; at most `capacity` members in all.
+    campaigns: VecDeque<Campaign>,
+}
+
+#[derive(Debug)]
+struct Campaign {
+    id: String,
+    scope: String,
+    fingerprint: u64,
+    first_ms: u64,
+    last_ms: u64,
+    /// The members remembered: all of them, unless this campaign alone
+    /// outgrew the store's bound (then the first ones).
+    members: Vec<String>,
+    posts: u32,
+    authors: HashSet<String>,
+    until: Instant,
+}
+
+impl Campaign {
+    fn joined(&self, index: usize, new_member: bool) -> CampaignJoin {
+        CampaignJoin {
+            id: self.id.clone(),
+            authors: u32::try_from(self.authors.len()).unwrap_or(u32::MAX),
+            posts: self.posts,
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+            earlier: self
+                .members
+                .iter()
+                .take(index.min(CAMPAIGN_EARLIER))
+                .cloned()
+                .collect(),
+            new_member,
+        }
+    }
 }
 
 /// Keeps at most `capacity` done records (the oldest go first) for `ttl.done`.
@@ -755,6 +792,87 @@ impl DedupeStore for MemoryStore {
         ))
     }
 
+    async fn campaign_join(
+        &self,
+        scope: &str,
+        fingerprint: u64,
+        member: &str,
+        author: &str,
+        window: Duration,
+        max_distance: u32,
+    ) -> Result<CampaignJoin, StoreError> {
+        super::check_campaign_join(member, max_distance)?;
+        let now = Instant::now();
+        let now_ms = epoch_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let mut inner = MemoryStore::lock(self);
+        inner.campaigns.retain(|c| c.until > now);
+        // The nearest live campaign within reach (then the oldest), and
+        // whether one of them holds this member already (a retry).
+        let mut best: Option<(u32, u64, usize)> = None;
+        let mut retry = None;
+        for (i, c) in inner.campaigns.iter().enumerate() {
+            let d = (c.fingerprint ^ fingerprint).count_ones();
+            if c.scope != scope || d > max_distance || now_ms.saturating_sub(c.last_ms) > window_ms
+            {
+                continue;
+            }
+            if let Some(at) = c.members.iter().position(|m| m == member) {
+                retry = Some((i, at));
+            }
+            if best.is_none_or(|(bd, bf, _)| (d, c.first_ms) < (bd, bf)) {
+                best = Some((d, c.first_ms, i));
+            }
+        }
+        if let Some((i, at)) = retry {
+            return Ok(inner.campaigns[i].joined(at, false));
+        }
+        let until = now + window.saturating_add(CAMPAIGN_MARGIN);
+        let mut total: usize = inner.campaigns.iter().map(|c| c.members.len()).sum();
+        let i = match best {
+            Some((_, _, i)) => {
+                let c = &mut inner.campaigns[i];
+                if total < self.capacity {
+                    c.members.push(member.to_owned());
+                    total += 1;
+                }
+                c.posts = c.posts.saturating_add(1);
+                c.authors.insert(author.to_owned());
+                c.last_ms = now_ms;
+                c.until = until;
+                i
+            }
+            None => {
+                inner.campaigns.push_back(Campaign {
+                    id: super::campaign_id(fingerprint, now_ms, scope),
+                    scope: scope.to_owned(),
+                    fingerprint,
+                    first_ms: now_ms,
+                    last_ms: now_ms,
+                    members: vec![member.to_owned()],
+                    posts: 1,
+                    authors: HashSet::from([author.to_owned()]),
+                    until,
+                });
+                total += 1;
+                inner.campaigns.len() - 1
+            }
+        };
+        let c = &inner.campaigns[i];
+        let joined = c.joined(usize::try_from(c.posts).unwrap_or(usize::MAX) - 1, true);
+        // The bound: whole campaigns go, oldest first, never the one just
+        // joined (which stops remembering members once it alone fills it).
+        while total > self.capacity {
+            let Some(old) = inner.campaigns.iter().position(|c| c.id != joined.id) else {
+                break;
+            };
+            if let Some(c) = inner.campaigns.remove(old) {
+                total -= c.members.len();
+            }
+        }
+        Ok(joined)
+    }
+
     async fn park(&self, _list: &str, _entry: &str) -> Result<Parking, StoreError> {
         Ok(Parking::NotDurable)
     }
@@ -804,6 +922,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_store_joins_campaigns() {
+        suite::campaigns(&short_lived(Duration::from_secs(5)), "mem").await;
+        suite::concurrent_campaigns(&short_lived(Duration::from_secs(5)), "mem").await;
+    }
+
+    #[tokio::test]
     async fn memory_store_schedules_and_leases_due_members() {
         suite::schedules(&short_lived(Duration::from_secs(5)), "mem").await;
     }
@@ -828,6 +952,59 @@ mod tests {
         // The newest are still remembered.
         let last = ExecutionId::parse("e999").unwrap();
         assert_eq!(store.claim(&last).await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test]
+    async fn campaigns_stay_bounded() {
+        let store = MemoryStore::new(
+            Ttl {
+                lease: Duration::from_secs(5),
+                done: Duration::from_secs(3600),
+            },
+            100,
+        );
+        let window = Duration::from_secs(600);
+        // 500 campaigns of one member each, far apart.
+        for i in 0..500u64 {
+            let fp = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let joined = store
+                .campaign_join("slack:C1", fp, &format!("m{i}"), "a", window, 0)
+                .await
+                .unwrap();
+            assert_eq!(joined.posts, 1);
+        }
+        let remembered = |store: &MemoryStore| -> usize {
+            MemoryStore::lock(store)
+                .campaigns
+                .iter()
+                .map(|c| c.members.len())
+                .sum()
+        };
+        assert!(remembered(&store) <= 100, "{}", remembered(&store));
+        // The newest are kept: a retry is still a retry.
+        let fp = 499u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let retry = store
+            .campaign_join("slack:C1", fp, "m499", "a", window, 0)
+            .await
+            .unwrap();
+        assert!(!retry.new_member);
+        // One campaign alone outgrowing the bound keeps counting.
+        for i in 0..300 {
+            let joined = store
+                .campaign_join(
+                    "slack:C1",
+                    7,
+                    &format!("big{i}"),
+                    &format!("a{i}"),
+                    window,
+                    0,
+                )
+                .await
+                .unwrap();
+            assert_eq!(joined.posts, i + 1);
+            assert_eq!(joined.authors, i + 1);
+        }
+        assert!(remembered(&store) <= 100, "{}", remembered(&store));
     }
 
     #[tokio::test]

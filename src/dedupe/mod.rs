@@ -345,6 +345,73 @@ pub enum GroupAdd {
     Taken(CardRecord),
 }
 
+/// What [`DedupeStore::campaign_join`] found: the campaign a post joined
+/// (or started), counted with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignJoin {
+    /// Opaque, stable for the campaign's life (hex digits, `-`, digits).
+    pub id: String,
+    /// Distinct authors, this one included.
+    pub authors: u32,
+    /// Members, this one included.
+    pub posts: u32,
+    /// When its first and last members joined (ms since the epoch, the
+    /// store's clock).
+    pub first_ms: u64,
+    pub last_ms: u64,
+    /// Members that joined before this one, oldest first, at most
+    /// [`CAMPAIGN_EARLIER`].
+    pub earlier: Vec<String>,
+    /// False when this exact member was in it already (a retry): nothing
+    /// was counted again.
+    pub new_member: bool,
+}
+
+/// At most this many earlier members come back from
+/// [`DedupeStore::campaign_join`] (the first ones).
+pub const CAMPAIGN_EARLIER: usize = 100;
+/// The most bits [`DedupeStore::campaign_join`] takes as `max_distance`
+/// (the index finds every campaign up to it; more is refused).
+pub const CAMPAIGN_MAX_DISTANCE: u32 = 23;
+/// Members longer than this are refused.
+pub const CAMPAIGN_MEMBER_MAX: usize = 1024;
+
+/// How long a campaign and its index outlive its window: a backstop, the
+/// window decides.
+const CAMPAIGN_MARGIN: Duration = Duration::from_secs(60);
+
+/// Refuses what [`DedupeStore::campaign_join`] cannot take.
+fn check_campaign_join(member: &str, max_distance: u32) -> Result<(), StoreError> {
+    if member.len() > CAMPAIGN_MEMBER_MAX {
+        return Err(StoreError(format!(
+            "campaign member of {} bytes: at most {CAMPAIGN_MEMBER_MAX} (pass a key, not the post)",
+            member.len()
+        )));
+    }
+    if max_distance > CAMPAIGN_MAX_DISTANCE {
+        return Err(StoreError(format!(
+            "campaign distance of {max_distance} bits: at most {CAMPAIGN_MAX_DISTANCE} (raise campaign_similarity)"
+        )));
+    }
+    Ok(())
+}
+
+/// A campaign's ID: its first fingerprint, when it began and its scope, so
+/// that IDs of different destinations never meet.
+fn campaign_id(fingerprint: u64, first_ms: u64, scope: &str) -> String {
+    format!(
+        "{fingerprint:016x}-{first_ms}-{}",
+        campaign_scope_tag(scope)
+    )
+}
+
+/// 8 hex digits of SHA-256 of the scope.
+fn campaign_scope_tag(scope: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(scope.as_bytes());
+    hex::encode(&digest[..4])
+}
+
 /// Everything modbridge keeps between requests: the claim/lease/done
 /// protocol, sent records and parked lists. Every operation is atomic on its
 /// own; an `Err` means the store could not answer: nothing was decided.
@@ -555,6 +622,26 @@ pub trait DedupeStore: Send + Sync {
         from: u64,
         max: usize,
     ) -> impl Future<Output = Result<(u64, Vec<String>), StoreError>> + Send;
+
+    /// Adds `member` (opaque, at most [`CAMPAIGN_MEMBER_MAX`] bytes) posted
+    /// by `author` with the 64-bit `fingerprint` to the campaign of `scope`
+    /// (delivery passes the target's text form) whose first member's
+    /// fingerprint is at most `max_distance` bits away (at most
+    /// [`CAMPAIGN_MAX_DISTANCE`]) and whose last member joined within
+    /// `window`, the nearest if several (then the oldest), or starts a new
+    /// one. One atomic step: concurrent joiners of similar posts end in one
+    /// campaign. A member already in a campaign found this way (a retry)
+    /// counts nothing again (`new_member` false). A campaign and its index
+    /// are kept `window` plus a minute after its last member.
+    fn campaign_join(
+        &self,
+        scope: &str,
+        fingerprint: u64,
+        member: &str,
+        author: &str,
+        window: Duration,
+        max_distance: u32,
+    ) -> impl Future<Output = Result<CampaignJoin, StoreError>> + Send;
 
     /// Appends `entry` to the parked list `list` (and lists `list` among
     /// [`DedupeStore::parked_lists`]), or says it cannot keep it durably.
@@ -848,6 +935,26 @@ impl DedupeStore for Store {
         match self {
             Store::Memory(s) => s.group_entries(group, from, max).await,
             Store::Redis(s) => s.group_entries(group, from, max).await,
+        }
+    }
+    async fn campaign_join(
+        &self,
+        scope: &str,
+        fingerprint: u64,
+        member: &str,
+        author: &str,
+        window: Duration,
+        max_distance: u32,
+    ) -> Result<CampaignJoin, StoreError> {
+        match self {
+            Store::Memory(s) => {
+                s.campaign_join(scope, fingerprint, member, author, window, max_distance)
+                    .await
+            }
+            Store::Redis(s) => {
+                s.campaign_join(scope, fingerprint, member, author, window, max_distance)
+                    .await
+            }
         }
     }
     async fn park(&self, list: &str, entry: &str) -> Result<Parking, StoreError> {
@@ -1369,6 +1476,220 @@ pub mod suite {
         let mut want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
         want.sort();
         assert_eq!(all, want, "each member taken once");
+    }
+
+    /// Campaigns: joining by fingerprint within reach and window, counts,
+    /// earlier members, retries, scopes, the nearest campaign, limits.
+    /// A join with a 10-minute window and a 13-bit reach.
+    async fn join<S: DedupeStore>(
+        store: &S,
+        scope: &str,
+        fp: u64,
+        member: &str,
+        author: &str,
+    ) -> Result<CampaignJoin, StoreError> {
+        store
+            .campaign_join(scope, fp, member, author, Duration::from_secs(600), 13)
+            .await
+    }
+
+    pub async fn campaigns<S: DedupeStore>(store: &S, prefix: &str) {
+        let ten_minutes = Duration::from_secs(600);
+        let scope = format!("slack:{prefix}-C1");
+        let f: u64 = 0x0123_4567_89ab_cdef;
+        // 13 bits off: 2 in each of bands 0–4, 1 in bands 5–7 (the most a
+        // 13-bit reach can leave in every band).
+        let mut mask = 0u64;
+        for (band, bits) in [2, 2, 2, 2, 2, 1, 1, 1].iter().enumerate() {
+            let shift = 56 - 8 * band;
+            mask |= (if *bits == 2 { 0b1001u64 } else { 0b0100 }) << shift;
+        }
+        assert_eq!(mask.count_ones(), 13);
+
+        let a = join(store, &scope, f, "m1", "alice").await.unwrap();
+        assert!(a.new_member);
+        assert_eq!((a.posts, a.authors), (1, 1));
+        assert!(a.earlier.is_empty());
+        assert_eq!(a.first_ms, a.last_ms);
+        assert!(a.first_ms > 1_700_000_000_000, "ms since the epoch");
+
+        let b = join(store, &scope, f ^ mask, "m2", "bob").await.unwrap();
+        assert_eq!(b.id, a.id, "13 bits away: the same campaign");
+        assert_eq!((b.posts, b.authors), (2, 2));
+        assert_eq!(b.earlier, ["m1"]);
+        assert_eq!(b.first_ms, a.first_ms);
+        assert!(b.last_ms >= a.last_ms);
+
+        let c = join(store, &scope, f, "m3", "bob").await.unwrap();
+        assert_eq!(c.id, a.id);
+        assert_eq!((c.posts, c.authors), (3, 2), "bob counts once");
+        assert_eq!(c.earlier, ["m1", "m2"]);
+
+        let retry = join(store, &scope, f ^ mask, "m2", "bob").await.unwrap();
+        assert!(!retry.new_member, "a retry");
+        assert_eq!(retry.id, a.id);
+        assert_eq!(
+            (retry.posts, retry.authors),
+            (3, 2),
+            "nothing counted twice"
+        );
+        assert_eq!(retry.earlier, ["m1"]);
+
+        let far = join(store, &scope, f ^ mask ^ 0x10, "m4", "carol")
+            .await
+            .unwrap();
+        assert_ne!(far.id, a.id, "14 bits away: a campaign of its own");
+        assert_eq!((far.posts, far.authors), (1, 1));
+
+        let other = join(store, &format!("discord:{prefix}-1"), f, "m1", "alice")
+            .await
+            .unwrap();
+        assert_ne!(other.id, a.id, "another scope, another campaign");
+        assert!(other.new_member);
+
+        let exact = store
+            .campaign_join(&scope, f ^ 1, "m5", "dave", ten_minutes, 0)
+            .await
+            .unwrap();
+        assert_ne!(
+            exact.id, a.id,
+            "a reach of 0 takes the same fingerprint only"
+        );
+        let same = store
+            .campaign_join(&scope, f ^ 1, "m6", "erin", ten_minutes, 0)
+            .await
+            .unwrap();
+        assert_eq!(same.id, exact.id);
+
+        // The nearest campaign wins: `near` was started 5 bits from `f`
+        // (with a reach of 4, so apart from `a`); a post 1 bit from it and
+        // 4 from `f` joins it.
+        let near_scope = format!("slack:{prefix}-near");
+        let g = join(store, &near_scope, f, "n1", "alice").await.unwrap();
+        let near = store
+            .campaign_join(&near_scope, f ^ 0x1f, "n2", "bob", ten_minutes, 4)
+            .await
+            .unwrap();
+        assert_ne!(near.id, g.id);
+        let to_near = join(store, &near_scope, f ^ 0x0f, "n3", "carol")
+            .await
+            .unwrap();
+        assert_eq!(to_near.id, near.id);
+        let to_g = join(store, &near_scope, f ^ 0x01, "n4", "dave")
+            .await
+            .unwrap();
+        assert_eq!(to_g.id, g.id);
+
+        // The window: past it since the last member, a new campaign.
+        let short = Duration::from_millis(300);
+        let window_scope = format!("slack:{prefix}-window");
+        let w1 = store
+            .campaign_join(&window_scope, f, "w1", "alice", short, 13)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let w2 = store
+            .campaign_join(&window_scope, f, "w2", "bob", short, 13)
+            .await
+            .unwrap();
+        assert_eq!(w2.id, w1.id);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let w3 = store
+            .campaign_join(&window_scope, f, "w3", "carol", short, 13)
+            .await
+            .unwrap();
+        assert_eq!(w3.id, w1.id, "within the window of the last member");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let w4 = store
+            .campaign_join(&window_scope, f, "w4", "dave", short, 13)
+            .await
+            .unwrap();
+        assert_ne!(w4.id, w1.id, "past the window");
+
+        // Earlier members: the first ones, at most CAMPAIGN_EARLIER.
+        let many_scope = format!("slack:{prefix}-many");
+        for i in 0..=CAMPAIGN_EARLIER {
+            join(
+                store,
+                &many_scope,
+                f,
+                &format!("p{i}"),
+                &format!("u{}", i % 7),
+            )
+            .await
+            .unwrap();
+        }
+        let last = join(store, &many_scope, f, "last", "u0").await.unwrap();
+        assert_eq!(last.posts as usize, CAMPAIGN_EARLIER + 2);
+        assert_eq!(last.authors, 7);
+        assert_eq!(last.earlier.len(), CAMPAIGN_EARLIER);
+        assert_eq!(last.earlier[0], "p0");
+        assert_eq!(
+            last.earlier[CAMPAIGN_EARLIER - 1],
+            format!("p{}", CAMPAIGN_EARLIER - 1)
+        );
+
+        // Limits.
+        let long = "x".repeat(CAMPAIGN_MEMBER_MAX + 1);
+        assert!(join(store, &scope, f, &long, "alice").await.is_err());
+        assert!(
+            store
+                .campaign_join(
+                    &scope,
+                    f,
+                    "m9",
+                    "alice",
+                    ten_minutes,
+                    CAMPAIGN_MAX_DISTANCE + 1
+                )
+                .await
+                .is_err()
+        );
+        let reach = store
+            .campaign_join(&scope, f, "m9", "alice", ten_minutes, CAMPAIGN_MAX_DISTANCE)
+            .await
+            .unwrap();
+        assert_eq!(reach.id, a.id);
+    }
+
+    /// Eight replicas joining near copies of one text at once end in one
+    /// campaign, each member counted once.
+    pub async fn concurrent_campaigns<S: DedupeStore + Clone + 'static>(store: &S, prefix: &str) {
+        let scope = format!("slack:{prefix}-race");
+        let f: u64 = 0xfeed_f00d_dead_beef;
+        let mut tasks = Vec::new();
+        for k in 0..8u64 {
+            let (store, scope) = (store.clone(), scope.clone());
+            tasks.push(tokio::spawn(async move {
+                // One bit off in band k: any two are 2 bits apart.
+                let fp = f ^ (1 << (8 * k + 3));
+                store
+                    .campaign_join(
+                        &scope,
+                        fp,
+                        &format!("m{k}"),
+                        &format!("a{k}"),
+                        Duration::from_secs(600),
+                        13,
+                    )
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut joins = Vec::new();
+        for t in tasks {
+            joins.push(t.await.unwrap());
+        }
+        let id = &joins[0].id;
+        assert!(joins.iter().all(|j| &j.id == id), "one campaign");
+        let mut posts: Vec<u32> = joins.iter().map(|j| j.posts).collect();
+        posts.sort_unstable();
+        assert_eq!(posts, (1..=8).collect::<Vec<_>>(), "each counted once");
+        assert!(
+            joins
+                .iter()
+                .all(|j| j.new_member && j.earlier.len() + 1 == j.posts as usize)
+        );
     }
 
     /// Many concurrent claims of one ID: exactly one wins.

@@ -38,6 +38,16 @@
 //! a minute after the wave could end; `<prefix>group:<group>` is a group's
 //! entries (a list of delivery's JSON, appended in the same script that
 //! writes the card's `in_digest` record), kept as long as card records.
+//! Campaigns (issue #14), all keys of a scope under one hash tag
+//! (`<prefix>campaign:{<scope>}:…`, one Cluster shard): `band:<b>:<xx>`
+//! (`b` 0–7, `xx` two hex digits: byte `b` of a campaign's first
+//! fingerprint, from the most significant) is a sorted set of the IDs of
+//! campaigns with that byte, scored by their last member's time (ms);
+//! `<id>` a hash of `hi`, `lo` (the first fingerprint's 32-bit halves, in
+//! decimal), `first`, `last` (ms) and `posts`; `<id>:members` the members
+//! in the order they joined; `<id>:seen` a hash member → index in
+//! `members`; `<id>:authors` the set of authors. Every one expires the
+//! window plus a minute after the campaign's last member.
 //! These formats are shared with running replicas: `tests/api/redis_format.rs`
 //! pins them.
 
@@ -49,9 +59,9 @@ use redis::Script;
 
 use super::connect::{Link, RedisTarget};
 use super::{
-    Attempted, CardLease, CardRecord, CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId,
-    GroupAdd, Join, Lease, LockLease, Parking, Reservation, SentKey, StoreError, Swapped, Ttl,
-    Versioned, WaveAdmit, WaveEnter,
+    Attempted, CAMPAIGN_EARLIER, CAMPAIGN_MARGIN, CampaignJoin, CardLease, CardRecord,
+    CircuitOpened, Claim, Confirmed, DedupeStore, ExecutionId, GroupAdd, Join, Lease, LockLease,
+    Parking, Reservation, SentKey, StoreError, Swapped, Ttl, Versioned, WaveAdmit, WaveEnter,
 };
 
 /// No request waits longer than this for Redis.
@@ -216,6 +226,7 @@ struct Scripts {
     wave: Script,
     group_add: Script,
     group_entries: Script,
+    campaign_join: Script,
 }
 
 fn card_script(body: &str) -> Script {
@@ -275,6 +286,7 @@ impl RedisStore {
                 wave: card_script(WAVE),
                 group_add: Script::new(GROUP_ADD),
                 group_entries: Script::new(GROUP_ENTRIES),
+                campaign_join: card_script(CAMPAIGN_JOIN),
             }),
             prefix: prefix.into(),
             ttl,
@@ -485,6 +497,96 @@ return {'added', tostring(n - 1)}
 /// entries}.
 const GROUP_ENTRIES: &str = r"
 return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])}
+";
+
+/// KEYS: the scope's base (`<prefix>campaign:{<scope>}:`), then the band
+/// keys to look in: first the 8 of this fingerprint, in band order, then
+/// their neighbours. ARGV: fingerprint's high and low 32 bits, member,
+/// author, window ms, max distance, TTL ms, fingerprint (16 hex digits),
+/// scope tag, most earlier members. Returns {id, authors, posts, first ms,
+/// last ms, earlier members, new member (0/1)}.
+const CAMPAIGN_JOIN: &str = r"
+local now = now_ms()
+local base = KEYS[1]
+local hi = tonumber(ARGV[1])
+local lo = tonumber(ARGV[2])
+local member = ARGV[3]
+local window = tonumber(ARGV[5])
+local maxd = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local most = tonumber(ARGV[10])
+local function ones(x)
+  local c = 0
+  for i = 0, 31 do
+    if bit.band(bit.rshift(x, i), 1) == 1 then c = c + 1 end
+  end
+  return c
+end
+local function band_keys(h, l)
+  local keys = {}
+  for b = 0, 7 do
+    local half = h
+    if b >= 4 then half = l end
+    local byte = bit.band(bit.rshift(half, 24 - 8 * (b % 4)), 255)
+    keys[b + 1] = base .. 'band:' .. b .. ':' .. string.format('%02x', byte)
+  end
+  return keys
+end
+local checked = {}
+local best, best_d, best_first, retry
+for i = 2, #KEYS do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], now - window, '+inf')) do
+    if not checked[id] then
+      checked[id] = true
+      local c = redis.call('HMGET', base .. id, 'hi', 'lo', 'first', 'last')
+      local chi, clo, first, last = tonumber(c[1]), tonumber(c[2]), tonumber(c[3]), tonumber(c[4])
+      if chi and clo and first and last and now - last <= window then
+        local d = ones(bit.bxor(chi, hi)) + ones(bit.bxor(clo, lo))
+        if d <= maxd then
+          if redis.call('HEXISTS', base .. id .. ':seen', member) == 1 then retry = id end
+          if not best or d < best_d or (d == best_d and (first < best_first or (first == best_first and id < best))) then
+            best, best_d, best_first = id, d, first
+          end
+        end
+      end
+    end
+  end
+end
+local id = retry or best
+local new = 1
+local index
+if retry then
+  new = 0
+  index = tonumber(redis.call('HGET', base .. id .. ':seen', member))
+elseif best then
+  index = redis.call('RPUSH', base .. id .. ':members', member) - 1
+  redis.call('HSET', base .. id .. ':seen', member, index)
+  redis.call('SADD', base .. id .. ':authors', ARGV[4])
+  redis.call('HSET', base .. id, 'last', string.format('%d', now))
+  redis.call('HINCRBY', base .. id, 'posts', 1)
+else
+  id = ARGV[8] .. '-' .. string.format('%d', now) .. '-' .. ARGV[9]
+  index = 0
+  redis.call('HSET', base .. id, 'hi', ARGV[1], 'lo', ARGV[2], 'first', string.format('%d', now), 'last', string.format('%d', now), 'posts', 1)
+  redis.call('RPUSH', base .. id .. ':members', member)
+  redis.call('HSET', base .. id .. ':seen', member, 0)
+  redis.call('SADD', base .. id .. ':authors', ARGV[4])
+end
+local c = redis.call('HMGET', base .. id, 'hi', 'lo', 'first', 'last', 'posts')
+if new == 1 then
+  for _, k in ipairs(band_keys(tonumber(c[1]), tonumber(c[2]))) do
+    redis.call('ZADD', k, now, id)
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', now - ttl)
+    redis.call('PEXPIRE', k, ttl)
+  end
+  for _, suffix in ipairs({'', ':members', ':seen', ':authors'}) do
+    redis.call('PEXPIRE', base .. id .. suffix, ttl)
+  end
+end
+local earlier = {}
+local upto = math.min(index, most)
+if upto > 0 then earlier = redis.call('LRANGE', base .. id .. ':members', 0, upto - 1) end
+return {id, redis.call('SCARD', base .. id .. ':authors'), tonumber(c[5]), tonumber(c[3]), tonumber(c[4]), earlier, new}
 ";
 
 /// Parked lists: one Redis list per name, and a set of the names.
@@ -1057,6 +1159,71 @@ impl DedupeStore for RedisStore {
             &[from.to_string(), last.to_string()],
         )
         .await
+    }
+
+    async fn campaign_join(
+        &self,
+        scope: &str,
+        fingerprint: u64,
+        member: &str,
+        author: &str,
+        window: Duration,
+        max_distance: u32,
+    ) -> Result<CampaignJoin, StoreError> {
+        super::check_campaign_join(member, max_distance)?;
+        let base = format!("{}campaign:{{{scope}}}:", self.prefix);
+        let radius = max_distance / 8;
+        let bytes = fingerprint.to_be_bytes();
+        let mut keys = vec![base.clone()];
+        for (b, byte) in bytes.iter().enumerate() {
+            keys.push(format!("{base}band:{b}:{byte:02x}"));
+        }
+        if radius > 0 {
+            for (b, byte) in bytes.iter().enumerate() {
+                for other in 0..=255u8 {
+                    let d = (other ^ byte).count_ones();
+                    if d > 0 && d <= radius {
+                        keys.push(format!("{base}band:{b}:{other:02x}"));
+                    }
+                }
+            }
+        }
+        let ttl = window.saturating_add(CAMPAIGN_MARGIN);
+        let (id, authors, posts, first_ms, last_ms, earlier, new): (
+            String,
+            u32,
+            u32,
+            u64,
+            u64,
+            Vec<String>,
+            i64,
+        ) = self
+            .run(
+                &self.scripts.campaign_join,
+                &keys,
+                &[
+                    (fingerprint >> 32).to_string(),
+                    (fingerprint & 0xffff_ffff).to_string(),
+                    member.to_owned(),
+                    author.to_owned(),
+                    Self::ms(window),
+                    max_distance.to_string(),
+                    Self::ms(ttl),
+                    format!("{fingerprint:016x}"),
+                    super::campaign_scope_tag(scope),
+                    CAMPAIGN_EARLIER.to_string(),
+                ],
+            )
+            .await?;
+        Ok(CampaignJoin {
+            id,
+            authors,
+            posts,
+            first_ms,
+            last_ms,
+            earlier,
+            new_member: new == 1,
+        })
     }
 
     /// The list and the set of names get their TTL back on every push (one

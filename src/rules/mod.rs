@@ -68,6 +68,14 @@ use crate::post::Post;
 pub use explain::{CancelledHit, Explanation, FileExplanation, MatchExplanation};
 pub use reload::{Coverage, LiveRules, ReloadEvent, ReloadStatus, WatchGuard};
 
+/// `text` as ASCII keywords see it: NFKC, lower-cased, invisible and bidi
+/// characters removed, whitespace runs as one space, accents stripped and
+/// look-alike letters folded in mixed-script words. For comparing texts
+/// outside the rules (campaign fingerprints).
+pub fn folded(text: &str) -> String {
+    normalize::normalize(text, normalize::Fold::Marks).text
+}
+
 /// Only this many bytes of a post's content are evaluated (the start of the
 /// post): far above the 1 MiB webhook body cap, so every real post is read
 /// whole; it keeps offsets in `u32` for any `Post` built elsewhere.

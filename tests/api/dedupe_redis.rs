@@ -39,6 +39,15 @@ async fn redis_store_follows_the_protocol() {
 }
 
 #[tokio::test]
+async fn redis_store_joins_campaigns() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    suite::campaigns(&store(&redis.url, Duration::from_secs(5)), "redis").await;
+    suite::concurrent_campaigns(&store(&redis.url, Duration::from_secs(5)), "redis").await;
+}
+
+#[tokio::test]
 async fn concurrent_deliveries_through_redis_are_processed_once() {
     let Some(redis) = RedisServer::start() else {
         return;

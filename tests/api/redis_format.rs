@@ -6,7 +6,9 @@
 //! release that parked cards.
 //!
 //! They go through HTTP and raw Redis commands only, so that no refactor of
-//! the store can change a format without failing here.
+//! the store can change a format without failing here; the campaign keys
+//! (issue #14) through the store's `campaign_join` until delivery joins
+//! campaigns.
 
 use std::time::{Duration, Instant};
 
@@ -486,4 +488,109 @@ async fn a_waves_keys_keep_their_names_and_formats() {
     let due: Vec<String> = conn.zrange("modbridge:due:groups", 0, -1).await.unwrap();
     assert_eq!(due, std::slice::from_ref(&group));
     app.stop().await;
+}
+
+/// Campaigns (issue #14): every key of a destination under one hash tag,
+/// `modbridge:campaign:{<target>}:`, each with a TTL of the window plus a
+/// minute. Through the store (delivery does not join campaigns yet) and
+/// raw commands.
+#[tokio::test]
+async fn campaign_keys_keep_their_format() {
+    use modbridge::dedupe::{DedupeStore, RedisStore, Ttl};
+    use sha2::Digest;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(
+        &redis.url,
+        "modbridge:",
+        Ttl {
+            lease: Duration::from_secs(5),
+            done: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let mut conn = connect(&redis.url).await;
+    let window = Duration::from_secs(600);
+    let fp: u64 = 0x0123_4567_89ab_cdef;
+    let before = redis_now_ms(&mut conn).await;
+    let first = store
+        .campaign_join("slack:C0123ABCD", fp, "member-1", "author-1", window, 13)
+        .await
+        .unwrap();
+    let second = store
+        .campaign_join(
+            "slack:C0123ABCD",
+            fp ^ 1,
+            "member-2",
+            "author-2",
+            window,
+            13,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.id, first.id);
+
+    // The ID: the first fingerprint, its time, 8 hex digits of SHA-256 of
+    // the target.
+    let tag = hex::encode(&sha2::Sha256::digest(b"slack:C0123ABCD")[..4]);
+    let parts: Vec<&str> = first.id.split('-').collect();
+    assert_eq!(parts.len(), 3, "{}", first.id);
+    assert_eq!(parts[0], "0123456789abcdef");
+    assert_eq!(parts[1].parse::<u64>().unwrap(), first.first_ms);
+    assert!(first.first_ms >= before);
+    assert_eq!(parts[2], tag);
+
+    let base = "modbridge:campaign:{slack:C0123ABCD}:";
+    let id = &first.id;
+    let mut want: Vec<String> = ["01", "23", "45", "67", "89", "ab", "cd", "ef"]
+        .iter()
+        .enumerate()
+        .map(|(b, byte)| format!("{base}band:{b}:{byte}"))
+        .collect();
+    for suffix in ["", ":members", ":seen", ":authors"] {
+        want.push(format!("{base}{id}{suffix}"));
+    }
+    want.sort();
+    assert_eq!(keys(&mut conn).await, want);
+
+    let meta: std::collections::HashMap<String, String> =
+        conn.hgetall(format!("{base}{id}")).await.unwrap();
+    assert_eq!(meta["hi"], "19088743", "0x01234567 in decimal");
+    assert_eq!(meta["lo"], "2309737967", "0x89abcdef in decimal");
+    assert_eq!(meta["first"], first.first_ms.to_string());
+    assert_eq!(meta["last"], second.last_ms.to_string());
+    assert_eq!(meta["posts"], "2");
+    assert_eq!(meta.len(), 5);
+    let members: Vec<String> = conn
+        .lrange(format!("{base}{id}:members"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(members, ["member-1", "member-2"]);
+    let seen: std::collections::HashMap<String, u32> =
+        conn.hgetall(format!("{base}{id}:seen")).await.unwrap();
+    assert_eq!(
+        seen,
+        [("member-1".into(), 0), ("member-2".into(), 1)].into()
+    );
+    let mut authors: Vec<String> = conn.smembers(format!("{base}{id}:authors")).await.unwrap();
+    authors.sort();
+    assert_eq!(authors, ["author-1", "author-2"]);
+    let scores: Vec<(String, u64)> = conn
+        .zrange_withscores(format!("{base}band:0:01"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(
+        scores,
+        [(id.clone(), second.last_ms)],
+        "scored by the last member"
+    );
+
+    for key in want {
+        let ttl: i64 = conn.pttl(&key).await.unwrap();
+        assert!(
+            (650_000..=660_000).contains(&ttl),
+            "{key}: the window plus a minute, got {ttl} ms"
+        );
+    }
 }

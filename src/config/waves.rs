@@ -66,7 +66,7 @@ impl Default for WaveSettings {
             campaign_min_words: 5,
             campaign_min_authors: 3,
             campaign_window: Duration::from_secs(600),
-            campaign_similarity: 0.9,
+            campaign_similarity: 0.8,
         }
     }
 }

@@ -192,6 +192,12 @@ impl Waves {
             serde_json::to_string(&entry).map_err(|e| StoreError(format!("digest entry: {e}")))?;
         let due = now_ms().saturating_add(millis(s.edit_every.min(Duration::from_secs(1))));
         let name = target.to_string();
+        if s.campaigns
+            && !bypass
+            && let Some(admission) = self.campaign(key, card, target, &name, due).await?
+        {
+            return Ok(admission);
+        }
         let known = self.known_wave(target);
         let group = GroupId::digest(target, known);
         let join = (!bypass && known != 0).then_some(Join {
@@ -235,6 +241,93 @@ impl Waves {
             GroupAdd::Taken(CardRecord::Reserved { .. }) => Ok(Admission::Card),
             GroupAdd::Taken(settled) => Ok(Admission::Settled(settled)),
         }
+    }
+
+    /// A post of a campaign (the same or a very similar text from at least
+    /// `campaign_min_authors` authors within `campaign_window`, in the
+    /// store's index that every replica shares) joins the campaign's card;
+    /// `None`: not (yet) a campaign, the card goes its way (and is listed
+    /// on the campaign card if the campaign comes).
+    async fn campaign(
+        &self,
+        key: &SentKey,
+        card: &Card,
+        target: &Target,
+        name: &str,
+        due: u64,
+    ) -> Result<Option<Admission>, StoreError> {
+        let s = &self.inner.settings;
+        let Some(fingerprint) = card
+            .content
+            .as_deref()
+            .and_then(|text| crate::campaign::fingerprint(text, s.campaign_min_words))
+        else {
+            return Ok(None);
+        };
+        // The member: who and where, for the card's "earlier posts" (no
+        // text: the campaign card shows the first post's once).
+        let mut slim = Entry::of(card);
+        slim.excerpt = None;
+        slim.highlights.clear();
+        let mut member = serde_json::to_string(&slim)
+            .map_err(|e| StoreError(format!("campaign member: {e}")))?;
+        if member.len() > crate::dedupe::CAMPAIGN_MEMBER_MAX {
+            slim.post_url = None;
+            slim.reason.clear();
+            slim.author = slim.author.chars().take(64).collect();
+            member = serde_json::to_string(&slim)
+                .map_err(|e| StoreError(format!("campaign member: {e}")))?;
+        }
+        let join = self
+            .inner
+            .store
+            .campaign_join(
+                name,
+                fingerprint.bits(),
+                &member,
+                &card.author.user_id,
+                s.campaign_window,
+                crate::campaign::similarity_to_distance(s.campaign_similarity),
+            )
+            .await?;
+        if join.authors < s.campaign_min_authors {
+            return Ok(None);
+        }
+        // The post that made it a campaign lists the ones before it (they
+        // went out as cards or digest entries).
+        let earlier = if join.new_member && join.authors == s.campaign_min_authors {
+            join.earlier
+                .iter()
+                .filter_map(|m| serde_json::from_str::<Entry>(m).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let group = GroupId::campaign(target, &join.id);
+        let entry = StoredEntry {
+            destination: card.destination.clone(),
+            entry: Entry::of(card),
+            earlier,
+        };
+        let entry = serde_json::to_string(&entry)
+            .map_err(|e| StoreError(format!("campaign entry: {e}")))?;
+        Ok(Some(
+            match self
+                .inner
+                .store
+                .group_add(key, &group, &entry, GROUPS_SET, due)
+                .await?
+            {
+                GroupAdd::Added(index) => {
+                    if index == 0 {
+                        info!(destination = %card.destination, target = %target, authors = join.authors, "campaign recognised: its posts join one card");
+                    }
+                    Admission::Grouped { group }
+                }
+                GroupAdd::Taken(CardRecord::Reserved { .. }) => Admission::Card,
+                GroupAdd::Taken(settled) => Admission::Settled(settled),
+            },
+        ))
     }
 
     /// The start of the wave this replica last saw `target` in (0: none).

@@ -227,9 +227,10 @@ impl Waves {
                     && let Some(message) = &part.message
                     && let Some((grouped, _)) = self.render(group, &id, index, &part, true).await?
                 {
+                    let tag = CardTag::of(part_key(group, index).as_str());
                     self.inner
                         .sinks
-                        .update_grouped(message, &grouped, None)
+                        .update_grouped(message, &grouped, Some(&tag))
                         .await?;
                 }
                 state.parts[index].full = true;
@@ -248,9 +249,11 @@ impl Waves {
             };
             match &part.message {
                 Some(message) => {
+                    // Slack replaces the metadata on an edit: keep the tag.
+                    let tag = CardTag::of(part_key(group, index).as_str());
                     self.inner
                         .sinks
-                        .update_grouped(message, &grouped, None)
+                        .update_grouped(message, &grouped, Some(&tag))
                         .await?;
                 }
                 None => {
@@ -388,7 +391,7 @@ impl Waves {
     ) -> Result<Option<MessageRef>, WriteError> {
         let store = &self.inner.store;
         let sinks = &self.inner.sinks;
-        let key = SentKey::new(format!("group\u{1f}{group}\u{1f}{index}"));
+        let key = part_key(group, index);
         let tag = CardTag::of(key.as_str());
         let target = grouped.target();
         let lease = match store.reserve(&key, POST_LEASE).await? {
@@ -442,6 +445,11 @@ const CAMPAIGN_ENTRIES: usize = 1000;
 
 fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0)).unwrap_or_default()
+}
+
+/// The record key of a group's part `index` (its message posted once).
+fn part_key(group: &str, index: usize) -> SentKey {
+    SentKey::new(format!("group\u{1f}{group}\u{1f}{index}"))
 }
 
 fn state_name(group: &str) -> String {

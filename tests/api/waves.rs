@@ -173,3 +173,95 @@ async fn entries_recorded_before_a_restart_are_shown_after_it() {
     );
     again.stop().await;
 }
+
+fn authored(post_id: &str, author: &str, content: &str) -> String {
+    serde_json::json!({
+        "CustomerId": "01HQ0ABCDEF1234567890XYZ",
+        "PostId": post_id,
+        "GroupId": null,
+        "User": {"Id": author, "DisplayName": format!("Name {author}"), "Username": author,
+                 "CreatedAt": "2026-04-12T14:32:01Z", "Badges": []},
+        "Content": content,
+        "ImageUrl": null,
+        "CreatedAt": "2026-05-08T14:32:01Z"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn one_text_from_many_authors_becomes_one_campaign_card() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // No wave: a slow trickle, one post at a time.
+    let app = spawn_with(AppOptions {
+        config: "[waves]\ndigest_after_secs = 60\nedit_every_secs = 1\n".into(),
+        ..options(&redis.url)
+    })
+    .await;
+    let text = "Claim your prize now, send the forbidden phrase to our team today";
+    for i in 0..6 {
+        let id = format!("C{i}");
+        let (status, body) = answer(
+            app.deliver(
+                &authored(&id, &format!("author{i}"), text),
+                &format!("c-{i}"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A different text from one of them stays a card.
+    let (status, _) = answer(
+        app.deliver(
+            &authored(
+                "C9",
+                "author1",
+                "an unrelated forbidden phrase about the weather",
+            ),
+            "c-9",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let until = Instant::now() + Duration::from_secs(10);
+    let campaign = loop {
+        let found = app
+            .recorder
+            .grouped()
+            .into_iter()
+            .find_map(|(_, g)| match g {
+                Grouped::Campaign(c) if c.posts == 6 => Some(c),
+                _ => None,
+            });
+        if let Some(c) = found {
+            break c;
+        }
+        assert!(
+            Instant::now() < until,
+            "no campaign card: {:?}",
+            app.recorder.grouped()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cards: Vec<String> = app
+        .recorder
+        .cards()
+        .into_iter()
+        .map(|c| c.post_id)
+        .collect();
+    // The first two authors went out as cards; from the third on, the campaign.
+    assert_eq!(cards, ["C0", "C1", "C9"]);
+    assert_eq!(campaign.authors.len(), 6, "{:?}", campaign.authors);
+    let earlier: Vec<&str> = campaign
+        .earlier
+        .iter()
+        .map(|e| e.post_id.as_str())
+        .collect();
+    assert_eq!(earlier, ["C0", "C1"]);
+    assert_eq!(campaign.first.post_id, "C0");
+    assert_eq!(app.recorder.grouped().len(), 1, "one campaign card, edited");
+    app.stop().await;
+}

@@ -27,6 +27,8 @@ struct Bucket {
     edits_waiting: usize,
     /// New messages waiting for this key (background edits yield to them).
     posts_waiting: usize,
+    /// A windowed pacer's messages within the window, oldest first.
+    recent: std::collections::VecDeque<Instant>,
 }
 
 /// Who asks for a token.
@@ -70,6 +72,10 @@ pub(crate) struct Pacer<K> {
     burst: f64,
     /// Sustained messages per second.
     per_second: f64,
+    /// At most this many messages in any such window (instead of the token
+    /// bucket): a client that keeps to it never passes a platform's fixed
+    /// windows of the same size, however they are aligned.
+    window: Option<(usize, Duration)>,
 }
 
 impl<K: Hash + Eq + Clone> Pacer<K> {
@@ -78,6 +84,18 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
             buckets: Mutex::new(HashMap::new()),
             burst,
             per_second,
+            window: None,
+        }
+    }
+
+    /// At most `n` messages per key in any `window` (Discord's buckets:
+    /// five per five seconds per channel and route).
+    pub(crate) fn windowed(n: usize, window: Duration) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            burst: n as f64,
+            per_second: n as f64 / window.as_secs_f64().max(0.001),
+            window: Some((n.max(1), window)),
         }
     }
 
@@ -111,10 +129,26 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     hold_until: None,
                     edits_waiting: 0,
                     posts_waiting: 0,
+                    recent: std::collections::VecDeque::new(),
                 });
                 b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second)
                     .min(self.burst);
                 b.last = now;
+                if let Some((n, window)) = self.window {
+                    while b
+                        .recent
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) >= window)
+                    {
+                        b.recent.pop_front();
+                    }
+                    // A token per free place in the window.
+                    b.tokens = n.saturating_sub(b.recent.len()) as f64;
+                }
+                let next_place = match (self.window, b.recent.front()) {
+                    (Some((_, window)), Some(oldest)) => Some(*oldest + window - now),
+                    _ => None,
+                };
                 // Who waits before this one (a waiting caller does not
                 // count itself): a new message yields to edits, a
                 // background edit to edits and new messages.
@@ -128,13 +162,18 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     Some(until) if until > now => until - now,
                     _ if b.tokens >= 1.0 && ahead == 0 => {
                         b.tokens -= 1.0;
+                        if self.window.is_some() {
+                            b.recent.push_back(now);
+                        }
                         // `waiting` (if any) is dropped on return: the
                         // edit no longer waits.
                         return Ok(());
                     }
                     // Tokens there, but someone ahead is about to take them.
                     _ if b.tokens >= 1.0 => one_token.min(Duration::from_millis(50)),
-                    _ => Duration::from_secs_f64((1.0 - b.tokens) / self.per_second),
+                    _ => next_place.unwrap_or_else(|| {
+                        Duration::from_secs_f64((1.0 - b.tokens) / self.per_second)
+                    }),
                 }
             };
             if priority != Priority::Background && waiting.is_none() {
@@ -169,6 +208,7 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                 hold_until: None,
                 edits_waiting: 0,
                 posts_waiting: 0,
+                recent: std::collections::VecDeque::new(),
             });
             b.tokens = 0.0;
             b.hold_until = Some(now + after);
@@ -182,6 +222,22 @@ mod tests {
 
     // tokio's paused clock: sleeps advance virtual time at once, so the
     // timings below are exact and the test takes no real time.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_windowed_pacer_never_puts_more_than_n_in_any_window() {
+        let p = Pacer::windowed(5, Duration::from_secs(5));
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..12 {
+            p.wait(&"C1").await;
+            at.push(start.elapsed().as_secs());
+        }
+        // Five at once, the next five when the window has passed, and so on.
+        assert_eq!(at, [0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10, 10]);
+        // Another key has its own window.
+        p.wait(&"C2").await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn allows_a_burst_then_the_rate() {

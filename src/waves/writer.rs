@@ -15,11 +15,14 @@ use tracing::{info, warn};
 
 use super::{GROUPS_SET, GroupId, StoredEntry, Waves, millis, now_ms};
 use crate::dedupe::{CardRecord, DedupeStore, Reservation, SentKey, StoreError, Swapped};
-use crate::digest::{Campaign, Digest, Grouped};
+use crate::digest::{Campaign, Digest, Entry, Grouped};
 use crate::platforms::{CardTag, Lookup, MessageRef, PlatformError, Window};
 
-/// How long a taken group is this replica's before another may take it.
-const TAKE_LEASE: Duration = Duration::from_secs(60);
+/// How long a taken group is this replica's before another may take it:
+/// longer than a write (a post and an edit, each within the delivery
+/// timeout), short enough that a killed replica's group is shown again
+/// soon.
+const TAKE_LEASE: Duration = Duration::from_secs(25);
 /// How often each replica looks for due groups.
 const POLL: Duration = Duration::from_millis(500);
 /// How long a new message's reservation lasts (longer than a platform
@@ -49,6 +52,64 @@ pub struct Part {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
     pub parts: Vec<Part>,
+    /// A campaign's counts so far (each edit reads only the entries added
+    /// since the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<Tally>,
+}
+
+/// What a campaign card shows, accumulated entry by entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub destination: String,
+    pub first: Option<Entry>,
+    pub posts: u32,
+    /// Distinct authors in order of their first post: (ID, shown name).
+    pub authors: Vec<(String, String)>,
+    pub first_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub earlier: Vec<Entry>,
+}
+
+/// Distinct authors a campaign card remembers (past it, posts still count).
+const TALLY_AUTHORS: usize = 10_000;
+
+impl Tally {
+    fn add(&mut self, stored: StoredEntry) {
+        self.destination = stored.destination;
+        self.earlier.extend(stored.earlier.iter().cloned());
+        for e in stored
+            .earlier
+            .into_iter()
+            .chain(std::iter::once(stored.entry))
+        {
+            if self.first.is_none() {
+                self.first = Some(e.clone());
+            }
+            self.posts = self.posts.saturating_add(1);
+            if self.authors.len() < TALLY_AUTHORS
+                && !self.authors.iter().any(|(id, _)| *id == e.author_id)
+            {
+                self.authors.push((e.author_id.clone(), e.author.clone()));
+            }
+            self.first_seen = Some(self.first_seen.map_or(e.posted_at, |t| t.min(e.posted_at)));
+            self.last_seen = Some(self.last_seen.map_or(e.posted_at, |t| t.max(e.posted_at)));
+        }
+    }
+
+    fn card(&self, target: &crate::destination::Target) -> Option<Campaign> {
+        let first = self.first.clone()?;
+        Some(Campaign {
+            destination: self.destination.clone(),
+            target: target.clone(),
+            posts: self.posts,
+            authors: self.authors.iter().map(|(_, name)| name.clone()).collect(),
+            first_seen: self.first_seen.unwrap_or(first.posted_at),
+            last_seen: self.last_seen.unwrap_or(first.posted_at),
+            earlier: self.earlier.clone(),
+            first,
+        })
+    }
 }
 
 /// Why a group could not be written now.
@@ -202,6 +263,11 @@ impl Waves {
         let settings = &self.inner.settings;
         let (mut revision, mut state) = self.state(group).await?;
         let (len, _) = self.inner.store.group_entries(group, 0, 1).await?;
+        if let GroupId::Campaign { target, .. } = &id {
+            return self
+                .write_campaign(group, target, revision, state, len)
+                .await;
+        }
         loop {
             if state.parts.is_empty() {
                 state.parts.push(Part {
@@ -258,15 +324,7 @@ impl Waves {
                 }
                 None => {
                     let message = self.post_part(group, index, &grouped).await?;
-                    match &id {
-                        GroupId::Digest { .. } => {
-                            metrics::counter!("modbridge_digests_total", "destination" => destination(&grouped)).increment(1);
-                        }
-                        GroupId::Campaign { .. } => {
-                            metrics::counter!("modbridge_campaigns_total", "destination" => destination(&grouped)).increment(1);
-                            info!(target = %id.target(), "campaign card posted");
-                        }
-                    }
+                    metrics::counter!("modbridge_digests_total", "destination" => destination(&grouped)).increment(1);
                     state.parts[index].message = message;
                     if state.parts[index].message.is_none() {
                         // Posted where nothing can be edited (the dry run):
@@ -293,9 +351,10 @@ impl Waves {
         }
     }
 
-    /// The message of part `index` with its entries (a digest: up to
-    /// `max_entries` from the part's first; a campaign: all of them); with
-    /// how many entries it shows. `None` when it has none.
+    /// The digest message of part `index` with its entries (up to
+    /// `max_entries` from the part's first); with how many entries it
+    /// shows. `None` when it has none (or for a campaign: see
+    /// `write_campaign`).
     async fn render(
         &self,
         group: &str,
@@ -321,13 +380,11 @@ impl Waves {
             .await?;
         let mut destination = String::new();
         let mut entries = Vec::with_capacity(raw.len());
-        let mut earlier = Vec::new();
         for r in &raw {
             match serde_json::from_str::<StoredEntry>(r) {
                 Ok(e) => {
                     destination = e.destination;
                     entries.push(e.entry);
-                    earlier.extend(e.earlier);
                 }
                 // Counted as shown (it cannot be), never blocking the rest.
                 Err(e) => warn!(error = %e, "a group entry cannot be read: left out"),
@@ -343,41 +400,75 @@ impl Waves {
                 entries,
                 full,
             }),
-            GroupId::Campaign { target, .. } => {
-                let Some(first) = earlier.first().or(entries.first()).cloned() else {
-                    return Ok(None);
-                };
-                let all: Vec<&crate::digest::Entry> = earlier.iter().chain(&entries).collect();
-                let mut authors: Vec<String> = Vec::new();
-                let mut ids = std::collections::HashSet::new();
-                for e in &all {
-                    if ids.insert(e.author_id.as_str()) {
-                        authors.push(e.author.clone());
-                    }
-                }
-                let first_seen = all
-                    .iter()
-                    .map(|e| e.posted_at)
-                    .min()
-                    .unwrap_or(first.posted_at);
-                let last_seen = all
-                    .iter()
-                    .map(|e| e.posted_at)
-                    .max()
-                    .unwrap_or(first.posted_at);
-                Grouped::Campaign(Campaign {
-                    destination,
-                    target: target.clone(),
-                    posts: u32::try_from(all.len()).unwrap_or(u32::MAX),
-                    first,
-                    authors,
-                    first_seen,
-                    last_seen,
-                    earlier,
-                })
-            }
+            // Written by `write_campaign`, from the group's tally.
+            GroupId::Campaign { .. } => return Ok(None),
         };
         Ok((count > 0).then_some((grouped, count)))
+    }
+
+    /// A campaign's one card: the entries added since the last edit join
+    /// the tally kept in the group's state, then the card is posted or
+    /// edited to show it.
+    async fn write_campaign(
+        &self,
+        group: &str,
+        target: &crate::destination::Target,
+        mut revision: u64,
+        mut state: GroupState,
+        len: u64,
+    ) -> Result<(), WriteError> {
+        if state.parts.is_empty() {
+            state.parts.push(Part {
+                first: 0,
+                shown: 0,
+                message: None,
+                started_ms: now_ms(),
+                full: false,
+            });
+        }
+        loop {
+            let part = state.parts[0].clone();
+            if part.message.is_some() && part.shown >= len {
+                return Ok(());
+            }
+            let (_, raw) = self
+                .inner
+                .store
+                .group_entries(group, part.shown, CAMPAIGN_ENTRIES)
+                .await?;
+            let mut tally = state.campaign.clone().unwrap_or_default();
+            for r in &raw {
+                match serde_json::from_str::<StoredEntry>(r) {
+                    Ok(e) => tally.add(e),
+                    Err(e) => warn!(error = %e, "a campaign entry cannot be read: left out"),
+                }
+            }
+            let Some(card) = tally.card(target) else {
+                return Ok(());
+            };
+            let grouped = Grouped::Campaign(card);
+            let tag = CardTag::of(part_key(group, 0).as_str());
+            match &part.message {
+                Some(message) => {
+                    self.inner
+                        .sinks
+                        .update_grouped(message, &grouped, Some(&tag))
+                        .await?;
+                }
+                None => {
+                    let message = self.post_part(group, 0, &grouped).await?;
+                    metrics::counter!("modbridge_campaigns_total", "destination" => destination(&grouped)).increment(1);
+                    info!(target = %target, "campaign card posted");
+                    state.parts[0].message = message;
+                }
+            }
+            state.parts[0].shown = part.shown + raw.len() as u64;
+            state.campaign = Some(tally);
+            revision = self.save(group, revision, &state).await?;
+            if state.parts[0].shown >= len || raw.is_empty() || state.parts[0].message.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Posts part `index`'s first version once across replicas and

@@ -216,7 +216,9 @@ struct Inner {
     webhooks: BTreeMap<String, WebhookUrl>,
     /// About five messages per five seconds per channel or webhook; only
     /// when serenity's own rate limiter is off (a non-default API URL).
-    pacer: Option<Pacer<u64>>,
+    /// Per (channel or webhook, edit): Discord's create and edit routes
+    /// have buckets of their own.
+    pacer: Option<Pacer<(u64, bool)>>,
     problems: Problems,
 }
 
@@ -337,7 +339,9 @@ impl Client {
                 bot: bot_token.map(|t| build(t.trim())),
                 hooks: build(""),
                 webhooks: parsed,
-                pacer: (!real).then(|| Pacer::new(5.0, 1.0)),
+                // Five per five seconds per route and channel, as Discord's
+                // fixed windows (a sliding window never passes them).
+                pacer: (!real).then(|| Pacer::windowed(5, Duration::from_secs(5))),
                 api_url,
                 problems: Problems::default(),
             }),
@@ -744,6 +748,7 @@ impl Client {
         let started = tokio::time::Instant::now();
         let deadline = started + self.deadline;
         let pacing_until = started + self.deadline / 2;
+        let key = (key, priority != Priority::Post);
         loop {
             if let Some(p) = &self.inner.pacer
                 && let Err(wait) = p.wait_within(&key, Some(pacing_until), priority).await

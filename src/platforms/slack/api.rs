@@ -230,6 +230,9 @@ struct Inner {
     api_url: String,
     /// About one message a second per channel, bursts of three.
     pacer: Pacer<String>,
+    /// `chat.update` is Tier 3 for the whole workspace (about 50 a minute),
+    /// not paced per channel like `chat.postMessage`: at most 48 a minute.
+    updates: Pacer<()>,
     problems: Problems,
     /// No `conversations.history` call before this (Slack's `Retry-After`
     /// after a 429: the limit is per method and workspace, so every lookup
@@ -288,6 +291,7 @@ impl Client {
                 token: SlackApiToken::new(SlackApiTokenValue::new(token.to_owned())),
                 api_url,
                 pacer: Pacer::new(3.0, 1.0),
+                updates: Pacer::new(3.0, 0.75),
                 problems: Problems::default(),
                 history_hold: std::sync::Mutex::new(None),
                 own_bot: tokio::sync::OnceCell::new(),
@@ -512,13 +516,20 @@ impl Client {
         let mut waited = false;
         let now = tokio::time::Instant::now();
         let pacing_until = now + deadline.saturating_duration_since(now) / 2;
+        let update = method == "chat.update";
         loop {
-            if let Err(wait) = self
-                .inner
-                .pacer
-                .wait_within(&channel.to_owned(), Some(pacing_until), priority)
-                .await
-            {
+            let paced = if update {
+                self.inner
+                    .updates
+                    .wait_within(&(), Some(pacing_until), priority)
+                    .await
+            } else {
+                self.inner
+                    .pacer
+                    .wait_within(&channel.to_owned(), Some(pacing_until), priority)
+                    .await
+            };
+            if let Err(wait) = paced {
                 return Err(Failure::RateLimited(Some(wait)));
             }
             let session = self.inner.client.open_session(&self.inner.token);
@@ -537,7 +548,11 @@ impl Client {
             match answer {
                 Err(Failure::RateLimited(after)) => {
                     let wait = after.unwrap_or(Duration::from_secs(1));
-                    self.inner.pacer.hold(&channel.to_owned(), wait);
+                    if update {
+                        self.inner.updates.hold(&(), wait);
+                    } else {
+                        self.inner.pacer.hold(&channel.to_owned(), wait);
+                    }
                     if waited || wait > MAX_INLINE_WAIT {
                         return Err(Failure::RateLimited(after));
                     }

@@ -288,7 +288,9 @@ async fn run(n: usize) {
     std::fs::write(dir.path().join("rules/chaos.toml"), rules()).unwrap();
     std::fs::write(
         dir.path().join("modbridge.toml"),
-        "[listeners.second]\nsecret_env = \"SECOND_SECRET\"\n\n[intake]\ndeadline_secs = 2\n\n[dedupe]\nlease_secs = 3\n\n[delivery]\nprobe_interval_secs = 1\ntimeout_secs = 3\n",
+        // Waves off: this proves card delivery under faults; spam waves
+        // (digests) have their own load test (wave_load.rs).
+        "[waves]\nenabled = false\n\n[listeners.second]\nsecret_env = \"SECOND_SECRET\"\n\n[intake]\ndeadline_secs = 2\n\n[dedupe]\nlease_secs = 3\n\n[delivery]\nprobe_interval_secs = 1\ntimeout_secs = 3\n",
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

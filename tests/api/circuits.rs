@@ -29,7 +29,8 @@ async fn replica(redis: &RedisServer, slack: &FakeSlack) -> TestApp {
         redis_url: Some(redis.url.clone()),
         rules: RULES.into(),
         config: format!(
-            "post_url = \"https://community.example.com/posts/{{post_id}}\"\n\n[destinations.ops]\nslack = \"{ALERTS}\"\n\n[alerts]\nto = \"ops\"\n"
+            // Waves off: this proves circuits and parking, card by card.
+            "post_url = \"https://community.example.com/posts/{{post_id}}\"\n\n[waves]\nenabled = false\n\n[destinations.ops]\nslack = \"{ALERTS}\"\n\n[alerts]\nto = \"ops\"\n"
         ),
         env: vec![
             ("SLACK_BOT_TOKEN", SLACK_TOKEN.into()),

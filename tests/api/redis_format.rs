@@ -174,6 +174,8 @@ async fn claim_done_and_sent_keys_keep_their_format() {
             "modbridge:exec:{fmt-res}:begun".to_owned(),
             format!("modbridge:sent:{CUSTOMER}\u{1f}FMT-OLD\u{1f}discord-webhook:$MOD_HOOK"),
             format!("modbridge:sent:{CUSTOMER}\u{1f}FMT1\u{1f}discord-webhook:$MOD_HOOK"),
+            // The destination's pace (spam waves), counted for every card.
+            "modbridge:wave:discord-webhook:$MOD_HOOK".to_owned(),
         ]
     );
     let done: String = conn.get("modbridge:exec:{fmt-1}:done").await.unwrap();

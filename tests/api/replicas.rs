@@ -27,7 +27,9 @@ name = "forbidden"
 keywords = ["forbidden phrase"]
 "#;
 
-const CONFIG: &str = "post_url = \"https://community.example.com/posts/{post_id}\"\n\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n";
+/// Waves off: these runs prove card delivery across replicas; spam waves
+/// (digests) are tested in waves.rs and wave_load.rs.
+const CONFIG: &str = "post_url = \"https://community.example.com/posts/{post_id}\"\n\n[waves]\nenabled = false\n\n[destinations.hook]\ndiscord_webhook_env = \"MODS_HOOK\"\n";
 
 async fn replica(redis: &RedisServer, slack: &FakeSlack, discord: &FakeDiscord) -> TestApp {
     spawn_with(AppOptions {

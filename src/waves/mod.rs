@@ -42,6 +42,10 @@ use crate::destination::Target;
 use crate::digest::Entry;
 use crate::platforms::Sinks;
 
+/// Characters of text a campaign member keeps (listed on the campaign card
+/// when it went out before the campaign was recognised).
+const MEMBER_EXCERPT_CHARS: usize = 80;
+
 /// The schedule (`due:<set>`) of groups with entries to show.
 pub const GROUPS_SET: &str = "groups";
 
@@ -264,14 +268,20 @@ impl Waves {
         else {
             return Ok(None);
         };
-        // The member: who and where, for the card's "earlier posts" (no
-        // text: the campaign card shows the first post's once).
+        // The member: who, where and a short excerpt, for the card's
+        // "earlier posts" (kept under the store's 1 KiB a member).
         let mut slim = Entry::of(card);
-        slim.excerpt = None;
-        slim.highlights.clear();
+        if let Some(text) = card.content.as_deref() {
+            let (excerpt, highlights) =
+                crate::digest::excerpt(text, &card.highlights, MEMBER_EXCERPT_CHARS);
+            slim.excerpt = Some(excerpt);
+            slim.highlights = highlights;
+        }
         let mut member = serde_json::to_string(&slim)
             .map_err(|e| StoreError(format!("campaign member: {e}")))?;
         if member.len() > crate::dedupe::CAMPAIGN_MEMBER_MAX {
+            slim.excerpt = None;
+            slim.highlights.clear();
             slim.post_url = None;
             slim.reason.clear();
             slim.author = slim.author.chars().take(64).collect();

@@ -1047,3 +1047,36 @@ async fn the_fake_refuses_a_sixth_message_in_a_channels_window() {
     .collect();
     assert_eq!(answers, expected);
 }
+
+/// With Discord's limits enforced (5 per 5 s per channel and route, 50 a
+/// second in all), modbridge's own pacing on the proxy path keeps under
+/// them: eight cards to one channel all arrive, and the fake never had to
+/// answer 429.
+#[tokio::test]
+async fn cards_to_one_channel_keep_to_discords_limits() {
+    let fake = FakeDiscord::start().await;
+    fake.enforce_limits();
+    let app = bot_app(&fake).await;
+    let answers = futures_util::future::join_all((0..8).map(|i| {
+        let body = body(&format!("P-limit-{i}"), "this has a forbidden phrase");
+        let app = &app;
+        async move {
+            app.deliver_until_ok(
+                &body,
+                &format!("limit-{i}"),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+        }
+    }))
+    .await;
+    assert_eq!(answers, [200; 8]);
+    assert_eq!(fake.messages(CHANNEL).len(), 8);
+    let refused: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 429)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    app.stop().await;
+}

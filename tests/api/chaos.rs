@@ -115,6 +115,46 @@ pub(crate) struct Modbridge {
 }
 
 impl Modbridge {
+    /// The real binary set up in `dir`: `rules` as `rules/<name>.toml`,
+    /// `config` as `modbridge.toml`, a free port, the test secret, Redis at
+    /// `redis_url`, and `env` (platform tokens and bases, more secrets).
+    /// Not started: [`Modbridge::spawn`].
+    pub(crate) fn in_dir(
+        dir: &std::path::Path,
+        (name, rules): (&str, &str),
+        config: &str,
+        redis_url: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        std::fs::create_dir(dir.join("rules")).unwrap();
+        std::fs::write(dir.join(format!("rules/{name}.toml")), rules).unwrap();
+        std::fs::write(dir.join("modbridge.toml"), config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut all: Vec<(String, String)> = vec![
+            ("CATIVA_WEBHOOK_SECRET".into(), SECRET.into()),
+            ("REDIS_URL".into(), redis_url.to_owned()),
+            ("MODBRIDGE_LISTEN".into(), format!("127.0.0.1:{port}")),
+            ("MODBRIDGE_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+            (
+                "MODBRIDGE_RULES".into(),
+                dir.join("rules").display().to_string(),
+            ),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        all.extend(env);
+        Modbridge {
+            child: None,
+            port,
+            env: all,
+            dir: dir.to_path_buf(),
+            log: dir.join("modbridge.log"),
+        }
+    }
+
     pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -284,42 +324,22 @@ async fn run(n: usize) {
     slack_proxy.break_channel(&broken);
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/chaos.toml"), rules()).unwrap();
-    std::fs::write(
-        dir.path().join("modbridge.toml"),
+    let mut app = Modbridge::in_dir(
+        dir.path(),
+        ("chaos", &rules()),
         // Waves off: this proves card delivery under faults; spam waves
         // (digests) have their own load test (wave_load.rs).
         "[waves]\nenabled = false\n\n[listeners.second]\nsecret_env = \"SECOND_SECRET\"\n\n[intake]\ndeadline_secs = 2\n\n[dedupe]\nlease_secs = 3\n\n[delivery]\nprobe_interval_secs = 1\ntimeout_secs = 3\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut app = Modbridge {
-        child: None,
-        port,
-        env: vec![
-            ("CATIVA_WEBHOOK_SECRET".into(), SECRET.into()),
+        &redis.url,
+        vec![
             ("SECOND_SECRET".into(), SECOND_SECRET.into()),
-            ("REDIS_URL".into(), redis.url.clone()),
-            ("MODBRIDGE_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("MODBRIDGE_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
-            (
-                "MODBRIDGE_RULES".into(),
-                dir.path().join("rules").display().to_string(),
-            ),
             ("SLACK_BOT_TOKEN".into(), SLACK_TOKEN.into()),
             ("SLACK_API_URL".into(), slack_proxy.base.clone()),
             ("DISCORD_BOT_TOKEN".into(), BOT_TOKEN.into()),
             ("DISCORD_API_URL".into(), discord_proxy.base.clone()),
-            ("RUST_LOG".into(), "info".into()),
         ],
-        dir: dir.path().to_path_buf(),
-        log: dir.path().join("modbridge.log"),
-    };
+    );
+    let port = app.port;
     app.spawn();
 
     let url = format!("http://127.0.0.1:{port}/webhooks/cativa");

@@ -194,39 +194,19 @@ async fn wave_of_600_posts_lands_once_each_in_few_messages() {
     discord.enforce_limits();
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/raid.toml"), rules()).unwrap();
-    std::fs::write(
-        dir.path().join("modbridge.toml"),
+    let mut app = Modbridge::in_dir(
+        dir.path(),
+        ("raid", &rules()),
         "post_url = \"https://community.example.com/posts/{post_id}\"\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut app = Modbridge {
-        child: None,
-        port,
-        env: vec![
-            ("CATIVA_WEBHOOK_SECRET".into(), SECRET.into()),
-            ("REDIS_URL".into(), redis.url.clone()),
-            ("MODBRIDGE_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("MODBRIDGE_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
-            (
-                "MODBRIDGE_RULES".into(),
-                dir.path().join("rules").display().to_string(),
-            ),
+        &redis.url,
+        vec![
             ("SLACK_BOT_TOKEN".into(), SLACK_TOKEN.into()),
             ("SLACK_API_URL".into(), slack.base.clone()),
             ("DISCORD_BOT_TOKEN".into(), BOT_TOKEN.into()),
             ("DISCORD_API_URL".into(), discord.base.clone()),
-            ("RUST_LOG".into(), "info".into()),
         ],
-        dir: dir.path().to_path_buf(),
-        log: dir.path().join("modbridge.log"),
-    };
+    );
+    let port = app.port;
     app.spawn();
 
     let url = format!("http://127.0.0.1:{port}/webhooks/cativa");

@@ -30,6 +30,8 @@ const POLL: Duration = Duration::from_millis(500);
 const POST_LEASE: Duration = Duration::from_secs(30);
 /// After a failure, the group is tried again this much later.
 const RETRY: Duration = Duration::from_secs(5);
+/// After the destination refused (configuration, a malformed body).
+const BROKEN_RETRY: Duration = Duration::from_secs(60);
 
 /// One message of a group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +178,14 @@ impl Waves {
                     continue;
                 }
                 Err(WriteError::Busy(wait)) => Some(wait),
+                // A broken destination (bad token, unknown channel, a body
+                // refused): not called again for a minute; the entries wait.
+                Err(WriteError::Platform(
+                    e @ (PlatformError::Config { .. } | PlatformError::Rejected { .. }),
+                )) => {
+                    warn!(error = %e, "cannot post or edit a digest: the destination refuses it; its entries stay recorded, tried again in a minute");
+                    Some(BROKEN_RETRY)
+                }
                 Err(WriteError::Platform(e)) => {
                     warn!(error = %e, "cannot post or edit a digest; its entries stay recorded and are shown by the next attempt");
                     Some(e.retry_after().unwrap_or(RETRY).max(Duration::from_secs(1)))

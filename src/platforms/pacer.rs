@@ -191,9 +191,21 @@ impl<K: Hash + Eq + Clone> Pacer<K> {
                     priority,
                 });
             }
-            if deadline.is_some_and(|d| Instant::now() + delay > d) {
-                return Err(delay);
-            }
+            let delay = match (self.window, deadline) {
+                // A window's next place may be seconds away while others
+                // wait for it too: wait for it up to the deadline, like a
+                // bucket's tokens, and give up only when the deadline has
+                // come (so a caller that retries gets its turn as often).
+                (Some(_), Some(d)) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(delay);
+                    }
+                    delay.min(d - now)
+                }
+                (None, Some(d)) if Instant::now() + delay > d => return Err(delay),
+                _ => delay,
+            };
             tokio::time::sleep(delay).await;
         }
     }

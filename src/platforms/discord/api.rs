@@ -216,9 +216,12 @@ struct Inner {
     webhooks: BTreeMap<String, WebhookUrl>,
     /// About five messages per five seconds per channel or webhook; only
     /// when serenity's own rate limiter is off (a non-default API URL).
-    /// Per (channel or webhook, edit): Discord's create and edit routes
-    /// have buckets of their own.
-    pacer: Option<Pacer<(u64, bool)>>,
+    /// New messages per channel or webhook: at most 5 in any 5 s, so
+    /// Discord's fixed windows for the create route are never passed.
+    pacer: Option<Pacer<u64>>,
+    /// Edits per channel or webhook (their own route and bucket): bursts of
+    /// 5, then 1/s, so that a burst of clicks is served in order.
+    edits: Option<Pacer<u64>>,
     problems: Problems,
 }
 
@@ -341,7 +344,11 @@ impl Client {
                 webhooks: parsed,
                 // Five per five seconds per route and channel, as Discord's
                 // fixed windows (a sliding window never passes them).
-                pacer: (!real).then(|| Pacer::windowed(5, Duration::from_secs(5))),
+                // A quarter second more than Discord's 5 s: a window is
+                // counted from when Discord saw its first request, which
+                // the network may have delayed more than the next one.
+                pacer: (!real).then(|| Pacer::windowed(5, Duration::from_millis(5_250))),
+                edits: (!real).then(|| Pacer::new(5.0, 1.0)),
                 api_url,
                 problems: Problems::default(),
             }),
@@ -748,9 +755,12 @@ impl Client {
         let started = tokio::time::Instant::now();
         let deadline = started + self.deadline;
         let pacing_until = started + self.deadline / 2;
-        let key = (key, priority != Priority::Post);
+        let pacer = match priority {
+            Priority::Post => &self.inner.pacer,
+            Priority::Edit | Priority::Background => &self.inner.edits,
+        };
         loop {
-            if let Some(p) = &self.inner.pacer
+            if let Some(p) = pacer
                 && let Err(wait) = p.wait_within(&key, Some(pacing_until), priority).await
             {
                 return Err(Failure::RateLimited(Some(wait)));
@@ -764,7 +774,7 @@ impl Client {
             };
             match answer {
                 Err(Failure::RateLimited(after)) => {
-                    if let Some(p) = &self.inner.pacer {
+                    if let Some(p) = pacer {
                         p.hold(&key, HOLD_AFTER_429);
                     }
                     if retried || !retry {

@@ -231,7 +231,8 @@ struct Inner {
     /// About one message a second per channel, bursts of three.
     pacer: Pacer<String>,
     /// `chat.update` is Tier 3 for the whole workspace (about 50 a minute),
-    /// not paced per channel like `chat.postMessage`: at most 48 a minute.
+    /// not paced per channel like `chat.postMessage`: at most 45 in any
+    /// minute, at once if they come at once (a burst of clicks).
     updates: Pacer<()>,
     problems: Problems,
     /// No `conversations.history` call before this (Slack's `Retry-After`
@@ -291,7 +292,7 @@ impl Client {
                 token: SlackApiToken::new(SlackApiTokenValue::new(token.to_owned())),
                 api_url,
                 pacer: Pacer::new(3.0, 1.0),
-                updates: Pacer::new(3.0, 0.75),
+                updates: Pacer::windowed(45, Duration::from_secs(60)),
                 problems: Problems::default(),
                 history_hold: std::sync::Mutex::new(None),
                 own_bot: tokio::sync::OnceCell::new(),
